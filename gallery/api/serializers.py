@@ -1,0 +1,84 @@
+"""API representations of images and upload outcomes."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from gallery.models import Image
+
+
+class ImageSerializer(serializers.ModelSerializer):
+    thumbnail_url = serializers.SerializerMethodField()
+    file_url = serializers.SerializerMethodField()
+    page_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Image
+        fields = [
+            "id",
+            "original_name",
+            "sha256",
+            "width",
+            "height",
+            "format",
+            "file_size",
+            "camera_make",
+            "camera_model",
+            "taken_at",
+            "orientation",
+            "rating",
+            "status",
+            "reason_code",
+            "status_message",
+            "quality_score",
+            "quality_threshold",
+            "quality_scores",
+            "embedding_model",
+            "embedded_at",
+            "embed_attempts",
+            "created_at",
+            "thumbnail_url",
+            "file_url",
+            "page_url",
+        ]
+        read_only_fields = fields
+
+    def _absolute(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+    def get_thumbnail_url(self, image: Image) -> str:
+        return self._absolute(reverse("gallery:image-thumbnail", args=[image.pk]))
+
+    def get_file_url(self, image: Image) -> str:
+        return self._absolute(reverse("gallery:image-file", args=[image.pk]))
+
+    def get_page_url(self, image: Image) -> str:
+        return self._absolute(reverse("gallery:image-detail", args=[image.pk]))
+
+
+class ImageUploadSerializer(serializers.Serializer):
+    """One file in `file`, or several in `files` (each gets its own outcome)."""
+
+    file = serializers.FileField(required=False, allow_empty_file=True, use_url=False)
+    files = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True, use_url=False), required=False, allow_empty=False
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs.get("file") and not attrs.get("files"):
+            raise serializers.ValidationError(
+                "Send the image as a multipart field named 'file' (or several as 'files')."
+            )
+        return attrs
+
+
+class UploadOutcomeSerializer(serializers.Serializer):
+    """What happened to one uploaded file."""
+
+    name = serializers.CharField()
+    outcome = serializers.ChoiceField(choices=["accepted", "rejected", "exact_duplicate", "error"])
+    http_status = serializers.IntegerField()
+    image = ImageSerializer(required=False, allow_null=True)
+    error = serializers.DictField(required=False, allow_null=True)

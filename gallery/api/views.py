@@ -1,0 +1,97 @@
+"""REST API for the image library: list, inspect, upload, delete, retry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
+
+from gallery import selectors, services
+from gallery.api.serializers import ImageSerializer, ImageUploadSerializer, UploadOutcomeSerializer
+from gallery.api.throttles import UploadRateThrottle
+from gallery.models import Image
+
+
+def outcome_payload(outcome: services.UploadOutcome, request: Request) -> dict[str, Any]:
+    image = outcome.result.image if outcome.result is not None else None
+    return {
+        "name": outcome.name,
+        "outcome": outcome.outcome,
+        "http_status": outcome.http_status,
+        "image": ImageSerializer(image, context={"request": request}).data if image is not None else None,
+        "error": {"code": outcome.error.code, "message": outcome.error.message} if outcome.error else None,
+    }
+
+
+class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    serializer_class = ImageSerializer
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get_queryset(self) -> QuerySet[Image]:
+        params = self.request.query_params
+        return selectors.image_list(
+            status=params.get("status", ""), rating=params.get("rating", ""), query=params.get("q", "")
+        )
+
+    def get_permissions(self) -> list[permissions.BasePermission]:
+        if self.action in ("destroy", "retry"):
+            return [permissions.IsAdminUser()]
+        return [permissions.IsAuthenticated()]
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        return [UploadRateThrottle()] if self.action == "create" else []
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=Image.Status.values),
+            OpenApiParameter("rating", str, description="0-5, '3+' for at least 3 stars, or 'unrated'"),
+            OpenApiParameter("q", str, description="Part of the file name or camera model"),
+        ]
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        request={"multipart/form-data": ImageUploadSerializer},
+        responses={200: UploadOutcomeSerializer, 201: UploadOutcomeSerializer, 207: UploadOutcomeSerializer(many=True)},
+        description=(
+            "Upload one image as `file` (201 new image, queued or rejected for quality with a reason code and "
+            "score; 200 when the same bytes are already stored, naming that image; 4xx for a file that is not "
+            "a usable image, nothing stored) or several as `files` (207 with one outcome each)."
+        ),
+    )
+    def create(self, request: Request) -> Response:
+        form = ImageUploadSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        if form.validated_data.get("files"):
+            outcomes = [
+                services.image_create_from_upload(upload=upload, name=upload.name, uploaded_by=request.user)
+                for upload in form.validated_data["files"]
+            ]
+            return Response(
+                {"results": [outcome_payload(outcome, request) for outcome in outcomes]},
+                status=status.HTTP_207_MULTI_STATUS,
+            )
+        upload = form.validated_data["file"]
+        outcome = services.image_create_from_upload(upload=upload, name=upload.name, uploaded_by=request.user)
+        payload = outcome_payload(outcome, request)
+        if outcome.error is not None:
+            return Response({"error": payload["error"], "name": outcome.name}, status=outcome.http_status)
+        return Response(payload, status=outcome.http_status)
+
+    def perform_destroy(self, instance: Image) -> None:
+        services.image_delete(image=instance)
+
+    @extend_schema(request=None, responses={200: ImageSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        """Queue a rejected or failed image for embedding again (staff)."""
+        image = services.image_accept_rejected(image=self.get_object())
+        return Response(ImageSerializer(image, context={"request": request}).data)

@@ -1,0 +1,40 @@
+"""Forms of the web UI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from gallery.models import Image
+from gallery.selectors import RATING_FILTERS
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files in one field (the non-JavaScript fallback of the upload page)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": "image/*", "multiple": True}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> list[Any]:
+        single_clean = super().clean
+        if isinstance(data, list | tuple):
+            return [single_clean(item, initial) for item in data]
+        return [single_clean(data, initial)]
+
+
+class UploadForm(forms.Form):
+    files = MultipleFileField(label="Images")
+
+
+class GalleryFilterForm(forms.Form):
+    status = forms.ChoiceField(required=False, choices=[("", "All"), *Image.Status.choices])
+    rating = forms.ChoiceField(
+        required=False, choices=[("", "Any rating"), *[(value, value) for value in sorted(RATING_FILTERS)]]
+    )
+    q = forms.CharField(required=False, max_length=100, label="Search names")

@@ -1,0 +1,147 @@
+"""The image library: images with their metadata, embedding and status, and duplicate pairs for review."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import PurePosixPath
+
+import numpy as np
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+def original_upload_to(instance: Image, filename: str) -> str:
+    """Random storage names: user file names never reach the file system (and never collide)."""
+    suffix = PurePosixPath(filename).suffix.lower()[:10]
+    token = uuid.uuid4().hex
+    return f"originals/{token[:2]}/{token[2:4]}/{token}{suffix}"
+
+
+def thumbnail_upload_to(instance: Image, filename: str) -> str:
+    token = uuid.uuid4().hex
+    return f"thumbnails/{token[:2]}/{token}.webp"
+
+
+class ImageQuerySet(models.QuerySet["Image"]):
+    def indexed(self) -> ImageQuerySet:
+        return self.filter(status=Image.Status.INDEXED)
+
+    def embedded(self) -> ImageQuerySet:
+        return self.filter(embedding__isnull=False)
+
+    def searchable(self) -> ImageQuerySet:
+        """Images that may appear in search results and duplicate pairs."""
+        return self.filter(status=Image.Status.INDEXED, embedding__isnull=False)
+
+
+class Image(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        INDEXED = "indexed", "Indexed"
+        REJECTED = "rejected", "Rejected"
+        FAILED = "failed", "Failed"
+
+    file = models.FileField(upload_to=original_upload_to, max_length=255)
+    thumbnail = models.FileField(upload_to=thumbnail_upload_to, max_length=255, blank=True)
+    original_name = models.CharField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64, unique=True)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=10)
+    file_size = models.PositiveBigIntegerField(help_text="Size of the stored file in bytes.")
+
+    camera_make = models.CharField(max_length=100, blank=True)
+    camera_model = models.CharField(max_length=100, blank=True)
+    taken_at = models.DateTimeField(null=True, blank=True)
+    orientation = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="EXIF orientation of the file; width/height are after applying it."
+    )
+    rating = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Star rating 0-5 from EXIF/XMP.")
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    reason_code = models.CharField(max_length=40, blank=True)
+    status_message = models.TextField(blank=True)
+    quality_score = models.FloatField(null=True, blank=True, help_text="The score that decided a rejection.")
+    quality_threshold = models.FloatField(null=True, blank=True)
+    quality_scores = models.JSONField(default=dict, blank=True)
+
+    embedding = models.BinaryField(null=True, blank=True, editable=False)
+    embedding_model = models.CharField(max_length=50, blank=True)
+    embedded_at = models.DateTimeField(null=True, blank=True)
+    embed_attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(max_length=32, blank=True, db_index=True)
+
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="images"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ImageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "claimed_until"], name="image_status_claim_idx"),
+            models.Index(fields=["rating"], name="image_rating_idx"),
+            models.Index(fields=["embedded_at"], name="image_embedded_at_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rating__isnull=True) | Q(rating__gte=0, rating__lte=5), name="image_rating_0_5"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.original_name or self.file.name}"
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1_000_000
+
+    @property
+    def vector(self) -> np.ndarray | None:
+        """The stored embedding as a float32 vector (the source of truth every index derives from)."""
+        if self.embedding is None:
+            return None
+        return np.frombuffer(bytes(self.embedding), dtype=np.float32)
+
+
+class DuplicatePair(models.Model):
+    """Two images that look alike; stored once, lower id first, whatever the order they were found in."""
+
+    class Kind(models.TextChoices):
+        NEAR_DUPLICATE = "near_duplicate", "Near-duplicate"
+        SIMILAR = "similar", "Similar"
+
+    class ReviewStatus(models.TextChoices):
+        PENDING = "pending", "Pending review"
+        CONFIRMED = "confirmed", "Confirmed duplicate"
+        NOT_DUPLICATE = "not_duplicate", "Not a duplicate"
+
+    image_a = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    image_b = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    similarity = models.FloatField()
+    kind = models.CharField(max_length=20, choices=Kind.choices, db_index=True)
+    evidence = models.JSONField(default=dict, blank=True)
+    review_status = models.CharField(
+        max_length=20, choices=ReviewStatus.choices, default=ReviewStatus.PENDING, db_index=True
+    )
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-similarity", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["image_a", "image_b"], name="duplicate_pair_unique"),
+            models.CheckConstraint(condition=Q(image_a__lt=models.F("image_b")), name="duplicate_pair_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.image_a_id} ~ #{self.image_b_id} ({self.similarity:.3f})"

@@ -1,0 +1,34 @@
+"""Reads of the image library, shared by the web views, the API and the admin."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Q
+
+from gallery.models import Image, ImageQuerySet
+
+RATING_FILTERS = {"unrated", "0", "1", "2", "3", "4", "5", "1+", "2+", "3+", "4+"}
+
+
+def image_list(*, status: str = "", rating: str = "", query: str = "") -> ImageQuerySet:
+    """Images newest first, filtered by status, rating ("3", "3+" or "unrated") and a name search."""
+    images = Image.objects.select_related("uploaded_by").defer("embedding")
+    if status in Image.Status.values:
+        images = images.filter(status=status)
+    if rating == "unrated":
+        images = images.filter(rating__isnull=True)
+    elif rating.endswith("+") and rating[:-1].isdigit():
+        images = images.filter(rating__gte=int(rating[:-1]))
+    elif rating.isdigit():
+        images = images.filter(rating=int(rating))
+    if query:
+        images = images.filter(Q(original_name__icontains=query) | Q(camera_model__icontains=query))
+    return images
+
+
+def image_status_counts() -> dict[str, int]:
+    """How many images are in each status (for the gallery's filter tabs and the progress banner)."""
+    counts = dict.fromkeys(Image.Status.values, 0)
+    for row in Image.objects.values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    counts["all"] = sum(counts.values())
+    return counts

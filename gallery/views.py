@@ -1,0 +1,125 @@
+"""Web pages of the image library: gallery, upload, image detail, and the image files themselves."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+from rest_framework.decorators import api_view
+
+from gallery import selectors, services
+from gallery.forms import GalleryFilterForm, UploadForm
+from gallery.models import Image
+
+GALLERY_PAGE_SIZE = 48
+
+
+@login_required
+def image_list(request: HttpRequest) -> HttpResponse:
+    filters = GalleryFilterForm(request.GET or None)
+    cleaned = filters.cleaned_data if filters.is_valid() else {}
+    images = selectors.image_list(
+        status=cleaned.get("status", ""), rating=cleaned.get("rating", ""), query=cleaned.get("q", "")
+    )
+    page = Paginator(images, GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "gallery/image_list.html",
+        {
+            "page": page,
+            "filters": filters,
+            "counts": selectors.image_status_counts(),
+            "query_string": query.urlencode(),
+            "active_status": cleaned.get("status", ""),
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def upload(request: HttpRequest) -> HttpResponse:
+    """The upload page; the POST is the no-JavaScript fallback (the page's script uses the API per file)."""
+    outcomes: list[services.UploadOutcome] = []
+    form = UploadForm()
+    if request.method == "POST":
+        form = UploadForm(request.POST, request.FILES)
+        if form.is_valid():
+            outcomes = [
+                services.image_create_from_upload(upload=upload, name=upload.name, uploaded_by=request.user)
+                for upload in form.cleaned_data["files"]
+            ]
+    status = 200
+    if outcomes and all(outcome.error is not None for outcome in outcomes):
+        status = max(outcome.http_status for outcome in outcomes)
+    elif request.method == "POST" and not form.is_valid():
+        status = 400
+    return render(
+        request,
+        "gallery/upload.html",
+        {
+            "form": form,
+            "outcomes": outcomes,
+            "max_upload_mb": settings.IMGSIM_MAX_UPLOAD_BYTES // 1_048_576,
+            "max_files": settings.IMGSIM_MAX_FILES_PER_REQUEST,
+        },
+        status=status,
+    )
+
+
+@login_required
+def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    image = get_object_or_404(Image.objects.select_related("uploaded_by"), pk=pk)
+    return render(request, "gallery/image_detail.html", {"image": image})
+
+
+def _stream(field_file: object, content_type: str | None = None) -> FileResponse:
+    try:
+        handle = field_file.open("rb")  # type: ignore[attr-defined]
+    except (OSError, ValueError):
+        raise Http404("The stored file is missing.") from None
+    response = FileResponse(handle, content_type=content_type)
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@api_view(["GET"])
+def image_thumbnail(request: HttpRequest, pk: int) -> FileResponse:
+    """Thumbnails for signed-in users and API clients (session or token)."""
+    image = get_object_or_404(Image.objects.only("thumbnail"), pk=pk)
+    if not image.thumbnail:
+        raise Http404("No thumbnail.")
+    return _stream(image.thumbnail, "image/webp")
+
+
+@api_view(["GET"])
+def image_file(request: HttpRequest, pk: int) -> FileResponse:
+    image = get_object_or_404(Image.objects.only("file", "format", "original_name"), pk=pk)
+    response = _stream(image.file)
+    response["Content-Disposition"] = f'inline; filename="{image.original_name or image.file.name}"'.replace("\n", "")
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@staff_member_required
+@require_POST
+def image_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    image = get_object_or_404(Image, pk=pk)
+    name = str(image)
+    services.image_delete(image=image)
+    messages.success(request, f"Deleted {name}.")
+    return redirect("gallery:image-list")
+
+
+@staff_member_required
+@require_POST
+def image_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    image = services.image_accept_rejected(image=get_object_or_404(Image, pk=pk))
+    messages.success(request, f"{image} is queued for embedding.")
+    return redirect("gallery:image-detail", pk=image.pk)

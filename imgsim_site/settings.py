@@ -1,0 +1,281 @@
+"""imgsim settings: one file, every knob an environment variable with a sensible default.
+
+The defaults run the embedded set-up (SQLite + django-q2's ORM broker) with nothing else to start;
+`DATABASE_URL` and `IMGSIM_REDIS_URL` switch to PostgreSQL and Redis. Every variable is listed in
+.env.example. A bad value raises ImproperlyConfigured naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false, yes/no, on/off), got {raw!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, got {raw!r}") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ImproperlyConfigured(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ImproperlyConfigured(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def env_optional_float(name: str, *, minimum: float | None = None, maximum: float | None = None) -> float | None:
+    """None when unset: the consumer's own (measured, model-specific) default applies."""
+    if os.environ.get(name, "") == "":
+        return None
+    return env_float(name, 0.0, minimum=minimum, maximum=maximum)
+
+
+def env_optional_int(name: str, *, minimum: int | None = None) -> int | None:
+    """None when unset: the consumer's own measured default applies."""
+    if os.environ.get(name, "") == "":
+        return None
+    return env_int(name, 0, minimum=minimum)
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+# --- Django core ---------------------------------------------------------------------------------------
+DEBUG = env_bool("DJANGO_DEBUG", False)
+_DEV_SECRET = "imgsim-dev-only-secret-key-change-me-in-production-0123456789"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEV_SECRET)
+if SECRET_KEY == _DEV_SECRET and not DEBUG and env_bool("IMGSIM_REQUIRE_SECRET_KEY", False):
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production (IMGSIM_REQUIRE_SECRET_KEY=1)")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_q",
+    "gallery",
+    "search",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "imgsim_site.urls"
+WSGI_APPLICATION = "imgsim_site.wsgi.application"
+ASGI_APPLICATION = "imgsim_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Storage -------------------------------------------------------------------------------------------
+# var/ holds everything the running product writes; in production point these at shared storage.
+VAR_DIR = Path(env_str("IMGSIM_VAR_DIR", str(BASE_DIR / "var")))
+MEDIA_ROOT = Path(env_str("IMGSIM_MEDIA_ROOT", str(VAR_DIR / "media")))
+MEDIA_URL = "/media/"
+STATIC_ROOT = Path(env_str("IMGSIM_STATIC_ROOT", str(VAR_DIR / "static")))
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG and env_bool("IMGSIM_MANIFEST_STATIC", True)
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = True
+# The index files must live where every web and worker machine sees them (like MEDIA_ROOT).
+IMGSIM_INDEX_DIR = Path(env_str("IMGSIM_INDEX_DIR", str(VAR_DIR / "index")))
+
+# --- Database ------------------------------------------------------------------------------------------
+_default_sqlite = f"sqlite:///{VAR_DIR / 'imgsim.sqlite3'}"
+try:
+    DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _default_sqlite), conn_max_age=60)}
+except ValueError as error:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {error}") from None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL + a busy timeout + IMMEDIATE transactions: the web server and the worker write concurrently
+    # without "database is locked".
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    if DATABASES["default"]["NAME"] not in ("", ":memory:"):
+        Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": env_int("IMGSIM_SQLITE_TIMEOUT", 30, minimum=1),
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "gallery:image-list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("DJANGO_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- Upload limits -------------------------------------------------------------------------------------
+IMGSIM_MAX_UPLOAD_BYTES = env_int("IMGSIM_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, minimum=1024)
+IMGSIM_MAX_PIXELS = env_int("IMGSIM_MAX_PIXELS", 100_000_000, minimum=10_000)
+IMGSIM_MAX_FILES_PER_REQUEST = env_int("IMGSIM_MAX_FILES_PER_REQUEST", 100, minimum=1)
+# Django must let a whole allowed file through so that our own check can answer 413 with a clear message.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = IMGSIM_MAX_FILES_PER_REQUEST
+IMGSIM_THUMBNAIL_SIZE = env_int("IMGSIM_THUMBNAIL_SIZE", 320, minimum=64, maximum=1024)
+
+# --- Quality checks (unset: the measured defaults in gallery/quality.py) ---
+# 0 for a size, the colour spread or the sharpness, and 1 for a black/white fraction, switch a check off.
+IMGSIM_MIN_WIDTH = env_int("IMGSIM_MIN_WIDTH", 64, minimum=0)
+IMGSIM_MIN_HEIGHT = env_int("IMGSIM_MIN_HEIGHT", 64, minimum=0)
+IMGSIM_SOLID_COLOR_MAX_STD = env_optional_float("IMGSIM_SOLID_COLOR_MAX_STD", minimum=0.0, maximum=255.0)
+IMGSIM_BLUR_MIN_SCORE = env_optional_float("IMGSIM_BLUR_MIN_SCORE", minimum=0.0, maximum=1.0)
+IMGSIM_DARK_MAX_FRACTION = env_optional_float("IMGSIM_DARK_MAX_FRACTION", minimum=0.0, maximum=1.0)
+IMGSIM_BRIGHT_MAX_FRACTION = env_optional_float("IMGSIM_BRIGHT_MAX_FRACTION", minimum=0.0, maximum=1.0)
+
+# --- Embedding -----------------------------------------------------------------------------------------
+IMGSIM_MODEL = env_str("IMGSIM_MODEL", "resnet18")
+IMGSIM_WEIGHTS = env_str("IMGSIM_WEIGHTS", "") or None
+IMGSIM_TORCH_THREADS = env_int("IMGSIM_TORCH_THREADS", 0, minimum=0)  # 0: the cores this process may use
+IMGSIM_EMBED_BATCH_SIZE = env_int("IMGSIM_EMBED_BATCH_SIZE", 16, minimum=1, maximum=256)
+IMGSIM_EMBED_MAX_ATTEMPTS = env_int("IMGSIM_EMBED_MAX_ATTEMPTS", 3, minimum=1)
+IMGSIM_EMBED_LEASE_SECONDS = env_int("IMGSIM_EMBED_LEASE_SECONDS", 600, minimum=10)
+
+# --- Search and duplicates -----------------------------------------------------------------------------
+IMGSIM_PCA_DIM = env_int("IMGSIM_PCA_DIM", 128, minimum=8)
+# Below this many images search is exact on the full vectors (unset: the measured default in search/index.py).
+IMGSIM_EXACT_SEARCH_BELOW = env_optional_int("IMGSIM_EXACT_SEARCH_BELOW", minimum=0)
+IMGSIM_RATING_WEIGHT = env_float("IMGSIM_RATING_WEIGHT", 0.05, minimum=0.0, maximum=1.0)
+IMGSIM_MATCH_THRESHOLD = env_optional_float("IMGSIM_MATCH_THRESHOLD", minimum=-1.0, maximum=1.0)
+IMGSIM_SEARCH_MAX_K = env_int("IMGSIM_SEARCH_MAX_K", 100, minimum=1, maximum=1000)
+IMGSIM_REBUILD_FRACTION = env_float("IMGSIM_REBUILD_FRACTION", 0.1, minimum=0.0, maximum=10.0)
+IMGSIM_NEAR_DUPLICATE_THRESHOLD = env_optional_float("IMGSIM_NEAR_DUPLICATE_THRESHOLD", minimum=-1.0, maximum=1.0)
+IMGSIM_SIMILAR_THRESHOLD = env_optional_float("IMGSIM_SIMILAR_THRESHOLD", minimum=-1.0, maximum=1.0)
+
+# --- Task queue ----------------------------------------------------------------------------------------
+IMGSIM_REDIS_URL = env_str("IMGSIM_REDIS_URL", "")
+IMGSIM_TASKS_SYNC = env_bool("IMGSIM_TASKS_SYNC", False)
+Q_CLUSTER: dict[str, object] = {
+    "name": env_str("IMGSIM_QUEUE_NAME", "imgsim"),
+    "workers": env_int("IMGSIM_WORKERS", 1, minimum=1),
+    "timeout": env_int("IMGSIM_TASK_TIMEOUT", 900, minimum=10),
+    "retry": env_int("IMGSIM_TASK_TIMEOUT", 900, minimum=10) + 300,
+    "max_attempts": 2,
+    "recycle": 200,
+    "save_limit": 500,
+    "queue_limit": 50,
+    "label": "Background tasks",
+    "catch_up": False,
+    "sync": IMGSIM_TASKS_SYNC,
+    "poll": 1,
+}
+if IMGSIM_REDIS_URL:
+    Q_CLUSTER["redis"] = IMGSIM_REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- REST API ------------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "gallery.api.pagination.CappedPageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {
+        "upload": env_str("IMGSIM_UPLOAD_RATE", "600/hour"),
+        "search": env_str("IMGSIM_SEARCH_RATE", "1200/hour"),
+    },
+    "EXCEPTION_HANDLER": "gallery.api.errors.api_exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "imgsim API",
+    "DESCRIPTION": "Upload images, search for visually similar ones, review near-duplicates.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("IMGSIM_LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}

@@ -1,0 +1,69 @@
+"""API shapes of search requests and results."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework import serializers
+
+from gallery.api.serializers import ImageSerializer
+
+
+def k_field() -> serializers.IntegerField:
+    return serializers.IntegerField(min_value=1, max_value=settings.IMGSIM_SEARCH_MAX_K, default=10)
+
+
+class SearchByUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(allow_empty_file=True, use_url=False)
+    k = serializers.IntegerField(min_value=1, default=10)
+    rating = serializers.IntegerField(
+        min_value=0, max_value=5, required=False, allow_null=True, help_text="Overrides the photo's own rating."
+    )
+    add_to_library = serializers.BooleanField(default=False)
+
+    def validate_k(self, value: int) -> int:
+        if value > settings.IMGSIM_SEARCH_MAX_K:
+            raise serializers.ValidationError(f"k must be at most {settings.IMGSIM_SEARCH_MAX_K}.")
+        return value
+
+
+class SimilarQuerySerializer(serializers.Serializer):
+    k = serializers.IntegerField(min_value=1, default=10)
+    rating = serializers.IntegerField(min_value=0, max_value=5, required=False, allow_null=True)
+
+    def validate_k(self, value: int) -> int:
+        if value > settings.IMGSIM_SEARCH_MAX_K:
+            raise serializers.ValidationError(f"k must be at most {settings.IMGSIM_SEARCH_MAX_K}.")
+        return value
+
+
+class SimilarImageSerializer(serializers.Serializer):
+    similarity = serializers.FloatField(help_text="Exact cosine similarity of the embeddings.")
+    score = serializers.FloatField(help_text="Similarity plus the rating term; results are ordered by it.")
+    match = serializers.BooleanField()
+    image = ImageSerializer()
+
+
+class SearchResultSerializer(serializers.Serializer):
+    matched = serializers.BooleanField(help_text="Some result reaches the match threshold.")
+    fallback = serializers.BooleanField(help_text="Results are images with the closest rating (no visual match).")
+    threshold = serializers.FloatField()
+    query_rating = serializers.IntegerField(allow_null=True)
+    k = serializers.IntegerField()
+    index_version = serializers.IntegerField(allow_null=True)
+    searched = serializers.IntegerField()
+    results = SimilarImageSerializer(many=True)
+
+
+class IndexStatusSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    version = serializers.IntegerField(allow_null=True)
+    kind = serializers.CharField()
+    indexed = serializers.IntegerField()
+    searchable = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    queued_for_embedding = serializers.IntegerField()
+    built_at = serializers.DateTimeField(allow_null=True)
+    build_seconds = serializers.FloatField(allow_null=True)
+    rebuilding = serializers.BooleanField()
+    last_build = serializers.DictField(allow_null=True)
+    thresholds = serializers.DictField()

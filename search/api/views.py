@@ -1,0 +1,124 @@
+"""REST API for search: by upload, by library image, index status and rebuild."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from gallery import services as gallery_services
+from gallery.api.errors import error_response
+from gallery.api.throttles import SearchRateThrottle
+from gallery.api.views import outcome_payload
+from gallery.models import Image
+from search import selectors, services
+from search.api.serializers import (
+    IndexStatusSerializer,
+    SearchByUploadSerializer,
+    SearchResultSerializer,
+    SimilarQuerySerializer,
+)
+
+
+def result_payload(result: selectors.SearchResult, request: Request) -> dict[str, Any]:
+    return SearchResultSerializer(
+        {
+            "matched": result.matched,
+            "fallback": result.fallback,
+            "threshold": result.threshold,
+            "query_rating": result.query_rating,
+            "k": result.k,
+            "index_version": result.index_version,
+            "searched": result.searched,
+            "results": [
+                {
+                    "similarity": item.similarity,
+                    "score": item.score,
+                    "match": item.similarity >= result.threshold and not result.fallback,
+                    "image": item.image,
+                }
+                for item in result.results
+            ],
+        },
+        context={"request": request},
+    ).data
+
+
+class SearchByUploadView(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+    throttle_classes = [SearchRateThrottle]
+
+    @extend_schema(
+        request={"multipart/form-data": SearchByUploadSerializer},
+        responses={200: SearchResultSerializer},
+        description=(
+            "The k most similar library images to an uploaded photo (not stored unless add_to_library). "
+            "When no result reaches the match threshold, `matched` is false and, if the query has a rating "
+            "(its EXIF or the `rating` field), the results are the rating fallback (`fallback: true`)."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        form = SearchByUploadSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        upload = form.validated_data["file"]
+        data = gallery_services.read_upload_bytes(upload, max_bytes=settings.IMGSIM_MAX_UPLOAD_BYTES)
+        query = selectors.query_image_from_upload(data=data)
+        rating = form.validated_data.get("rating")
+        result = selectors.similar_images(
+            vector=query.vector, k=form.validated_data["k"], rating=query.rating if rating is None else rating
+        )
+        payload = result_payload(result, request)
+        if form.validated_data["add_to_library"]:
+            outcome = gallery_services.image_create_from_upload(
+                upload=upload, name=upload.name, uploaded_by=request.user
+            )
+            payload["added"] = outcome_payload(outcome, request)
+        return Response(payload)
+
+
+class SimilarToImageView(APIView):
+    throttle_classes = [SearchRateThrottle]
+
+    @extend_schema(parameters=[SimilarQuerySerializer], responses={200: SearchResultSerializer})
+    def get(self, request: Request, pk: int) -> Response:
+        """The k library images most similar to image `pk` (itself excluded)."""
+        query = SimilarQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        image = get_object_or_404(Image, pk=pk)
+        if image.vector is None:
+            return error_response(
+                "not_embedded",
+                f"Image {pk} has no embedding yet (status: {image.status}).",
+                http_status=status.HTTP_409_CONFLICT,
+            )
+        result = selectors.similar_to_image(
+            image=image, k=query.validated_data["k"], rating=query.validated_data.get("rating")
+        )
+        return Response(result_payload(result, request))
+
+
+class IndexStatusView(APIView):
+    @extend_schema(responses={200: IndexStatusSerializer})
+    def get(self, request: Request) -> Response:
+        """Model, version, size and pending vectors of the served index, and the last build."""
+        return Response(IndexStatusSerializer(selectors.index_status()).data)
+
+
+class IndexRebuildView(APIView):
+    permission_classes = [permissions.IsAdminUser]
+
+    @extend_schema(request=None, responses={202: IndexStatusSerializer})
+    def post(self, request: Request) -> Response:
+        """Queue an index rebuild (staff). 409 while one is running."""
+        if not Image.objects.searchable().exists():
+            return error_response("nothing_to_index", "There are no embedded images to index yet.", http_status=400)
+        if not services.index_rebuild_schedule(requested_by=request.user.get_username()):
+            return error_response("rebuild_running", "An index rebuild is already running.", http_status=409)
+        return Response(IndexStatusSerializer(selectors.index_status()).data, status=status.HTTP_202_ACCEPTED)

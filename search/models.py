@@ -1,0 +1,53 @@
+"""Index builds: each PCA + FAISS index file is derived from the stored vectors and recorded here."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class IndexBuildQuerySet(models.QuerySet["IndexBuild"]):
+    def ready(self) -> IndexBuildQuerySet:
+        return self.filter(status=IndexBuild.Status.READY)
+
+
+class IndexBuild(models.Model):
+    class Status(models.TextChoices):
+        BUILDING = "building", "Building"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+        SUPERSEDED = "superseded", "Superseded"
+
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.BUILDING, db_index=True)
+    model_name = models.CharField(max_length=50)
+    kind = models.CharField(max_length=12, blank=True, help_text="exact or hnsw")
+    file_name = models.CharField(max_length=255, blank=True)
+    full_dim = models.PositiveIntegerField(default=0)
+    index_dim = models.PositiveIntegerField(default=0)
+    vector_count = models.PositiveIntegerField(default=0)
+    max_embedded_at = models.DateTimeField(
+        null=True, blank=True, help_text="Vectors embedded after this are searched exactly until the next build."
+    )
+    params = models.JSONField(default=dict, blank=True)
+    build_seconds = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    requested_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = IndexBuildQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # The database itself guarantees that only one rebuild runs at a time, across all machines.
+            models.UniqueConstraint(
+                fields=["status"], condition=models.Q(status="building"), name="index_build_one_at_a_time"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"index v{self.pk} ({self.model_name}, {self.kind or self.status}, {self.vector_count} vectors)"
+
+    @property
+    def version(self) -> int:
+        return self.pk

@@ -1,0 +1,319 @@
+"""Writes of the search side: embedding queued images in batches (with leases, so a killed worker loses nothing)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from gallery.models import Image
+from search.embedding import Embedder, WeightsUnavailableError, get_embedder
+from search.index import IndexParams, build_index
+from search.models import IndexBuild
+
+logger = logging.getLogger(__name__)
+
+EMBED_TASK = "search.tasks.embed_pending"
+
+
+def embedder_get() -> Embedder:
+    """The configured backbone, loaded once per process and kept."""
+    return get_embedder(
+        model_name=settings.IMGSIM_MODEL,
+        weights_path=settings.IMGSIM_WEIGHTS,
+        num_threads=settings.IMGSIM_TORCH_THREADS or None,
+    )
+
+
+def embedding_schedule() -> None:
+    """Queue a background embedding run once the current transaction has committed."""
+    from django_q.tasks import async_task
+
+    transaction.on_commit(lambda: async_task(EMBED_TASK, task_name="embed pending images"))
+
+
+@dataclass(frozen=True)
+class EmbedRunSummary:
+    embedded: int
+    failed: int
+    retried: int
+
+
+def _fail_exhausted(now: timezone.datetime) -> int:
+    """Images whose leases expired too often (worker killed, timed out) are failed with the reason."""
+    attempts = settings.IMGSIM_EMBED_MAX_ATTEMPTS
+    return Image.objects.filter(status=Image.Status.QUEUED, claimed_until__lt=now, embed_attempts__gte=attempts).update(
+        status=Image.Status.FAILED,
+        reason_code="embedding_interrupted",
+        status_message=(
+            f"Embedding did not finish after {attempts} attempts (the worker stopped or timed out). "
+            "Retry it from the image page or the admin once the worker is healthy."
+        ),
+        claimed_until=None,
+        claim_token="",
+    )
+
+
+def _claim_batch(*, size: int) -> tuple[str, list[Image]]:
+    """Lease up to `size` queued images to this run; a single UPDATE makes the claim atomic across workers."""
+    now = timezone.now()
+    _fail_exhausted(now)
+    claimable = Q(status=Image.Status.QUEUED) & (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+    ids = list(Image.objects.filter(claimable).order_by("id").values_list("id", flat=True)[:size])
+    if not ids:
+        return "", []
+    token = uuid.uuid4().hex
+    Image.objects.filter(claimable, id__in=ids).update(
+        claim_token=token,
+        claimed_until=now + timedelta(seconds=settings.IMGSIM_EMBED_LEASE_SECONDS),
+        embed_attempts=F("embed_attempts") + 1,
+    )
+    return token, list(Image.objects.filter(claim_token=token, status=Image.Status.QUEUED).order_by("id"))
+
+
+def _read_file(image: Image) -> bytes:
+    with image.file.open("rb") as handle:
+        return handle.read()
+
+
+def _mark_failed(images: list[Image], *, token: str, code: str, message: str) -> int:
+    return Image.objects.filter(id__in=[image.id for image in images], claim_token=token).update(
+        status=Image.Status.FAILED, reason_code=code, status_message=message[:2000], claimed_until=None, claim_token=""
+    )
+
+
+def embed_batch(*, token: str, images: list[Image], embedder: Embedder) -> EmbedRunSummary:
+    """Embed one claimed batch and store each vector; failures are retried until the attempts run out."""
+    sources: list[bytes] = []
+    readable: list[Image] = []
+    failed = retried = 0
+    for image in images:
+        try:
+            sources.append(_read_file(image))
+            readable.append(image)
+        except OSError as error:
+            failed += _mark_failed(
+                [image], token=token, code="file_missing", message=f"Stored file unreadable: {error}"
+            )
+    result = embedder.embed_sources(sources)
+    now = timezone.now()
+    for row, position in enumerate(result.ok_indices):
+        image = readable[position]
+        vector = np.ascontiguousarray(result.vectors[row], dtype=np.float32)
+        Image.objects.filter(id=image.id, claim_token=token).update(
+            embedding=vector.tobytes(),
+            embedding_model=embedder.model_name,
+            embedded_at=now,
+            status=Image.Status.INDEXED,
+            reason_code="",
+            status_message="",
+            claimed_until=None,
+            claim_token="",
+        )
+    for position, error in result.errors.items():
+        image = readable[position]
+        if image.embed_attempts >= settings.IMGSIM_EMBED_MAX_ATTEMPTS:
+            failed += _mark_failed([image], token=token, code="embedding_error", message=error)
+        else:
+            retried += Image.objects.filter(id=image.id, claim_token=token).update(claimed_until=None, claim_token="")
+    return EmbedRunSummary(embedded=len(result.ok_indices), failed=failed, retried=retried)
+
+
+def embed_pending(*, time_budget_seconds: float = 240.0) -> EmbedRunSummary:
+    """Drain the queue in batches until it is empty or the time budget is spent (then queue a follow-up)."""
+    started = time.monotonic()
+    embedded = failed = retried = 0
+    while True:
+        token, images = _claim_batch(size=settings.IMGSIM_EMBED_BATCH_SIZE)
+        if not images:
+            break
+        try:
+            embedder = embedder_get()
+        except WeightsUnavailableError as error:
+            failed += _mark_failed(images, token=token, code="model_unavailable", message=str(error))
+            logger.error("embedding model unavailable: %s", error)
+            break
+        summary = embed_batch(token=token, images=images, embedder=embedder)
+        embedded += summary.embedded
+        failed += summary.failed
+        retried += summary.retried
+        if time.monotonic() - started > time_budget_seconds:
+            embedding_schedule()
+            break
+    if embedded or failed:
+        logger.info("embedded %d images, %d failed, %d to retry", embedded, failed, retried)
+    if embedded:
+        index_refresh_if_needed()
+    return EmbedRunSummary(embedded=embedded, failed=failed, retried=retried)
+
+
+# --- the index ------------------------------------------------------------------------------------------
+
+REBUILD_TASK = "search.tasks.index_rebuild"
+# A build row older than this while still "building" belongs to a builder that died.
+STALE_BUILD_SECONDS = 3 * 3600
+
+
+class RebuildAlreadyRunningError(Exception):
+    """Another process is building the index right now."""
+
+
+def index_params() -> IndexParams:
+    """Index parameters from settings; the HNSW ones are the measured defaults of search/index.py."""
+    params = IndexParams(pca_dim=settings.IMGSIM_PCA_DIM, rating_weight=settings.IMGSIM_RATING_WEIGHT)
+    if settings.IMGSIM_EXACT_SEARCH_BELOW is not None:
+        params = dataclasses.replace(params, exact_below=settings.IMGSIM_EXACT_SEARCH_BELOW)
+    return params
+
+
+def index_path(build: IndexBuild) -> Path:
+    return Path(settings.IMGSIM_INDEX_DIR) / build.file_name
+
+
+@dataclass(frozen=True)
+class LibraryVectors:
+    ids: np.ndarray
+    vectors: np.ndarray
+    ratings: np.ndarray
+    max_embedded_at: datetime | None
+
+
+def library_vectors(*, model_name: str, queryset: QuerySet[Image] | None = None) -> LibraryVectors:
+    """Every searchable vector of one model, streamed from the database in chunks."""
+    rows = (queryset if queryset is not None else Image.objects.all()).searchable().filter(embedding_model=model_name)
+    ids: list[np.ndarray] = []
+    vectors: list[np.ndarray] = []
+    ratings: list[np.ndarray] = []
+    latest: datetime | None = None
+    chunk_ids: list[int] = []
+    chunk_vectors: list[bytes] = []
+    chunk_ratings: list[float] = []
+
+    def flush() -> None:
+        if chunk_ids:
+            ids.append(np.array(chunk_ids, dtype=np.int64))
+            vectors.append(np.frombuffer(b"".join(chunk_vectors), dtype=np.float32).reshape(len(chunk_ids), -1))
+            ratings.append(np.array(chunk_ratings, dtype=np.float32))
+            chunk_ids.clear()
+            chunk_vectors.clear()
+            chunk_ratings.clear()
+
+    for pk, embedding, rating, embedded_at in (
+        rows.order_by("id").values_list("id", "embedding", "rating", "embedded_at").iterator(chunk_size=2000)
+    ):
+        chunk_ids.append(pk)
+        chunk_vectors.append(bytes(embedding))
+        chunk_ratings.append(np.nan if rating is None else float(rating))
+        if embedded_at is not None and (latest is None or embedded_at > latest):
+            latest = embedded_at
+        if len(chunk_ids) >= 8192:
+            flush()
+    flush()
+    if not ids:
+        return LibraryVectors(np.zeros(0, np.int64), np.zeros((0, 0), np.float32), np.zeros(0, np.float32), None)
+    return LibraryVectors(np.concatenate(ids), np.vstack(vectors), np.concatenate(ratings), latest)
+
+
+def _fail_stale_builds() -> None:
+    cutoff = timezone.now() - timedelta(seconds=STALE_BUILD_SECONDS)
+    IndexBuild.objects.filter(status=IndexBuild.Status.BUILDING, created_at__lt=cutoff).update(
+        status=IndexBuild.Status.FAILED, error="The builder stopped before finishing.", finished_at=timezone.now()
+    )
+
+
+def index_rebuild(*, requested_by: str = "") -> IndexBuild:
+    """Build a fresh index from every searchable vector and serve it; only one build runs at a time."""
+    _fail_stale_builds()
+    model_name = settings.IMGSIM_MODEL
+    try:
+        with transaction.atomic():
+            build = IndexBuild.objects.create(model_name=model_name, requested_by=requested_by[:150])
+    except IntegrityError:
+        raise RebuildAlreadyRunningError("An index rebuild is already running.") from None
+    started = time.monotonic()
+    try:
+        library = library_vectors(model_name=model_name)
+        if library.ids.shape[0] == 0:
+            raise ValueError("There are no embedded images to index yet.")
+        index = build_index(ids=library.ids, vectors=library.vectors, ratings=library.ratings, params=index_params())
+        build.file_name = f"{model_name}-v{build.pk}-{uuid.uuid4().hex[:8]}.index"
+        index.save(index_path(build))
+    except Exception as error:
+        IndexBuild.objects.filter(pk=build.pk).update(
+            status=IndexBuild.Status.FAILED, error=str(error)[:2000], finished_at=timezone.now()
+        )
+        logger.exception("index build %s failed", build.pk)
+        raise
+    metadata = index.metadata
+    build.status = IndexBuild.Status.READY
+    build.kind = metadata["kind"]
+    build.full_dim = metadata["full_dim"]
+    build.index_dim = metadata["indexed_dim"]
+    build.vector_count = metadata["count"]
+    build.max_embedded_at = library.max_embedded_at
+    build.params = metadata
+    build.build_seconds = round(time.monotonic() - started, 3)
+    build.finished_at = timezone.now()
+    with transaction.atomic():
+        build.save()
+        older = list(
+            IndexBuild.objects.filter(status=IndexBuild.Status.READY, model_name=model_name).exclude(pk=build.pk)
+        )
+        IndexBuild.objects.filter(pk__in=[old.pk for old in older]).update(status=IndexBuild.Status.SUPERSEDED)
+        transaction.on_commit(lambda: _delete_index_files(older))
+    logger.info("index v%s ready: %s vectors, %s, %.1fs", build.pk, build.vector_count, build.kind, build.build_seconds)
+    return build
+
+
+def _delete_index_files(builds: list[IndexBuild]) -> None:
+    """Old files go once the new build is served (processes that loaded them keep them in memory)."""
+    for build in builds:
+        if build.file_name:
+            index_path(build).unlink(missing_ok=True)
+
+
+def index_rebuild_schedule(*, requested_by: str = "") -> bool:
+    """Queue a rebuild in the background unless one is already running; True when one was queued."""
+    from django_q.tasks import async_task
+
+    _fail_stale_builds()
+    if IndexBuild.objects.filter(status=IndexBuild.Status.BUILDING).exists():
+        return False
+    transaction.on_commit(
+        lambda: async_task(REBUILD_TASK, requested_by=requested_by, task_name="rebuild the search index")
+    )
+    return True
+
+
+def index_mark_broken(*, build: IndexBuild, error: str) -> None:
+    """A served index file is missing or damaged: stop serving it and build a new one."""
+    updated = IndexBuild.objects.filter(pk=build.pk, status=IndexBuild.Status.READY).update(
+        status=IndexBuild.Status.FAILED, error=f"Index file unusable: {error}"[:2000]
+    )
+    if updated:
+        logger.error("index v%s is unusable (%s); rebuilding", build.pk, error)
+        index_rebuild_schedule(requested_by="self-repair")
+
+
+def index_refresh_if_needed() -> bool:
+    """Queue a rebuild when the share of vectors not in the served index passes IMGSIM_REBUILD_FRACTION."""
+    model_name = settings.IMGSIM_MODEL
+    searchable = Image.objects.searchable().filter(embedding_model=model_name).count()
+    if searchable == 0:
+        return False
+    build = IndexBuild.objects.ready().filter(model_name=model_name).order_by("-id").first()
+    indexed = build.vector_count if build is not None else 0
+    pending = searchable - indexed
+    if build is not None and pending <= settings.IMGSIM_REBUILD_FRACTION * indexed:
+        return False
+    return index_rebuild_schedule(requested_by="automatic")

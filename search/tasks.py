@@ -1,0 +1,21 @@
+"""django-q2 entry points: parse nothing, call a service, return a small summary for the task log."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from search import services
+
+
+def embed_pending() -> dict[str, int]:
+    """Embed every queued image (batches, leases); also run by a schedule to resume after a crash."""
+    return asdict(services.embed_pending())
+
+
+def index_rebuild(requested_by: str = "") -> dict[str, object]:
+    """Rebuild the PCA + HNSW index from the stored vectors (one at a time; a second request is a no-op)."""
+    try:
+        build = services.index_rebuild(requested_by=requested_by)
+    except services.RebuildAlreadyRunningError:
+        return {"skipped": "a rebuild is already running"}
+    return {"version": build.pk, "count": build.vector_count, "kind": build.kind}

@@ -1,0 +1,61 @@
+"""Search pages: by an uploaded query image, and "find similar" for a library image."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_http_methods
+
+from gallery import services as gallery_services
+from gallery.image_file import UploadRejected
+from gallery.models import Image
+from search import selectors
+from search.forms import SearchByUploadForm, SimilarForm
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def search_by_upload(request: HttpRequest) -> HttpResponse:
+    form = SearchByUploadForm(request.POST or None, request.FILES or None)
+    context: dict[str, object] = {"form": form, "status": selectors.index_status()}
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            upload = form.cleaned_data["file"]
+            k = form.cleaned_data["k"] or 10
+            try:
+                data = gallery_services.read_upload_bytes(upload, max_bytes=settings.IMGSIM_MAX_UPLOAD_BYTES)
+                query = selectors.query_image_from_upload(data=data)
+                rating = form.cleaned_data["rating"]
+                context["result"] = selectors.similar_images(
+                    vector=query.vector, k=k, rating=query.rating if rating is None else rating
+                )
+                context["query_rating_source"] = "chosen" if rating is not None else "exif"
+                if form.cleaned_data["add_to_library"]:
+                    context["added"] = gallery_services.image_create_from_upload(
+                        upload=upload, name=upload.name, uploaded_by=request.user
+                    )
+            except UploadRejected as error:
+                form.add_error("file", error.message)
+                status = error.status
+        else:
+            status = 400
+    return render(request, "search/search.html", context, status=status)
+
+
+@login_required
+def similar_to_image(request: HttpRequest, pk: int) -> HttpResponse:
+    image = get_object_or_404(Image, pk=pk)
+    form = SimilarForm(request.GET)
+    context: dict[str, object] = {"image": image, "form": form}
+    if not form.is_valid():
+        return render(request, "search/similar.html", context, status=400)
+    k = form.cleaned_data["k"] or 10
+    context["k"] = k
+    if image.vector is None:
+        context["not_ready"] = True
+        return render(request, "search/similar.html", context, status=409)
+    context["result"] = selectors.similar_to_image(image=image, k=k)
+    return render(request, "search/similar.html", context)

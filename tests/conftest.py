@@ -1,0 +1,93 @@
+"""Test set-up: files in a temporary media root, tasks run inline, the offline ImageNet backbone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from rest_framework.test import APIClient
+
+from tests.images import OFFLINE_WEIGHTS, shared_path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.IMGSIM_INDEX_DIR = tmp_path / "index"
+    settings.VAR_DIR = tmp_path / "var"
+    settings.IMGSIM_MODEL = "mobilenet_v2"
+    settings.IMGSIM_WEIGHTS = str(OFFLINE_WEIGHTS)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"upload": "10000/hour", "search": "10000/hour"},
+    }
+    from django_q.conf import Conf
+
+    from search.selectors import forget_served_indexes
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+    forget_served_indexes()
+
+
+@pytest.fixture(scope="session")
+def offline_weights() -> Path:
+    return shared_path("models", "mobilenet_v2_imagenet_features.pth")
+
+
+@pytest.fixture
+def user(db: None) -> Any:
+    return get_user_model().objects.create_user(username="ana", password="pw-ana-12345")
+
+
+@pytest.fixture
+def staff(db: None) -> Any:
+    return get_user_model().objects.create_user(
+        username="sam", password="pw-sam-12345", is_staff=True, is_superuser=True
+    )
+
+
+@pytest.fixture
+def web(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def staff_web(staff: Any) -> Client:
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def api(user: Any) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def staff_api(staff: Any) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(staff)
+    return client
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """Run on_commit callbacks (the background embedding) as they would run after a real commit."""
+
+    def run(action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with django_capture_on_commit_callbacks(execute=True):
+            return action(*args, **kwargs)
+
+    return run
