@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "django_q",
     "gallery",
     "search",
+    "duplicates",
 ]
 
 MIDDLEWARE = [
