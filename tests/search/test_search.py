@@ -337,3 +337,26 @@ def test_web_fallback_notice(web, committed, settings):
     html = web.post("/search/", {"file": SimpleUploadedFile("q.jpg", data), "k": 3, "rating": "2"}).content.decode()
     assert 'id="fallback-notice"' in html
     assert "rating fallback" in html
+
+
+def test_admin_rebuild_button(staff_web, committed):
+    ingest(committed, dev_photos()[:3])
+    page = staff_web.get("/admin/search/indexbuild/")
+    assert page.status_code == 200
+    assert "Rebuild index now" in page.content.decode()
+    before = IndexBuild.objects.count()
+    response = committed(staff_web.post, "/admin/search/indexbuild/rebuild/")
+    assert response.status_code == 302
+    assert IndexBuild.objects.count() == before + 1
+    assert IndexBuild.objects.order_by("-id").first().requested_by == "sam"
+
+
+def test_rebuild_index_command(committed):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    ingest(committed, dev_photos()[:3])
+    out = StringIO()
+    call_command("rebuild_index", stdout=out)
+    assert "ready: 3 images, exact" in out.getvalue()
