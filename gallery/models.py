@@ -102,6 +102,18 @@ class Image(models.Model):
         return self.width * self.height / 1_000_000
 
     @property
+    def quality_measurements(self) -> list[tuple[str, str]]:
+        """The quality scores worth showing a person, labelled and rounded."""
+        labels = [
+            ("sharpness", "Sharpness (0-1)", "{:.3f}"),
+            ("color_std", "Colour spread", "{:.1f}"),
+            ("dark_fraction", "Near-black pixels", "{:.1%}"),
+            ("bright_fraction", "Near-white pixels", "{:.1%}"),
+        ]
+        scores = self.quality_scores or {}
+        return [(label, fmt.format(scores[key])) for key, label, fmt in labels if key in scores]
+
+    @property
     def vector(self) -> np.ndarray | None:
         """The stored embedding as a float32 vector (the source of truth every index derives from)."""
         if self.embedding is None:

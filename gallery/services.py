@@ -18,6 +18,7 @@ from gallery.exif import read_exif
 from gallery.image_file import UploadRejected, decode_upload, thumbnail_webp
 from gallery.models import Image
 from gallery.quality import QualityThresholds, assess_quality
+from search.services import embedding_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +80,12 @@ def image_create(
     data: bytes,
     original_name: str,
     uploaded_by: AbstractBaseUser | AnonymousUser | None = None,
+    schedule_embedding: bool = True,
 ) -> ImageCreateResult:
-    """Validate, check quality, store and queue an upload for embedding; identical bytes return the existing image."""
+    """Validate, check quality, store and queue an upload for embedding; identical bytes return the existing image.
+
+    Bulk importers pass schedule_embedding=False and queue one embedding run for the whole batch.
+    """
     if len(data) > settings.IMGSIM_MAX_UPLOAD_BYTES:
         raise _file_too_large(len(data), settings.IMGSIM_MAX_UPLOAD_BYTES)
     sha256 = hashlib.sha256(data).hexdigest()
@@ -123,9 +128,7 @@ def image_create(
     try:
         with transaction.atomic():
             image.save()
-            if image.status == Image.Status.QUEUED:
-                from search.services import embedding_schedule
-
+            if image.status == Image.Status.QUEUED and schedule_embedding:
                 embedding_schedule()
     except IntegrityError:
         _delete_files(stored_names)
@@ -188,8 +191,6 @@ def image_accept_rejected(*, image: Image) -> Image:
                 "updated_at",
             ]
         )
-        from search.services import embedding_schedule
-
         embedding_schedule()
     return image
 

@@ -194,7 +194,7 @@ IMGSIM_MAX_FILES_PER_REQUEST = env_int("IMGSIM_MAX_FILES_PER_REQUEST", 100, mini
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = IMGSIM_MAX_FILES_PER_REQUEST
-IMGSIM_THUMBNAIL_SIZE = env_int("IMGSIM_THUMBNAIL_SIZE", 320, minimum=64, maximum=1024)
+IMGSIM_THUMBNAIL_SIZE = env_int("IMGSIM_THUMBNAIL_SIZE", 480, minimum=64, maximum=1024)
 
 # --- Quality checks (unset: the measured defaults in gallery/quality.py) ---
 # 0 for a size, the colour spread or the sharpness, and 1 for a black/white fraction, switch a check off.

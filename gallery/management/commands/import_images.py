@@ -60,7 +60,9 @@ class Command(BaseCommand):
             try:
                 with path.open("rb") as handle:
                     data = read_upload_bytes(handle, max_bytes=settings.IMGSIM_MAX_UPLOAD_BYTES)
-                result = image_create(data=data, original_name=path.name, uploaded_by=uploader)
+                result = image_create(
+                    data=data, original_name=path.name, uploaded_by=uploader, schedule_embedding=False
+                )
             except UploadRejected as error:
                 outcomes["refused"] += 1
                 reasons[error.code] += 1
@@ -98,4 +100,7 @@ class Command(BaseCommand):
             summary = embed_pending(time_budget_seconds=float("inf"))
             self.stdout.write(f"Embedded {summary.embedded} images ({summary.failed} failed).")
         elif outcomes["accepted"]:
+            from search.services import embedding_schedule
+
+            embedding_schedule()
             self.stdout.write("The background worker embeds the accepted images (python manage.py qcluster).")
