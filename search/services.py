@@ -247,7 +247,8 @@ def index_rebuild(*, requested_by: str = "") -> IndexBuild:
             raise ValueError("There are no embedded images to index yet.")
         index = build_index(ids=library.ids, vectors=library.vectors, ratings=library.ratings, params=index_params())
         build.file_name = f"{model_name}-v{build.pk}-{uuid.uuid4().hex[:8]}.index"
-        index.save(index_path(build))
+        checksum = index.save(index_path(build))
+        _delete_stale_temp_files(index_path(build).parent)
     except Exception as error:
         IndexBuild.objects.filter(pk=build.pk).update(
             status=IndexBuild.Status.FAILED, error=str(error)[:2000], finished_at=timezone.now()
@@ -261,7 +262,7 @@ def index_rebuild(*, requested_by: str = "") -> IndexBuild:
     build.index_dim = metadata["indexed_dim"]
     build.vector_count = metadata["count"]
     build.max_embedded_at = library.max_embedded_at
-    build.params = metadata
+    build.params = {**metadata, "checksum": checksum}
     build.build_seconds = round(time.monotonic() - started, 3)
     build.finished_at = timezone.now()
     with transaction.atomic():
@@ -273,6 +274,17 @@ def index_rebuild(*, requested_by: str = "") -> IndexBuild:
         transaction.on_commit(lambda: _delete_index_files(older))
     logger.info("index v%s ready: %s vectors, %s, %.1fs", build.pk, build.vector_count, build.kind, build.build_seconds)
     return build
+
+
+def _delete_stale_temp_files(directory: Path, *, older_than_seconds: float = 3600) -> None:
+    """Temp files of saves that were killed midway (a finished save renames its temp file away)."""
+    cutoff = time.time() - older_than_seconds
+    for leftover in directory.glob(".*.tmp"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+        except OSError:
+            continue
 
 
 def _delete_index_files(builds: list[IndexBuild]) -> None:
