@@ -360,3 +360,28 @@ def test_rebuild_index_command(committed):
     out = StringIO()
     call_command("rebuild_index", stdout=out)
     assert "ready: 3 images, exact" in out.getvalue()
+
+
+def test_only_one_rebuild_runs_at_a_time(staff_api, committed):
+    ingest(committed, dev_photos()[:3])
+    running = IndexBuild.objects.create(model_name="mobilenet_v2")  # another machine is building
+    with pytest.raises(services.RebuildAlreadyRunningError):
+        services.index_rebuild()
+    response = staff_api.post("/api/index/rebuild/")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "rebuild_running"
+    running.status = IndexBuild.Status.FAILED
+    running.save()
+    assert services.index_rebuild().status == IndexBuild.Status.READY
+
+
+def test_query_rating_comes_from_the_photos_exif(api, committed):
+    ingest(committed, dev_photos()[:6])
+    from tests.images import jpeg_with_rating
+
+    response = api.post("/api/search/", {"file": SimpleUploadedFile("q.jpg", jpeg_with_rating(84, 4)), "k": 2})
+    assert response.json()["query_rating"] == 4
+    chosen = api.post(
+        "/api/search/", {"file": SimpleUploadedFile("q.jpg", jpeg_with_rating(84, 4)), "k": 2, "rating": 1}
+    )
+    assert chosen.json()["query_rating"] == 1
