@@ -35,6 +35,7 @@
       const row = text("li");
       const thumb = text("img");
       thumb.alt = "";
+      thumb.onerror = () => { thumb.style.visibility = "hidden"; };
       if (file.size < 20 * 1048576 && file.type.startsWith("image/")) thumb.src = URL.createObjectURL(file);
       const body = text("div");
       body.append(text("div", "", file.name));
