@@ -1,4 +1,4 @@
-"""Near-duplicate and similar pairs found among the library's images, and the review of them."""
+"""Near-duplicate and similar pairs found among the library's images, the review of them, and its log."""
 
 from __future__ import annotations
 
@@ -7,6 +7,23 @@ from django.db import models
 from django.db.models import Q
 
 from gallery.models import Image
+
+
+def sha_pair_key(first: str, second: str) -> str:
+    """The two files' sha256s in sorted order: names a pair of files whatever their ids or upload order."""
+    low, high = sorted((first, second))
+    return f"{low}:{high}"
+
+
+class DuplicatePairQuerySet(models.QuerySet["DuplicatePair"]):
+    def pending(self) -> DuplicatePairQuerySet:
+        return self.filter(review_status=DuplicatePair.ReviewStatus.PENDING)
+
+    def near_duplicates(self) -> DuplicatePairQuerySet:
+        return self.filter(kind=DuplicatePair.Kind.NEAR_DUPLICATE)
+
+    def involving(self, image_id: int) -> DuplicatePairQuerySet:
+        return self.filter(Q(image_a_id=image_id) | Q(image_b_id=image_id))
 
 
 class DuplicatePair(models.Model):
@@ -23,9 +40,10 @@ class DuplicatePair(models.Model):
 
     image_a = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
     image_b = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
-    similarity = models.FloatField()
+    similarity = models.FloatField(help_text="Exact cosine of the two embeddings.")
     kind = models.CharField(max_length=20, choices=Kind.choices, db_index=True)
     evidence = models.JSONField(default=dict, blank=True)
+    embedding_model = models.CharField(max_length=50, blank=True, help_text="The backbone the similarity is from.")
     review_status = models.CharField(
         max_length=20, choices=ReviewStatus.choices, default=ReviewStatus.PENDING, db_index=True
     )
@@ -35,6 +53,13 @@ class DuplicatePair(models.Model):
     reviewed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    detected_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Last time detection found the pair (a full scan prunes pending pairs it no longer finds).",
+    )
+
+    objects = DuplicatePairQuerySet.as_manager()
 
     class Meta:
         ordering = ["-similarity", "id"]
@@ -42,6 +67,113 @@ class DuplicatePair(models.Model):
             models.UniqueConstraint(fields=["image_a", "image_b"], name="duplicate_pair_unique"),
             models.CheckConstraint(condition=Q(image_a__lt=models.F("image_b")), name="duplicate_pair_ordered"),
         ]
+        indexes = [
+            models.Index(fields=["review_status", "kind", "-similarity"], name="duplicate_pair_review_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.image_a_id} ~ #{self.image_b_id} ({self.similarity:.3f})"
+
+    def other(self, image_id: int) -> Image:
+        """The pair's image that isn't `image_id`."""
+        return self.image_b if self.image_a_id == image_id else self.image_a
+
+
+class DuplicateDecisionQuerySet(models.QuerySet["DuplicateDecision"]):
+    def active(self) -> DuplicateDecisionQuerySet:
+        return self.filter(undone_at__isnull=True)
+
+
+class DuplicateDecision(models.Model):
+    """One review decision, who made it and when; it outlives the pair and names the files by sha256.
+
+    A pair disappears when one of its images is deleted; the decision stays, and because it names both
+    files by content a re-upload of the same bytes gets the decision back instead of a new pending pair.
+    """
+
+    class Action(models.TextChoices):
+        NOT_DUPLICATE = "not_duplicate", "Not a duplicate (keep both)"
+        CONFIRM = "confirm", "Confirmed duplicate"
+        DELETE_A = "delete_a", "Deleted image A"
+        DELETE_B = "delete_b", "Deleted image B"
+
+    DELETE_ACTIONS = (Action.DELETE_A, Action.DELETE_B)
+
+    pair = models.ForeignKey(DuplicatePair, null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions")
+    image_a_id = models.BigIntegerField(help_text="Image ids at the time; the images may since have been deleted.")
+    image_b_id = models.BigIntegerField()
+    image_a_sha256 = models.CharField(max_length=64)
+    image_b_sha256 = models.CharField(max_length=64)
+    sha_pair = models.CharField(max_length=129, db_index=True, help_text="Both sha256s, sorted: finds re-uploads.")
+    action = models.CharField(max_length=20, choices=Action.choices)
+    suggested = models.BooleanField(default=False, help_text="The deleted image was the suggested one.")
+    previous_status = models.CharField(max_length=20, choices=DuplicatePair.ReviewStatus.choices)
+    new_status = models.CharField(max_length=20, choices=DuplicatePair.ReviewStatus.choices)
+    kind = models.CharField(max_length=20, choices=DuplicatePair.Kind.choices, blank=True)
+    similarity = models.FloatField(null=True, blank=True)
+    deleted_name = models.CharField(max_length=255, blank=True, help_text="File name of the deleted image.")
+    source = models.CharField(max_length=10, blank=True, help_text="admin, web, api or remembered")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = DuplicateDecisionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} #{self.image_a_id} ~ #{self.image_b_id}"
+
+    @property
+    def is_delete(self) -> bool:
+        return self.action in self.DELETE_ACTIONS
+
+    @property
+    def deleted_image_id(self) -> int | None:
+        if self.action == self.Action.DELETE_A:
+            return self.image_a_id
+        if self.action == self.Action.DELETE_B:
+            return self.image_b_id
+        return None
+
+
+def calibration_plot_upload_to(instance: CalibrationRun, filename: str) -> str:
+    return f"calibration/{instance.model_name}-run{instance.pk}.png"
+
+
+class CalibrationRun(models.Model):
+    """One calibration of the duplicate thresholds on a sample of the library (manage.py calibrate_duplicates
+    or the staff page): precision and recall per threshold, a plot, and the suggested thresholds."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    model_name = models.CharField(max_length=50)
+    sample_size = models.PositiveIntegerField()
+    target_precision = models.FloatField()
+    suggested_near_duplicate = models.FloatField(null=True, blank=True)
+    suggested_similar = models.FloatField(null=True, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    plot = models.FileField(upload_to=calibration_plot_upload_to, max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"calibration #{self.pk} ({self.model_name}, {self.status})"

@@ -10,6 +10,8 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view
 
 from gallery import selectors, services
@@ -89,6 +91,7 @@ def _stream(field_file: object, content_type: str | None = None) -> FileResponse
     return response
 
 
+@extend_schema(responses={(200, "image/webp"): OpenApiTypes.BINARY}, tags=["images"])
 @api_view(["GET"])
 def image_thumbnail(request: HttpRequest, pk: int) -> FileResponse:
     """Thumbnails for signed-in users and API clients (session or token)."""
@@ -98,6 +101,7 @@ def image_thumbnail(request: HttpRequest, pk: int) -> FileResponse:
     return _stream(image.thumbnail, "image/webp")
 
 
+@extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY}, tags=["images"])
 @api_view(["GET"])
 def image_file(request: HttpRequest, pk: int) -> FileResponse:
     image = get_object_or_404(Image.objects.only("file", "format", "original_name"), pk=pk)

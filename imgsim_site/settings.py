@@ -223,6 +223,8 @@ IMGSIM_SEARCH_MAX_K = env_int("IMGSIM_SEARCH_MAX_K", 100, minimum=1, maximum=100
 IMGSIM_REBUILD_FRACTION = env_float("IMGSIM_REBUILD_FRACTION", 0.1, minimum=0.0, maximum=10.0)
 IMGSIM_NEAR_DUPLICATE_THRESHOLD = env_optional_float("IMGSIM_NEAR_DUPLICATE_THRESHOLD", minimum=-1.0, maximum=1.0)
 IMGSIM_SIMILAR_THRESHOLD = env_optional_float("IMGSIM_SIMILAR_THRESHOLD", minimum=-1.0, maximum=1.0)
+# Pairs between the similar and near-duplicate thresholds are checked with local features + RANSAC (OpenCV).
+IMGSIM_DUPLICATE_GEOMETRY = env_bool("IMGSIM_DUPLICATE_GEOMETRY", True)
 
 # --- Task queue ----------------------------------------------------------------------------------------
 IMGSIM_REDIS_URL = env_str("IMGSIM_REDIS_URL", "")
@@ -270,6 +272,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "DuplicateKindEnum": "duplicates.models.DuplicatePair.Kind",
+        "DuplicateReviewStatusEnum": "duplicates.models.DuplicatePair.ReviewStatus",
+    },
 }
 
 LOGGING = {

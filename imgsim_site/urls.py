@@ -8,8 +8,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 urlpatterns = [
     path("", include("gallery.urls")),
     path("", include("search.urls")),
+    path("", include("duplicates.urls")),
     path("api/", include("gallery.api.urls")),
     path("api/", include("search.api.urls")),
+    path("api/", include("duplicates.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

@@ -17,7 +17,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from gallery.models import Image
-from search.embedding import Embedder, WeightsUnavailableError, get_embedder
+from search.embedding import Embedder, WeightsUnavailableError, available_cpu_count, get_embedder
 from search.index import IndexParams, build_index
 from search.models import IndexBuild
 
@@ -26,12 +26,18 @@ logger = logging.getLogger(__name__)
 EMBED_TASK = "search.tasks.embed_pending"
 
 
+def torch_threads() -> int:
+    """Cores per worker process, so that several workers on one machine do not oversubscribe the CPU."""
+    if settings.IMGSIM_TORCH_THREADS:
+        return settings.IMGSIM_TORCH_THREADS
+    workers = int(str(settings.Q_CLUSTER.get("workers", 1)))
+    return max(1, available_cpu_count() // max(1, workers))
+
+
 def embedder_get() -> Embedder:
     """The configured backbone, loaded once per process and kept."""
     return get_embedder(
-        model_name=settings.IMGSIM_MODEL,
-        weights_path=settings.IMGSIM_WEIGHTS,
-        num_threads=settings.IMGSIM_TORCH_THREADS or None,
+        model_name=settings.IMGSIM_MODEL, weights_path=settings.IMGSIM_WEIGHTS, num_threads=torch_threads()
     )
 
 
@@ -126,6 +132,9 @@ def embed_batch(*, token: str, images: list[Image], embedder: Embedder) -> Embed
             failed += _mark_failed([image], token=token, code="embedding_error", message=error)
         else:
             retried += Image.objects.filter(id=image.id, claim_token=token).update(claimed_until=None, claim_token="")
+    from duplicates.services import duplicate_pairs_detect_after_embedding  # logs errors, never raises
+
+    duplicate_pairs_detect_after_embedding(image_ids=[readable[position].id for position in result.ok_indices])
     return EmbedRunSummary(embedded=len(result.ok_indices), failed=failed, retried=retried)
 
 

@@ -1,0 +1,538 @@
+"""Near-duplicate detection benchmark: pair precision/recall on real photos, and the cost per image at scale.
+
+Run from the repository root (no Django, no database):
+
+    .venv/bin/python bench/duplicates.py                       # everything; ~15 min the first time
+    .venv/bin/python bench/duplicates.py --skip-scale          # only the real-photo part
+    .venv/bin/python bench/duplicates.py --sizes 10000 100000  # smaller scale part
+
+(a) ../shared/data/neardup-dev (8 photos x ~100 variants, labels.csv: group_id) + distractors-dev (300
+unrelated photos, each its own group), embedded with the offline ImageNet MobileNet-V2. Byte-identical
+files are exact duplicates, caught by sha256 before anything is embedded, so each distinct file counts
+once and pairs are counted between distinct files. A pair is positive when both files are in one group.
+Printed: precision/recall per threshold for all pairs; the recall the product's k-NN candidate search
+keeps; the same with geometric verification (ORB + RANSAC) or a perceptual hash deciding the grey zone;
+the thresholds reaching precision >= 0.999 (chosen with the labels); and the thresholds the label-free
+calibration (duplicates/calibration.py, as `manage.py calibrate_duplicates` runs it) suggests, with their
+figures on the labels.
+
+(b) Per-image detection cost at 10k, 100k and 1M library sizes with synthetic clustered vectors
+(bench/search.py's generator): the product's candidate step (PCA + HNSW index, exact re-rank on the full
+vectors, adaptive k) against brute force over all vectors, one query at a time on one thread, timed
+alternately in the same run. Brute force grows linearly with the library; the index does not.
+
+Embeddings, edited copies and geometric checks are cached in bench/out/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+if __name__ == "__main__":
+    # Run as a script, bench/ is sys.path[0] and this file would shadow the `duplicates` package.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import numpy as np
+from PIL import Image
+from threadpoolctl import threadpool_limits
+
+from bench.search import SyntheticEmbeddings
+from duplicates import calibration, geometry
+from duplicates.detection import K_MAX, K_START, Bands, canonical_pairs, neighbours_above
+from duplicates.evidence import hamming, phash, upright
+from search.index import IndexParams, build_index, rerank
+from search.thresholds import MODEL_THRESHOLDS
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+OUT = REPO / "bench" / "out"
+WEIGHTS = SHARED / "models" / "mobilenet_v2_imagenet_features.pth"
+MODEL = "mobilenet_v2"
+TARGET_PRECISION = 0.999
+GREY_LOW = 0.60  # grey-zone pairs from here up are geometrically checked (and cached)
+GREY_HIGH = 0.95
+PHASH_MAX_DISTANCE = 10
+
+
+def require(path: Path) -> Path:
+    if not path.exists():
+        sys.exit(f"Missing {path}: the benchmark reads ../shared (beside the repository). Clone or copy it there.")
+    return path
+
+
+# --- (a) the real photos --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DevData:
+    files: list[Path]  # distinct files (one per sha256)
+    groups: np.ndarray
+    vectors: np.ndarray
+    total_files: int
+    exact_copies: int  # files dropped as byte-identical to a kept one
+
+
+def dev_files() -> tuple[list[Path], list[str]]:
+    root = require(SHARED / "data" / "neardup-dev")
+    with require(root / "labels.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    files = [root / row["file"] for row in rows]
+    groups = [row["group_id"] for row in rows]
+    distractors = sorted(require(SHARED / "data" / "distractors-dev").glob("*/*.jpg"))
+    return files + distractors, groups + [f"distractor-{path.stem}" for path in distractors]
+
+
+def embedder():  # search.embedding.Embedder, imported lazily (torch)
+    from search.embedding import get_embedder
+
+    return get_embedder(model_name=MODEL, weights_path=require(WEIGHTS))
+
+
+def load_dev() -> DevData:
+    files, groups = dev_files()
+    digests = [hashlib.sha256(path.read_bytes()).hexdigest() for path in files]
+    keep: dict[str, int] = {}
+    for position, digest in enumerate(digests):
+        keep.setdefault(digest, position)
+    order = sorted(keep.values())
+    distinct = [files[i] for i in order]
+    cache_key = hashlib.sha256(("\n".join(digests[i] for i in order) + MODEL).encode()).hexdigest()[:16]
+    cache = OUT / f"duplicates-embeddings-{MODEL}-{cache_key}.npy"
+    if cache.exists():
+        vectors = np.load(cache)
+        print(f"embeddings of {len(distinct)} distinct files from {cache.relative_to(REPO)}")
+    else:
+        started = time.perf_counter()
+        result = embedder().embed_sources([str(path) for path in distinct])
+        if result.errors:
+            sys.exit(f"could not embed: {result.errors}")
+        vectors = result.vectors
+        OUT.mkdir(parents=True, exist_ok=True)
+        np.save(cache, vectors)
+        print(f"embedded {len(distinct)} files in {time.perf_counter() - started:.0f}s (cached in {cache.name})")
+    return DevData(
+        files=distinct,
+        groups=np.array([groups[i] for i in order]),
+        vectors=vectors,
+        total_files=len(files),
+        exact_copies=len(files) - len(distinct),
+    )
+
+
+@dataclass
+class PairSet:
+    """Candidate pairs (i < j, positions in DevData.files) with cosine, label and optional evidence."""
+
+    first: np.ndarray
+    second: np.ndarray
+    cosine: np.ndarray
+    positive: np.ndarray
+    total_positives: int  # over ALL pairs: recall's denominator
+
+    def subset(self, mask: np.ndarray) -> PairSet:
+        return PairSet(
+            self.first[mask], self.second[mask], self.cosine[mask], self.positive[mask], self.total_positives
+        )
+
+
+def all_pairs(data: DevData) -> PairSet:
+    scores = data.vectors @ data.vectors.T
+    first, second = np.triu_indices(len(data.files), 1)
+    positive = data.groups[first] == data.groups[second]
+    return PairSet(first, second, scores[first, second], positive, int(positive.sum()))
+
+
+def knn_pairs(data: DevData, pairs: PairSet, *, k_start: int, k_max: int, floor: float) -> PairSet:
+    """The pairs the product's candidate search returns (exact index at this size: no approximation)."""
+    ids = np.arange(len(data.files), dtype=np.int64)
+    index = build_index(ids=ids, vectors=data.vectors, ratings=None, params=IndexParams(exact_below=10**9))
+
+    def search(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        _, candidates = index.search(queries, k=min(k, len(index)))
+        return rerank(
+            query_vectors=queries,
+            query_ratings=None,
+            candidate_ids=candidates,
+            ids=ids,
+            vectors=data.vectors,
+            ratings=None,
+            k=k,
+            weight=0.0,
+        )
+
+    found = canonical_pairs(
+        ids,
+        neighbours_above(
+            query_ids=ids, query_vectors=data.vectors, search=search, floor=floor, k_start=k_start, k_max=k_max
+        ),
+    )
+    n = len(data.files)
+    wanted = np.zeros(n * n, dtype=bool)
+    wanted[[a * n + b for a, b in found]] = True
+    return pairs.subset(wanted[pairs.first * n + pairs.second])
+
+
+def rates(pairs: PairSet, accepted: np.ndarray) -> tuple[float, float, int, int]:
+    true_positives = int((accepted & pairs.positive).sum())
+    false_positives = int((accepted & ~pairs.positive).sum())
+    precision = true_positives / max(1, true_positives + false_positives)
+    return precision, true_positives / pairs.total_positives, true_positives, false_positives
+
+
+def accepted_by(pairs: PairSet, *, near: float, low: float, extra: np.ndarray | None) -> np.ndarray:
+    """near-duplicates: cosine >= near, or in [low, near) when the extra evidence says so."""
+    accepted = pairs.cosine >= near
+    if extra is not None:
+        accepted |= (pairs.cosine >= low) & extra
+    return accepted
+
+
+def best_for_precision(
+    pairs: PairSet, grid: np.ndarray, *, low: float, extra: np.ndarray | None
+) -> tuple[float, float, float] | None:
+    """(threshold, precision, recall) of the lowest threshold from which precision stays >= target."""
+    rows = [(t, *rates(pairs, accepted_by(pairs, near=t, low=low, extra=extra))[:2]) for t in grid]
+    good = [row[1] >= TARGET_PRECISION for row in rows]
+    if not good[-1]:
+        return None
+    position = max((i for i, ok in enumerate(good) if not ok), default=-1) + 1
+    return rows[position]
+
+
+def print_table(title: str, pairs: PairSet, grid: np.ndarray, rules: dict[str, np.ndarray | None], low: float) -> None:
+    print(f"\n{title}")
+    header = "".join(f" | {name:^27}" for name in rules)
+    print(f"{'t':>6}{header}")
+    print(f"{'':>6}" + " | precision  recall      FP" * len(rules))
+    for t in grid:
+        cells = []
+        for extra in rules.values():
+            precision, recall, _, false_positives = rates(pairs, accepted_by(pairs, near=t, low=low, extra=extra))
+            cells.append(f" | {precision:>9.5f} {recall:>7.4f} {false_positives:>7d}")
+        print(f"{t:>6.3f}{''.join(cells)}")
+
+
+def features_for(files: list[Path]) -> list[geometry.LocalFeatures]:
+    return [geometry.local_features(geometry.load_for_matching(str(path))) for path in files]
+
+
+def geometric_evidence(data: DevData, pairs: PairSet) -> tuple[np.ndarray, float, float]:
+    """RANSAC inliers for the grey-zone pairs (others -1), cached; with ms per image and per pair."""
+    params = (
+        f"{geometry.MATCH_SIZE}-{geometry.ORB_FEATURES}-{geometry.RATIO_TEST}-{geometry.RANSAC_REPROJECTION_PX}"
+        f"-{getattr(geometry, 'MIN_SIDE', 0)}"
+    )
+    names = [path.name for path in data.files]
+    cache = OUT / f"duplicates-inliers-{hashlib.sha256((params + ''.join(names)).encode()).hexdigest()[:16]}.json"
+    known: dict[str, int] = json.loads(cache.read_text()) if cache.exists() else {}
+    grey = np.flatnonzero((pairs.cosine >= GREY_LOW) & (pairs.cosine < GREY_HIGH))
+    todo = [p for p in grey if f"{pairs.first[p]}-{pairs.second[p]}" not in known]
+    feature_ms = pair_ms = float("nan")
+    if todo:
+        print(f"geometric verification of {len(todo)} grey-zone pairs (cached afterwards)...", flush=True)
+        started = time.perf_counter()
+        features = features_for(data.files)
+        feature_ms = (time.perf_counter() - started) * 1000 / len(data.files)
+        started = time.perf_counter()
+        for p in todo:
+            known[f"{pairs.first[p]}-{pairs.second[p]}"] = geometry.count_inliers(
+                features[pairs.first[p]], features[pairs.second[p]]
+            )
+        pair_ms = (time.perf_counter() - started) * 1000 / len(todo)
+        cache.write_text(json.dumps(known))
+    inliers = np.full(pairs.cosine.shape[0], -1, dtype=np.int64)
+    for p in grey:
+        inliers[p] = known[f"{pairs.first[p]}-{pairs.second[p]}"]
+    return inliers, feature_ms, pair_ms
+
+
+def perceptual_hashes(files: list[Path]) -> list[int]:
+    hashes = []
+    for path in files:
+        with Image.open(path) as image:
+            image.draft("RGB", (256, 256))
+            hashes.append(phash(upright(image)))
+    return hashes
+
+
+def calibrate_on_dev(data: DevData, *, sample_size: int, seed: int) -> calibration.CalibrationResult:
+    """What `manage.py calibrate_duplicates` suggests for this library, labels unseen."""
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(len(data.files), size=min(sample_size, len(data.files)), replace=False))
+    key = hashlib.sha256(
+        f"{seed}-{sample.tolist()}-{sorted(calibration.TRANSFORMS)}".encode() + data.vectors[:4].tobytes()
+    ).hexdigest()[:16]
+    cache = OUT / f"duplicates-calibration-copies-{key}.npz"
+    if cache.exists():
+        stored = np.load(cache)
+        copy_vectors, copy_source, copy_transform = stored["vectors"], stored["source"], stored["transform"].tolist()
+    else:
+        print(f"embedding {len(sample) * len(calibration.TRANSFORMS)} edited copies (cached afterwards)...", flush=True)
+        pictures, copy_source, copy_transform = [], [], []
+        copy_rng = np.random.default_rng(seed + 1)
+        for position in sample:
+            with Image.open(data.files[position]) as image:
+                for name, picture in calibration.edited_copies(image, rng=copy_rng):
+                    pictures.append(picture)
+                    copy_source.append(int(position))
+                    copy_transform.append(name)
+        copy_vectors = embedder().embed_images(pictures)
+        copy_source = np.array(copy_source)
+        np.savez(cache, vectors=copy_vectors, source=copy_source, transform=np.array(copy_transform))
+    ids = np.arange(len(data.files), dtype=np.int64)
+    positives = np.einsum("ij,ij->i", copy_vectors, data.vectors[copy_source])
+    floor = calibration.suspect_floor(positives)
+    suspects = {
+        int(s): calibration.copy_suspects(
+            source_id=int(s),
+            vectors=np.vstack([data.vectors[s], copy_vectors[copy_source == s]]),
+            floor=floor,
+            pool_ids=ids,
+            pool_vectors=data.vectors,
+        )
+        for s in sample
+    }
+    features: dict[int, geometry.LocalFeatures] = {}
+
+    def feature(position: int) -> geometry.LocalFeatures:
+        if position not in features:
+            features[position] = geometry.local_features(geometry.load_for_matching(str(data.files[position])))
+        return features[position]
+
+    probable = {
+        source: {
+            other for other in others if geometry.count_inliers(feature(source), feature(other)) >= geometry.MIN_INLIERS
+        }
+        for source, others in suspects.items()
+    }
+    return calibration.calibrate(
+        calibration.CalibrationSet(
+            copy_vectors=copy_vectors,
+            copy_source=copy_source,
+            copy_transform=copy_transform,
+            source_vectors={int(s): data.vectors[s] for s in sample},
+            pool_ids=ids,
+            pool_vectors=data.vectors,
+            probable_copies=probable,
+        ),
+        target_precision=TARGET_PRECISION,
+    )
+
+
+def real_photos(args: argparse.Namespace) -> None:
+    print(f"== (a) real photos: neardup-dev + distractors-dev, {MODEL} (offline ImageNet weights)")
+    data = load_dev()
+    pairs = all_pairs(data)
+    groups = len(set(data.groups.tolist()))
+    print(
+        f"{data.total_files} files, {data.exact_copies} byte-identical copies caught by sha256 before embedding "
+        f"-> {len(data.files)} distinct files in {groups} groups; {pairs.cosine.shape[0]:,} pairs, "
+        f"{pairs.total_positives:,} positive (same group)"
+    )
+    negatives = pairs.cosine[~pairs.positive]
+    print(
+        f"cosine: positives median {np.median(pairs.cosine[pairs.positive]):.3f}, 1st percentile "
+        f"{np.quantile(pairs.cosine[pairs.positive], 0.01):.3f}; negatives median {np.median(negatives):.3f}, "
+        f"99.9th percentile {np.quantile(negatives, 0.999):.3f}, max {negatives.max():.3f}"
+    )
+    grid = np.round(np.arange(0.70, 0.951, 0.01), 3)
+    print_table(
+        "All pairs, cosine alone (the upper bound of any k-NN candidate search):", pairs, grid, {"cosine": None}, 0
+    )
+    oracle = best_for_precision(pairs, np.round(np.arange(0.5, 1.0, 0.005), 3), low=0, extra=None)
+    if oracle:
+        print(
+            f"-> all pairs, cosine alone: precision >= {TARGET_PRECISION} from t = {oracle[0]:.3f}: "
+            f"precision {oracle[1]:.5f}, recall {oracle[2]:.4f}"
+        )
+
+    floor = args.similar
+    print(f"\nk-NN candidates (each image queries the library; pairs from either side), floor {floor}:")
+    print(f"{'search':>22} {'pairs':>8} {'pos >= floor':>13} {'kept':>7} {'pos >= 0.85':>12} {'kept':>7}")
+    full_floor = int((pairs.positive & (pairs.cosine >= floor)).sum())
+    full_high = int((pairs.positive & (pairs.cosine >= 0.85)).sum())
+    candidates = None
+    for label, k_start, k_max in [
+        ("k = 20", 20, 20),
+        ("k = 50", 50, 50),
+        (f"adaptive {K_START}..{K_MAX}", K_START, K_MAX),
+    ]:
+        found = knn_pairs(data, pairs, k_start=k_start, k_max=k_max, floor=floor)
+        found_floor = int((found.positive & (found.cosine >= floor)).sum())
+        found_high = int((found.positive & (found.cosine >= 0.85)).sum())
+        print(
+            f"{label:>22} {found.cosine.shape[0]:>8,} {full_floor:>13,} {found_floor / full_floor:>7.4f} "
+            f"{full_high:>12,} {found_high / full_high:>7.4f}"
+        )
+        candidates = found
+    assert candidates is not None
+
+    inliers, feature_ms, pair_ms = geometric_evidence(data, candidates)
+    if feature_ms == feature_ms:  # measured this run (not from the cache)
+        print(f"ORB features {feature_ms:.1f} ms per image, matching + RANSAC {pair_ms:.1f} ms per pair (1 thread)")
+    hashes = perceptual_hashes(data.files)
+    distance = np.array(
+        [hamming(hashes[a], hashes[b]) for a, b in zip(candidates.first, candidates.second, strict=True)]
+    )
+    low = args.similar
+    rules = {
+        "cosine": None,
+        f"+ geometry >= {geometry.MIN_INLIERS} inliers": inliers >= geometry.MIN_INLIERS,
+        f"+ pHash <= {PHASH_MAX_DISTANCE} bits": distance <= PHASH_MAX_DISTANCE,
+    }
+    print_table(
+        f"Adaptive k-NN candidates; grey zone [{low}, t) decided by the extra evidence (recall over ALL pairs):",
+        candidates,
+        grid,
+        rules,
+        low,
+    )
+    print(f"\nThresholds reaching precision >= {TARGET_PRECISION} (chosen with the labels), grey zone from {low}:")
+    fine = np.round(np.arange(0.5, 1.0, 0.005), 3)
+    for name, extra in rules.items():
+        chosen = best_for_precision(candidates, fine, low=low, extra=extra)
+        if chosen is None:
+            print(f"   {name:>30}: none")
+        else:
+            print(f"   {name:>30}: t = {chosen[0]:.3f}  precision {chosen[1]:.5f}  recall {chosen[2]:.4f}")
+    inliers_negative = inliers[(inliers >= 0) & ~candidates.positive]
+    inliers_positive = inliers[(inliers >= 0) & candidates.positive]
+    print(
+        f"grey-zone inliers: negatives max {inliers_negative.max()}, 99.9th percentile "
+        f"{np.quantile(inliers_negative, 0.999):.0f}; positives passing {geometry.MIN_INLIERS}: "
+        f"{(inliers_positive >= geometry.MIN_INLIERS).mean():.3f}"
+    )
+
+    print(
+        f"\nCalibration on this library (label-free, {args.calibration_sample} sampled images x "
+        f"{len(calibration.TRANSFORMS)} edits, as calibrate_duplicates runs it):"
+    )
+    result = calibrate_on_dev(data, sample_size=args.calibration_sample, seed=args.seed)
+    print(
+        f"   {result.positives} edited copies, {result.negatives:,} negative pairs, "
+        f"{len(result.probable_copies)} library images set aside as probable copies of the sample (geometry)"
+    )
+    for name, stats in result.per_transform.items():
+        print(f"   {name:>12}: cosine to original mean {stats['mean']:.3f} min {stats['min']:.3f}")
+    plot = OUT / "duplicates-calibration-dev.png"
+    plot.write_bytes(calibration.plot_png(result, title=f"{MODEL} on neardup-dev + distractors-dev"))
+    print(f"   plot: {plot.relative_to(REPO)}")
+    near, similar = result.suggested_near_duplicate, result.suggested_similar
+    print(
+        f"   suggested near_duplicate {near}, similar {similar} (calibration precision "
+        f"{result.precision_at_suggested}, recall on edited copies {result.recall_at_suggested})"
+    )
+    if near is not None:
+        print(f"   on the labelled pairs (adaptive k-NN candidates, grey zone [{similar}, {near})):")
+        for name, extra in rules.items():
+            precision, recall, tp, fp = rates(candidates, accepted_by(candidates, near=near, low=similar, extra=extra))
+            print(f"   {name:>30}: precision {precision:.5f}  recall {recall:.4f}  ({tp:,} TP, {fp} FP)")
+
+    defaults = MODEL_THRESHOLDS[MODEL]
+    print(
+        f"\nThe product's {MODEL} defaults (search/thresholds.py): near_duplicate {defaults.near_duplicate}, "
+        f"similar {defaults.similar}, geometric verification in between:"
+    )
+    for name, extra in rules.items():
+        accepted = accepted_by(candidates, near=defaults.near_duplicate, low=defaults.similar, extra=extra)
+        precision, recall, tp, fp = rates(candidates, accepted)
+        print(f"   {name:>30}: precision {precision:.5f}  recall {recall:.4f}  ({tp:,} TP, {fp} FP)")
+
+
+# --- (b) the cost per image at scale ---------------------------------------------------------------------
+
+
+def scale(args: argparse.Namespace) -> None:
+    import faiss
+
+    print(f"\n== (b) per-image detection cost, synthetic clustered {args.dim}-d vectors, 1 thread per query")
+    model = SyntheticEmbeddings.create(dim=args.dim, seed=args.seed)
+    params = IndexParams()
+    bands = Bands(near_duplicate=0.95, similar=0.90)  # this generator's scale: near-duplicates ~0.95
+    rows = []
+    for size in args.sizes:
+        rng = np.random.default_rng(args.seed + size)
+        library = model.sample(size, rng=rng)
+        queries = model.queries(library, args.queries, rng=rng)[: args.queries // 2]  # the near-duplicates
+        ids = np.arange(size, dtype=np.int64)
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        started = time.perf_counter()
+        index = build_index(ids=ids, vectors=library, ratings=None, params=replace(params, exact_below=0))
+        build_s = time.perf_counter() - started
+        faiss.omp_set_num_threads(1)
+
+        def search(batch: np.ndarray, k: int, index=index, library=library) -> tuple[np.ndarray, np.ndarray]:
+            _, candidates = index.search(batch, k=index.candidate_count(k))
+            wanted = np.unique(candidates[candidates >= 0])
+            return rerank(
+                query_vectors=batch,
+                query_ratings=None,
+                candidate_ids=candidates,
+                ids=wanted,
+                vectors=library[wanted],
+                ratings=None,
+                k=k,
+                weight=0.0,
+            )
+
+        index_ns, brute_ns, agree = [], [], []
+        limits = threadpool_limits(limits=1)  # one BLAS thread, like the one faiss thread
+        for row in range(queries.shape[0]):
+            one = queries[row : row + 1]
+            started = time.perf_counter_ns()
+            found = neighbours_above(query_ids=np.array([-1]), query_vectors=one, search=search, floor=bands.similar)
+            index_ns.append(time.perf_counter_ns() - started)
+            started = time.perf_counter_ns()
+            scores = library @ one[0]  # brute force: every vector of the library scored
+            top = np.argpartition(-scores, K_START)[:K_START]
+            brute_ns.append(time.perf_counter_ns() - started)
+            expected = set(top[scores[top] >= bands.similar].tolist())
+            agree.append(len(expected & {n.id for n in found[0]}) / max(1, len(expected)))
+        limits.unregister()
+        index_ms, brute_ms = np.median(index_ns) / 1e6, np.median(brute_ns) / 1e6
+        rows.append((size, build_s, index_ms, brute_ms, float(np.mean(agree))))
+        print(
+            f"   {size:>9,}: index build {build_s:6.1f}s | per image: index + re-rank {index_ms:7.3f} ms, "
+            f"brute force {brute_ms:8.3f} ms, brute/index {brute_ms / index_ms:6.1f}x | pairs found vs exact "
+            f"{np.mean(agree):.4f}",
+            flush=True,
+        )
+        del index, library
+    first = rows[0]
+    print(f"\n   {'size':>9} {'index ms':>9} {'x vs first':>10} {'brute ms':>9} {'x vs first':>10} {'size x':>7}")
+    for size, _, index_ms, brute_ms, _ in rows:
+        print(
+            f"   {size:>9,} {index_ms:>9.3f} {index_ms / first[2]:>10.2f} {brute_ms:>9.3f} "
+            f"{brute_ms / first[3]:>10.2f} {size / first[0]:>7.0f}"
+        )
+    print("   (medians over the queries; both timed alternately in this run, so load hits both alike)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--queries", type=int, default=400, help="synthetic queries per size (half are timed)")
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--similar", type=float, default=0.70, help="the similar band / grey-zone floor")
+    parser.add_argument("--calibration-sample", type=int, default=calibration.DEFAULT_SAMPLE_SIZE)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-dev", action="store_true")
+    parser.add_argument("--skip-scale", action="store_true")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    if not args.skip_dev:
+        real_photos(args)
+    if not args.skip_scale:
+        scale(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""API shapes of duplicate pairs, review decisions and the check-before-upload answer."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from duplicates.models import DuplicateDecision, DuplicatePair
+from duplicates.services import ResolveAction
+from gallery.api.serializers import ImageSerializer
+
+
+class PairImageSerializer(ImageSerializer):
+    """The facts of one image a reviewer compares."""
+
+    class Meta(ImageSerializer.Meta):
+        fields = [
+            "id",
+            "original_name",
+            "sha256",
+            "width",
+            "height",
+            "format",
+            "file_size",
+            "camera_make",
+            "camera_model",
+            "taken_at",
+            "rating",
+            "quality_scores",
+            "created_at",
+            "thumbnail_url",
+            "file_url",
+            "page_url",
+        ]
+        read_only_fields = fields
+
+
+class KeepSuggestionSerializer(serializers.Serializer):
+    keep = serializers.IntegerField(help_text="Id of the image to keep.")
+    delete = serializers.IntegerField(help_text="Id of the image to delete.")
+    reason = serializers.CharField(help_text="The first criterion that told them apart.")
+
+
+class DuplicatePairSerializer(serializers.ModelSerializer):
+    image_a = PairImageSerializer()
+    image_b = PairImageSerializer()
+    reviewed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    suggestion = serializers.SerializerMethodField()
+    review_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DuplicatePair
+        fields = [
+            "id",
+            "kind",
+            "similarity",
+            "review_status",
+            "reviewed_by",
+            "reviewed_at",
+            "evidence",
+            "embedding_model",
+            "created_at",
+            "detected_at",
+            "image_a",
+            "image_b",
+            "suggestion",
+            "review_url",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(KeepSuggestionSerializer)
+    def get_suggestion(self, pair: DuplicatePair) -> dict[str, object]:
+        from duplicates.selectors import keep_suggestion
+
+        advice = keep_suggestion(pair)
+        return KeepSuggestionSerializer(
+            {"keep": advice.keep.id, "delete": advice.remove.id, "reason": advice.reason}
+        ).data
+
+    def get_review_url(self, pair: DuplicatePair) -> str:
+        path = reverse("duplicates:pair-detail", args=[pair.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+
+class DuplicateDecisionSerializer(serializers.ModelSerializer):
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    undone_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    undoable = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DuplicateDecision
+        fields = [
+            "id",
+            "pair",
+            "image_a_id",
+            "image_b_id",
+            "action",
+            "suggested",
+            "previous_status",
+            "new_status",
+            "kind",
+            "similarity",
+            "deleted_name",
+            "source",
+            "user",
+            "at",
+            "undone_at",
+            "undone_by",
+            "undoable",
+        ]
+        read_only_fields = fields
+
+    def get_undoable(self, decision: DuplicateDecision) -> bool:
+        """False for deletions (the file is gone), undone decisions, and decisions on deleted pairs."""
+        return decision.undone_at is None and not decision.is_delete and decision.pair_id is not None
+
+
+class ResolveSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(
+        choices=[(value, label) for value, label in ResolveAction.LABELS.items()],
+        help_text=(
+            "not_duplicate and confirm record a decision (undoable); delete_a, delete_b and keep_suggested "
+            "delete an image with its file and pairs (not undoable)."
+        ),
+    )
+
+
+class ResolveResultSerializer(serializers.Serializer):
+    decision = DuplicateDecisionSerializer()
+    pair = DuplicatePairSerializer(allow_null=True, help_text="null once an image of the pair was deleted.")
+
+
+class CheckUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(allow_empty_file=True, use_url=False)
+    k = serializers.IntegerField(min_value=1, default=10)
+
+    def validate_k(self, value: int) -> int:
+        if value > settings.IMGSIM_SEARCH_MAX_K:
+            raise serializers.ValidationError(f"k must be at most {settings.IMGSIM_SEARCH_MAX_K}.")
+        return value
+
+
+class UploadMatchSerializer(serializers.Serializer):
+    similarity = serializers.FloatField(help_text="Exact cosine of the embeddings.")
+    band = serializers.ChoiceField(choices=DuplicatePair.Kind.choices, allow_null=True)
+    geometric_inliers = serializers.IntegerField(allow_null=True, source="inliers")
+    image = PairImageSerializer()
+
+
+class UploadCheckSerializer(serializers.Serializer):
+    exact_duplicate = PairImageSerializer(allow_null=True, help_text="A library image with the very same bytes.")
+    near_duplicate_threshold = serializers.FloatField(source="near_duplicate")
+    similar_threshold = serializers.FloatField(source="similar")
+    model = serializers.CharField()
+    matches = UploadMatchSerializer(many=True)

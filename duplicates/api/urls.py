@@ -1,0 +1,9 @@
+from rest_framework.routers import DefaultRouter
+
+from duplicates.api.views import DuplicateDecisionViewSet, DuplicatePairViewSet
+
+router = DefaultRouter(trailing_slash=True)
+router.include_root_view = False
+router.register("duplicates/decisions", DuplicateDecisionViewSet, basename="duplicate-decision")
+router.register("duplicates", DuplicatePairViewSet, basename="duplicate-pair")
+urlpatterns = router.urls

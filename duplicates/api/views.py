@@ -1,0 +1,147 @@
+"""REST API for duplicate review: list and inspect pairs, resolve, undo, the decision log, check an upload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
+
+from duplicates import selectors, services
+from duplicates.api.serializers import (
+    CheckUploadSerializer,
+    DuplicateDecisionSerializer,
+    DuplicatePairSerializer,
+    ResolveResultSerializer,
+    ResolveSerializer,
+    UploadCheckSerializer,
+)
+from duplicates.models import DuplicateDecision, DuplicatePair
+from gallery import services as gallery_services
+from gallery.api.errors import error_response
+from gallery.api.throttles import SearchRateThrottle
+
+
+def review_error(error: services.ReviewError) -> Response:
+    return error_response(error.code, error.message, http_status=error.status)
+
+
+def resolve_payload(decision: DuplicateDecision, request: Request) -> dict[str, Any]:
+    pair = selectors.duplicate_pair_list(status="all").filter(pk=decision.pair_id).first() if decision.pair_id else None
+    return ResolveResultSerializer({"decision": decision, "pair": pair}, context={"request": request}).data
+
+
+class DuplicatePairViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Pairs of look-alike images: `near_duplicate` (the same photo) and `similar` (same scene, bursts)."""
+
+    serializer_class = DuplicatePairSerializer
+    lookup_value_regex = "[0-9]+"
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    def get_queryset(self) -> QuerySet[DuplicatePair]:
+        params = self.request.query_params
+        image = params.get("image", "")
+        return selectors.duplicate_pair_list(
+            status=params.get("status", "pending") if self.action == "list" else "all",
+            kind=params.get("kind", "") or params.get("band", ""),
+            image_id=int(image) if image.isdigit() else None,
+        )
+
+    def get_permissions(self) -> list[permissions.BasePermission]:
+        if self.action in ("resolve", "undo"):
+            return [permissions.IsAdminUser()]
+        return [permissions.IsAuthenticated()]
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        return [SearchRateThrottle()] if self.action == "check" else []
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=sorted(selectors.STATUS_FILTERS), description="Default: pending"),
+            OpenApiParameter("kind", str, enum=DuplicatePair.Kind.values, description="The band (alias: band)"),
+            OpenApiParameter("image", int, description="Only pairs of this image"),
+        ]
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=ResolveSerializer, responses={200: ResolveResultSerializer})
+    @action(detail=True, methods=["post"])
+    def resolve(self, request: Request, pk: str | None = None) -> Response:
+        """Record a review decision (staff). Deleting one image removes its file and pairs and can't be undone."""
+        form = ResolveSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        pair = self.get_object()
+        try:
+            decision = services.duplicate_pair_resolve(
+                pair=pair, action=form.validated_data["action"], user=request.user, source="api"
+            )
+        except services.ReviewError as error:
+            return review_error(error)
+        return Response(resolve_payload(decision, request))
+
+    @extend_schema(request=None, responses={200: ResolveResultSerializer})
+    @action(detail=True, methods=["post"])
+    def undo(self, request: Request, pk: str | None = None) -> Response:
+        """Undo the pair's latest decision (staff): it goes back to the status it had before."""
+        try:
+            decision = services.duplicate_pair_undo_latest(pair=self.get_object(), user=request.user)
+        except services.ReviewError as error:
+            return review_error(error)
+        return Response(resolve_payload(decision, request))
+
+    @extend_schema(
+        request={"multipart/form-data": CheckUploadSerializer},
+        responses={200: UploadCheckSerializer},
+        description=(
+            "Check a file before uploading it: the k nearest library images with the band detection would give "
+            "each (near_duplicate, similar or null), and the library image with the very same bytes if there is "
+            "one. Nothing is stored."
+        ),
+    )
+    @action(detail=False, methods=["post"], parser_classes=[MultiPartParser, FormParser])
+    def check(self, request: Request) -> Response:
+        form = CheckUploadSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = gallery_services.read_upload_bytes(
+            form.validated_data["file"], max_bytes=settings.IMGSIM_MAX_UPLOAD_BYTES
+        )
+        result = selectors.check_upload(data=data, k=form.validated_data["k"])
+        return Response(UploadCheckSerializer(result, context={"request": request}).data)
+
+
+class DuplicateDecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The review log: who decided what about which pair, and when; newest first."""
+
+    serializer_class = DuplicateDecisionSerializer
+    lookup_value_regex = "[0-9]+"
+
+    def get_queryset(self) -> QuerySet[DuplicateDecision]:
+        pair = self.request.query_params.get("pair", "")
+        return selectors.decision_list(pair_id=int(pair) if pair.isdigit() else None)
+
+    def get_permissions(self) -> list[permissions.BasePermission]:
+        if self.action == "undo":
+            return [permissions.IsAdminUser()]
+        return [permissions.IsAuthenticated()]
+
+    @extend_schema(parameters=[OpenApiParameter("pair", int, description="Only this pair's decisions")])
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses={200: ResolveResultSerializer})
+    @action(detail=True, methods=["post"])
+    def undo(self, request: Request, pk: str | None = None) -> Response:
+        """Undo this decision (staff); only a pair's latest decision, and never a deletion."""
+        try:
+            decision = services.duplicate_decision_undo(decision=self.get_object(), user=request.user)
+        except services.ReviewError as error:
+            return review_error(error)
+        return Response(resolve_payload(decision, request), status=status.HTTP_200_OK)

@@ -1,0 +1,29 @@
+"""Forms of the duplicate review pages."""
+
+from __future__ import annotations
+
+from django import forms
+
+from duplicates.calibration import DEFAULT_SAMPLE_SIZE, DEFAULT_TARGET_PRECISION
+from duplicates.models import DuplicatePair
+from duplicates.services import ResolveAction
+
+
+class ReviewFilterForm(forms.Form):
+    kind = forms.ChoiceField(choices=DuplicatePair.Kind.choices, required=False)
+    status = forms.ChoiceField(
+        choices=[*DuplicatePair.ReviewStatus.choices, ("reviewed", "Reviewed"), ("all", "All")], required=False
+    )
+
+
+class ResolveForm(forms.Form):
+    action = forms.ChoiceField(choices=list(ResolveAction.LABELS.items()))
+
+
+class CalibrationForm(forms.Form):
+    sample_size = forms.IntegerField(
+        min_value=10, max_value=2000, initial=DEFAULT_SAMPLE_SIZE, help_text="Library images to edit and embed."
+    )
+    target_precision = forms.FloatField(
+        min_value=0.5, max_value=0.99999, initial=DEFAULT_TARGET_PRECISION, help_text="e.g. 0.999"
+    )

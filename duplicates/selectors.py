@@ -1,0 +1,180 @@
+"""Reads of the duplicates app: review lists and counts, which image to keep, and "check before upload"."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import Count, QuerySet
+
+from duplicates import geometry
+from duplicates.detection import band_of, needs_verification
+from duplicates.evidence import KeepSuggestion, suggest_keep
+from duplicates.models import CalibrationRun, DuplicateDecision, DuplicatePair
+from duplicates.services import (
+    duplicate_bands,
+    geometric_verification_enabled,
+    image_facts,
+    library_neighbour_search,
+)
+from gallery.models import Image
+
+STATUS_FILTERS = {"pending", "confirmed", "not_duplicate", "reviewed", "all"}
+
+
+def duplicate_pair_list(
+    *, status: str = "pending", kind: str = "", image_id: int | None = None
+) -> QuerySet[DuplicatePair]:
+    """Pairs to review, most alike first; status "reviewed" is confirmed + not_duplicate, "all" everything."""
+    pairs = DuplicatePair.objects.select_related("image_a", "image_b", "reviewed_by").defer(
+        "image_a__embedding", "image_b__embedding"
+    )
+    if status in DuplicatePair.ReviewStatus.values:
+        pairs = pairs.filter(review_status=status)
+    elif status == "reviewed":
+        pairs = pairs.exclude(review_status=DuplicatePair.ReviewStatus.PENDING)
+    if kind in DuplicatePair.Kind.values:
+        pairs = pairs.filter(kind=kind)
+    if image_id is not None:
+        pairs = pairs.involving(image_id)
+    return pairs.order_by("-similarity", "id")
+
+
+def duplicate_pair_counts() -> dict[str, dict[str, int]]:
+    """{kind: {status: n, "all": n}} for the review tabs."""
+    counts = {kind: dict.fromkeys([*DuplicatePair.ReviewStatus.values, "all"], 0) for kind in DuplicatePair.Kind.values}
+    for row in DuplicatePair.objects.values("kind", "review_status").annotate(n=Count("id")):
+        if row["kind"] in counts:
+            counts[row["kind"]][row["review_status"]] = row["n"]
+            counts[row["kind"]]["all"] += row["n"]
+    return counts
+
+
+def keep_suggestion(pair: DuplicatePair) -> KeepSuggestion:
+    """Which of the two to keep: higher resolution, then sharper, then higher rated, then the larger file."""
+    return suggest_keep(image_facts(pair.image_a), image_facts(pair.image_b))
+
+
+@dataclass(frozen=True)
+class PairReview:
+    """A pair with what a reviewer needs next to it."""
+
+    pair: DuplicatePair
+    suggestion: KeepSuggestion
+    last_decision: DuplicateDecision | None
+
+    @property
+    def keep_id(self) -> int:
+        return self.suggestion.keep.id
+
+    @property
+    def keep_a(self) -> bool:
+        return self.suggestion.keep.id == self.pair.image_a_id
+
+    @property
+    def keep_letter(self) -> str:
+        return "A" if self.keep_a else "B"
+
+    @property
+    def delete_letter(self) -> str:
+        return "B" if self.keep_a else "A"
+
+    @property
+    def delete_id(self) -> int:
+        return self.suggestion.remove.id
+
+    @property
+    def delete_kept_action(self) -> str:
+        """The action that deletes the image the suggestion would keep (the reviewer overrides it)."""
+        return "delete_a" if self.keep_a else "delete_b"
+
+
+def pair_reviews(pairs: list[DuplicatePair]) -> list[PairReview]:
+    """Suggestions and each pair's latest standing decision, in two queries whatever the page size."""
+    latest: dict[int, DuplicateDecision] = {}
+    decisions = DuplicateDecision.objects.active().filter(pair__in=pairs).select_related("user").order_by("-at", "-id")
+    for decision in decisions:
+        latest.setdefault(decision.pair_id, decision)
+    return [PairReview(pair, keep_suggestion(pair), latest.get(pair.pk)) for pair in pairs]
+
+
+def image_pairs(*, image: Image) -> list[DuplicatePair]:
+    """The pairs an image is part of (for its page), duplicates first."""
+    return list(
+        duplicate_pair_list(status="all", image_id=image.pk).order_by("kind", "-similarity")  # "near..." < "similar"
+    )
+
+
+def decision_list(*, pair_id: int | None = None, include_undone: bool = True) -> QuerySet[DuplicateDecision]:
+    decisions = DuplicateDecision.objects.select_related("user", "undone_by")
+    if pair_id is not None:
+        decisions = decisions.filter(pair_id=pair_id)
+    if not include_undone:
+        decisions = decisions.active()
+    return decisions
+
+
+def latest_calibration() -> CalibrationRun | None:
+    return CalibrationRun.objects.filter(status=CalibrationRun.Status.DONE).order_by("-id").first()
+
+
+@dataclass(frozen=True)
+class UploadMatch:
+    image: Image
+    similarity: float
+    band: str | None  # near_duplicate, similar, or None (just the nearest)
+    inliers: int | None
+
+
+@dataclass(frozen=True)
+class UploadCheck:
+    exact_duplicate: Image | None
+    matches: list[UploadMatch]
+    near_duplicate: float
+    similar: float
+    model: str
+
+
+def check_upload(*, data: bytes, k: int = 10) -> UploadCheck:
+    """The nearest library images to an upload with the band detection would give them; nothing is stored."""
+    from search.selectors import query_image_from_upload
+
+    sha256 = hashlib.sha256(data).hexdigest()
+    exact = Image.objects.defer("embedding").filter(sha256=sha256).first()
+    query = query_image_from_upload(data=data)  # validates (4xx for a bad file) and embeds
+    model_name = settings.IMGSIM_MODEL
+    bands = duplicate_bands(model_name=model_name)
+    scores, ids = library_neighbour_search(model_name=model_name)(query.vector.reshape(1, -1), k)
+    ranked = [(int(pk), float(score)) for pk, score in zip(ids[0], scores[0], strict=True) if pk >= 0]
+    images = Image.objects.defer("embedding").in_bulk([pk for pk, _ in ranked])
+    upload_features = None
+    matches = []
+    for pk, similarity in ranked:
+        image = images.get(pk)
+        if image is None:
+            continue
+        inliers = None
+        if geometric_verification_enabled() and needs_verification(similarity, bands=bands):
+            if upload_features is None:
+                upload_features = geometry.local_features(geometry.load_for_matching(io.BytesIO(data)))
+            inliers = _inliers_with(upload_features, image)
+        band = band_of(similarity, bands=bands, inliers=inliers, min_inliers=geometry.MIN_INLIERS)
+        matches.append(UploadMatch(image=image, similarity=similarity, band=band, inliers=inliers))
+    return UploadCheck(
+        exact_duplicate=exact,
+        matches=matches,
+        near_duplicate=bands.near_duplicate,
+        similar=bands.similar,
+        model=model_name,
+    )
+
+
+def _inliers_with(features: geometry.LocalFeatures, image: Image) -> int | None:
+    try:
+        with image.file.open("rb") as handle:
+            other = geometry.local_features(geometry.load_for_matching(handle))
+    except (OSError, ValueError):
+        return None
+    return geometry.count_inliers(features, other)

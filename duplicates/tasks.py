@@ -1,0 +1,21 @@
+"""django-q2 entry points: parse nothing, call a service, return a small summary for the task log."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from duplicates import services
+from duplicates.models import CalibrationRun
+
+
+def scan_library(requested_by: str = "") -> dict[str, object]:
+    """Re-detect the pairs of the whole library (index rebuilt first when it is behind)."""
+    summary = services.duplicates_scan()
+    return {"images": summary.images, "pruned": summary.pruned, **asdict(summary.detection)}
+
+
+def calibrate(run_id: int) -> dict[str, object]:
+    """Run a queued calibration and store its result and plot on the run."""
+    run = CalibrationRun.objects.get(pk=run_id)
+    run = services.calibration_run_execute(run=run)
+    return {"run": run.pk, "status": run.status, "near_duplicate": run.suggested_near_duplicate}

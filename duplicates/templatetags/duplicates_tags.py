@@ -1,0 +1,37 @@
+"""Template helpers for duplicate pairs: an image's pairs, and readable evidence."""
+
+from __future__ import annotations
+
+from django import template
+
+from duplicates.models import DuplicatePair
+from gallery.models import Image
+
+register = template.Library()
+
+
+@register.simple_tag
+def image_duplicate_pairs(image: Image) -> list[tuple[DuplicatePair, Image]]:
+    """(pair, the other image) for each pair the image is in: for the image page's Duplicates section."""
+    from duplicates.selectors import image_pairs
+
+    return [(pair, pair.other(image.pk)) for pair in image_pairs(image=image)]
+
+
+@register.filter
+def timegap(seconds: float | None) -> str:
+    """3 s, 4 min, 2.5 h, 12 days: how far apart two photos were taken."""
+    if seconds is None:
+        return ""
+    value = float(seconds)
+    for limit, unit, size in ((60, "s", 1), (3600, "min", 60), (86400, "h", 3600)):
+        if value < limit:
+            amount = value / size
+            return f"{amount:.0f} {unit}" if amount >= 10 or unit == "s" else f"{amount:.1f} {unit}"
+    return f"{value / 86400:.0f} days"
+
+
+@register.filter
+def side(evidence: dict, key: str) -> dict:
+    """evidence["a"] or evidence["b"] (templates can't index with a variable)."""
+    return (evidence or {}).get(key) or {}

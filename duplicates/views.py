@@ -1,0 +1,172 @@
+"""Web pages for staff: review pairs side by side, the decision log, re-scan and threshold calibration."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST
+
+from duplicates import selectors, services
+from duplicates.forms import CalibrationForm, ResolveForm, ReviewFilterForm
+from duplicates.models import CalibrationRun, DuplicateDecision, DuplicatePair
+
+REVIEW_PAGE_SIZE = 20
+DECISIONS_PAGE_SIZE = 50
+
+
+def _back(request: HttpRequest, fallback: str) -> HttpResponse:
+    """To the page the form was on (only ever on this site), else the fallback."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return redirect(target)
+    return redirect(fallback)
+
+
+@staff_member_required
+def review(request: HttpRequest) -> HttpResponse:
+    filters = ReviewFilterForm(request.GET or None)
+    cleaned = filters.cleaned_data if filters.is_valid() else {}
+    kind = cleaned.get("kind") or DuplicatePair.Kind.NEAR_DUPLICATE
+    status = cleaned.get("status") or DuplicatePair.ReviewStatus.PENDING
+    page = Paginator(selectors.duplicate_pair_list(status=status, kind=kind), REVIEW_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "duplicates/review.html",
+        {
+            "page": page,
+            "reviews": selectors.pair_reviews(list(page.object_list)),
+            "counts": selectors.duplicate_pair_counts(),
+            "kind": kind,
+            "status": status,
+            "bands": services.duplicate_bands(),
+            "geometry": services.geometric_verification_enabled(),
+            "query_string": query.urlencode(),
+            "here": request.get_full_path(),
+        },
+    )
+
+
+@staff_member_required
+def pair_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    pair = get_object_or_404(selectors.duplicate_pair_list(status="all"), pk=pk)
+    return render(
+        request,
+        "duplicates/pair_detail.html",
+        {
+            "review": selectors.pair_reviews([pair])[0],
+            "decisions": selectors.decision_list(pair_id=pair.pk),
+            "bands": services.duplicate_bands(),
+            "here": request.get_full_path(),
+        },
+    )
+
+
+@staff_member_required
+@require_POST
+def pair_resolve(request: HttpRequest, pk: int) -> HttpResponse:
+    pair = get_object_or_404(DuplicatePair, pk=pk)
+    form = ResolveForm(request.POST)
+    if not form.is_valid():
+        return HttpResponseBadRequest(f"Choose an action: {', '.join(services.ResolveAction.ALL)}.")
+    try:
+        decision = services.duplicate_pair_resolve(
+            pair=pair, action=form.cleaned_data["action"], user=request.user, source="web"
+        )
+    except services.ReviewError as error:
+        messages.error(request, error.message)
+        return _back(request, reverse("duplicates:review"))
+    if decision.is_delete:
+        kept = decision.image_b_id if decision.deleted_image_id == decision.image_a_id else decision.image_a_id
+        messages.success(request, f"Deleted #{decision.deleted_image_id} ({decision.deleted_name}) and kept #{kept}.")
+        return _back(request, reverse("duplicates:review"))
+    messages.success(request, f"#{pair.image_a_id} ~ #{pair.image_b_id}: {decision.get_action_display().lower()}.")
+    return _back(request, reverse("duplicates:review"))
+
+
+def _undone(request: HttpRequest, decision: DuplicateDecision) -> None:
+    messages.success(
+        request,
+        f"Undone: {decision.get_action_display().lower()} on #{decision.image_a_id} ~ #{decision.image_b_id} "
+        f"(back to {DuplicatePair.ReviewStatus(decision.previous_status).label.lower()}).",
+    )
+
+
+@staff_member_required
+@require_POST
+def pair_undo(request: HttpRequest, pk: int) -> HttpResponse:
+    pair = get_object_or_404(DuplicatePair, pk=pk)
+    try:
+        _undone(request, services.duplicate_pair_undo_latest(pair=pair, user=request.user))
+    except services.ReviewError as error:
+        messages.error(request, error.message)
+    return _back(request, reverse("duplicates:pair-detail", args=[pair.pk]))
+
+
+@staff_member_required
+@require_POST
+def decision_undo(request: HttpRequest, pk: int) -> HttpResponse:
+    decision = get_object_or_404(DuplicateDecision, pk=pk)
+    try:
+        _undone(request, services.duplicate_decision_undo(decision=decision, user=request.user))
+    except services.ReviewError as error:
+        messages.error(request, error.message)
+    return _back(request, reverse("duplicates:decisions"))
+
+
+@staff_member_required
+def decisions(request: HttpRequest) -> HttpResponse:
+    page = Paginator(selectors.decision_list(), DECISIONS_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "duplicates/decisions.html", {"page": page, "here": request.get_full_path()})
+
+
+@staff_member_required
+@require_POST
+def scan(request: HttpRequest) -> HttpResponse:
+    services.duplicates_scan_schedule(requested_by=request.user.get_username())
+    messages.success(request, "A re-scan of the whole library is queued; pairs update as it runs.")
+    return _back(request, reverse("duplicates:review"))
+
+
+@staff_member_required
+@require_http_methods(["GET", "POST"])
+def calibration(request: HttpRequest) -> HttpResponse:
+    form = CalibrationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        run = services.calibration_run_create(
+            sample_size=form.cleaned_data["sample_size"],
+            target_precision=form.cleaned_data["target_precision"],
+            requested_by=request.user,
+        )
+        messages.success(request, f"Calibration #{run.pk} is queued; this page shows it when it is done.")
+        return redirect("duplicates:calibration")
+    return render(
+        request,
+        "duplicates/calibration.html",
+        {
+            "form": form,
+            "latest": selectors.latest_calibration(),
+            "runs": CalibrationRun.objects.all()[:10],
+            "bands": services.duplicate_bands(),
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@staff_member_required
+def calibration_plot(request: HttpRequest, pk: int) -> FileResponse:
+    run = get_object_or_404(CalibrationRun, pk=pk)
+    if not run.plot:
+        raise Http404("This run has no plot.")
+    try:
+        return FileResponse(run.plot.open("rb"), content_type="image/png")
+    except OSError:
+        raise Http404("The plot file is missing.") from None

@@ -1,0 +1,50 @@
+"""Real photos for the duplicates tests: variants of a few dev photos and unrelated distractors."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gallery.models import Image
+from gallery.services import image_create
+from tests.images import shared_path
+
+
+def group_files(group: str, count: int, *, skip: int = 0) -> list[Path]:
+    """Distinct files (by content) of one neardup-dev group, in label order."""
+    root = shared_path("data", "neardup-dev")
+    with (root / "labels.csv").open() as handle:
+        files = [root / row["file"] for row in csv.DictReader(handle) if row["group_id"] == group]
+    distinct: dict[bytes, Path] = {}
+    for path in files:
+        distinct.setdefault(path.read_bytes(), path)
+    return list(distinct.values())[skip : skip + count]
+
+
+def distractor_files(count: int) -> list[Path]:
+    # 135037.jpg (an eagle against a defocused sky) is the one real photo the blur check rejects.
+    paths = sorted(shared_path("data", "distractors-dev", "train").glob("*.jpg"))
+    return [path for path in paths if path.stem != "135037"][:count]
+
+
+@pytest.fixture
+def ingest(committed: Callable[..., Any]) -> Callable[[dict[str, list[Path]]], dict[int, str]]:
+    """Upload files through the service and embed them via the task (detection runs there); id -> label."""
+
+    def run(labelled: dict[str, list[Path]]) -> dict[int, str]:
+        ids: dict[int, str] = {}
+
+        def upload() -> None:
+            for label, paths in labelled.items():
+                for path in paths:
+                    ids[image_create(data=path.read_bytes(), original_name=path.name).image.pk] = label
+
+        committed(upload)
+        assert Image.objects.filter(pk__in=ids, status=Image.Status.INDEXED).count() == len(ids)
+        return ids
+
+    return run

@@ -1,0 +1,70 @@
+"""Calibrating the thresholds on the library: the command, the staff page, the admin."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from duplicates.models import CalibrationRun
+from tests.duplicates.conftest import distractor_files, group_files
+
+pytestmark = [pytest.mark.django_db, pytest.mark.ml]
+
+
+@pytest.fixture
+def small_library(ingest):
+    return ingest({"g02": group_files("g02", 3), "d": distractor_files(9)})
+
+
+def test_calibrate_command_reports_precision_recall_suggestion_and_plot(small_library, tmp_path):
+    out = StringIO()
+    plot = tmp_path / "calibration.png"
+    call_command("calibrate_duplicates", "--sample", "8", "--plot", str(plot), stdout=out)
+    text = out.getvalue()
+    run = CalibrationRun.objects.get()
+    assert run.status == "done"
+    assert run.result["sampled"] == 8
+    assert run.result["positives"] == 8 * 7
+    assert run.result["pool_size"] == 12
+    assert "threshold  precision   recall" in text
+    assert "resize_50" in text
+    assert "mirror" in text
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    assert run.plot.name.startswith("calibration/")
+    if run.suggested_near_duplicate is not None:
+        assert f"IMGSIM_NEAR_DUPLICATE_THRESHOLD={run.suggested_near_duplicate:.3f}" in text
+        assert 0.5 <= run.suggested_similar <= run.suggested_near_duplicate <= 1.0
+    # The g02 variants are copies of each other: set aside, not counted as negatives of each other.
+    sampled_g02 = {pk for pk, label in small_library.items() if label == "g02"}
+    for source, other in run.result["probable_copies"]:
+        assert {source, other} <= sampled_g02
+
+
+def test_calibrate_command_refuses_a_library_too_small_and_bad_arguments(ingest):
+    ingest({"d": distractor_files(3)})
+    with pytest.raises(CommandError, match="at least 10 embedded images"):
+        call_command("calibrate_duplicates", stdout=StringIO())
+    with pytest.raises(CommandError, match="between 0 and 1"):
+        call_command("calibrate_duplicates", "--target-precision", "1.5", stdout=StringIO())
+
+
+def test_calibration_page_runs_in_the_background_and_shows_the_result(staff_web, web, small_library, committed):
+    assert web.get("/duplicates/calibration/").status_code == 302
+    page = staff_web.get("/duplicates/calibration/")
+    assert page.status_code == 200
+    assert 'id="current-near"' in page.content.decode()
+    assert staff_web.post("/duplicates/calibration/", {"sample_size": 1, "target_precision": 0.999}).status_code == 400
+    response = committed(staff_web.post, "/duplicates/calibration/", {"sample_size": 10, "target_precision": 0.99})
+    assert response.status_code == 302
+    run = CalibrationRun.objects.get()
+    assert (run.status, run.requested_by.username, run.sample_size) == ("done", "sam", 10)
+    html = staff_web.get("/duplicates/calibration/").content.decode()
+    assert 'id="latest-run"' in html
+    assert f"/duplicates/calibration/{run.pk}/plot.png" in html
+    plot = staff_web.get(f"/duplicates/calibration/{run.pk}/plot.png")
+    assert (plot.status_code, plot["Content-Type"]) == (200, "image/png")
+    assert staff_web.get("/admin/duplicates/calibrationrun/").status_code == 200
+    assert staff_web.get(f"/admin/duplicates/calibrationrun/{run.pk}/change/").status_code == 200
+    assert staff_web.get("/admin/duplicates/calibrationrun/add/")["Location"] == "/duplicates/calibration/"

@@ -1,0 +1,127 @@
+"""Detection end to end with real photos and the offline ImageNet backbone: upload -> embed -> pairs.
+
+Pairs within a dev group are found as near-duplicates, pairs across groups and with distractors never are
+(at the calibrated mobilenet_v2 thresholds); a re-scan keeps every human decision; a re-uploaded file gets
+the decision made about its earlier copy back; detection failing never fails the embedding.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from duplicates import services
+from duplicates.models import DuplicateDecision, DuplicatePair
+from gallery.models import Image
+from gallery.services import image_create, image_delete
+from tests.duplicates.conftest import distractor_files, group_files
+
+pytestmark = [pytest.mark.django_db, pytest.mark.ml]
+
+
+def pair_kinds() -> dict[tuple[int, int], str]:
+    return {(pair.image_a_id, pair.image_b_id): pair.kind for pair in DuplicatePair.objects.all()}
+
+
+def test_pairs_within_a_group_are_near_duplicates_and_nothing_else_is(ingest):
+    labels = ingest({group: group_files(group, 6) for group in ("g00", "g02", "g05")} | {"d": distractor_files(20)})
+    kinds = pair_kinds()
+    within = {
+        (a, b) for a, b in itertools.combinations(sorted(labels), 2) if labels[a] == labels[b] and labels[a] != "d"
+    }
+    near = {key for key, kind in kinds.items() if kind == DuplicatePair.Kind.NEAR_DUPLICATE}
+    assert near == within  # 45 pairs: every variant of each photo with every other, and nothing more
+    # Look-alike distractors may share the similar band, shown apart; never with a variant of a dev photo.
+    similar = {key for key, kind in kinds.items() if kind == DuplicatePair.Kind.SIMILAR}
+    assert all(labels[a] == labels[b] == "d" for a, b in similar)
+    assert all(a < b for a, b in kinds)
+
+    pair = DuplicatePair.objects.filter(kind="near_duplicate").order_by("similarity").first()
+    evidence = pair.evidence
+    assert evidence["cosine"] == pytest.approx(pair.similarity, abs=1e-5)
+    assert 0 <= evidence["phash_distance"] <= 64
+    assert {evidence["a"]["id"], evidence["b"]["id"]} == {pair.image_a_id, pair.image_b_id}
+    assert evidence["a"]["width"] == pair.image_a.width
+    assert evidence["b"]["file_size"] == pair.image_b.file_size
+    assert evidence["a"]["sharpness"] == pytest.approx(pair.image_a.quality_scores["sharpness"], abs=1e-4)
+    assert pair.embedding_model == "mobilenet_v2"
+    assert pair.review_status == DuplicatePair.ReviewStatus.PENDING
+
+
+def test_grey_zone_pairs_are_verified_geometrically(ingest, settings):
+    """A heavy crop scores below the near-duplicate threshold; matching local features make it one."""
+    labels = ingest({"g00": group_files("g00", 6)})
+    verified = [
+        pair for pair in DuplicatePair.objects.all() if pair.similarity < services.duplicate_bands().near_duplicate
+    ]
+    assert verified, "the first g00 variants include crops that score in the grey zone"
+    assert all(pair.kind == "near_duplicate" and pair.evidence["geometric_inliers"] >= 20 for pair in verified)
+    settings.IMGSIM_DUPLICATE_GEOMETRY = False
+    DuplicatePair.objects.all().delete()
+    services.duplicate_pairs_detect(image_ids=list(labels))
+    assert {pair.kind for pair in DuplicatePair.objects.filter(similarity__lt=0.88)} == {"similar"}
+
+
+def test_decisions_survive_a_rescan_a_threshold_change_and_a_reupload(ingest, staff, settings):
+    labels = ingest({"g02": group_files("g02", 4), "d": distractor_files(6)})
+    pairs = list(DuplicatePair.objects.filter(kind="near_duplicate").order_by("id"))
+    assert len(pairs) == 6
+    dismissed, confirmed = pairs[0], pairs[1]
+    services.duplicate_pair_resolve(pair=dismissed, action="not_duplicate", user=staff, source="test")
+    services.duplicate_pair_resolve(pair=confirmed, action="confirm", user=staff, source="test")
+
+    out, progress = StringIO(), StringIO()
+    call_command("scan_duplicates", stdout=out, stderr=progress)
+    assert "Scanned 10 images" in out.getvalue()
+    assert "10/10 images 100.0%" in progress.getvalue()
+    statuses = dict(DuplicatePair.objects.values_list("pk", "review_status"))
+    assert statuses[dismissed.pk] == "not_duplicate"
+    assert statuses[confirmed.pk] == "confirmed"
+    assert DuplicatePair.objects.count() >= 6
+
+    # A stricter threshold: pending pairs that no longer qualify go, reviewed ones stay as they are.
+    settings.IMGSIM_NEAR_DUPLICATE_THRESHOLD = 0.999
+    settings.IMGSIM_SIMILAR_THRESHOLD = 0.999
+    call_command("scan_duplicates", "--no-verify", stdout=StringIO(), stderr=StringIO())
+    assert set(DuplicatePair.objects.values_list("pk", flat=True)) == {dismissed.pk, confirmed.pk}
+    settings.IMGSIM_NEAR_DUPLICATE_THRESHOLD = None
+    settings.IMGSIM_SIMILAR_THRESHOLD = None
+
+    # The dismissed pair's image is deleted and uploaded again: the decision comes back with it, logged.
+    victim = Image.objects.get(pk=dismissed.image_b_id)
+    victim_id, data, name = victim.pk, victim.file.read(), victim.original_name
+    victim.file.close()
+    image_delete(image=victim)
+    assert not DuplicatePair.objects.filter(pk=dismissed.pk).exists()
+    assert DuplicateDecision.objects.filter(image_b_id=victim_id, action="not_duplicate", pair=None).exists()
+    again = image_create(data=data, original_name=name).image
+    from search.services import embed_pending
+
+    embed_pending()
+    back = DuplicatePair.objects.get(image_a_id=dismissed.image_a_id, image_b_id=again.pk)
+    assert back.review_status == "not_duplicate"
+    assert back.reviewed_by == staff
+    assert back.evidence["remembered_from"] == DuplicateDecision.objects.get(pair=None, action="not_duplicate").pk
+    remembered = DuplicateDecision.objects.get(pair=back)
+    assert (remembered.source, remembered.previous_status, remembered.new_status) == (
+        "remembered",
+        "pending",
+        "not_duplicate",
+    )
+    assert Image.objects.filter(pk__in=set(labels) - {victim_id}).count() == len(labels) - 1
+
+
+def test_detection_failure_is_logged_and_never_fails_embedding(ingest, monkeypatch, caplog):
+    def broken(**kwargs):
+        raise RuntimeError("index exploded")
+
+    monkeypatch.setattr(services, "duplicate_pairs_detect", broken)
+    with caplog.at_level(logging.ERROR, logger="duplicates.services"):
+        labels = ingest({"g05": group_files("g05", 2)})
+    assert Image.objects.filter(pk__in=labels, status="indexed").count() == 2
+    assert "duplicate detection failed" in caplog.text
+    assert not DuplicatePair.objects.exists()
