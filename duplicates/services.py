@@ -18,7 +18,7 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 from PIL import Image as PILImage
 
@@ -34,6 +34,7 @@ from duplicates.detection import (
 from duplicates.evidence import ImageFacts, dhash, hamming, pair_evidence, phash, suggest_keep, upright
 from duplicates.models import CalibrationRun, DuplicateDecision, DuplicatePair, sha_pair_key
 from gallery.models import Image
+from search.selectors import IDS_PER_QUERY, LibrarySearch, searchable_images, stored_vectors
 from search.thresholds import thresholds_for
 
 logger = logging.getLogger(__name__)
@@ -57,93 +58,10 @@ def geometric_verification_enabled() -> bool:
 # --- candidate search ------------------------------------------------------------------------------------
 
 
-def _vectors_of(rows: QuerySet[Image]) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, vectors) of the rows' stored embeddings, in id order."""
-    pairs = list(rows.values_list("id", "embedding").order_by("id"))
-    if not pairs:
-        return np.zeros(0, np.int64), np.zeros((0, 1), np.float32)
-    ids = np.array([row[0] for row in pairs], dtype=np.int64)
-    vectors = np.frombuffer(b"".join(bytes(row[1]) for row in pairs), dtype=np.float32).reshape(len(pairs), -1)
-    return ids, vectors
-
-
-def _searchable(model_name: str) -> QuerySet[Image]:
-    return Image.objects.searchable().filter(embedding_model=model_name)
-
-
-# Ids per IN (...) list: well under SQLite's bound-parameter limit, and short lists plan well on PostgreSQL.
-IDS_PER_QUERY = 2000
-
-
-def _vectors_by_id(model_name: str, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Stored vectors of the searchable images among `ids` (deleted or re-embedded ones drop out)."""
-    wanted = sorted(set(ids))
-    parts = [
-        _vectors_of(_searchable(model_name).filter(id__in=wanted[start : start + IDS_PER_QUERY]))
-        for start in range(0, len(wanted), IDS_PER_QUERY)
-    ]
-    parts = [part for part in parts if part[0].shape[0]]
-    if not parts:
-        return np.zeros(0, np.int64), np.zeros((0, 1), np.float32)
-    return np.concatenate([ids for ids, _ in parts]), np.vstack([vectors for _, vectors in parts])
-
-
 def library_neighbour_search(*, model_name: str) -> NeighbourSearch:
-    """Exact-cosine k-NN over the library: served index candidates re-ranked on the stored vectors, plus the
-    vectors embedded since the last build (searched exactly). Purely visual: no rating term.
-
-    The tail is read once per returned function, so one detection run over many images reads it once.
-    """
-    from search.index import exact_search, merge_results, rerank
-    from search.selectors import TAIL_MARGIN, served_index
-
-    build, index = served_index(model_name=model_name)
-    tail = _searchable(model_name)
-    if index is not None and build is not None and build.max_embedded_at is not None:
-        tail = tail.filter(embedded_at__gte=build.max_embedded_at - TAIL_MARGIN)
-    elif index is not None:
-        tail = tail.none()
-    tail_ids, tail_vectors = _vectors_of(tail)
-    if index is not None and tail_ids.shape[0]:
-        fresh = ~np.isin(tail_ids, index.ids)
-        tail_ids, tail_vectors = tail_ids[fresh], tail_vectors[fresh]
-
-    def search(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        partials = []
-        if index is not None and len(index):
-            fetch = min(index.candidate_count(k), len(index))
-            _, candidates = index.search(queries, k=fetch)
-            known_ids, known_vectors = _vectors_by_id(model_name, np.unique(candidates[candidates >= 0]).tolist())
-            if known_ids.shape[0]:
-                partials.append(
-                    rerank(
-                        query_vectors=queries,
-                        query_ratings=None,
-                        candidate_ids=candidates,
-                        ids=known_ids,
-                        vectors=known_vectors,
-                        ratings=None,
-                        k=k,
-                        weight=0.0,
-                    )
-                )
-        if tail_ids.shape[0]:
-            partials.append(
-                exact_search(
-                    query_vectors=queries,
-                    query_ratings=None,
-                    ids=tail_ids,
-                    vectors=tail_vectors,
-                    ratings=None,
-                    k=k,
-                    weight=0.0,
-                )
-            )
-        if not partials:
-            return np.full((queries.shape[0], k), -np.inf, np.float32), np.full((queries.shape[0], k), -1, np.int64)
-        return merge_results(*partials, k=k)
-
-    return search
+    """Purely visual k-NN over the library (served index + tail, exact cosine); the tail is read once."""
+    library = LibrarySearch(model_name=model_name)
+    return lambda queries, k: library.search(queries, k=k)
 
 
 # --- per-image evidence ----------------------------------------------------------------------------------
@@ -288,7 +206,7 @@ def duplicate_pairs_detect_after_embedding(*, image_ids: list[int]) -> None:
 def _detect_chunk(
     ids: list[int], model_name: str, bands: Bands, search: NeighbourSearch, verifier: _Verifier
 ) -> DetectSummary:
-    query_ids, query_vectors = _vectors_by_id(model_name, ids)
+    query_ids, query_vectors, _ = stored_vectors(model_name=model_name, ids=ids)
     if not query_ids.shape[0]:
         return DetectSummary()
     neighbours = neighbours_above(query_ids=query_ids, query_vectors=query_vectors, search=search, floor=bands.similar)
@@ -599,7 +517,7 @@ def duplicates_scan(
             index_rebuild(requested_by="scan_duplicates")
         except RebuildAlreadyRunningError:
             logger.warning("an index rebuild is running; scanning with the served index and its exact tail")
-    ids = list(_searchable(model_name).order_by("id").values_list("id", flat=True))
+    ids = list(searchable_images(model_name).order_by("id").values_list("id", flat=True))
     bands = duplicate_bands(model_name=model_name)
     verifier = _Verifier(enabled=geometric_verification_enabled() if verify is None else verify)
     search = library_neighbour_search(model_name=model_name)
@@ -668,7 +586,7 @@ def calibration_run_execute(*, run: CalibrationRun, seed: int = 0) -> Calibratio
     CalibrationRun.objects.filter(pk=run.pk).update(status=CalibrationRun.Status.RUNNING)
     try:
         model_name = run.model_name
-        ids = list(_searchable(model_name).order_by("id").values_list("id", flat=True))
+        ids = list(searchable_images(model_name).order_by("id").values_list("id", flat=True))
         if len(ids) < CALIBRATION_MIN_IMAGES:
             raise ValueError(
                 f"Calibration needs at least {CALIBRATION_MIN_IMAGES} embedded images of {model_name}; "
@@ -681,8 +599,8 @@ def calibration_run_execute(*, run: CalibrationRun, seed: int = 0) -> Calibratio
             if len(ids) <= CALIBRATION_POOL_MAX
             else sorted(rng.choice(ids, size=CALIBRATION_POOL_MAX, replace=False).tolist())
         )
-        pool_ids, pool_vectors = _vectors_by_id(model_name, pool_list)
-        sample_ids, sample_vectors = _vectors_by_id(model_name, sample)
+        pool_ids, pool_vectors, _ = stored_vectors(model_name=model_name, ids=pool_list)
+        sample_ids, sample_vectors, _ = stored_vectors(model_name=model_name, ids=sample)
         source_vectors = {int(pk): vector for pk, vector in zip(sample_ids, sample_vectors, strict=True)}
         images = Image.objects.defer("embedding").in_bulk(source_vectors)
         embedder = embedder_get()

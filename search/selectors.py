@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 
 from gallery.exif import read_exif
 from gallery.image_file import UploadRejected, decode_upload
@@ -85,7 +86,13 @@ def forget_served_indexes() -> None:
         _served.clear()
 
 
-def _vectors_of(rows: list[tuple[int, bytes, int | None]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+# Ids per IN (...) list: well under SQLite's bound-parameter limit, and short lists plan well on PostgreSQL.
+IDS_PER_QUERY = 2000
+
+VectorRows = tuple[np.ndarray, np.ndarray, np.ndarray]  # ids (int64), vectors (float32 rows), ratings (nan = unrated)
+
+
+def _vectors_of(rows: list[tuple[int, bytes, int | None]]) -> VectorRows:
     if not rows:
         return np.zeros(0, np.int64), np.zeros((0, 1), np.float32), np.zeros(0, np.float32)
     ids = np.array([row[0] for row in rows], dtype=np.int64)
@@ -94,8 +101,114 @@ def _vectors_of(rows: list[tuple[int, bytes, int | None]]) -> tuple[np.ndarray, 
     return ids, vectors, ratings
 
 
-def _searchable(model_name: str):  # noqa: ANN202 - a QuerySet of Image
+def searchable_images(model_name: str) -> QuerySet[Image]:
+    """Images with a vector of this model that may appear in results."""
     return Image.objects.searchable().filter(embedding_model=model_name)
+
+
+def stored_vectors(*, model_name: str, ids: Iterable[int]) -> VectorRows:
+    """Stored vectors of the searchable images among `ids`, in id order (deleted or re-embedded ones drop out)."""
+    wanted = sorted({int(pk) for pk in ids})
+    rows: list[tuple[int, bytes, int | None]] = []
+    for start in range(0, len(wanted), IDS_PER_QUERY):
+        chunk = searchable_images(model_name).filter(id__in=wanted[start : start + IDS_PER_QUERY])
+        rows.extend(chunk.order_by("id").values_list("id", "embedding", "rating"))
+    return _vectors_of(rows)
+
+
+class LibrarySearch:
+    """k-NN over the whole library: the served index's candidates re-ranked by exact cosine on the stored
+    vectors, merged with an exact search over the vectors embedded since the build (the tail).
+
+    The tail is read once per instance, so a batch of queries (duplicate detection) reads it once.
+    Scores are exact cosine plus `weight` times the rating term (0: purely visual).
+    """
+
+    def __init__(self, *, model_name: str) -> None:
+        self.model_name = model_name
+        self.build, self.index = served_index(model_name=model_name)
+        tail = searchable_images(model_name)
+        if self.index is not None:
+            cutoff = self.build.max_embedded_at if self.build is not None else None
+            tail = tail.filter(embedded_at__gte=cutoff - TAIL_MARGIN) if cutoff is not None else tail.none()
+        self.tail = _vectors_of(list(tail.values_list("id", "embedding", "rating")))
+        if self.index is not None and self.tail[0].shape[0]:
+            fresh = ~np.isin(self.tail[0], self.index.ids)
+            self.tail = (self.tail[0][fresh], self.tail[1][fresh], self.tail[2][fresh])
+
+    @property
+    def size(self) -> int:
+        """How many vectors a search covers (index + tail)."""
+        return (len(self.index) if self.index is not None else 0) + int(self.tail[0].shape[0])
+
+    @property
+    def version(self) -> int | None:
+        return self.build.pk if self.build is not None and self.index is not None else None
+
+    def search(
+        self,
+        queries: np.ndarray,
+        *,
+        k: int,
+        query_ratings: list[float | None] | None = None,
+        weight: float = 0.0,
+        exclude_ids: tuple[int, ...] = (),
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of each query's k nearest images, best first, padded with -inf / -1."""
+        queries = np.asarray(queries, dtype=np.float32).reshape(-1, np.asarray(queries).shape[-1])
+        partials = []
+        if self.index is not None and len(self.index):
+            candidates, (ids, vectors, ratings) = self._index_candidates(queries, query_ratings, k, exclude_ids)
+            if ids.shape[0]:
+                partials.append(
+                    rerank(
+                        query_vectors=queries,
+                        query_ratings=query_ratings,
+                        candidate_ids=candidates,
+                        ids=ids,
+                        vectors=vectors,
+                        ratings=ratings,
+                        k=k,
+                        weight=weight,
+                    )
+                )
+        tail_ids, tail_vectors, tail_ratings = self.tail
+        if tail_ids.shape[0]:
+            partials.append(
+                exact_search(
+                    query_vectors=queries,
+                    query_ratings=query_ratings,
+                    ids=tail_ids,
+                    vectors=tail_vectors,
+                    ratings=tail_ratings,
+                    k=k,
+                    weight=weight,
+                    exclude_ids=exclude_ids,
+                )
+            )
+        if not partials:
+            return np.full((queries.shape[0], k), -np.inf, np.float32), np.full((queries.shape[0], k), -1, np.int64)
+        return merge_results(*partials, k=k)
+
+    def _index_candidates(
+        self,
+        queries: np.ndarray,
+        query_ratings: list[float | None] | None,
+        k: int,
+        exclude_ids: tuple[int, ...],
+    ) -> tuple[np.ndarray, VectorRows]:
+        """Candidates with their stored vectors. Images deleted since the build have none, so fetch more
+        until every query has k live candidates (or the index is exhausted)."""
+        assert self.index is not None
+        want = self.index.candidate_count(k)
+        while True:
+            fetch = min(want, len(self.index))
+            _, candidates = self.index.search(queries, k=fetch, query_ratings=query_ratings, exclude_ids=exclude_ids)
+            known = stored_vectors(model_name=self.model_name, ids=candidates[candidates >= 0].tolist())
+            live = np.isin(candidates, known[0]).sum(axis=1)
+            if fetch >= len(self.index) or int(live.min(initial=k)) >= k:
+                return candidates, known
+            want = fetch * 4
 
 
 def similar_images(
@@ -103,86 +216,23 @@ def similar_images(
 ) -> SearchResult:
     """The k library images most similar to a vector, rating-aware, with the fallback when nothing matches."""
     model_name = settings.IMGSIM_MODEL
-    weight = settings.IMGSIM_RATING_WEIGHT
     query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
-    query_ratings = [None if rating is None else float(rating)]
-    build, index = served_index(model_name=model_name)
-    partials = []
-    searched = 0
-
-    tail_rows = _searchable(model_name)
-    if build is not None and index is not None and build.max_embedded_at is not None:
-        tail_rows = tail_rows.filter(embedded_at__gte=build.max_embedded_at - TAIL_MARGIN)
-    tail_ids, tail_vectors, tail_ratings = _vectors_of(list(tail_rows.values_list("id", "embedding", "rating")))
-    if index is not None and tail_ids.shape[0]:
-        fresh = ~np.isin(tail_ids, index.ids)
-        tail_ids, tail_vectors, tail_ratings = tail_ids[fresh], tail_vectors[fresh], tail_ratings[fresh]
-
-    if index is not None and len(index):
-        candidates, rows = _index_candidates(index, query, query_ratings, k, exclude_ids, model_name)
-        ids, vectors, ratings = _vectors_of(rows)
-        if ids.shape[0]:
-            partials.append(
-                rerank(
-                    query_vectors=query,
-                    query_ratings=query_ratings,
-                    candidate_ids=candidates,
-                    ids=ids,
-                    vectors=vectors,
-                    ratings=ratings,
-                    k=k,
-                    weight=weight,
-                )
-            )
-        searched += len(index)
-    if tail_ids.shape[0]:
-        partials.append(
-            exact_search(
-                query_vectors=query,
-                query_ratings=query_ratings,
-                ids=tail_ids,
-                vectors=tail_vectors,
-                ratings=tail_ratings,
-                k=k,
-                weight=weight,
-                exclude_ids=exclude_ids,
-            )
-        )
-        searched += int(tail_ids.shape[0])
-
-    threshold = thresholds_for(model_name).match
-    ranked: list[tuple[int, float]] = []
-    if partials:
-        scores, ids = merge_results(*partials, k=k)
-        ranked = [(int(pk), float(score)) for pk, score in zip(ids[0], scores[0], strict=True) if pk >= 0]
+    library = LibrarySearch(model_name=model_name)
+    scores, ids = library.search(
+        query,
+        k=k,
+        query_ratings=[None if rating is None else float(rating)],
+        weight=settings.IMGSIM_RATING_WEIGHT,
+        exclude_ids=exclude_ids,
+    )
+    ranked = [(int(pk), float(score)) for pk, score in zip(ids[0], scores[0], strict=True) if pk >= 0]
     results = _with_images(query[0], ranked)
+    threshold = thresholds_for(model_name).match
     matched = any(result.similarity >= threshold for result in results)
-    version = build.pk if build is not None and index is not None else None
     if matched or rating is None:
-        return SearchResult(results, matched, False, threshold, rating, k, version, searched)
+        return SearchResult(results, matched, False, threshold, rating, k, library.version, library.size)
     fallback = _rating_fallback(query[0], rating=rating, k=k, exclude_ids=exclude_ids, model_name=model_name)
-    return SearchResult(fallback, False, True, threshold, rating, k, version, searched)
-
-
-def _index_candidates(
-    index: VectorIndex,
-    query: np.ndarray,
-    query_ratings: list[float | None],
-    k: int,
-    exclude_ids: tuple[int, ...],
-    model_name: str,
-) -> tuple[np.ndarray, list[tuple[int, bytes, int | None]]]:
-    """Candidates from the index with their stored vectors; images deleted since the build have none, so
-    fetch more until k live candidates are found (or the index is exhausted)."""
-    want = index.candidate_count(k)
-    while True:
-        fetch = min(want, len(index))
-        _, candidates = index.search(query, k=fetch, query_ratings=query_ratings, exclude_ids=exclude_ids)
-        wanted = [int(pk) for pk in candidates[0] if pk >= 0]
-        rows = list(_searchable(model_name).filter(id__in=wanted).values_list("id", "embedding", "rating"))
-        if len(rows) >= k or fetch >= len(index):
-            return candidates, rows
-        want = fetch * 4
+    return SearchResult(fallback, False, True, threshold, rating, k, library.version, library.size)
 
 
 def _with_images(query: np.ndarray, ranked: list[tuple[int, float]]) -> list[SimilarImage]:
@@ -203,7 +253,7 @@ def _rating_fallback(
     query: np.ndarray, *, rating: int, k: int, exclude_ids: tuple[int, ...], model_name: str
 ) -> list[SimilarImage]:
     """Images ranked by closeness of rating first and visual similarity second (unrated ones are not used)."""
-    rated = _searchable(model_name).filter(rating__isnull=False).exclude(id__in=exclude_ids)
+    rated = searchable_images(model_name).filter(rating__isnull=False).exclude(id__in=exclude_ids)
     results: list[SimilarImage] = []
     for distance in range(6):
         stars = {value for value in (rating - distance, rating + distance) if 0 <= value <= 5}
@@ -256,7 +306,7 @@ def index_status() -> dict[str, object]:
     """What the index serves: model, version, kind, count, vectors waiting for the next build, last build."""
     model_name = settings.IMGSIM_MODEL
     build = IndexBuild.objects.ready().filter(model_name=model_name).order_by("-id").first()
-    searchable = _searchable(model_name).count()
+    searchable = searchable_images(model_name).count()
     last = IndexBuild.objects.order_by("-id").first()
     by_status = dict(Image.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     return {
