@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import statistics
+import os
 import sys
 import time
 import warnings
@@ -62,31 +62,45 @@ def seed_style_model():
     return model, transform
 
 
-def time_seed_style(files: list[Path], model, transform) -> float:
+class Timing:
+    """Wall and CPU seconds of one run: CPU time per image is what other processes' load distorts least."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def __enter__(self) -> Timing:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
+
+
+def time_seed_style(files: list[Path], model, transform) -> Timing:
     import torch
 
-    start = time.perf_counter()
-    with torch.no_grad():
+    torch.set_num_threads(embedding.available_cpu_count())  # as a fresh process would have it
+    with Timing() as timing, torch.no_grad():
         for path in files:
             x = transform(Image.open(path).convert("RGB")).unsqueeze(0)
             torch.nn.functional.normalize(model(x), dim=1)
-    return time.perf_counter() - start
+    return timing
 
 
-def time_pipeline(files: list[Path], embedder: embedding.Embedder, batch_size: int) -> float:
-    start = time.perf_counter()
-    result = embedder.embed_sources(files, batch_size=batch_size)
-    elapsed = time.perf_counter() - start
+def time_pipeline(files: list[Path], embedder: embedding.Embedder, batch_size: int) -> Timing:
+    with Timing() as timing:
+        result = embedder.embed_sources(files, batch_size=batch_size)
     if result.errors or len(result.ok_indices) != len(files):
         raise RuntimeError(f"pipeline failed on some photos: {result.errors}")
-    return elapsed
+    return timing
 
 
-def time_model_only(pixels: np.ndarray, embedder: embedding.Embedder, batch_size: int) -> float:
-    start = time.perf_counter()
-    for i in range(0, len(pixels), batch_size):
-        embedder.embed_pixels(pixels[i : i + batch_size])
-    return time.perf_counter() - start
+def time_model_only(pixels: np.ndarray, embedder: embedding.Embedder, batch_size: int) -> Timing:
+    with Timing() as timing:
+        for i in range(0, len(pixels), batch_size):
+            embedder.embed_pixels(pixels[i : i + batch_size])
+    return timing
 
 
 def full_decode_pixels(path: Path) -> np.ndarray:
@@ -105,8 +119,12 @@ def report_equality(unique: list[Path], pixels: np.ndarray) -> None:
     """Optimised model vs eager fp32 on the same pixels: must be equal for duplicate thresholds to hold."""
     optimised = embedding.seeded_embedder(model_name="resnet18", seed=0)
     reference = embedding.seeded_embedder(model_name="resnet18", seed=0, optimize=False)
-    worst = float(np.max(np.abs(1 - cosine_rows(optimised.embed_pixels(pixels), reference.embed_pixels(pixels)))))
+    expected = reference.embed_pixels(pixels)
+    worst = float(np.max(np.abs(1 - cosine_rows(optimised.embed_pixels(pixels), expected))))
     print(f"max |1 - cosine| optimised vs eager fp32, resnet18 (seeded): {worst:.2e} (goal <= 1e-4)")
+    pipeline = optimised.embed_sources(unique).vectors
+    worst = float(np.max(np.abs(1 - cosine_rows(pipeline, expected))))
+    print(f"max |1 - cosine| pipeline (embed_sources) vs eager fp32 on the same decoded pixels: {worst:.2e}")
     if OFFLINE_WEIGHTS.exists():
         real = embedding.load_embedder(model_name="mobilenet_v2", weights_path=OFFLINE_WEIGHTS)
         real_ref = embedding.load_embedder(model_name="mobilenet_v2", weights_path=OFFLINE_WEIGHTS, optimize=False)
@@ -117,11 +135,15 @@ def report_equality(unique: list[Path], pixels: np.ndarray) -> None:
         full = real.embed_pixels(np.stack([full_decode_pixels(p) for p in unique]))
         agree = cosine_rows(draft, full)
         others = draft @ draft.T
-        between = others[~np.eye(len(unique), dtype=bool)]
+        np.fill_diagonal(others, -1)
+        first, second = np.unravel_index(np.argmax(others), others.shape)
         print(
             f"draft vs full decode, mobilenet_v2 ImageNet features, {len(unique)} photos: cosine min "
-            f"{agree.min():.4f} mean {agree.mean():.4f} (different photos: mean {between.mean():.3f}, "
-            f"max {between.max():.3f})"
+            f"{agree.min():.4f} mean {agree.mean():.4f}"
+        )
+        print(
+            f"    for scale: different files mean {others[others > -1].mean():.3f}; most alike "
+            f"{unique[first].name} ~ {unique[second].name} {others[first, second]:.3f}"
         )
         for path, value in sorted(zip(unique, agree, strict=True), key=lambda item: item[1])[:3]:
             print(f"    lowest: {path.name} {value:.4f}")
@@ -154,14 +176,42 @@ def ablation(unique: list[Path], pixels: np.ndarray, batch_size: int) -> None:
         best = min(_timed(lambda decode=decode: [decode(p) for p in unique]) for _ in range(2))
         print(f"   {name:30s} {1000 * best / len(unique):7.1f} ms/photo")
 
-    print(f"-- ablation: model only, img/s ({torch.get_num_threads()} threads)")
+    threads = embedding.available_cpu_count()
+    print(f"-- ablation: model only, img/s (best of 2; {threads} threads unless said)")
     reference = embedding.seeded_embedder(seed=0, optimize=False)
     optimised = embedding.seeded_embedder(seed=0)
-    work = np.concatenate([pixels] * max(1, 32 // len(pixels)))
-    for name, model_embedder in [("eager fp32", reference), ("BN folded + channels-last", optimised)]:
-        for size in sorted({1, 8, batch_size, 32}):
-            best = min(_timed(lambda e=model_embedder, s=size: time_model_only(work, e, s)) for _ in range(2))
-            print(f"   {name:30s} batch {size:3d} {len(work) / best:7.1f} img/s")
+    frozen = embedding.seeded_embedder(seed=0, optimize=False)
+    with warnings.catch_warnings(), torch.inference_mode():  # torch.jit is deprecated: measured, not used
+        warnings.simplefilter("ignore")
+        frozen._model = torch.jit.optimize_for_inference(
+            torch.jit.freeze(torch.jit.trace(frozen._model, torch.zeros(1, 3, 224, 224)))
+        )
+    work = np.concatenate([pixels] * max(1, 48 // len(pixels)))
+    variants = [("eager fp32", reference, threads), ("BN folded + channels-last", optimised, threads)]
+    variants += [("BN folded + channels-last", optimised, 1), ("jit freeze + optimize_for_inference", frozen, threads)]
+    for name, model_embedder, model_threads in variants:
+        model_embedder.num_threads = model_threads
+        for size in [1, 8, 16, 32]:
+            time_model_only(work[:size], model_embedder, size)  # warm-up (jit profiles the first calls)
+            time_model_only(work[:size], model_embedder, size)
+            best = min(time_model_only(work, model_embedder, size).wall for _ in range(2))
+            print(f"   {name:36s} {model_threads} thr batch {size:3d} {len(work) / best:7.1f} img/s")
+    optimised.num_threads = threads
+
+    print("-- ablation: pipeline variants on the same photos, img/s (best of 2)")
+    files = unique * max(1, 48 // len(unique))
+    default_decoders, default_adaptive = embedding.DECODE_THREADS, embedding.ADAPTIVE_THREADS
+    for name, decoders, adaptive, model_threads in [
+        ("default", default_decoders, default_adaptive, threads),
+        ("model always on all threads", 1, False, threads),
+        ("model always on 1 thread", 1, False, 1),
+        ("2 decode threads, adaptive", 2, True, threads),
+    ]:
+        embedding.DECODE_THREADS, embedding.ADAPTIVE_THREADS = decoders, adaptive
+        optimised.num_threads = model_threads
+        best = min(time_pipeline(files, optimised, batch_size).wall for _ in range(2))
+        print(f"   {name:36s} {len(files) / best:7.1f} img/s")
+    embedding.DECODE_THREADS, embedding.ADAPTIVE_THREADS = default_decoders, default_adaptive
 
 
 def _timed(run) -> float:
@@ -180,8 +230,6 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
 
-    import torch
-
     unique = sorted(require(PHOTOS_DIR).glob("*.jpg"))[: args.limit]
     if not unique:
         sys.exit(f"No JPEGs in {PHOTOS_DIR}")
@@ -193,8 +241,9 @@ def main() -> None:
     seed_model, seed_transform = seed_style_model()
     print(
         f"{len(files)} images ({len(unique)} photos x {args.repeat}) from {PHOTOS_DIR}; "
-        f"{embedding.available_cpu_count()} CPUs available, torch threads {torch.get_num_threads()}, "
-        f"batch {args.batch_size}"
+        f"{embedding.available_cpu_count()} CPUs available; pipeline: batches of {embedding.MIN_BATCH_SIZE}.."
+        f"{args.batch_size}, {embedding.DECODE_THREADS} decode thread(s), model threads {embedder.num_threads} "
+        f"({embedder.num_threads - embedding.DECODE_THREADS} while the decoder is behind)"
     )
     decoded = np.stack([embedding.model_input_pixels(embedding.load_rgb_for_embedding(p)) for p in unique])
     model_pixels = np.concatenate([decoded] * args.repeat)
@@ -202,22 +251,31 @@ def main() -> None:
     time_model_only(model_pixels[: args.batch_size], embedder, args.batch_size)
     time_seed_style(unique[:1], seed_model, seed_transform)
 
-    rates: dict[str, list[float]] = {"seed-style": [], "pipeline": [], "model-only": []}
+    runs: dict[str, list[Timing]] = {"seed-style": [], "pipeline": [], "model-only": []}
     for round_number in range(1, args.rounds + 1):
-        rates["seed-style"].append(len(files) / time_seed_style(files, seed_model, seed_transform))
-        rates["pipeline"].append(len(files) / time_pipeline(files, embedder, args.batch_size))
-        rates["model-only"].append(len(files) / time_model_only(model_pixels, embedder, args.batch_size))
-        print(f"round {round_number}: " + ", ".join(f"{k} {v[-1]:.1f} img/s" for k, v in rates.items()))
+        runs["seed-style"].append(time_seed_style(files, seed_model, seed_transform))
+        runs["pipeline"].append(time_pipeline(files, embedder, args.batch_size))
+        runs["model-only"].append(time_model_only(model_pixels, embedder, args.batch_size))
+        print(
+            f"round {round_number} (load {os.getloadavg()[0]:.1f}): "
+            + ", ".join(f"{name} {len(files) / r[-1].wall:.1f} img/s" for name, r in runs.items())
+        )
 
-    best = {name: max(values) for name, values in rates.items()}
-    print(f"\nseed-style loop:  {best['seed-style']:7.2f} images/s (best of {args.rounds} rounds)")
-    print(f"pipeline:         {best['pipeline']:7.2f} images/s")
-    print(f"model-only:       {best['model-only']:7.2f} images/s (pre-decoded pixels, same optimised model)")
-    ratio = best["pipeline"] / best["seed-style"]
-    median_ratio = statistics.median(p / s for p, s in zip(rates["pipeline"], rates["seed-style"], strict=True))
-    print(f"ratio pipeline/seed: {ratio:.1f}x (median of per-round ratios {median_ratio:.1f}x; goal >= 10x)")
-    share = best["pipeline"] / best["model-only"]
-    print(f"pipeline share of model-only: {100 * share:.0f}% (goal >= 75%)")
+    rate = {name: len(files) / min(r.wall for r in timings) for name, timings in runs.items()}
+    cpu_ms = {name: 1000 * min(r.cpu for r in timings) / len(files) for name, timings in runs.items()}
+    print(f"\nbest of {args.rounds} interleaved rounds (images/s; CPU ms per image, all threads):")
+    print(f"seed-style loop:  {rate['seed-style']:7.2f} images/s  {cpu_ms['seed-style']:6.1f} CPU ms/image")
+    print(f"pipeline:         {rate['pipeline']:7.2f} images/s  {cpu_ms['pipeline']:6.1f} CPU ms/image")
+    print(
+        f"model-only:       {rate['model-only']:7.2f} images/s  {cpu_ms['model-only']:6.1f} CPU ms/image "
+        "(pre-decoded pixels, same optimised model)"
+    )
+    ratios = [s.wall / p.wall for s, p in zip(runs["seed-style"], runs["pipeline"], strict=True)]
+    print(
+        f"ratio pipeline/seed: {rate['pipeline'] / rate['seed-style']:.1f}x (goal >= 10x; per round "
+        f"{', '.join(f'{r:.1f}x' for r in ratios)}; CPU cost ratio {cpu_ms['seed-style'] / cpu_ms['pipeline']:.1f}x)"
+    )
+    print(f"pipeline share of model-only: {100 * rate['pipeline'] / rate['model-only']:.0f}% (goal >= 75%)")
 
     report_equality(unique, decoded)
     if args.ablation:

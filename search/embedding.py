@@ -5,10 +5,11 @@ imports this module at start-up and must not pay for torch until it embeds somet
 callers pass their settings in.
 
 Speed comes mostly from decoding less: JPEG draft mode (libjpeg's DCT scaling) and, for large progressive
-JPEGs decoded at 1/8 scale, a stream that keeps only the DC scans (see `_progressive_dc_only_stream`). The
-model is the fp32 network with batch-norm folded into the convolutions and channels-last memory, which gives
-the same embeddings as the eager model (cosine >= 0.9999); decoding of the next images overlaps the model in
-a background thread.
+JPEGs decoded at 1/8 scale, a stream without the AC data that scale never uses (`_progressive_dc_only_stream`).
+The model is the fp32 network with batch-norm folded into the convolutions and channels-last memory: the same
+embeddings as the eager model (cosine >= 0.9999), no reduced precision. A background thread decodes the next
+images while the model runs; while it is the bottleneck the model leaves it a core (torch threads on 2 cores
+plus a busy decoder thrash, the OpenMP threads wait for each other).
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ if TYPE_CHECKING:
 INPUT_SIZE = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DEFAULT_BATCH_SIZE = 16
-DECODE_THREADS = 1  # decoding overlaps the model; more threads only compete with it for the cores
+# Pipeline tuning, measured with bench/ingest.py on the 2-core machines (see bench/README.md).
+DEFAULT_BATCH_SIZE = 16  # largest batch: the model gains nothing beyond it on CPU
+MIN_BATCH_SIZE = 4  # smallest batch the model waits for: ~95% of its batch-16 speed
+DECODE_THREADS = 1  # decoding overlaps the model; more decode threads only compete with it for the cores
+ADAPTIVE_THREADS = True  # model on num_threads - DECODE_THREADS while the decoder is behind, else num_threads
 
 ImageSource = str | os.PathLike[str] | bytes | BinaryIO
 
@@ -228,25 +232,38 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _open_drafted(data: bytes, size: int) -> Image.Image:
+    """The image decoded (loaded) at the largest JPEG DCT scale that keeps both sides >= size."""
+    image = Image.open(io.BytesIO(data))
+    progressive = image.info.get("progressive") or image.info.get("progression")
+    width, height = image.size
+    if image.format == "JPEG" and progressive and min(width // size, height // size) >= 8:
+        dc_only = _progressive_dc_only_stream(data)
+        if dc_only is not None:
+            try:
+                candidate = Image.open(io.BytesIO(dc_only))
+                candidate.draft("RGB", (size, size))
+                if candidate.size == (_ceil_div(width, 8), _ceil_div(height, 8)):  # only exact at 1/8
+                    candidate.load()
+                    return candidate
+            except Exception:  # the original stream decides whether the file is broken
+                pass
+    image.draft("RGB", (size, size))
+    image.load()
+    return image
+
+
 def load_rgb_for_embedding(source: ImageSource, *, size: int = INPUT_SIZE) -> Image.Image:
     """Decode only as many pixels as a `size` x `size` model input needs; upright RGB.
 
-    JPEGs are decoded with DCT scaling to the smallest power-of-two reduction that keeps both sides
-    >= `size` (the final squash to size x size then never upsamples). EXIF orientation is applied, GIFs and
+    JPEGs are decoded with DCT scaling at the largest reduction (1/2, 1/4, 1/8) that keeps both sides
+    >= `size`, so the final squash to size x size never upsamples. EXIF orientation is applied, GIFs and
     other animations give their first frame. Raises ImageDecodeError for anything that isn't a decodable
     image.
     """
     data, label = _source_bytes(source)
     try:
-        image = Image.open(io.BytesIO(data))
-        if image.format == "JPEG" and (image.info.get("progressive") or image.info.get("progression")):
-            width, height = image.size
-            if min(width // size, height // size) >= 8:
-                dc_only = _progressive_dc_only_stream(data)
-                if dc_only is not None:
-                    image = Image.open(io.BytesIO(dc_only))
-        image.draft("RGB", (size, size))
-        image.load()
+        image = _open_drafted(data, size)
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"Image {label} has too many pixels to decode safely: {exc}") from exc
     except Exception as exc:  # Pillow's plugins raise many kinds of errors on corrupt files
@@ -302,7 +319,14 @@ def available_cpu_count() -> int:
 class Embedder:
     """A loaded backbone turning images into unit vectors; made by get_embedder() or seeded_embedder()."""
 
-    def __init__(self, *, spec: BackboneSpec, model: torch.nn.Module, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(
+        self,
+        *,
+        spec: BackboneSpec,
+        model: torch.nn.Module,
+        num_threads: int,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
         import torch
 
         self.spec = spec
@@ -310,12 +334,13 @@ class Embedder:
         self.dim = spec.dim
         self.input_size = INPUT_SIZE
         self.batch_size = batch_size
+        self.num_threads = num_threads
         self._model = model
         self._mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         self._lock = threading.Lock()  # one forward at a time: concurrent ones would oversubscribe the cores
 
-    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+    def embed_pixels(self, pixels: np.ndarray, *, threads: int | None = None) -> np.ndarray:
         """(n, size, size, 3) uint8 model inputs -> (n, dim) float32 unit rows (ToTensor+Normalize+model)."""
         import torch
 
@@ -327,6 +352,7 @@ class Embedder:
         batch = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
         batch = batch.div_(255.0).sub_(self._mean).div_(self._std)
         with self._lock, torch.inference_mode():
+            torch.set_num_threads(threads or self.num_threads)
             features = self._model(batch)
             vectors = torch.nn.functional.normalize(features.float(), dim=1)
         return vectors.numpy().astype(np.float32, copy=False)
@@ -344,47 +370,60 @@ class Embedder:
         """Decode and embed files or bytes in batches; a source that fails to decode is reported, not raised.
 
         A background thread decodes the next images while the model runs (Pillow releases the GIL while
-        decoding), at most two batches ahead so memory stays bounded.
+        decoding). The model takes whatever is decoded when it becomes free (at least MIN_BATCH_SIZE, at most
+        batch_size images), so it starts early and the decoder never waits for a full batch.
         """
-        size = batch_size or self.batch_size
         vectors: list[np.ndarray] = []
         ok_indices: list[int] = []
         errors: dict[int, str] = {}
-        pending_pixels: list[np.ndarray] = []
-        pending_indices: list[int] = []
-
-        def flush() -> None:
-            if pending_pixels:
-                vectors.append(self.embed_pixels(np.stack(pending_pixels)))
-                ok_indices.extend(pending_indices)
-                pending_pixels.clear()
-                pending_indices.clear()
-
-        for index, decoded in _decoded_in_background(sources, self.input_size, lookahead=2 * size):
-            if isinstance(decoded, str):
-                errors[index] = decoded
-                continue
-            pending_pixels.append(decoded)
-            pending_indices.append(index)
-            if len(pending_pixels) == size:
-                flush()
-        flush()
+        batches = _decoded_batches(sources, self.input_size, max_batch=batch_size or self.batch_size)
+        for batch, decoder_behind in batches:
+            good = [(index, decoded) for index, decoded in batch if not isinstance(decoded, str)]
+            errors.update((index, decoded) for index, decoded in batch if isinstance(decoded, str))
+            if good:
+                # While the decoder works it has a core of its own; once it's idle the model takes them all.
+                threads = (
+                    max(1, self.num_threads - DECODE_THREADS)
+                    if decoder_behind and ADAPTIVE_THREADS
+                    else self.num_threads
+                )
+                vectors.append(self.embed_pixels(np.stack([pixels for _, pixels in good]), threads=threads))
+                ok_indices.extend(index for index, _ in good)
         stacked = np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)
         return EmbedBatchResult(vectors=stacked, ok_indices=ok_indices, errors=errors)
 
 
-def _decoded_in_background(
-    sources: Sequence[ImageSource], size: int, *, lookahead: int
-) -> Iterator[tuple[int, np.ndarray | str]]:
-    """(index, pixels or error) in input order, decoded by one worker thread up to `lookahead` items ahead."""
-    with ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="imgsim-decode") as pool:
-        queued: deque[Future[np.ndarray | str]] = deque()
-        next_to_submit = 0
-        for index in range(len(sources)):
-            while next_to_submit < len(sources) and next_to_submit <= index + lookahead:
-                queued.append(pool.submit(_decode_for_model, sources[next_to_submit], size))
-                next_to_submit += 1
-            yield index, queued.popleft().result()
+def _decoded_batches(
+    sources: Sequence[ImageSource], size: int, *, max_batch: int
+) -> Iterator[tuple[list[tuple[int, np.ndarray | str]], bool]]:
+    """Batches of (index, pixels or error) in input order, decoded in background threads.
+
+    A batch is closed once it has MIN_BATCH_SIZE items and the next one isn't decoded yet, or at max_batch.
+    At most 2 * max_batch items are decoded ahead, so memory stays bounded.
+    """
+    min_batch = min(MIN_BATCH_SIZE, max_batch)
+    pool = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="imgsim-decode")
+    queued: deque[tuple[int, Future[np.ndarray | str]]] = deque()
+    next_to_submit = 0
+
+    def top_up() -> None:
+        nonlocal next_to_submit
+        while next_to_submit < len(sources) and len(queued) < 2 * max_batch:
+            queued.append((next_to_submit, pool.submit(_decode_for_model, sources[next_to_submit], size)))
+            next_to_submit += 1
+
+    try:
+        top_up()
+        while queued:
+            batch: list[tuple[int, np.ndarray | str]] = []
+            while queued and len(batch) < max_batch and (len(batch) < min_batch or queued[0][1].done()):
+                index, future = queued.popleft()
+                batch.append((index, future.result()))
+                top_up()
+            ready = next((i for i, (_, future) in enumerate(queued) if not future.done()), len(queued))
+            yield batch, ready < min(max_batch, len(queued))
+    finally:  # also when the consumer fails: don't decode what nobody will embed
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ------------------------------------------------------------------------------------------ building models
@@ -420,11 +459,12 @@ def _optimized_for_inference(model: torch.nn.Module) -> torch.nn.Module:
 def _finish(spec: BackboneSpec, model: torch.nn.Module, *, optimize: bool, num_threads: int | None) -> Embedder:
     import torch
 
-    torch.set_num_threads(num_threads or available_cpu_count())
+    threads = num_threads or available_cpu_count()
+    torch.set_num_threads(threads)
     model = _remove_head(spec, model)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    return Embedder(spec=spec, model=_optimized_for_inference(model) if optimize else model)
+    return Embedder(spec=spec, model=_optimized_for_inference(model) if optimize else model, num_threads=threads)
 
 
 def seeded_embedder(
@@ -474,15 +514,19 @@ def _guess_backbone(state_dict: dict[str, torch.Tensor]) -> str:
 
 
 def _load_weights(spec: BackboneSpec, model: torch.nn.Module, state_dict: dict, path: str) -> None:
-    """load_state_dict(strict=False), then insist that only the classifier (which we drop) was missing."""
+    """load_state_dict(strict=False), then insist that only the classifier (which we drop) was missing.
+
+    The file's own classifier is ignored, so a checkpoint fine-tuned to other classes loads too.
+    """
+    head = spec.head + "."
+    backbone_only = {key: value for key, value in state_dict.items() if not key.startswith(head)}
     try:
-        result = model.load_state_dict(state_dict, strict=False)
+        result = model.load_state_dict(backbone_only, strict=False)
     except RuntimeError as exc:  # shape mismatches raise even when strict=False
         first_line = str(exc).strip().splitlines()[-1].strip()
         raise WeightsUnavailableError(
             f"Weights file {path} does not fit {spec.name}: {first_line}.{_guess_backbone(state_dict)}"
         ) from exc
-    head = spec.head + "."
     missing = [key for key in result.missing_keys if not key.startswith(head)]
     missing = [key for key in missing if not key.endswith("num_batches_tracked")]  # unused in eval
     if missing or result.unexpected_keys:
@@ -536,7 +580,7 @@ def load_embedder(
 
     spec = _backbone_spec(model_name)
     model = _build_architecture(spec)
-    if weights_path is None:
+    if not weights_path:  # None, or an unset IMGSIM_WEIGHTS passed through as ""
         state_dict = _imagenet_state_dict(spec)
         source = f"torchvision's {spec.weights_enum}.IMAGENET1K_V1"
     else:
@@ -571,16 +615,14 @@ def get_embedder(
 
     Workers call this per task; loading costs a second or more, so it happens once per process.
     """
-    key = (model_name, None if weights_path is None else os.fspath(weights_path))
+    key = (model_name, os.fspath(weights_path) if weights_path else None)
     with _embedders_lock:
         embedder = _embedders.get(key)
         if embedder is None:
             embedder = load_embedder(model_name=model_name, weights_path=weights_path, num_threads=num_threads)
             _embedders[key] = embedder
         elif num_threads:
-            import torch
-
-            torch.set_num_threads(num_threads)
+            embedder.num_threads = num_threads
         return embedder
 
 
