@@ -221,6 +221,7 @@ IMGSIM_RATING_WEIGHT = env_float("IMGSIM_RATING_WEIGHT", 0.05, minimum=0.0, maxi
 IMGSIM_MATCH_THRESHOLD = env_optional_float("IMGSIM_MATCH_THRESHOLD", minimum=-1.0, maximum=1.0)
 IMGSIM_SEARCH_MAX_K = env_int("IMGSIM_SEARCH_MAX_K", 100, minimum=1, maximum=1000)
 IMGSIM_REBUILD_FRACTION = env_float("IMGSIM_REBUILD_FRACTION", 0.1, minimum=0.0, maximum=10.0)
+IMGSIM_REBUILD_MAX_PENDING = env_int("IMGSIM_REBUILD_MAX_PENDING", 20_000, minimum=0)
 IMGSIM_NEAR_DUPLICATE_THRESHOLD = env_optional_float("IMGSIM_NEAR_DUPLICATE_THRESHOLD", minimum=-1.0, maximum=1.0)
 IMGSIM_SIMILAR_THRESHOLD = env_optional_float("IMGSIM_SIMILAR_THRESHOLD", minimum=-1.0, maximum=1.0)
 # Pairs between the similar and near-duplicate thresholds are checked with local features + RANSAC (OpenCV).

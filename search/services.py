@@ -327,7 +327,8 @@ def index_mark_broken(*, build: IndexBuild, error: str) -> None:
 
 
 def index_refresh_if_needed() -> bool:
-    """Queue a rebuild when the share of vectors not in the served index passes IMGSIM_REBUILD_FRACTION."""
+    """Queue a rebuild when the vectors not in the served index pass IMGSIM_REBUILD_FRACTION of it, or
+    IMGSIM_REBUILD_MAX_PENDING: every search reads those vectors exactly, so their number is kept bounded."""
     model_name = settings.IMGSIM_MODEL
     searchable = Image.objects.searchable().filter(embedding_model=model_name).count()
     if searchable == 0:
@@ -335,6 +336,7 @@ def index_refresh_if_needed() -> bool:
     build = IndexBuild.objects.ready().filter(model_name=model_name).order_by("-id").first()
     indexed = build.vector_count if build is not None else 0
     pending = searchable - indexed
-    if build is not None and pending <= settings.IMGSIM_REBUILD_FRACTION * indexed:
+    allowed = min(settings.IMGSIM_REBUILD_FRACTION * indexed, settings.IMGSIM_REBUILD_MAX_PENDING)
+    if build is not None and pending <= allowed:
         return False
     return index_rebuild_schedule(requested_by="automatic")

@@ -385,3 +385,15 @@ def test_query_rating_comes_from_the_photos_exif(api, committed):
         "/api/search/", {"file": SimpleUploadedFile("q.jpg", jpeg_with_rating(84, 4)), "k": 2, "rating": 1}
     )
     assert chosen.json()["query_rating"] == 1
+
+
+def test_rebuild_also_triggers_on_the_absolute_number_of_pending_vectors(committed, settings):
+    photos = dev_photos()
+    ingest(committed, photos[PER_GROUP:])
+    first = IndexBuild.objects.ready().get()
+    settings.IMGSIM_REBUILD_FRACTION = 10.0
+    settings.IMGSIM_REBUILD_MAX_PENDING = 3
+    ingest(committed, photos[:PER_GROUP])  # more than 3 new vectors: rebuilt although far below the fraction
+    latest = IndexBuild.objects.ready().get()
+    assert latest.pk != first.pk
+    assert selectors.index_status()["pending"] == 0
