@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
@@ -9,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_http_methods, require_POST
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -106,7 +109,10 @@ def image_thumbnail(request: HttpRequest, pk: int) -> FileResponse:
 def image_file(request: HttpRequest, pk: int) -> FileResponse:
     image = get_object_or_404(Image.objects.only("file", "format", "original_name"), pk=pk)
     response = _stream(image.file)
-    response["Content-Disposition"] = f'inline; filename="{image.original_name or image.file.name}"'.replace("\n", "")
+    # Django quotes and encodes the user's file name (quotes, newlines, non-ASCII) for the header.
+    response["Content-Disposition"] = content_disposition_header(
+        as_attachment=False, filename=image.original_name or PurePosixPath(image.file.name).name
+    )
     response["X-Content-Type-Options"] = "nosniff"
     return response
 

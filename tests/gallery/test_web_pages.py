@@ -118,3 +118,12 @@ def test_staff_can_delete_from_the_detail_page(staff_web, committed, settings):
     committed(staff_web.post, f"/images/{image.pk}/delete/")
     assert not Image.objects.exists()
     assert not any(path.is_file() for path in settings.MEDIA_ROOT.rglob("*"))
+
+
+def test_original_keeps_a_hostile_file_name_out_of_the_header(web, committed):
+    committed(post_files, web, SimpleUploadedFile('evil"\r\nX-Injected: 1 é.jpg', photo_jpeg(41), "image/jpeg"))
+    image = Image.objects.get()
+    response = web.get(f"/images/{image.pk}/file/")
+    assert response.status_code == 200
+    assert "X-Injected" not in response.headers
+    assert response["Content-Disposition"].startswith("inline; filename")
