@@ -32,3 +32,14 @@ def image_status_counts() -> dict[str, int]:
         counts[row["status"]] = row["n"]
     counts["all"] = sum(counts.values())
     return counts
+
+
+def model_problem() -> str:
+    """Why the latest images could not be embedded because of the model (weights missing...), or ""."""
+    message = (
+        Image.objects.filter(status=Image.Status.FAILED, reason_code="model_unavailable")
+        .order_by("-updated_at")
+        .values_list("status_message", flat=True)
+        .first()
+    )
+    return message or ""

@@ -41,6 +41,7 @@ def image_list(request: HttpRequest) -> HttpResponse:
             "page": page,
             "filters": filters,
             "counts": selectors.image_status_counts(),
+            "model_problem": selectors.model_problem(),
             "query_string": query.urlencode(),
             "active_status": cleaned.get("status", ""),
         },

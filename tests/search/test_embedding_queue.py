@@ -89,3 +89,13 @@ def test_an_unreadable_stored_file_fails_that_image_only(api):
     assert Image.objects.get(pk=first).status == Image.Status.FAILED
     assert Image.objects.get(pk=first).reason_code == "file_missing"
     assert Image.objects.get(pk=second).status == Image.Status.INDEXED
+
+
+def test_library_page_explains_a_missing_model(api, web, staff_web, settings, tmp_path):
+    settings.IMGSIM_WEIGHTS = str(tmp_path / "missing.pth")
+    queue_images(api, [71])
+    services.embed_pending()
+    page = web.get("/").content.decode()
+    assert 'id="model-problem"' in page
+    assert "missing.pth" in page
+    assert "/admin/gallery/image/?status__exact=failed" in staff_web.get("/").content.decode()
