@@ -34,7 +34,7 @@ from duplicates.detection import (
 from duplicates.evidence import ImageFacts, dhash, hamming, pair_evidence, phash, suggest_keep, upright
 from duplicates.models import CalibrationRun, DuplicateDecision, DuplicatePair, sha_pair_key
 from gallery.models import Image
-from search.selectors import IDS_PER_QUERY, LibrarySearch, searchable_images, stored_vectors
+from search.selectors import IDS_PER_QUERY, LibrarySearch, stored_vectors
 from search.thresholds import thresholds_for
 
 logger = logging.getLogger(__name__)
@@ -517,7 +517,7 @@ def duplicates_scan(
             index_rebuild(requested_by="scan_duplicates")
         except RebuildAlreadyRunningError:
             logger.warning("an index rebuild is running; scanning with the served index and its exact tail")
-    ids = list(searchable_images(model_name).order_by("id").values_list("id", flat=True))
+    ids = list(Image.objects.searchable(model_name=model_name).order_by("id").values_list("id", flat=True))
     bands = duplicate_bands(model_name=model_name)
     verifier = _Verifier(enabled=geometric_verification_enabled() if verify is None else verify)
     search = library_neighbour_search(model_name=model_name)
@@ -586,7 +586,7 @@ def calibration_run_execute(*, run: CalibrationRun, seed: int = 0) -> Calibratio
     CalibrationRun.objects.filter(pk=run.pk).update(status=CalibrationRun.Status.RUNNING)
     try:
         model_name = run.model_name
-        ids = list(searchable_images(model_name).order_by("id").values_list("id", flat=True))
+        ids = list(Image.objects.searchable(model_name=model_name).order_by("id").values_list("id", flat=True))
         if len(ids) < CALIBRATION_MIN_IMAGES:
             raise ValueError(
                 f"Calibration needs at least {CALIBRATION_MIN_IMAGES} embedded images of {model_name}; "

@@ -30,9 +30,10 @@ class ImageQuerySet(models.QuerySet["Image"]):
     def embedded(self) -> ImageQuerySet:
         return self.filter(embedding__isnull=False)
 
-    def searchable(self) -> ImageQuerySet:
-        """Images that may appear in search results and duplicate pairs."""
-        return self.filter(status=Image.Status.INDEXED, embedding__isnull=False)
+    def searchable(self, *, model_name: str | None = None) -> ImageQuerySet:
+        """Images that may appear in search results and duplicate pairs (with a vector of that model)."""
+        images = self.filter(status=Image.Status.INDEXED, embedding__isnull=False)
+        return images if model_name is None else images.filter(embedding_model=model_name)
 
 
 class Image(models.Model):

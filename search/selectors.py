@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count, QuerySet
+from django.db.models import Count
 
 from gallery.exif import read_exif
 from gallery.image_file import UploadRejected, decode_upload
@@ -24,6 +24,7 @@ from gallery.models import Image
 from search import services
 from search.index import IndexFileError, VectorIndex, exact_search, merge_results, rerank
 from search.models import IndexBuild
+from search.services import VectorRows, vectors_from_rows
 from search.thresholds import thresholds_for
 
 logger = logging.getLogger(__name__)
@@ -89,31 +90,15 @@ def forget_served_indexes() -> None:
 # Ids per IN (...) list: well under SQLite's bound-parameter limit, and short lists plan well on PostgreSQL.
 IDS_PER_QUERY = 2000
 
-VectorRows = tuple[np.ndarray, np.ndarray, np.ndarray]  # ids (int64), vectors (float32 rows), ratings (nan = unrated)
-
-
-def _vectors_of(rows: list[tuple[int, bytes, int | None]]) -> VectorRows:
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros((0, 1), np.float32), np.zeros(0, np.float32)
-    ids = np.array([row[0] for row in rows], dtype=np.int64)
-    vectors = np.frombuffer(b"".join(bytes(row[1]) for row in rows), dtype=np.float32).reshape(len(rows), -1)
-    ratings = np.array([np.nan if row[2] is None else row[2] for row in rows], dtype=np.float32)
-    return ids, vectors, ratings
-
-
-def searchable_images(model_name: str) -> QuerySet[Image]:
-    """Images with a vector of this model that may appear in results."""
-    return Image.objects.searchable().filter(embedding_model=model_name)
-
 
 def stored_vectors(*, model_name: str, ids: Iterable[int]) -> VectorRows:
     """Stored vectors of the searchable images among `ids`, in id order (deleted or re-embedded ones drop out)."""
     wanted = sorted({int(pk) for pk in ids})
     rows: list[tuple[int, bytes, int | None]] = []
     for start in range(0, len(wanted), IDS_PER_QUERY):
-        chunk = searchable_images(model_name).filter(id__in=wanted[start : start + IDS_PER_QUERY])
+        chunk = Image.objects.searchable(model_name=model_name).filter(id__in=wanted[start : start + IDS_PER_QUERY])
         rows.extend(chunk.order_by("id").values_list("id", "embedding", "rating"))
-    return _vectors_of(rows)
+    return vectors_from_rows(rows)
 
 
 class LibrarySearch:
@@ -127,11 +112,11 @@ class LibrarySearch:
     def __init__(self, *, model_name: str) -> None:
         self.model_name = model_name
         self.build, self.index = served_index(model_name=model_name)
-        tail = searchable_images(model_name)
+        tail = Image.objects.searchable(model_name=model_name)
         if self.index is not None:
             cutoff = self.build.max_embedded_at if self.build is not None else None
             tail = tail.filter(embedded_at__gte=cutoff - TAIL_MARGIN) if cutoff is not None else tail.none()
-        self.tail = _vectors_of(list(tail.values_list("id", "embedding", "rating")))
+        self.tail = vectors_from_rows(list(tail.values_list("id", "embedding", "rating")))
         if self.index is not None and self.tail[0].shape[0]:
             fresh = ~np.isin(self.tail[0], self.index.ids)
             self.tail = (self.tail[0][fresh], self.tail[1][fresh], self.tail[2][fresh])
@@ -253,7 +238,7 @@ def _rating_fallback(
     query: np.ndarray, *, rating: int, k: int, exclude_ids: tuple[int, ...], model_name: str
 ) -> list[SimilarImage]:
     """Images ranked by closeness of rating first and visual similarity second (unrated ones are not used)."""
-    rated = searchable_images(model_name).filter(rating__isnull=False).exclude(id__in=exclude_ids)
+    rated = Image.objects.searchable(model_name=model_name).filter(rating__isnull=False).exclude(id__in=exclude_ids)
     results: list[SimilarImage] = []
     for distance in range(6):
         stars = {value for value in (rating - distance, rating + distance) if 0 <= value <= 5}
@@ -306,7 +291,7 @@ def index_status() -> dict[str, object]:
     """What the index serves: model, version, kind, count, vectors waiting for the next build, last build."""
     model_name = settings.IMGSIM_MODEL
     build = IndexBuild.objects.ready().filter(model_name=model_name).order_by("-id").first()
-    searchable = searchable_images(model_name).count()
+    searchable = Image.objects.searchable(model_name=model_name).count()
     last = IndexBuild.objects.order_by("-id").first()
     by_status = dict(Image.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     return {

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Q
 from django.utils import timezone
 
 from gallery.models import Image
@@ -197,39 +197,39 @@ class LibraryVectors:
     max_embedded_at: datetime | None
 
 
-def library_vectors(*, model_name: str, queryset: QuerySet[Image] | None = None) -> LibraryVectors:
+VectorRows = tuple[np.ndarray, np.ndarray, np.ndarray]  # ids (int64), vectors (float32 rows), ratings (nan = unrated)
+
+
+def vectors_from_rows(rows: list[tuple[int, bytes, int | None]]) -> VectorRows:
+    """(id, embedding bytes, rating) rows as arrays, the form every search and build works on."""
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros((0, 1), np.float32), np.zeros(0, np.float32)
+    ids = np.array([row[0] for row in rows], dtype=np.int64)
+    vectors = np.frombuffer(b"".join(bytes(row[1]) for row in rows), dtype=np.float32).reshape(len(rows), -1)
+    ratings = np.array([np.nan if row[2] is None else row[2] for row in rows], dtype=np.float32)
+    return ids, vectors, ratings
+
+
+def library_vectors(*, model_name: str) -> LibraryVectors:
     """Every searchable vector of one model, streamed from the database in chunks."""
-    rows = (queryset if queryset is not None else Image.objects.all()).searchable().filter(embedding_model=model_name)
-    ids: list[np.ndarray] = []
-    vectors: list[np.ndarray] = []
-    ratings: list[np.ndarray] = []
+    rows = Image.objects.searchable(model_name=model_name).order_by("id")
+    parts: list[VectorRows] = []
     latest: datetime | None = None
-    chunk_ids: list[int] = []
-    chunk_vectors: list[bytes] = []
-    chunk_ratings: list[float] = []
-
-    def flush() -> None:
-        if chunk_ids:
-            ids.append(np.array(chunk_ids, dtype=np.int64))
-            vectors.append(np.frombuffer(b"".join(chunk_vectors), dtype=np.float32).reshape(len(chunk_ids), -1))
-            ratings.append(np.array(chunk_ratings, dtype=np.float32))
-            chunk_ids.clear()
-            chunk_vectors.clear()
-            chunk_ratings.clear()
-
-    for pk, embedding, rating, embedded_at in (
-        rows.order_by("id").values_list("id", "embedding", "rating", "embedded_at").iterator(chunk_size=2000)
+    chunk: list[tuple[int, bytes, int | None]] = []
+    for pk, embedding, rating, embedded_at in rows.values_list("id", "embedding", "rating", "embedded_at").iterator(
+        chunk_size=2000
     ):
-        chunk_ids.append(pk)
-        chunk_vectors.append(bytes(embedding))
-        chunk_ratings.append(np.nan if rating is None else float(rating))
+        chunk.append((pk, embedding, rating))
         if embedded_at is not None and (latest is None or embedded_at > latest):
             latest = embedded_at
-        if len(chunk_ids) >= 8192:
-            flush()
-    flush()
-    if not ids:
+        if len(chunk) >= 8192:
+            parts.append(vectors_from_rows(chunk))
+            chunk = []
+    if chunk:
+        parts.append(vectors_from_rows(chunk))
+    if not parts:
         return LibraryVectors(np.zeros(0, np.int64), np.zeros((0, 0), np.float32), np.zeros(0, np.float32), None)
+    ids, vectors, ratings = zip(*parts, strict=True)
     return LibraryVectors(np.concatenate(ids), np.vstack(vectors), np.concatenate(ratings), latest)
 
 
@@ -330,7 +330,7 @@ def index_refresh_if_needed() -> bool:
     """Queue a rebuild when the vectors not in the served index pass IMGSIM_REBUILD_FRACTION of it, or
     IMGSIM_REBUILD_MAX_PENDING: every search reads those vectors exactly, so their number is kept bounded."""
     model_name = settings.IMGSIM_MODEL
-    searchable = Image.objects.searchable().filter(embedding_model=model_name).count()
+    searchable = Image.objects.searchable(model_name=model_name).count()
     if searchable == 0:
         return False
     build = IndexBuild.objects.ready().filter(model_name=model_name).order_by("-id").first()
