@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -10,6 +9,7 @@ from rest_framework import serializers
 from duplicates.models import DuplicateDecision, DuplicatePair
 from duplicates.services import ResolveAction
 from gallery.api.serializers import ImageSerializer
+from search.api.serializers import ResultCountField
 
 
 class PairImageSerializer(ImageSerializer):
@@ -135,12 +135,7 @@ class ResolveResultSerializer(serializers.Serializer):
 
 class CheckUploadSerializer(serializers.Serializer):
     file = serializers.FileField(allow_empty_file=True, use_url=False)
-    k = serializers.IntegerField(min_value=1, default=10)
-
-    def validate_k(self, value: int) -> int:
-        if value > settings.IMGSIM_SEARCH_MAX_K:
-            raise serializers.ValidationError(f"k must be at most {settings.IMGSIM_SEARCH_MAX_K}.")
-        return value
+    k = ResultCountField()
 
 
 class UploadMatchSerializer(serializers.Serializer):

@@ -8,32 +8,33 @@ from rest_framework import serializers
 from gallery.api.serializers import ImageSerializer
 
 
-def k_field() -> serializers.IntegerField:
-    return serializers.IntegerField(min_value=1, max_value=settings.IMGSIM_SEARCH_MAX_K, default=10)
+class ResultCountField(serializers.IntegerField):
+    """k, the number of results: at least 1, at most IMGSIM_SEARCH_MAX_K as configured when validated."""
+
+    def __init__(self, **kwargs: object) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("default", 10)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: object) -> int:
+        value = super().to_internal_value(data)
+        if value > settings.IMGSIM_SEARCH_MAX_K:
+            raise serializers.ValidationError(f"k must be at most {settings.IMGSIM_SEARCH_MAX_K}.")
+        return value
 
 
 class SearchByUploadSerializer(serializers.Serializer):
     file = serializers.FileField(allow_empty_file=True, use_url=False)
-    k = serializers.IntegerField(min_value=1, default=10)
+    k = ResultCountField()
     rating = serializers.IntegerField(
         min_value=0, max_value=5, required=False, allow_null=True, help_text="Overrides the photo's own rating."
     )
     add_to_library = serializers.BooleanField(default=False)
 
-    def validate_k(self, value: int) -> int:
-        if value > settings.IMGSIM_SEARCH_MAX_K:
-            raise serializers.ValidationError(f"k must be at most {settings.IMGSIM_SEARCH_MAX_K}.")
-        return value
-
 
 class SimilarQuerySerializer(serializers.Serializer):
-    k = serializers.IntegerField(min_value=1, default=10)
+    k = ResultCountField()
     rating = serializers.IntegerField(min_value=0, max_value=5, required=False, allow_null=True)
-
-    def validate_k(self, value: int) -> int:
-        if value > settings.IMGSIM_SEARCH_MAX_K:
-            raise serializers.ValidationError(f"k must be at most {settings.IMGSIM_SEARCH_MAX_K}.")
-        return value
 
 
 class SimilarImageSerializer(serializers.Serializer):
