@@ -22,6 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 from PIL import Image as PILImage
 
+from core.errors import ServiceError
 from duplicates import geometry
 from duplicates.detection import (
     Bands,
@@ -327,14 +328,10 @@ def _create_remembered(pair: DuplicatePair, decision: DuplicateDecision) -> bool
 # --- review ----------------------------------------------------------------------------------------------
 
 
-class ReviewError(Exception):
-    """A review request that can't be carried out: code for machines, message for people, HTTP status."""
+class ReviewError(ServiceError):
+    """A review request that can't be carried out (409 unless said otherwise)."""
 
-    def __init__(self, code: str, message: str, *, status: int = 409) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
+    default_status = 409
 
 
 class ResolveAction:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
+from core.errors import ServiceError
+
 # Pillow format names we accept; MPO is how Pillow names the JPEGs many cameras and phones write.
 ALLOWED_FORMATS: dict[str, str] = {
     "JPEG": "JPEG",
@@ -28,14 +30,8 @@ ALLOWED_FORMAT_LABEL = "JPEG, PNG, WebP, GIF (first frame), BMP or TIFF"
 _MARKUP_PREFIXES = (b"<svg", b"<?xml", b"<!doctype", b"<html", b"<head", b"<body", b"<script")
 
 
-class UploadRejected(Exception):
-    """A file we refuse to store: code for machines, message for people, status for HTTP."""
-
-    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
+class UploadRejected(ServiceError):
+    """A file we refuse to store (400 unless the check says otherwise)."""
 
 
 @dataclass(frozen=True)

@@ -256,14 +256,14 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "gallery.api.pagination.CappedPageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.pagination.CappedPageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {
         "upload": env_str("IMGSIM_UPLOAD_RATE", "600/hour"),
         "search": env_str("IMGSIM_SEARCH_RATE", "1200/hour"),
     },
-    "EXCEPTION_HANDLER": "gallery.api.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "core.api.errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "imgsim API",

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
+from core.api.throttles import SearchRateThrottle
 from duplicates import selectors, services
 from duplicates.api.serializers import (
     CheckUploadSerializer,
@@ -25,12 +26,6 @@ from duplicates.api.serializers import (
 )
 from duplicates.models import DuplicateDecision, DuplicatePair
 from gallery import services as gallery_services
-from gallery.api.errors import error_response
-from gallery.api.throttles import SearchRateThrottle
-
-
-def review_error(error: services.ReviewError) -> Response:
-    return error_response(error.code, error.message, http_status=error.status)
 
 
 def resolve_payload(decision: DuplicateDecision, request: Request) -> dict[str, Any]:
@@ -79,22 +74,16 @@ class DuplicatePairViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         form = ResolveSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         pair = self.get_object()
-        try:
-            decision = services.duplicate_pair_resolve(
-                pair=pair, action=form.validated_data["action"], user=request.user, source="api"
-            )
-        except services.ReviewError as error:
-            return review_error(error)
+        decision = services.duplicate_pair_resolve(
+            pair=pair, action=form.validated_data["action"], user=request.user, source="api"
+        )
         return Response(resolve_payload(decision, request))
 
     @extend_schema(request=None, responses={200: ResolveResultSerializer})
     @action(detail=True, methods=["post"])
     def undo(self, request: Request, pk: str | None = None) -> Response:
         """Undo the pair's latest decision (staff): it goes back to the status it had before."""
-        try:
-            decision = services.duplicate_pair_undo_latest(pair=self.get_object(), user=request.user)
-        except services.ReviewError as error:
-            return review_error(error)
+        decision = services.duplicate_pair_undo_latest(pair=self.get_object(), user=request.user)
         return Response(resolve_payload(decision, request))
 
     @extend_schema(
@@ -140,8 +129,5 @@ class DuplicateDecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     @action(detail=True, methods=["post"])
     def undo(self, request: Request, pk: str | None = None) -> Response:
         """Undo this decision (staff); only a pair's latest decision, and never a deletion."""
-        try:
-            decision = services.duplicate_decision_undo(decision=self.get_object(), user=request.user)
-        except services.ReviewError as error:
-            return review_error(error)
+        decision = services.duplicate_decision_undo(decision=self.get_object(), user=request.user)
         return Response(resolve_payload(decision, request), status=status.HTTP_200_OK)

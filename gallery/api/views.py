@@ -13,9 +13,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
+from core.api.throttles import UploadRateThrottle
 from gallery import selectors, services
 from gallery.api.serializers import ImageSerializer, ImageUploadSerializer, UploadOutcomeSerializer
-from gallery.api.throttles import UploadRateThrottle
 from gallery.models import Image
 
 

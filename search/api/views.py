@@ -13,9 +13,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.errors import error_response
+from core.api.throttles import SearchRateThrottle
 from gallery import services as gallery_services
-from gallery.api.errors import error_response
-from gallery.api.throttles import SearchRateThrottle
 from gallery.api.views import outcome_payload
 from gallery.models import Image
 from search import selectors, services

@@ -8,7 +8,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from gallery.image_file import UploadRejected
+from core.errors import ServiceError
 
 
 def error_response(code: str, message: str, *, http_status: int, **extra: Any) -> Response:
@@ -16,8 +16,8 @@ def error_response(code: str, message: str, *, http_status: int, **extra: Any) -
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Upload rejections keep their own code; DRF's errors get a code and a readable message too."""
-    if isinstance(exc, UploadRejected):
+    """Service errors keep their own code and status; DRF's errors get a code and a readable message too."""
+    if isinstance(exc, ServiceError):
         return error_response(exc.code, exc.message, http_status=exc.status)
     response = exception_handler(exc, context)
     if response is None:

@@ -1,0 +1,1 @@
+"""The API pieces every app's endpoints share."""
