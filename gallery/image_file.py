@@ -11,9 +11,11 @@ import warnings
 from dataclasses import dataclass
 
 from PIL import Image as PILImage
-from PIL import ImageOps, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from core.errors import ServiceError
+from core.pixels import exif_orientation, swaps_axes, upright_rgb
+from gallery.exif import ExifData, read_exif
 
 # Pillow format names we accept; MPO is how Pillow names the JPEGs many cameras and phones write.
 ALLOWED_FORMATS: dict[str, str] = {
@@ -36,13 +38,17 @@ class UploadRejected(ServiceError):
 
 @dataclass(frozen=True)
 class DecodedUpload:
-    """A fully decoded, upright RGB copy of an upload, downscaled for the cheap checks and thumbnail."""
+    """What validation learnt from an upload: its format, upright size, EXIF, and a small upright RGB copy.
+
+    The full-size decode is not kept: the preview (longer side at most preview_size) is what thumbnails,
+    quality checks and query embeddings are made from, so each upload is decoded exactly once.
+    """
 
     format: str
     width: int
     height: int
     preview: PILImage.Image
-    source: PILImage.Image
+    exif: ExifData
 
 
 def _looks_like_markup(head: bytes) -> bool:
@@ -51,10 +57,13 @@ def _looks_like_markup(head: bytes) -> bool:
 
 
 def decode_upload(data: bytes, *, max_pixels: int, preview_size: int = 1024) -> DecodedUpload:
-    """Decode upload bytes completely (so truncation is caught) and return an upright preview.
+    """Decode upload bytes completely (so truncation is caught) within one memory budget.
 
-    The pixel cap is checked from the header, before any pixel is decoded, and Pillow's own
-    decompression-bomb warning is an error here as well.
+    The pixel cap (IMGSIM_MAX_PIXELS) is checked from the header before any pixel is decoded. JPEGs are
+    decoded scaled down to the preview size; other formats are decoded once at full size and reduced
+    strip by strip (core.pixels), so the peak is about width x height x bytes per pixel of the file's
+    mode (at most 4 bytes x max_pixels) plus a few megabytes. Every failure, including mode conversion
+    of 16-bit, 32-bit and float pictures, is an UploadRejected.
     """
     if not data:
         raise UploadRejected("empty_file", "The file is empty.")
@@ -65,7 +74,9 @@ def decode_upload(data: bytes, *, max_pixels: int, preview_size: int = 1024) -> 
             status=415,
         )
     with warnings.catch_warnings():
-        warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+        # Our own cap below is exact; Pillow's warning threshold (MAX_IMAGE_PIXELS) is set from the same
+        # setting at start-up, and its hard error (twice that) stays as a backstop.
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
         try:
             image = PILImage.open(io.BytesIO(data))
         except UnidentifiedImageError:
@@ -74,7 +85,7 @@ def decode_upload(data: bytes, *, max_pixels: int, preview_size: int = 1024) -> 
                 f"The file is not an image we can read. Supported formats: {ALLOWED_FORMAT_LABEL}.",
                 status=415,
             ) from None
-        except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
+        except PILImage.DecompressionBombError:
             raise _too_many_pixels(None, max_pixels) from None
         except Exception as error:  # Pillow raises many types for hostile headers
             raise UploadRejected("corrupt_image", f"The image file is damaged: {error}") from None
@@ -87,51 +98,33 @@ def decode_upload(data: bytes, *, max_pixels: int, preview_size: int = 1024) -> 
                 status=415,
             )
         width, height = image.size
+        if width <= 0 or height <= 0:
+            raise UploadRejected("corrupt_image", "The image file is damaged: it has no pixels.")
         if width * height > max_pixels:
             raise _too_many_pixels((width, height), max_pixels)
         try:
-            if fmt == "JPEG":
-                # Decode at a reduced scale: the whole stream is still read, so truncation is caught.
-                image.draft("RGB", (preview_size, preview_size))
-            image.load()
-            upright = ImageOps.exif_transpose(image)
-        except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
+            preview = upright_rgb(image, max_side=preview_size)
+            orientation = exif_orientation(image)
+            exif = read_exif(image)
+        except PILImage.DecompressionBombError:
+            raise _too_many_pixels((width, height), max_pixels) from None
+        except MemoryError:
             raise _too_many_pixels((width, height), max_pixels) from None
         except Exception as error:
             raise UploadRejected(
                 "corrupt_image", f"The image file is damaged or truncated ({error}). Nothing was stored."
             ) from None
+        finally:
+            image.close()
 
-    preview = _flatten_to_rgb(upright)
-    preview.thumbnail((preview_size, preview_size), PILImage.Resampling.BILINEAR, reducing_gap=2.0)
-    swapped = _orientation_swaps_axes(image)
+    swapped = swaps_axes(orientation)
     return DecodedUpload(
         format=fmt,
         width=height if swapped else width,
         height=width if swapped else height,
         preview=preview,
-        source=image,
+        exif=exif,
     )
-
-
-def _orientation_swaps_axes(image: PILImage.Image) -> bool:
-    try:
-        orientation = image.getexif().get(0x0112)
-    except Exception:
-        return False
-    return orientation in (5, 6, 7, 8)
-
-
-def _flatten_to_rgb(image: PILImage.Image) -> PILImage.Image:
-    """RGB with transparency composited on white, so checks and thumbnails see what a viewer shows."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = PILImage.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        return image.point(lambda value: value / 256).convert("L").convert("RGB")
-    return image.convert("RGB")
 
 
 def _too_many_pixels(size: tuple[int, int] | None, max_pixels: int) -> UploadRejected:

@@ -10,12 +10,23 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+# What each accepted (decoded) format is stored and served as; the uploader's file name never decides it.
+FORMAT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
+FORMAT_CONTENT_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+}
+
 
 def original_upload_to(instance: Image, filename: str) -> str:
-    """Random storage names: user file names never reach the file system (and never collide)."""
-    suffix = PurePosixPath(filename).suffix.lower()[:10]
+    """Random storage names whose extension comes from the decoded format (never the uploader's name)."""
+    extension = FORMAT_EXTENSIONS.get(instance.format, "bin")
     token = uuid.uuid4().hex
-    return f"originals/{token[:2]}/{token[2:4]}/{token}{suffix}"
+    return f"originals/{token[:2]}/{token[2:4]}/{token}.{extension}"
 
 
 def thumbnail_upload_to(instance: Image, filename: str) -> str:
@@ -97,6 +108,17 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.original_name or self.file.name}"
+
+    @property
+    def content_type(self) -> str:
+        """The MIME type of the stored original, from the format it decoded as (never from a file name)."""
+        return FORMAT_CONTENT_TYPES.get(self.format, "application/octet-stream")
+
+    @property
+    def download_name(self) -> str:
+        """The uploader's name with the extension of the real format: 'holiday.html' is offered as 'holiday.jpg'."""
+        stem = PurePosixPath(self.original_name).stem if self.original_name else f"image-{self.pk}"
+        return f"{stem or f'image-{self.pk}'}.{FORMAT_EXTENSIONS.get(self.format, 'bin')}"
 
     @property
     def megapixels(self) -> float:

@@ -14,7 +14,6 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gallery.exif import read_exif
 from gallery.image_file import UploadRejected, decode_upload, thumbnail_webp
 from gallery.models import Image
 from gallery.quality import QualityThresholds, assess_quality
@@ -94,7 +93,7 @@ def image_create(
         return ImageCreateResult(image=existing, created=False)
 
     decoded = decode_upload(data, max_pixels=settings.IMGSIM_MAX_PIXELS)
-    exif = read_exif(decoded.source)
+    exif = decoded.exif
     report = assess_quality(
         decoded.preview, thresholds=quality_thresholds_from_settings(), size=(decoded.width, decoded.height)
     )
@@ -121,7 +120,7 @@ def image_create(
         image.quality_score = report.rejection.score
         image.quality_threshold = report.rejection.threshold
 
-    image.file.save(original_name or f"upload.{decoded.format.lower()}", ContentFile(data), save=False)
+    image.file.save("original", ContentFile(data), save=False)  # named from image.format, see original_upload_to
     thumb = thumbnail_webp(decoded.preview, size=settings.IMGSIM_THUMBNAIL_SIZE)
     image.thumbnail.save("thumb.webp", ContentFile(thumb), save=False)
     stored_names = [image.file.name, image.thumbnail.name]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
@@ -66,6 +64,12 @@ def upload(request: HttpRequest) -> HttpResponse:
         status = max(outcome.http_status for outcome in outcomes)
     elif request.method == "POST" and not form.is_valid():
         status = 400
+    return _upload_page(request, form, outcomes, status=status)
+
+
+def _upload_page(
+    request: HttpRequest, form: UploadForm, outcomes: list[services.UploadOutcome], *, status: int
+) -> HttpResponse:
     return render(
         request,
         "gallery/upload.html",
@@ -85,36 +89,42 @@ def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "gallery/image_detail.html", {"image": image})
 
 
-def _stream(field_file: object, content_type: str | None = None) -> FileResponse:
+# Stored files are served as inert data: the declared type is the only one a browser may use, and a
+# document that somehow got in (an HTML or SVG payload) gets no script, no plugin and no same-origin access.
+SERVED_FILE_CSP = "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
+
+
+def _stream(field_file: object, content_type: str) -> FileResponse:
     try:
         handle = field_file.open("rb")  # type: ignore[attr-defined]
     except (OSError, ValueError):
         raise Http404("The stored file is missing.") from None
     response = FileResponse(handle, content_type=content_type)
     response["Cache-Control"] = "private, max-age=86400"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = SERVED_FILE_CSP
     return response
 
 
 @extend_schema(responses={(200, "image/webp"): OpenApiTypes.BINARY}, tags=["images"])
 @api_view(["GET"])
 def image_thumbnail(request: HttpRequest, pk: int) -> FileResponse:
-    """Thumbnails for signed-in users and API clients (session or token)."""
+    """Thumbnails for signed-in users and API clients (session or token); always WebP we made ourselves."""
     image = get_object_or_404(Image.objects.only("thumbnail"), pk=pk)
     if not image.thumbnail:
         raise Http404("No thumbnail.")
     return _stream(image.thumbnail, "image/webp")
 
 
-@extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY}, tags=["images"])
+@extend_schema(responses={(200, "image/*"): OpenApiTypes.BINARY}, tags=["images"])
 @api_view(["GET"])
 def image_file(request: HttpRequest, pk: int) -> FileResponse:
+    """The original as an attachment, typed from the format it decoded as (rows stored with a hostile
+    extension before names were fixed are served safely too: neither name nor bytes decide the type)."""
     image = get_object_or_404(Image.objects.only("file", "format", "original_name"), pk=pk)
-    response = _stream(image.file)
+    response = _stream(image.file, image.content_type)
     # Django quotes and encodes the user's file name (quotes, newlines, non-ASCII) for the header.
-    response["Content-Disposition"] = content_disposition_header(
-        as_attachment=False, filename=image.original_name or PurePosixPath(image.file.name).name
-    )
-    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=image.download_name)
     return response
 
 

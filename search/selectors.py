@@ -18,8 +18,7 @@ import numpy as np
 from django.conf import settings
 from django.db.models import Count
 
-from gallery.exif import read_exif
-from gallery.image_file import UploadRejected, decode_upload
+from gallery.image_file import decode_upload
 from gallery.models import Image
 from search import services
 from search.index import IndexFileError, VectorIndex, exact_search, merge_results, rerank
@@ -277,14 +276,14 @@ class QueryImage:
 
 
 def query_image_from_upload(*, data: bytes) -> QueryImage:
-    """Validate and embed an uploaded query image without storing it (the model loads once per process)."""
+    """Validate and embed an uploaded query image without storing it (the model loads once per process).
+
+    The file is decoded once: the validated, upright, reduced preview is what the model sees.
+    """
     decoded = decode_upload(data, max_pixels=settings.IMGSIM_MAX_PIXELS)
-    exif = read_exif(decoded.source)
     embedder = services.embedder_get()
-    result = embedder.embed_sources([data])
-    if not result.ok_indices:
-        raise UploadRejected("corrupt_image", f"The image could not be decoded: {next(iter(result.errors.values()))}")
-    return QueryImage(vector=result.vectors[0], rating=exif.rating, width=decoded.width, height=decoded.height)
+    vector = embedder.embed_images([decoded.preview])[0]
+    return QueryImage(vector=vector, rating=decoded.exif.rating, width=decoded.width, height=decoded.height)
 
 
 def index_status() -> dict[str, object]:

@@ -126,4 +126,4 @@ def test_original_keeps_a_hostile_file_name_out_of_the_header(web, committed):
     response = web.get(f"/images/{image.pk}/file/")
     assert response.status_code == 200
     assert "X-Injected" not in response.headers
-    assert response["Content-Disposition"].startswith("inline; filename")
+    assert response["Content-Disposition"].startswith("attachment; filename")
