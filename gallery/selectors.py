@@ -14,11 +14,13 @@ def image_list(*, status: str = "", rating: str = "", query: str = "") -> ImageQ
     images = Image.objects.select_related("uploaded_by").defer("embedding")
     if status in Image.Status.values:
         images = images.filter(status=status)
-    if rating == "unrated":
+    if rating not in RATING_FILTERS:
+        pass  # an unknown filter (even one str.isdigit() accepts, like "²") filters nothing and never raises
+    elif rating == "unrated":
         images = images.filter(rating__isnull=True)
-    elif rating.endswith("+") and rating[:-1].isdigit():
+    elif rating.endswith("+"):
         images = images.filter(rating__gte=int(rating[:-1]))
-    elif rating.isdigit():
+    else:
         images = images.filter(rating=int(rating))
     if query:
         images = images.filter(Q(original_name__icontains=query) | Q(camera_model__icontains=query))

@@ -7,9 +7,23 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from duplicates.models import DuplicateDecision, DuplicatePair
+from duplicates.selectors import STATUS_FILTERS
 from duplicates.services import ResolveAction
-from gallery.api.serializers import ImageSerializer
+from gallery.api.serializers import MAX_ID, ImageSerializer
 from search.api.serializers import ResultCountField
+
+
+class PairListQuerySerializer(serializers.Serializer):
+    """The pair list's query string: a bad value is a 400 naming the field, never a 500."""
+
+    status = serializers.ChoiceField(choices=sorted(STATUS_FILTERS), default="pending")
+    kind = serializers.ChoiceField(choices=DuplicatePair.Kind.values, required=False, allow_blank=True)
+    band = serializers.ChoiceField(choices=DuplicatePair.Kind.values, required=False, allow_blank=True)
+    image = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+
+
+class DecisionListQuerySerializer(serializers.Serializer):
+    pair = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
 
 
 class PairImageSerializer(ImageSerializer):

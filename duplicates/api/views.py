@@ -18,8 +18,10 @@ from core.api.throttles import SearchRateThrottle
 from duplicates import selectors, services
 from duplicates.api.serializers import (
     CheckUploadSerializer,
+    DecisionListQuerySerializer,
     DuplicateDecisionSerializer,
     DuplicatePairSerializer,
+    PairListQuerySerializer,
     ResolveResultSerializer,
     ResolveSerializer,
     UploadCheckSerializer,
@@ -37,16 +39,17 @@ class DuplicatePairViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     """Pairs of look-alike images: `near_duplicate` (the same photo) and `similar` (same scene, bursts)."""
 
     serializer_class = DuplicatePairSerializer
-    lookup_value_regex = "[0-9]+"
+    lookup_value_regex = "[0-9]{1,18}"
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
     def get_queryset(self) -> QuerySet[DuplicatePair]:
-        params = self.request.query_params
-        image = params.get("image", "")
+        if self.action != "list":
+            return selectors.duplicate_pair_list(status="all")
+        filters = PairListQuerySerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        params = filters.validated_data
         return selectors.duplicate_pair_list(
-            status=params.get("status", "pending") if self.action == "list" else "all",
-            kind=params.get("kind", "") or params.get("band", ""),
-            image_id=int(image) if image.isdigit() else None,
+            status=params["status"], kind=params.get("kind") or params.get("band") or "", image_id=params.get("image")
         )
 
     def get_permissions(self) -> list[permissions.BasePermission]:
@@ -110,11 +113,14 @@ class DuplicateDecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     """The review log: who decided what about which pair, and when; newest first."""
 
     serializer_class = DuplicateDecisionSerializer
-    lookup_value_regex = "[0-9]+"
+    lookup_value_regex = "[0-9]{1,18}"
 
     def get_queryset(self) -> QuerySet[DuplicateDecision]:
-        pair = self.request.query_params.get("pair", "")
-        return selectors.decision_list(pair_id=int(pair) if pair.isdigit() else None)
+        if self.action != "list":
+            return selectors.decision_list()
+        filters = DecisionListQuerySerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return selectors.decision_list(pair_id=filters.validated_data.get("pair"))
 
     def get_permissions(self) -> list[permissions.BasePermission]:
         if self.action == "undo":

@@ -6,6 +6,21 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from gallery.models import Image
+from gallery.selectors import RATING_FILTERS
+
+# The largest primary key any backend stores (a signed 64-bit integer): bigger ids are refused with 400
+# instead of overflowing the database driver.
+MAX_ID = 2**63 - 1
+
+
+class ImageListQuerySerializer(serializers.Serializer):
+    """The list's query string: unknown values are a 400 that says what is allowed, never a 500."""
+
+    status = serializers.ChoiceField(choices=Image.Status.values, required=False, allow_blank=True)
+    rating = serializers.ChoiceField(
+        choices=sorted(RATING_FILTERS), required=False, allow_blank=True, help_text="0-5, '3+' or 'unrated'"
+    )
+    q = serializers.CharField(required=False, allow_blank=True, max_length=100, trim_whitespace=False)
 
 
 class ImageSerializer(serializers.ModelSerializer):

@@ -15,7 +15,12 @@ from rest_framework.throttling import BaseThrottle
 
 from core.api.throttles import UploadRateThrottle
 from gallery import selectors, services
-from gallery.api.serializers import ImageSerializer, ImageUploadSerializer, UploadOutcomeSerializer
+from gallery.api.serializers import (
+    ImageListQuerySerializer,
+    ImageSerializer,
+    ImageUploadSerializer,
+    UploadOutcomeSerializer,
+)
 from gallery.models import Image
 
 
@@ -32,10 +37,15 @@ def outcome_payload(outcome: services.UploadOutcome, request: Request) -> dict[s
 
 class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     serializer_class = ImageSerializer
+    lookup_value_regex = "[0-9]{1,18}"  # an id the database can hold; anything else is a 404, not an overflow
     parser_classes = [MultiPartParser, FormParser]
 
     def get_queryset(self) -> QuerySet[Image]:
-        params = self.request.query_params
+        if self.action != "list":
+            return selectors.image_list()
+        filters = ImageListQuerySerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        params = filters.validated_data
         return selectors.image_list(
             status=params.get("status", ""), rating=params.get("rating", ""), query=params.get("q", "")
         )
