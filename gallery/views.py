@@ -15,6 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view
 
+from core.request_limits import shows_request_limit_errors
 from gallery import selectors, services
 from gallery.forms import GalleryFilterForm, UploadForm
 from gallery.models import Image
@@ -46,12 +47,20 @@ def image_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+@shows_request_limit_errors
 @login_required
 @require_http_methods(["GET", "POST"])
 def upload(request: HttpRequest) -> HttpResponse:
     """The upload page; the POST is the no-JavaScript fallback (the page's script uses the API per file)."""
     outcomes: list[services.UploadOutcome] = []
     form = UploadForm()
+    limit_error = getattr(request, "request_limit_error", None)
+    if limit_error is not None:  # the body was refused while streaming: nothing was read or stored
+        form = UploadForm(data={}, files={})
+        form.full_clean()
+        form.errors.clear()
+        form.errors["files"] = form.error_class([limit_error.message])
+        return _upload_page(request, form, [], status=limit_error.status)
     if request.method == "POST":
         form = UploadForm(request.POST, request.FILES)
         if form.is_valid():

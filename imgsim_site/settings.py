@@ -107,6 +107,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "core.request_limits.RequestLimitMiddleware",  # before CSRF: see its docstring
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -190,9 +191,23 @@ USE_TZ = True
 IMGSIM_MAX_UPLOAD_BYTES = env_int("IMGSIM_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, minimum=1024)
 IMGSIM_MAX_PIXELS = env_int("IMGSIM_MAX_PIXELS", 100_000_000, minimum=10_000)
 IMGSIM_MAX_FILES_PER_REQUEST = env_int("IMGSIM_MAX_FILES_PER_REQUEST", 100, minimum=1)
-# Django must let a whole allowed file through so that our own check can answer 413 with a clear message.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
-FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# The whole request body (all files and fields), checked from CONTENT_LENGTH and again while streaming.
+IMGSIM_MAX_REQUEST_BYTES = env_int("IMGSIM_MAX_REQUEST_BYTES", 100 * 1024 * 1024, minimum=1024)
+if IMGSIM_MAX_REQUEST_BYTES < IMGSIM_MAX_UPLOAD_BYTES:
+    raise ImproperlyConfigured(
+        f"IMGSIM_MAX_REQUEST_BYTES ({IMGSIM_MAX_REQUEST_BYTES}) must be at least IMGSIM_MAX_UPLOAD_BYTES "
+        f"({IMGSIM_MAX_UPLOAD_BYTES}): a request must be able to carry one allowed file"
+    )
+# Files are counted while they stream (core.request_limits.UploadLimitHandler aborts at the first byte
+# over a cap); small ones stay in memory, larger ones go to a temporary file that is deleted afterwards.
+FILE_UPLOAD_HANDLERS = [
+    "core.request_limits.UploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # Django's default: 2.5 MB per file in memory, then a temp file
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # the non-file form fields of one request (no field needs more)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 DATA_UPLOAD_MAX_NUMBER_FILES = IMGSIM_MAX_FILES_PER_REQUEST
 IMGSIM_THUMBNAIL_SIZE = env_int("IMGSIM_THUMBNAIL_SIZE", 480, minimum=64, maximum=1024)
 

@@ -18,3 +18,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]
+
+handler400 = "imgsim_site.error_handlers.bad_request"
+handler403 = "imgsim_site.error_handlers.permission_denied"
+handler404 = "imgsim_site.error_handlers.page_not_found"
+handler500 = "imgsim_site.error_handlers.server_error"

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_http_methods
 
+from core.request_limits import shows_request_limit_errors
 from gallery import services as gallery_services
 from gallery.image_file import UploadRejected
 from gallery.models import Image
@@ -15,9 +16,22 @@ from search import selectors
 from search.forms import SearchByUploadForm, SimilarForm
 
 
+@shows_request_limit_errors
 @login_required
 @require_http_methods(["GET", "POST"])
 def search_by_upload(request: HttpRequest) -> HttpResponse:
+    limit_error = getattr(request, "request_limit_error", None)
+    if limit_error is not None:  # the body was refused while streaming: show it as the form's error
+        refused = SearchByUploadForm(data={}, files={})
+        refused.full_clean()
+        refused.errors.clear()
+        refused.errors["file"] = refused.error_class([limit_error.message])
+        return render(
+            request,
+            "search/search.html",
+            {"form": refused, "status": selectors.index_status()},
+            status=limit_error.status,
+        )
     form = SearchByUploadForm(request.POST or None, request.FILES or None)
     context: dict[str, object] = {"form": form, "status": selectors.index_status()}
     status = 200

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from core.errors import ServiceError
+from core.request_limits import request_limit_error
 
 
 def error_response(code: str, message: str, *, http_status: int, **extra: Any) -> Response:
@@ -19,6 +22,17 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     """Service errors keep their own code and status; DRF's errors get a code and a readable message too."""
     if isinstance(exc, ServiceError):
         return error_response(exc.code, exc.message, http_status=exc.status)
+    # Django's refusals of a malformed or oversized body (our streaming caps, too many files or fields,
+    # an oversized field) would otherwise escape DRF and become Django's bare HTML 400 page.
+    refused = request_limit_error(exc)
+    if refused is not None:
+        code, message, http_status = refused
+        return error_response(code, message, http_status=http_status)
+    # Django's own 404 / 403 (get_object_or_404 in a view) get the same shape as DRF's.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(*exc.args)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(*exc.args)
     response = exception_handler(exc, context)
     if response is None:
         return None

@@ -1,0 +1,41 @@
+"""Django's error views, answering in the API's JSON error shape under /api/ and with Django's pages elsewhere.
+
+DRF shapes the errors raised inside API views; these cover what happens outside them: a URL that matches
+no route (an id too long for the database, a typo), a refusal by a middleware, a crash.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+
+from core.request_limits import API_PREFIX, request_limit_error
+
+
+def _json(code: str, message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if not request.path.startswith(API_PREFIX):
+        return defaults.bad_request(request, exception)
+    code, message, status = request_limit_error(exception) or ("bad_request", "The request is malformed.", 400)
+    return _json(code, message, status)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if not request.path.startswith(API_PREFIX):
+        return defaults.permission_denied(request, exception)
+    return _json("permission_denied", "You do not have permission to perform this action.", 403)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if not request.path.startswith(API_PREFIX):
+        return defaults.page_not_found(request, exception)
+    return _json("not_found", "Not found.", 404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if not request.path.startswith(API_PREFIX):
+        return defaults.server_error(request)
+    return _json("server_error", "Something went wrong on our side; it has been logged.", 500)
