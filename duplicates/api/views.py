@@ -53,9 +53,14 @@ class DuplicatePairViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         )
 
     def get_permissions(self) -> list[permissions.BasePermission]:
-        if self.action in ("resolve", "undo"):
-            return [permissions.IsAdminUser()]
-        return [permissions.IsAuthenticated()]
+        """Review is staff work, as on the web pages (pairs and the log name reviewers and deleted files).
+
+        Check-before-upload stays open to every signed-in user: it answers about their own file and shows
+        only library images they may already list and search.
+        """
+        if self.action == "check":
+            return [permissions.IsAuthenticated()]
+        return [permissions.IsAdminUser()]
 
     def get_throttles(self) -> list[BaseThrottle]:
         return [SearchRateThrottle()] if self.action == "check" else []
@@ -123,9 +128,7 @@ class DuplicateDecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         return selectors.decision_list(pair_id=filters.validated_data.get("pair"))
 
     def get_permissions(self) -> list[permissions.BasePermission]:
-        if self.action == "undo":
-            return [permissions.IsAdminUser()]
-        return [permissions.IsAuthenticated()]
+        return [permissions.IsAdminUser()]  # the log names reviewers and deleted files: staff only
 
     @extend_schema(parameters=[OpenApiParameter("pair", int, description="Only this pair's decisions")])
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:

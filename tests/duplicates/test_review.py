@@ -29,8 +29,8 @@ def first_pair(**filters) -> DuplicatePair:
 # --- API -------------------------------------------------------------------------------------------------
 
 
-def test_api_lists_pairs_with_filters_evidence_and_a_keep_suggestion(api, library):
-    body = api.get("/api/duplicates/?kind=near_duplicate").json()
+def test_api_lists_pairs_with_filters_evidence_and_a_keep_suggestion(staff_api, library):
+    body = staff_api.get("/api/duplicates/?kind=near_duplicate").json()
     assert body["count"] == 4
     item = body["results"][0]
     assert item["kind"] == "near_duplicate"
@@ -39,18 +39,18 @@ def test_api_lists_pairs_with_filters_evidence_and_a_keep_suggestion(api, librar
     assert item["suggestion"]["keep"] in (item["image_a"]["id"], item["image_b"]["id"])
     assert item["suggestion"]["reason"]
     assert {"cosine", "phash_distance", "a", "b", "time_gap_seconds"} <= set(item["evidence"])
-    assert api.get(item["image_a"]["thumbnail_url"]).status_code == 200
+    assert staff_api.get(item["image_a"]["thumbnail_url"]).status_code == 200
     scores = [result["similarity"] for result in body["results"]]
     assert scores == sorted(scores, reverse=True)
-    assert api.get("/api/duplicates/?status=confirmed").json()["count"] == 0
-    assert api.get("/api/duplicates/?band=near_duplicate&page_size=1").json()["next"]
+    assert staff_api.get("/api/duplicates/?status=confirmed").json()["count"] == 0
+    assert staff_api.get("/api/duplicates/?band=near_duplicate&page_size=1").json()["next"]
     image_id = item["image_a"]["id"]
-    mine = api.get(f"/api/duplicates/?image={image_id}&status=all").json()["results"]
+    mine = staff_api.get(f"/api/duplicates/?image={image_id}&status=all").json()["results"]
     assert mine
     assert all(image_id in (p["image_a"]["id"], p["image_b"]["id"]) for p in mine)
-    detail = api.get(f"/api/duplicates/{item['id']}/").json()
+    detail = staff_api.get(f"/api/duplicates/{item['id']}/").json()
     assert detail["id"] == item["id"]
-    assert api.get("/api/duplicates/999999/").status_code == 404
+    assert staff_api.get("/api/duplicates/999999/").status_code == 404
 
 
 def test_api_resolve_and_undo_with_a_logged_decision(api, staff_api, staff, library):
@@ -68,7 +68,7 @@ def test_api_resolve_and_undo_with_a_logged_decision(api, staff_api, staff, libr
         True,
     )
     assert body["decision"]["previous_status"] == "pending"
-    assert api.get("/api/duplicates/?status=pending&kind=near_duplicate").json()["count"] == 3
+    assert staff_api.get("/api/duplicates/?status=pending&kind=near_duplicate").json()["count"] == 3
 
     staff_api.post(url + "resolve/", {"action": "confirm"}, format="json")
     first = DuplicateDecision.objects.filter(pair=pair).order_by("id").first()
@@ -85,7 +85,7 @@ def test_api_resolve_and_undo_with_a_logged_decision(api, staff_api, staff, libr
     assert undone["decision"]["undone_at"]
     nothing = staff_api.post(url + "undo/")
     assert (nothing.status_code, nothing.json()["error"]["code"]) == (409, "nothing_to_undo")
-    log = api.get(f"/api/duplicates/decisions/?pair={pair.pk}").json()
+    log = staff_api.get(f"/api/duplicates/decisions/?pair={pair.pk}").json()
     assert [d["action"] for d in log["results"]] == ["confirm", "not_duplicate"]
     assert all(d["undone_by"] == "sam" for d in log["results"])
 
