@@ -31,6 +31,15 @@ class MultipleFileField(forms.FileField):
 class UploadForm(forms.Form):
     files = MultipleFileField(label="Images")
 
+    @classmethod
+    def refused(cls, message: str) -> UploadForm:
+        """The form showing why a whole request was refused (too large, too many, too often)."""
+        form = cls(data={}, files={})
+        form.full_clean()
+        form.errors.clear()
+        form.errors["files"] = form.error_class([message])
+        return form
+
 
 class GalleryFilterForm(forms.Form):
     status = forms.ChoiceField(required=False, choices=[("", "All"), *Image.Status.choices])

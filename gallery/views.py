@@ -15,6 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view
 
+from core.api.throttles import UploadRateThrottle, throttled_message, web_form_throttle_wait
 from core.request_limits import shows_request_limit_errors
 from gallery import selectors, services
 from gallery.forms import GalleryFilterForm, UploadForm
@@ -56,12 +57,13 @@ def upload(request: HttpRequest) -> HttpResponse:
     form = UploadForm()
     limit_error = getattr(request, "request_limit_error", None)
     if limit_error is not None:  # the body was refused while streaming: nothing was read or stored
-        form = UploadForm(data={}, files={})
-        form.full_clean()
-        form.errors.clear()
-        form.errors["files"] = form.error_class([limit_error.message])
-        return _upload_page(request, form, [], status=limit_error.status)
+        return _upload_page(request, UploadForm.refused(limit_error.message), [], status=limit_error.status)
     if request.method == "POST":
+        wait = web_form_throttle_wait(request, UploadRateThrottle())
+        if wait is not None:
+            response = _upload_page(request, UploadForm.refused(throttled_message("uploads", wait)), [], status=429)
+            response["Retry-After"] = str(wait)
+            return response
         form = UploadForm(request.POST, request.FILES)
         if form.is_valid():
             outcomes = [

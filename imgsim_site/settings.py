@@ -7,7 +7,9 @@ The defaults run the embedded set-up (SQLite + django-q2's ORM broker) with noth
 
 from __future__ import annotations
 
+import math
 import os
+from collections import Counter
 from pathlib import Path
 
 import dj_database_url
@@ -76,14 +78,73 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-# --- Django core ---------------------------------------------------------------------------------------
-DEBUG = env_bool("DJANGO_DEBUG", False)
 _DEV_SECRET = "imgsim-dev-only-secret-key-change-me-in-production-0123456789"
+
+
+def secret_key_weakness(key: str) -> str | None:
+    """Why a secret key is too weak for production, or None.
+
+    At least 50 characters, 10 of them distinct, about 200 bits of estimated entropy (length times the
+    Shannon entropy of its characters; Django's and secrets.token_urlsafe keys have 220+), and no
+    repeated runs (a pattern typed twice).
+    """
+    if len(key) < 50:
+        return f"it has {len(key)} characters; use at least 50"
+    counts = Counter(key)
+    if len(counts) < 10:
+        return f"it uses only {len(counts)} distinct characters; use at least 10"
+    bits = len(key) * -sum(n / len(key) * math.log2(n / len(key)) for n in counts.values())
+    if bits < 200:
+        return f"its estimated entropy is {bits:.0f} bits; use at least 200"
+    runs = [key[i : i + 4] for i in range(len(key) - 3)]
+    if len(set(runs)) < 0.9 * len(runs):
+        return "it repeats itself"
+    if key.startswith("django-insecure-") or key == _DEV_SECRET:
+        return "it is a development key"
+    return None
+
+
+# --- Django core ---------------------------------------------------------------------------------------
+# IMGSIM_PROFILE=production: a strong DJANGO_SECRET_KEY and explicit DJANGO_ALLOWED_HOSTS are required,
+# DEBUG must be off, and HTTPS-only defaults apply (each overridable below); `manage.py check --deploy`
+# is then clean.
+IMGSIM_PROFILE = env_str("IMGSIM_PROFILE", "development")
+if IMGSIM_PROFILE not in ("development", "production"):
+    raise ImproperlyConfigured(f"IMGSIM_PROFILE must be development or production, got {IMGSIM_PROFILE!r}")
+PRODUCTION = IMGSIM_PROFILE == "production"
+DEBUG = env_bool("DJANGO_DEBUG", False)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DJANGO_DEBUG must be off with IMGSIM_PROFILE=production")
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEV_SECRET)
-if SECRET_KEY == _DEV_SECRET and not DEBUG and env_bool("IMGSIM_REQUIRE_SECRET_KEY", False):
-    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production (IMGSIM_REQUIRE_SECRET_KEY=1)")
+if (PRODUCTION or env_bool("IMGSIM_REQUIRE_SECRET_KEY", False)) and not DEBUG:
+    if "DJANGO_SECRET_KEY" not in os.environ:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production (IMGSIM_PROFILE=production)")
+    _weakness = secret_key_weakness(SECRET_KEY)
+    if _weakness is not None:
+        raise ImproperlyConfigured(
+            f"DJANGO_SECRET_KEY is too weak for production: {_weakness}. Generate one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(64))'"
+        )
+if PRODUCTION and not os.environ.get("DJANGO_ALLOWED_HOSTS"):
+    raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must name the site's host(s) in production")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+# HTTPS: on by default in the production profile. Behind a proxy that terminates TLS, set
+# DJANGO_SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto (the proxy must set it and strip it from clients).
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", PRODUCTION)
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE", PRODUCTION)
+_proxy_header = env_str("DJANGO_SECURE_PROXY_SSL_HEADER", "").strip()
+if _proxy_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -97,6 +158,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    "core",
     "gallery",
     "search",
     "duplicates",
@@ -181,6 +243,9 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "gallery:image-list"
 LOGOUT_REDIRECT_URL = "login"
+# Sign-in throttling (core/login_throttle.py): this many failures per username and address, per window.
+IMGSIM_LOGIN_MAX_FAILURES = env_int("IMGSIM_LOGIN_MAX_FAILURES", 5, minimum=1)
+IMGSIM_LOGIN_WINDOW_SECONDS = env_int("IMGSIM_LOGIN_WINDOW_SECONDS", 900, minimum=1)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("DJANGO_TIME_ZONE", "UTC")
@@ -242,8 +307,27 @@ IMGSIM_SIMILAR_THRESHOLD = env_optional_float("IMGSIM_SIMILAR_THRESHOLD", minimu
 # Pairs between the similar and near-duplicate thresholds are checked with local features + RANSAC (OpenCV).
 IMGSIM_DUPLICATE_GEOMETRY = env_bool("IMGSIM_DUPLICATE_GEOMETRY", True)
 
-# --- Task queue ----------------------------------------------------------------------------------------
+# --- Task queue and shared cache -----------------------------------------------------------------------
 IMGSIM_REDIS_URL = env_str("IMGSIM_REDIS_URL", "")
+# One cache shared by every web and worker process: rate limits and failed sign-ins count across all of
+# them. The default database holds it on the embedded set-up (its table is made by `migrate`); Redis
+# holds it when IMGSIM_REDIS_URL is set.
+if IMGSIM_REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": IMGSIM_REDIS_URL,
+            "KEY_PREFIX": "imgsim",
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "imgsim_cache",
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
 IMGSIM_TASKS_SYNC = env_bool("IMGSIM_TASKS_SYNC", False)
 Q_CLUSTER: dict[str, object] = {
     "name": env_str("IMGSIM_QUEUE_NAME", "imgsim"),

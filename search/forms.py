@@ -24,6 +24,15 @@ class SearchByUploadForm(forms.Form):
     )
     add_to_library = forms.BooleanField(label="Also add it to the library", required=False)
 
+    @classmethod
+    def refused(cls, message: str) -> SearchByUploadForm:
+        """The form showing why a whole request was refused (too large, too often)."""
+        form = cls(data={}, files={})
+        form.full_clean()
+        form.errors.clear()
+        form.errors["file"] = form.error_class([message])
+        return form
+
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.fields["k"] = k_field()

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_http_methods
 
+from core.api.throttles import SearchRateThrottle, throttled_message, web_form_throttle_wait
 from core.request_limits import shows_request_limit_errors
 from gallery import services as gallery_services
 from gallery.image_file import UploadRejected
@@ -22,19 +23,21 @@ from search.forms import SearchByUploadForm, SimilarForm
 def search_by_upload(request: HttpRequest) -> HttpResponse:
     limit_error = getattr(request, "request_limit_error", None)
     if limit_error is not None:  # the body was refused while streaming: show it as the form's error
-        refused = SearchByUploadForm(data={}, files={})
-        refused.full_clean()
-        refused.errors.clear()
-        refused.errors["file"] = refused.error_class([limit_error.message])
         return render(
             request,
             "search/search.html",
-            {"form": refused, "status": selectors.index_status()},
+            {"form": SearchByUploadForm.refused(limit_error.message), "status": selectors.index_status()},
             status=limit_error.status,
         )
     form = SearchByUploadForm(request.POST or None, request.FILES or None)
     context: dict[str, object] = {"form": form, "status": selectors.index_status()}
     status = 200
+    wait = web_form_throttle_wait(request, SearchRateThrottle()) if request.method == "POST" else None
+    if wait is not None:
+        context["form"] = SearchByUploadForm.refused(throttled_message("searches", wait))
+        response = render(request, "search/search.html", context, status=429)
+        response["Retry-After"] = str(wait)
+        return response
     if request.method == "POST":
         if form.is_valid():
             upload = form.cleaned_data["file"]
