@@ -115,9 +115,9 @@ PRODUCTION = IMGSIM_PROFILE == "production"
 DEBUG = env_bool("DJANGO_DEBUG", False)
 if PRODUCTION and DEBUG:
     raise ImproperlyConfigured("DJANGO_DEBUG must be off with IMGSIM_PROFILE=production")
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEV_SECRET)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "") or _DEV_SECRET
 if (PRODUCTION or env_bool("IMGSIM_REQUIRE_SECRET_KEY", False)) and not DEBUG:
-    if "DJANGO_SECRET_KEY" not in os.environ:
+    if not os.environ.get("DJANGO_SECRET_KEY"):
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production (IMGSIM_PROFILE=production)")
     _weakness = secret_key_weakness(SECRET_KEY)
     if _weakness is not None:
