@@ -63,7 +63,7 @@ def upright_rgb(image: Image.Image, *, max_side: int | None = None) -> Image.Ima
     down; an image that is already loaded works too. Decoder errors propagate (callers map them to their
     own error type); the input is left untouched.
     """
-    if max_side is not None and image.format in ("JPEG", "MPO") and image._im is None:
+    if max_side is not None and image.format in ("JPEG", "MPO") and image.tile:  # opened, not yet decoded
         image.draft("RGB", (max_side, max_side))
     image.load()
     orientation = exif_orientation(image)  # after load: a PNG's eXIf chunk may follow its pixels
