@@ -62,7 +62,7 @@ class SearchResult:
 
 def served_index(*, model_name: str) -> tuple[IndexBuild | None, VectorIndex | None]:
     """The newest ready index of the model, loaded once per process per version (read-only)."""
-    build = IndexBuild.objects.ready().filter(model_name=model_name).order_by("-id").first()
+    build = IndexBuild.objects.latest_ready(model_name=model_name)
     if build is None:
         return None, None
     cached = _served.get(model_name)
@@ -290,7 +290,7 @@ def query_image_from_upload(*, data: bytes) -> QueryImage:
 def index_status() -> dict[str, object]:
     """What the index serves: model, version, kind, count, vectors waiting for the next build, last build."""
     model_name = settings.IMGSIM_MODEL
-    build = IndexBuild.objects.ready().filter(model_name=model_name).order_by("-id").first()
+    build = IndexBuild.objects.latest_ready(model_name=model_name)
     searchable = Image.objects.searchable(model_name=model_name).count()
     last = IndexBuild.objects.order_by("-id").first()
     by_status = dict(Image.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
