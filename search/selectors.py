@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import IO
 
 import numpy as np
 from django.conf import settings
@@ -21,6 +22,7 @@ from django.db.models import Count
 from gallery.exif import read_exif
 from gallery.image_file import UploadRejected, decode_upload
 from gallery.models import Image
+from gallery.services import read_upload_bytes
 from search import services
 from search.index import IndexFileError, VectorIndex, exact_search, merge_results, rerank
 from search.models import IndexBuild
@@ -285,6 +287,16 @@ def query_image_from_upload(*, data: bytes) -> QueryImage:
     if not result.ok_indices:
         raise UploadRejected("corrupt_image", f"The image could not be decoded: {next(iter(result.errors.values()))}")
     return QueryImage(vector=result.vectors[0], rating=exif.rating, width=decoded.width, height=decoded.height)
+
+
+def similar_to_upload(*, upload: IO[bytes], k: int, rating: int | None = None) -> SearchResult:
+    """Search by an uploaded photo (web page and API alike): validated like an upload, never stored here.
+
+    The query's rating is the chosen one, else the photo's own EXIF rating.
+    """
+    data = read_upload_bytes(upload, max_bytes=settings.IMGSIM_MAX_UPLOAD_BYTES)
+    query = query_image_from_upload(data=data)
+    return similar_images(vector=query.vector, k=k, rating=query.rating if rating is None else rating)
 
 
 def index_status() -> dict[str, object]:
