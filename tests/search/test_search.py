@@ -312,11 +312,18 @@ def test_rebuild_endpoint_is_staff_only(api, staff_api, committed):
 def test_web_search_page_and_find_similar(web, committed):
     groups = ingest(committed, dev_photos())
     image_id = next(image_id for image_id, group in groups.items() if group == "g00")
-    page = web.get(f"/images/{image_id}/similar/?k=5")
+    page = web.get(f"/images/{image_id}/similar/?k=10")
     assert page.status_code == 200
     html = page.content.decode()
-    assert html.count("/thumbnail/") >= 6
-    assert "match" in html
+    assert html.count("/thumbnail/") >= 11
+    # Each result at or above the match threshold carries a "match" badge, and only those ("match" also
+    # appears in the page's text, so the badges are counted). The 10 results hold g00's 5 other variants
+    # and unrelated photos below the threshold.
+    shown = selectors.similar_to_image(image=Image.objects.get(pk=image_id), k=10)
+    matching = [item for item in shown.results if item.similarity >= shown.threshold]
+    assert 3 <= len(matching) < len(shown.results) == 10
+    assert {groups[item.image.pk] for item in matching} == {"g00"}
+    assert html.count(">match</span>") == len(matching)
     detail = web.get(f"/images/{image_id}/").content.decode()
     assert f"/images/{image_id}/similar/" in detail
 
