@@ -288,6 +288,21 @@ def test_api_search_bad_input(api, data, status, code):
     assert response.json()["error"]["code"] == code
 
 
+def test_search_by_an_upload_over_the_size_cap_is_refused_on_both_surfaces(api, web, settings):
+    # given a size cap smaller than the query photo
+    settings.IMGSIM_MAX_UPLOAD_BYTES = 2048
+    data = encode(photo_like_image(2, (320, 240)), "JPEG", quality=95)
+    assert len(data) > 2048
+    # when it is searched with through the API and the web page
+    answer = api.post("/api/search/", {"file": SimpleUploadedFile("big.jpg", data), "k": 3}, format="multipart")
+    page = web.post("/search/", {"file": SimpleUploadedFile("big.jpg", data), "k": 3})
+    # then both refuse it with 413 and say why, and nothing is stored
+    assert (answer.status_code, answer.json()["error"]["code"]) == (413, "file_too_large")
+    assert page.status_code == 413
+    assert "too large" in page.content.decode()
+    assert Image.objects.count() == 0
+
+
 def test_api_similar_bad_input(api, committed):
     groups = ingest(committed, dev_photos()[:2])
     image_id = next(iter(groups))
