@@ -530,7 +530,7 @@ def duplicates_scan(
     if prune:
         stale = DuplicatePair.objects.pending().exclude(detected_at__gte=started)
         pruned, _ = stale.delete()
-    build = IndexBuild.objects.ready().filter(model_name=model_name).order_by("-id").first()
+    build = IndexBuild.objects.latest_ready(model_name=model_name)
     return ScanSummary(
         images=len(ids),
         detection=detection,

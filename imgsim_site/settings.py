@@ -221,16 +221,19 @@ try:
     DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _default_sqlite), conn_max_age=60)}
 except ValueError as error:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {error}") from None
+# Seconds an SQLite write waits for another process's write to finish before "database is locked".
+IMGSIM_SQLITE_TIMEOUT = env_int("IMGSIM_SQLITE_TIMEOUT", 30, minimum=1)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + a busy timeout + IMMEDIATE transactions: the web server and the worker write concurrently
     # without "database is locked".
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     if DATABASES["default"]["NAME"] not in ("", ":memory:"):
         Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # The busy timeout is set by the driver from "timeout" alone (a PRAGMA busy_timeout here would override it).
     DATABASES["default"]["OPTIONS"] = {
-        "timeout": env_int("IMGSIM_SQLITE_TIMEOUT", 30, minimum=1),
+        "timeout": IMGSIM_SQLITE_TIMEOUT,
         "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -251,6 +254,10 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("DJANGO_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+
+# --- First admin account (manage.py ensure_admin, run by make run when no superuser exists) -------------
+IMGSIM_ADMIN_USER = env_str("IMGSIM_ADMIN_USER", "admin")
+IMGSIM_ADMIN_PASSWORD = env_str("IMGSIM_ADMIN_PASSWORD", "")  # empty: a random one, printed once
 
 # --- Upload limits -------------------------------------------------------------------------------------
 IMGSIM_MAX_UPLOAD_BYTES = env_int("IMGSIM_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, minimum=1024)
@@ -329,11 +336,13 @@ else:
         }
     }
 IMGSIM_TASKS_SYNC = env_bool("IMGSIM_TASKS_SYNC", False)
+IMGSIM_TASK_TIMEOUT = env_int("IMGSIM_TASK_TIMEOUT", 900, minimum=10)
 Q_CLUSTER: dict[str, object] = {
     "name": env_str("IMGSIM_QUEUE_NAME", "imgsim"),
     "workers": env_int("IMGSIM_WORKERS", 1, minimum=1),
-    "timeout": env_int("IMGSIM_TASK_TIMEOUT", 900, minimum=10),
-    "retry": env_int("IMGSIM_TASK_TIMEOUT", 900, minimum=10) + 300,
+    "timeout": IMGSIM_TASK_TIMEOUT,
+    # A task is handed out again only well after its own timeout, so a slow one never runs twice at once.
+    "retry": IMGSIM_TASK_TIMEOUT + 300,
     "max_attempts": 2,
     "recycle": 200,
     "save_limit": 500,

@@ -7,7 +7,12 @@ from django.db import models
 
 class IndexBuildQuerySet(models.QuerySet["IndexBuild"]):
     def ready(self) -> IndexBuildQuerySet:
+        """Builds whose file is complete and may be served."""
         return self.filter(status=IndexBuild.Status.READY)
+
+    def latest_ready(self, *, model_name: str) -> IndexBuild | None:
+        """The build searches serve for a model: its newest ready one (None before the first build)."""
+        return self.ready().filter(model_name=model_name).order_by("-id").first()
 
 
 class IndexBuild(models.Model):

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import IO
 
 import numpy as np
 from django.conf import settings
@@ -20,6 +21,7 @@ from django.db.models import Count
 
 from gallery.image_file import decode_upload
 from gallery.models import Image
+from gallery.services import read_upload_bytes
 from search import services
 from search.index import IndexFileError, VectorIndex, exact_search, merge_results, rerank
 from search.models import IndexBuild
@@ -61,7 +63,7 @@ class SearchResult:
 
 def served_index(*, model_name: str) -> tuple[IndexBuild | None, VectorIndex | None]:
     """The newest ready index of the model, loaded once per process per version (read-only)."""
-    build = IndexBuild.objects.ready().filter(model_name=model_name).order_by("-id").first()
+    build = IndexBuild.objects.latest_ready(model_name=model_name)
     if build is None:
         return None, None
     cached = _served.get(model_name)
@@ -286,10 +288,20 @@ def query_image_from_upload(*, data: bytes) -> QueryImage:
     return QueryImage(vector=vector, rating=decoded.exif.rating, width=decoded.width, height=decoded.height)
 
 
+def similar_to_upload(*, upload: IO[bytes], k: int, rating: int | None = None) -> SearchResult:
+    """Search by an uploaded photo (web page and API alike): validated like an upload, never stored here.
+
+    The query's rating is the chosen one, else the photo's own EXIF rating.
+    """
+    data = read_upload_bytes(upload, max_bytes=settings.IMGSIM_MAX_UPLOAD_BYTES)
+    query = query_image_from_upload(data=data)
+    return similar_images(vector=query.vector, k=k, rating=query.rating if rating is None else rating)
+
+
 def index_status() -> dict[str, object]:
     """What the index serves: model, version, kind, count, vectors waiting for the next build, last build."""
     model_name = settings.IMGSIM_MODEL
-    build = IndexBuild.objects.ready().filter(model_name=model_name).order_by("-id").first()
+    build = IndexBuild.objects.latest_ready(model_name=model_name)
     searchable = Image.objects.searchable(model_name=model_name).count()
     last = IndexBuild.objects.order_by("-id").first()
     by_status = dict(Image.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))

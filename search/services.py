@@ -333,7 +333,7 @@ def index_refresh_if_needed() -> bool:
     searchable = Image.objects.searchable(model_name=model_name).count()
     if searchable == 0:
         return False
-    build = IndexBuild.objects.ready().filter(model_name=model_name).order_by("-id").first()
+    build = IndexBuild.objects.latest_ready(model_name=model_name)
     indexed = build.vector_count if build is not None else 0
     pending = searchable - indexed
     allowed = min(settings.IMGSIM_REBUILD_FRACTION * indexed, settings.IMGSIM_REBUILD_MAX_PENDING)

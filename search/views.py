@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -42,13 +41,9 @@ def search_by_upload(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             upload = form.cleaned_data["file"]
             k = form.cleaned_data["k"] or 10
+            rating = form.cleaned_data["rating"]
             try:
-                data = gallery_services.read_upload_bytes(upload, max_bytes=settings.IMGSIM_MAX_UPLOAD_BYTES)
-                query = selectors.query_image_from_upload(data=data)
-                rating = form.cleaned_data["rating"]
-                context["result"] = selectors.similar_images(
-                    vector=query.vector, k=k, rating=query.rating if rating is None else rating
-                )
+                context["result"] = selectors.similar_to_upload(upload=upload, k=k, rating=rating)
                 context["query_rating_source"] = "chosen" if rating is not None else "exif"
                 if form.cleaned_data["add_to_library"]:
                     context["added"] = gallery_services.image_create_from_upload(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
@@ -68,11 +67,8 @@ class SearchByUploadView(APIView):
         form = SearchByUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         upload = form.validated_data["file"]
-        data = gallery_services.read_upload_bytes(upload, max_bytes=settings.IMGSIM_MAX_UPLOAD_BYTES)
-        query = selectors.query_image_from_upload(data=data)
-        rating = form.validated_data.get("rating")
-        result = selectors.similar_images(
-            vector=query.vector, k=form.validated_data["k"], rating=query.rating if rating is None else rating
+        result = selectors.similar_to_upload(
+            upload=upload, k=form.validated_data["k"], rating=form.validated_data.get("rating")
         )
         payload = result_payload(result, request)
         if form.validated_data["add_to_library"]:

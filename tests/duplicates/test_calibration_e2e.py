@@ -33,13 +33,26 @@ def test_calibrate_command_reports_precision_recall_suggestion_and_plot(small_li
     assert "mirror" in text
     assert plot.read_bytes().startswith(b"\x89PNG")
     assert run.plot.name.startswith("calibration/")
-    if run.suggested_near_duplicate is not None:
-        assert f"IMGSIM_NEAR_DUPLICATE_THRESHOLD={run.suggested_near_duplicate:.3f}" in text
-        assert 0.5 <= run.suggested_similar <= run.suggested_near_duplicate <= 1.0
-    # The g02 variants are copies of each other: set aside, not counted as negatives of each other.
-    sampled_g02 = {pk for pk, label in small_library.items() if label == "g02"}
-    for source, other in run.result["probable_copies"]:
-        assert {source, other} <= sampled_g02
+    # These photos and edits reach the default target precision, so a threshold is suggested and printed.
+    assert run.suggested_near_duplicate is not None
+    assert f"IMGSIM_NEAR_DUPLICATE_THRESHOLD={run.suggested_near_duplicate:.3f}" in text
+    assert 0.5 <= run.suggested_similar <= run.suggested_near_duplicate <= 1.0
+
+
+def test_calibration_sets_existing_copies_aside_instead_of_counting_them_as_negatives(small_library):
+    # given a library holding three variants of one photo (g02) among nine unrelated photos
+    g02 = {pk for pk, label in small_library.items() if label == "g02"}
+    # when calibration samples 8 of the 12 images (seed 0: at least one g02 variant is among them)
+    call_command("calibrate_duplicates", "--sample", "8", stdout=StringIO())
+    result = CalibrationRun.objects.get().result
+    # then each sampled g02 variant has both of its siblings set aside as probable copies, and nothing else
+    aside = {tuple(pair) for pair in result["probable_copies"]}
+    sampled_g02 = {source for source, _ in aside}
+    assert sampled_g02, "nothing set aside, though seed 0 samples at least one g02 variant"
+    assert sampled_g02 <= g02
+    assert aside == {(source, other) for source in sampled_g02 for other in g02 - {source}}
+    # and so no g02 sibling appears among the top negatives
+    assert not [n for n in result["top_negatives"] if {n["sample_id"], n["library_id"]} <= g02]
 
 
 def test_calibrate_command_refuses_a_library_too_small_and_bad_arguments(ingest):

@@ -18,6 +18,7 @@ from duplicates import services
 from duplicates.models import DuplicateDecision, DuplicatePair
 from gallery.models import Image
 from gallery.services import image_create, image_delete
+from search.services import embed_pending
 from tests.duplicates.conftest import distractor_files, group_files
 
 pytestmark = [pytest.mark.django_db, pytest.mark.ml]
@@ -55,53 +56,72 @@ def test_pairs_within_a_group_are_near_duplicates_and_nothing_else_is(ingest):
 def test_grey_zone_pairs_are_verified_geometrically(ingest, settings):
     """A heavy crop scores below the near-duplicate threshold; matching local features make it one."""
     labels = ingest({"g00": group_files("g00", 6)})
-    verified = [
-        pair for pair in DuplicatePair.objects.all() if pair.similarity < services.duplicate_bands().near_duplicate
-    ]
+    near = services.duplicate_bands().near_duplicate
+    verified = [pair for pair in DuplicatePair.objects.all() if pair.similarity < near]
     assert verified, "the first g00 variants include crops that score in the grey zone"
     assert all(pair.kind == "near_duplicate" and pair.evidence["geometric_inliers"] >= 20 for pair in verified)
     settings.IMGSIM_DUPLICATE_GEOMETRY = False
     DuplicatePair.objects.all().delete()
     services.duplicate_pairs_detect(image_ids=list(labels))
-    assert {pair.kind for pair in DuplicatePair.objects.filter(similarity__lt=0.88)} == {"similar"}
+    assert {pair.kind for pair in DuplicatePair.objects.filter(similarity__lt=near)} == {"similar"}
 
 
-def test_decisions_survive_a_rescan_a_threshold_change_and_a_reupload(ingest, staff, settings):
+@pytest.fixture
+def reviewed_library(ingest, staff):
+    """Four variants of one photo (6 near-duplicate pairs) and six unrelated photos; one pair dismissed by a
+    reviewer, one confirmed. Returns (labels, dismissed, confirmed)."""
     labels = ingest({"g02": group_files("g02", 4), "d": distractor_files(6)})
     pairs = list(DuplicatePair.objects.filter(kind="near_duplicate").order_by("id"))
     assert len(pairs) == 6
     dismissed, confirmed = pairs[0], pairs[1]
     services.duplicate_pair_resolve(pair=dismissed, action="not_duplicate", user=staff, source="test")
     services.duplicate_pair_resolve(pair=confirmed, action="confirm", user=staff, source="test")
+    return labels, dismissed, confirmed
 
+
+def test_rescan_keeps_every_human_decision(reviewed_library):
+    # given a library with a dismissed and a confirmed pair
+    _, dismissed, confirmed = reviewed_library
+    pending_before = set(DuplicatePair.objects.filter(review_status="pending").values_list("pk", flat=True))
+    # when the whole library is scanned again
     out, progress = StringIO(), StringIO()
     call_command("scan_duplicates", stdout=out, stderr=progress)
+    # then it reports every image, and both decisions and the pending pairs are still there as they were
     assert "Scanned 10 images" in out.getvalue()
     assert "10/10 images 100.0%" in progress.getvalue()
     statuses = dict(DuplicatePair.objects.values_list("pk", "review_status"))
     assert statuses[dismissed.pk] == "not_duplicate"
     assert statuses[confirmed.pk] == "confirmed"
-    assert DuplicatePair.objects.count() >= 6
+    assert pending_before <= {pk for pk, status in statuses.items() if status == "pending"}
 
-    # A stricter threshold: pending pairs that no longer qualify go, reviewed ones stay as they are.
+
+def test_stricter_threshold_drops_pending_pairs_and_keeps_reviewed_ones(reviewed_library, settings):
+    # given a library with a dismissed, a confirmed and four pending near-duplicate pairs
+    _, dismissed, confirmed = reviewed_library
+    assert DuplicatePair.objects.filter(review_status="pending").count() >= 4
+    # when the thresholds are raised so that no pair qualifies any more, and the library is re-scanned
     settings.IMGSIM_NEAR_DUPLICATE_THRESHOLD = 0.999
     settings.IMGSIM_SIMILAR_THRESHOLD = 0.999
     call_command("scan_duplicates", "--no-verify", stdout=StringIO(), stderr=StringIO())
+    # then the pending pairs are gone and the reviewed ones stay as they are
     assert set(DuplicatePair.objects.values_list("pk", flat=True)) == {dismissed.pk, confirmed.pk}
-    settings.IMGSIM_NEAR_DUPLICATE_THRESHOLD = None
-    settings.IMGSIM_SIMILAR_THRESHOLD = None
+    assert DuplicatePair.objects.get(pk=dismissed.pk).review_status == "not_duplicate"
+    assert DuplicatePair.objects.get(pk=confirmed.pk).review_status == "confirmed"
 
-    # The dismissed pair's image is deleted and uploaded again: the decision comes back with it, logged.
+
+def test_reuploaded_file_gets_the_decision_about_its_earlier_copy_back(reviewed_library, staff):
+    # given a dismissed pair whose second image is deleted (the decision is logged without its pair)
+    labels, dismissed, _ = reviewed_library
     victim = Image.objects.get(pk=dismissed.image_b_id)
     victim_id, data, name = victim.pk, victim.file.read(), victim.original_name
     victim.file.close()
     image_delete(image=victim)
     assert not DuplicatePair.objects.filter(pk=dismissed.pk).exists()
     assert DuplicateDecision.objects.filter(image_b_id=victim_id, action="not_duplicate", pair=None).exists()
+    # when the same file is uploaded again and embedded
     again = image_create(data=data, original_name=name).image
-    from search.services import embed_pending
-
     embed_pending()
+    # then its pair with the same partner comes back dismissed, by the same reviewer, and the log says why
     back = DuplicatePair.objects.get(image_a_id=dismissed.image_a_id, image_b_id=again.pk)
     assert back.review_status == "not_duplicate"
     assert back.reviewed_by == staff

@@ -53,11 +53,21 @@ def test_api_lists_pairs_with_filters_evidence_and_a_keep_suggestion(staff_api, 
     assert staff_api.get("/api/duplicates/999999/").status_code == 404
 
 
-def test_api_resolve_and_undo_with_a_logged_decision(api, staff_api, staff, library):
+def test_api_resolve_is_staff_only(api, library):
+    # given a pending pair, when a non-staff user tries to resolve it
     pair = first_pair()
-    url = f"/api/duplicates/{pair.pk}/"
-    assert api.post(url + "resolve/", {"action": "not_duplicate"}).status_code == 403  # staff only
-    response = staff_api.post(url + "resolve/", {"action": "not_duplicate"}, format="json")
+    response = api.post(f"/api/duplicates/{pair.pk}/resolve/", {"action": "not_duplicate"})
+    # then it is refused and nothing changes or is logged
+    assert response.status_code == 403
+    assert DuplicatePair.objects.get(pk=pair.pk).review_status == "pending"
+    assert not DuplicateDecision.objects.exists()
+
+
+def test_api_resolve_sets_the_status_and_logs_the_decision(api, staff_api, library):
+    # given a pending pair, when staff dismisses it
+    pair = first_pair()
+    response = staff_api.post(f"/api/duplicates/{pair.pk}/resolve/", {"action": "not_duplicate"}, format="json")
+    # then the pair says so, by whom, and the logged decision can be undone
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["pair"]["review_status"] == "not_duplicate"
@@ -68,23 +78,53 @@ def test_api_resolve_and_undo_with_a_logged_decision(api, staff_api, staff, libr
         True,
     )
     assert body["decision"]["previous_status"] == "pending"
+    # and the pair leaves the pending list
     assert staff_api.get("/api/duplicates/?status=pending&kind=near_duplicate").json()["count"] == 3
 
-    staff_api.post(url + "resolve/", {"action": "confirm"}, format="json")
-    first = DuplicateDecision.objects.filter(pair=pair).order_by("id").first()
+
+@pytest.fixture
+def decided_twice(staff_api, library) -> tuple[DuplicatePair, DuplicateDecision]:
+    """A pair dismissed, then confirmed, by staff: returns the pair and its first (older) decision."""
+    pair = first_pair()
+    for action in ("not_duplicate", "confirm"):
+        response = staff_api.post(f"/api/duplicates/{pair.pk}/resolve/", {"action": action}, format="json")
+        assert response.status_code == 200, response.content
+    return pair, DuplicateDecision.objects.filter(pair=pair).order_by("id").first()
+
+
+def test_api_undo_of_an_older_decision_is_refused(staff_api, decided_twice):
+    pair, first = decided_twice
     refused = staff_api.post(f"/api/duplicates/decisions/{first.pk}/undo/")
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "not_latest"
+    assert DuplicatePair.objects.get(pk=pair.pk).review_status == "confirmed"
 
-    assert api.post(url + "undo/").status_code == 403
+
+def test_api_undo_is_staff_only(api, decided_twice):
+    pair, first = decided_twice
+    assert api.post(f"/api/duplicates/{pair.pk}/undo/").status_code == 403
     assert api.post(f"/api/duplicates/decisions/{first.pk}/undo/").status_code == 403
-    undone = staff_api.post(url + "undo/").json()  # undoes "confirm": back to not_duplicate, by sam
+    assert DuplicatePair.objects.get(pk=pair.pk).review_status == "confirmed"
+
+
+def test_api_undo_steps_back_one_decision_at_a_time_until_nothing_is_left(staff_api, decided_twice):
+    pair, first = decided_twice
+    # when the latest decision is undone through the pair, it is back to the dismissal, by sam
+    undone = staff_api.post(f"/api/duplicates/{pair.pk}/undo/").json()
     assert (undone["pair"]["review_status"], undone["pair"]["reviewed_by"]) == ("not_duplicate", "sam")
+    # when the first decision is undone by its id, the pair is pending and unreviewed again
     undone = staff_api.post(f"/api/duplicates/decisions/{first.pk}/undo/").json()
     assert (undone["pair"]["review_status"], undone["pair"]["reviewed_by"]) == ("pending", None)
     assert undone["decision"]["undone_at"]
-    nothing = staff_api.post(url + "undo/")
+    # then there is nothing left to undo
+    nothing = staff_api.post(f"/api/duplicates/{pair.pk}/undo/")
     assert (nothing.status_code, nothing.json()["error"]["code"]) == (409, "nothing_to_undo")
+
+
+def test_api_decision_log_lists_a_pairs_decisions_newest_first_with_who_undid_them(staff_api, decided_twice):
+    pair, first = decided_twice
+    staff_api.post(f"/api/duplicates/{pair.pk}/undo/")
+    staff_api.post(f"/api/duplicates/decisions/{first.pk}/undo/")
     log = staff_api.get(f"/api/duplicates/decisions/?pair={pair.pk}").json()
     assert [d["action"] for d in log["results"]] == ["confirm", "not_duplicate"]
     assert all(d["undone_by"] == "sam" for d in log["results"])

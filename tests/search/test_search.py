@@ -288,6 +288,21 @@ def test_api_search_bad_input(api, data, status, code):
     assert response.json()["error"]["code"] == code
 
 
+def test_search_by_an_upload_over_the_size_cap_is_refused_on_both_surfaces(api, web, settings):
+    # given a size cap smaller than the query photo
+    settings.IMGSIM_MAX_UPLOAD_BYTES = 2048
+    data = encode(photo_like_image(2, (320, 240)), "JPEG", quality=95)
+    assert len(data) > 2048
+    # when it is searched with through the API and the web page
+    answer = api.post("/api/search/", {"file": SimpleUploadedFile("big.jpg", data), "k": 3}, format="multipart")
+    page = web.post("/search/", {"file": SimpleUploadedFile("big.jpg", data), "k": 3})
+    # then both refuse it with 413 and say why, and nothing is stored
+    assert (answer.status_code, answer.json()["error"]["code"]) == (413, "file_too_large")
+    assert page.status_code == 413
+    assert "too large" in page.content.decode()
+    assert Image.objects.count() == 0
+
+
 def test_api_similar_bad_input(api, committed):
     groups = ingest(committed, dev_photos()[:2])
     image_id = next(iter(groups))
@@ -312,11 +327,18 @@ def test_rebuild_endpoint_is_staff_only(api, staff_api, committed):
 def test_web_search_page_and_find_similar(web, committed):
     groups = ingest(committed, dev_photos())
     image_id = next(image_id for image_id, group in groups.items() if group == "g00")
-    page = web.get(f"/images/{image_id}/similar/?k=5")
+    page = web.get(f"/images/{image_id}/similar/?k=10")
     assert page.status_code == 200
     html = page.content.decode()
-    assert html.count("/thumbnail/") >= 6
-    assert "match" in html
+    assert html.count("/thumbnail/") >= 11
+    # Each result at or above the match threshold carries a "match" badge, and only those ("match" also
+    # appears in the page's text, so the badges are counted). The 10 results hold g00's 5 other variants
+    # and unrelated photos below the threshold.
+    shown = selectors.similar_to_image(image=Image.objects.get(pk=image_id), k=10)
+    matching = [item for item in shown.results if item.similarity >= shown.threshold]
+    assert 3 <= len(matching) < len(shown.results) == 10
+    assert {groups[item.image.pk] for item in matching} == {"g00"}
+    assert html.count(">match</span>") == len(matching)
     detail = web.get(f"/images/{image_id}/").content.decode()
     assert f"/images/{image_id}/similar/" in detail
 

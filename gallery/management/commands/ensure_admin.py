@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from typing import Any
 
@@ -21,8 +20,8 @@ class Command(BaseCommand):
                 "An admin account exists already (reset a password: python manage.py changepassword NAME)."
             )
             return
-        username = os.environ.get("IMGSIM_ADMIN_USER", "admin")
-        password = os.environ.get("IMGSIM_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        username = settings.IMGSIM_ADMIN_USER
+        password = settings.IMGSIM_ADMIN_PASSWORD or secrets.token_urlsafe(12)
         users.create_superuser(username=username, email="", password=password)
         secret_file = settings.VAR_DIR / "admin-password.txt"
         secret_file.parent.mkdir(parents=True, exist_ok=True)
