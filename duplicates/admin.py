@@ -9,8 +9,9 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from duplicates import selectors, services
+from duplicates import selectors
 from duplicates.models import CalibrationRun, DuplicateDecision, DuplicatePair
+from duplicates.services import review
 from gallery.admin import thumbnail_html
 from gallery.models import Image
 
@@ -101,20 +102,20 @@ class DuplicatePairAdmin(admin.ModelAdmin):
         done = 0
         for pair in queryset:
             try:
-                services.duplicate_pair_resolve(pair=pair, action=action, user=request.user, source="admin")
+                review.duplicate_pair_resolve(pair=pair, action=action, user=request.user, source="admin")
                 done += 1
-            except services.ReviewError as error:
+            except review.ReviewError as error:
                 self.message_user(request, f"{pair}: {error.message}", messages.WARNING)
         return done
 
     @admin.action(description="Not a duplicate: keep both (remembered)")
     def mark_not_duplicate(self, request: HttpRequest, queryset: QuerySet[DuplicatePair]) -> None:
-        done = self._resolve_each(request, queryset, services.ResolveAction.NOT_DUPLICATE)
+        done = self._resolve_each(request, queryset, review.ResolveAction.NOT_DUPLICATE)
         self.message_user(request, f"{done} pair(s) marked as not duplicates.", messages.SUCCESS)
 
     @admin.action(description="Confirm as duplicates (keep both for now)")
     def mark_confirmed(self, request: HttpRequest, queryset: QuerySet[DuplicatePair]) -> None:
-        done = self._resolve_each(request, queryset, services.ResolveAction.CONFIRM)
+        done = self._resolve_each(request, queryset, review.ResolveAction.CONFIRM)
         self.message_user(request, f"{done} pair(s) confirmed as duplicates.", messages.SUCCESS)
 
     @admin.action(description="Delete the suggested image of each pair (asks first; cannot be undone)")
@@ -138,10 +139,10 @@ class DuplicatePairAdmin(admin.ModelAdmin):
             if pair.image_a_id in deleted or pair.image_b_id in deleted:
                 continue  # one image of it went with an earlier pair of the selection: this pair is gone too
             try:
-                decision = services.duplicate_pair_resolve(
-                    pair=pair, action=services.ResolveAction.KEEP_SUGGESTED, user=request.user, source="admin"
+                decision = review.duplicate_pair_resolve(
+                    pair=pair, action=review.ResolveAction.KEEP_SUGGESTED, user=request.user, source="admin"
                 )
-            except services.ReviewError as error:
+            except review.ReviewError as error:
                 self.message_user(request, f"{pair}: {error.message}", messages.WARNING)
                 continue
             deleted.add(decision.deleted_image_id)
@@ -176,9 +177,9 @@ class DuplicateDecisionAdmin(admin.ModelAdmin):
         done = 0
         for decision in queryset.order_by("-at", "-id"):  # newest first, so a pair's later decision goes first
             try:
-                services.duplicate_decision_undo(decision=decision, user=request.user)
+                review.duplicate_decision_undo(decision=decision, user=request.user)
                 done += 1
-            except services.ReviewError as error:
+            except review.ReviewError as error:
                 self.message_user(request, f"#{decision.pk}: {error.message}", messages.WARNING)
         self.message_user(request, f"{done} decision(s) undone.", messages.SUCCESS)
 

@@ -6,7 +6,7 @@ from django import forms
 
 from duplicates.calibration import DEFAULT_SAMPLE_SIZE, DEFAULT_TARGET_PRECISION
 from duplicates.models import DuplicatePair
-from duplicates.services import ResolveAction
+from duplicates.services.review import ResolveAction
 
 
 class ReviewFilterForm(forms.Form):

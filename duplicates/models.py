@@ -79,6 +79,21 @@ class DuplicatePair(models.Model):
         return self.image_b if self.image_a_id == image_id else self.image_a
 
 
+class DetectionCheck(models.Model):
+    """The durable record of detection: this image was compared with the library under these settings.
+
+    Written in the same transaction as the pairs the check found, so an embedded image without a row (or
+    with a row of other settings) is exactly one whose check is still to do, whatever was killed when.
+    """
+
+    image = models.OneToOneField(Image, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    settings_key = models.CharField(max_length=100, db_index=True, help_text="Backbone, thresholds, verification.")
+    checked_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"#{self.image_id} checked {self.checked_at:%Y-%m-%d %H:%M} ({self.settings_key})"
+
+
 class DuplicateDecisionQuerySet(models.QuerySet["DuplicateDecision"]):
     def active(self) -> DuplicateDecisionQuerySet:
         return self.filter(undone_at__isnull=True)

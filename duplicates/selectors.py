@@ -1,4 +1,5 @@
-"""Reads of the duplicates app: review lists and counts, which image to keep, and "check before upload"."""
+"""Reads of the duplicates app: thresholds in force, the library k-NN, review lists and counts, which image to
+keep, which images still await detection, and "check before upload"."""
 
 from __future__ import annotations
 
@@ -7,21 +8,65 @@ import io
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet
 
 from duplicates import geometry
-from duplicates.detection import band_of, needs_verification
-from duplicates.evidence import KeepSuggestion, suggest_keep
-from duplicates.models import CalibrationRun, DuplicateDecision, DuplicatePair
-from duplicates.services import (
-    duplicate_bands,
-    geometric_verification_enabled,
-    image_facts,
-    library_neighbour_search,
-)
+from duplicates.detection import Bands, NeighbourSearch, band_of, needs_verification
+from duplicates.evidence import ImageFacts, KeepSuggestion, suggest_keep
+from duplicates.models import CalibrationRun, DetectionCheck, DuplicateDecision, DuplicatePair
 from gallery.models import Image
+from search.selectors import LibrarySearch, query_image_from_upload
+from search.thresholds import thresholds_for
 
 STATUS_FILTERS = {"pending", "confirmed", "not_duplicate", "reviewed", "all"}
+
+
+def duplicate_bands(*, model_name: str | None = None) -> Bands:
+    """The near-duplicate and similar thresholds in force for the configured backbone."""
+    thresholds = thresholds_for(model_name or settings.IMGSIM_MODEL)
+    return Bands(near_duplicate=thresholds.near_duplicate, similar=thresholds.similar)
+
+
+def geometric_verification_enabled() -> bool:
+    """On by default: bench/duplicates.py measured it raising recall at the same precision."""
+    return settings.IMGSIM_DUPLICATE_GEOMETRY
+
+
+def detection_settings_key(*, model_name: str | None = None) -> str:
+    """What a detection result depends on (backbone, both thresholds, geometric verification): an image
+    checked under another key is checked again, so a model or threshold change re-detects the library."""
+    model = model_name or settings.IMGSIM_MODEL
+    bands = duplicate_bands(model_name=model)
+    geometry_flag = "geo" if geometric_verification_enabled() else "nogeo"
+    return f"{model}:{bands.near_duplicate:.4f}:{bands.similar:.4f}:{geometry_flag}"[:100]
+
+
+def images_awaiting_detection(*, model_name: str | None = None) -> QuerySet[Image]:
+    """Searchable images without a detection check under the settings in force (the durable to-do list)."""
+    model = model_name or settings.IMGSIM_MODEL
+    key = detection_settings_key(model_name=model)
+    checked = DetectionCheck.objects.filter(image_id=OuterRef("pk"), settings_key=key)
+    return Image.objects.searchable(model_name=model).filter(~Exists(checked))
+
+
+def library_neighbour_search(*, model_name: str) -> NeighbourSearch:
+    """Purely visual k-NN over the library (served index + tail, exact cosine); the tail is read once."""
+    library = LibrarySearch(model_name=model_name)
+    return lambda queries, k: library.search(queries, k=k)
+
+
+def image_facts(image: Image) -> ImageFacts:
+    """The facts about one image that evidence and the keep suggestion compare."""
+    return ImageFacts(
+        id=image.pk,
+        width=image.width,
+        height=image.height,
+        file_size=image.file_size,
+        sharpness=(image.quality_scores or {}).get("sharpness"),
+        rating=image.rating,
+        taken_at=image.taken_at,
+        camera=f"{image.camera_make} {image.camera_model}".strip(),
+    )
 
 
 def duplicate_pair_list(
@@ -139,8 +184,6 @@ class UploadCheck:
 
 def check_upload(*, data: bytes, k: int = 10) -> UploadCheck:
     """The nearest library images to an upload with the band detection would give them; nothing is stored."""
-    from search.selectors import query_image_from_upload
-
     sha256 = hashlib.sha256(data).hexdigest()
     exact = Image.objects.defer("embedding").filter(sha256=sha256).first()
     query = query_image_from_upload(data=data)  # validates (4xx for a bad file) and embeds

@@ -11,9 +11,18 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from duplicates import selectors, services
+from duplicates import selectors
 from duplicates.forms import CalibrationForm, ResolveForm, ReviewFilterForm
 from duplicates.models import CalibrationRun, DuplicateDecision, DuplicatePair
+from duplicates.services.calibration import calibration_run_create
+from duplicates.services.detection import duplicates_scan_schedule
+from duplicates.services.review import (
+    ResolveAction,
+    ReviewError,
+    duplicate_decision_undo,
+    duplicate_pair_resolve,
+    duplicate_pair_undo_latest,
+)
 
 REVIEW_PAGE_SIZE = 20
 DECISIONS_PAGE_SIZE = 50
@@ -47,8 +56,8 @@ def review(request: HttpRequest) -> HttpResponse:
             "counts": selectors.duplicate_pair_counts(),
             "kind": kind,
             "status": status,
-            "bands": services.duplicate_bands(),
-            "geometry": services.geometric_verification_enabled(),
+            "bands": selectors.duplicate_bands(),
+            "geometry": selectors.geometric_verification_enabled(),
             "query_string": query.urlencode(),
             "here": request.get_full_path(),
         },
@@ -64,7 +73,7 @@ def pair_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "review": selectors.pair_reviews([pair])[0],
             "decisions": selectors.decision_list(pair_id=pair.pk),
-            "bands": services.duplicate_bands(),
+            "bands": selectors.duplicate_bands(),
             "here": request.get_full_path(),
         },
     )
@@ -76,12 +85,12 @@ def pair_resolve(request: HttpRequest, pk: int) -> HttpResponse:
     pair = get_object_or_404(DuplicatePair, pk=pk)
     form = ResolveForm(request.POST)
     if not form.is_valid():
-        return HttpResponseBadRequest(f"Choose an action: {', '.join(services.ResolveAction.ALL)}.")
+        return HttpResponseBadRequest(f"Choose an action: {', '.join(ResolveAction.ALL)}.")
     try:
-        decision = services.duplicate_pair_resolve(
+        decision = duplicate_pair_resolve(
             pair=pair, action=form.cleaned_data["action"], user=request.user, source="web"
         )
-    except services.ReviewError as error:
+    except ReviewError as error:
         messages.error(request, error.message)
         return _back(request, reverse("duplicates:review"))
     if decision.is_delete:
@@ -105,8 +114,8 @@ def _undone(request: HttpRequest, decision: DuplicateDecision) -> None:
 def pair_undo(request: HttpRequest, pk: int) -> HttpResponse:
     pair = get_object_or_404(DuplicatePair, pk=pk)
     try:
-        _undone(request, services.duplicate_pair_undo_latest(pair=pair, user=request.user))
-    except services.ReviewError as error:
+        _undone(request, duplicate_pair_undo_latest(pair=pair, user=request.user))
+    except ReviewError as error:
         messages.error(request, error.message)
     return _back(request, reverse("duplicates:pair-detail", args=[pair.pk]))
 
@@ -116,8 +125,8 @@ def pair_undo(request: HttpRequest, pk: int) -> HttpResponse:
 def decision_undo(request: HttpRequest, pk: int) -> HttpResponse:
     decision = get_object_or_404(DuplicateDecision, pk=pk)
     try:
-        _undone(request, services.duplicate_decision_undo(decision=decision, user=request.user))
-    except services.ReviewError as error:
+        _undone(request, duplicate_decision_undo(decision=decision, user=request.user))
+    except ReviewError as error:
         messages.error(request, error.message)
     return _back(request, reverse("duplicates:decisions"))
 
@@ -131,7 +140,7 @@ def decisions(request: HttpRequest) -> HttpResponse:
 @staff_member_required
 @require_POST
 def scan(request: HttpRequest) -> HttpResponse:
-    services.duplicates_scan_schedule(requested_by=request.user.get_username())
+    duplicates_scan_schedule(requested_by=request.user.get_username())
     messages.success(request, "A re-scan of the whole library is queued; pairs update as it runs.")
     return _back(request, reverse("duplicates:review"))
 
@@ -141,7 +150,7 @@ def scan(request: HttpRequest) -> HttpResponse:
 def calibration(request: HttpRequest) -> HttpResponse:
     form = CalibrationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        run = services.calibration_run_create(
+        run = calibration_run_create(
             sample_size=form.cleaned_data["sample_size"],
             target_precision=form.cleaned_data["target_precision"],
             requested_by=request.user,
@@ -155,7 +164,7 @@ def calibration(request: HttpRequest) -> HttpResponse:
             "form": form,
             "latest": selectors.latest_calibration(),
             "runs": CalibrationRun.objects.all()[:10],
-            "bands": services.duplicate_bands(),
+            "bands": selectors.duplicate_bands(),
         },
         status=400 if request.method == "POST" else 200,
     )

@@ -10,6 +10,7 @@ from django.utils.html import format_html
 
 from gallery import services
 from gallery.models import Image
+from pipeline.services import image_retry
 
 
 def thumbnail_html(image: Image, size: int = 96) -> str:
@@ -80,7 +81,7 @@ class ImageAdmin(admin.ModelAdmin):
         images = queryset.filter(status__in=[Image.Status.REJECTED, Image.Status.FAILED])
         count = 0
         for image in images:
-            services.image_accept_rejected(image=image)
+            image_retry(image=image)
             count += 1
         self.message_user(request, f"{count} image(s) queued again.", messages.SUCCESS)
 

@@ -1,4 +1,7 @@
-"""Writes to the image library: creating images from uploads, deleting them, overriding a rejection."""
+"""Writes to the image library: creating images from uploads, deleting them, overriding a rejection.
+
+Nothing here queues the next step: the pipeline app composes image_create with embedding and detection.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,6 @@ from django.utils import timezone
 from gallery.image_file import UploadRejected, decode_upload, thumbnail_webp
 from gallery.models import Image
 from gallery.quality import QualityThresholds, assess_quality
-from search.services import embedding_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -79,12 +81,9 @@ def image_create(
     data: bytes,
     original_name: str,
     uploaded_by: AbstractBaseUser | AnonymousUser | None = None,
-    schedule_embedding: bool = True,
 ) -> ImageCreateResult:
-    """Validate, check quality, store and queue an upload for embedding; identical bytes return the existing image.
-
-    Bulk importers pass schedule_embedding=False and queue one embedding run for the whole batch.
-    """
+    """Validate, check quality and store an upload (status queued or rejected); identical bytes return the
+    existing image. Queueing the embedding is the caller's step (pipeline.services.image_ingest)."""
     if len(data) > settings.IMGSIM_MAX_UPLOAD_BYTES:
         raise _file_too_large(len(data), settings.IMGSIM_MAX_UPLOAD_BYTES)
     sha256 = hashlib.sha256(data).hexdigest()
@@ -127,8 +126,6 @@ def image_create(
     try:
         with transaction.atomic():
             image.save()
-            if image.status == Image.Status.QUEUED and schedule_embedding:
-                embedding_schedule()
     except IntegrityError:
         _delete_files(stored_names)
         # The same bytes were stored by a concurrent upload between our lookup and our insert.
@@ -169,7 +166,7 @@ def image_delete(*, image: Image) -> None:
 
 
 def image_accept_rejected(*, image: Image) -> Image:
-    """A person overrides a quality rejection: the image is queued for embedding like any other."""
+    """A person overrides a quality rejection (or retries a failure): the image is queued like a new upload."""
     if image.status not in (Image.Status.REJECTED, Image.Status.FAILED):
         return image
     with transaction.atomic():
@@ -190,7 +187,6 @@ def image_accept_rejected(*, image: Image) -> Image:
                 "updated_at",
             ]
         )
-        embedding_schedule()
     return image
 
 

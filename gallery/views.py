@@ -20,6 +20,7 @@ from core.request_limits import shows_request_limit_errors
 from gallery import selectors, services
 from gallery.forms import GalleryFilterForm, UploadForm
 from gallery.models import Image
+from pipeline import services as pipeline_services
 
 GALLERY_PAGE_SIZE = 48
 
@@ -67,7 +68,7 @@ def upload(request: HttpRequest) -> HttpResponse:
         form = UploadForm(request.POST, request.FILES)
         if form.is_valid():
             outcomes = [
-                services.image_create_from_upload(upload=upload, name=upload.name, uploaded_by=request.user)
+                pipeline_services.image_ingest_upload(upload=upload, name=upload.name, uploaded_by=request.user)
                 for upload in form.cleaned_data["files"]
             ]
     status = 200
@@ -152,6 +153,6 @@ def image_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @staff_member_required
 @require_POST
 def image_retry(request: HttpRequest, pk: int) -> HttpResponse:
-    image = services.image_accept_rejected(image=get_object_or_404(Image, pk=pk))
+    image = pipeline_services.image_retry(image=get_object_or_404(Image, pk=pk))
     messages.success(request, f"{image} is queued for embedding.")
     return redirect("gallery:image-detail", pk=image.pk)

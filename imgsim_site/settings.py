@@ -162,6 +162,7 @@ INSTALLED_APPS = [
     "gallery",
     "search",
     "duplicates",
+    "pipeline",
 ]
 
 MIDDLEWARE = [

@@ -1,4 +1,5 @@
-"""Writes of the search side: embedding queued images in batches (with leases, so a killed worker loses nothing)."""
+"""Writes of the search side: embedding queued images in batches (with leases, so a killed worker loses nothing)
+and building the index. What follows embedding (duplicate detection) is composed by the pipeline app."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -22,8 +24,6 @@ from search.index import IndexParams, build_index
 from search.models import IndexBuild
 
 logger = logging.getLogger(__name__)
-
-EMBED_TASK = "search.tasks.embed_pending"
 
 
 def torch_threads() -> int:
@@ -41,18 +41,16 @@ def embedder_get() -> Embedder:
     )
 
 
-def embedding_schedule() -> None:
-    """Queue a background embedding run once the current transaction has committed."""
-    from django_q.tasks import async_task
-
-    transaction.on_commit(lambda: async_task(EMBED_TASK, task_name="embed pending images"))
-
-
 @dataclass(frozen=True)
 class EmbedRunSummary:
     embedded: int
     failed: int
     retried: int
+    more_left: bool = False  # the time budget ran out with images still queued
+
+
+# Called with the ids of each batch's newly embedded images once their vectors have committed.
+AfterBatch = Callable[[list[int]], None]
 
 
 def _fail_exhausted(now: timezone.datetime) -> int:
@@ -71,7 +69,11 @@ def _fail_exhausted(now: timezone.datetime) -> int:
 
 
 def _claim_batch(*, size: int) -> tuple[str, list[Image]]:
-    """Lease up to `size` queued images to this run; a single UPDATE makes the claim atomic across workers."""
+    """Lease up to `size` queued images to this run; a single UPDATE makes the claim atomic across workers.
+
+    The claim does not count an attempt: a worker killed while the model loads has not tried the images
+    (_count_attempt counts it once embedding really starts).
+    """
     now = timezone.now()
     _fail_exhausted(now)
     claimable = Q(status=Image.Status.QUEUED) & (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
@@ -80,11 +82,27 @@ def _claim_batch(*, size: int) -> tuple[str, list[Image]]:
         return "", []
     token = uuid.uuid4().hex
     Image.objects.filter(claimable, id__in=ids).update(
-        claim_token=token,
-        claimed_until=now + timedelta(seconds=settings.IMGSIM_EMBED_LEASE_SECONDS),
-        embed_attempts=F("embed_attempts") + 1,
+        claim_token=token, claimed_until=now + timedelta(seconds=settings.IMGSIM_EMBED_LEASE_SECONDS)
     )
     return token, list(Image.objects.filter(claim_token=token, status=Image.Status.QUEUED).order_by("id"))
+
+
+def _count_attempt(*, token: str, images: list[Image]) -> None:
+    """The model is loaded and embedding starts: from here an interruption counts against the images."""
+    Image.objects.filter(claim_token=token).update(embed_attempts=F("embed_attempts") + 1)
+    for image in images:
+        image.embed_attempts += 1
+
+
+def _release_claims(*, token: str) -> int:
+    """Give the batch's images back at once (after an error), rather than after the whole lease."""
+    try:
+        return Image.objects.filter(claim_token=token, status=Image.Status.QUEUED).update(
+            claimed_until=None, claim_token=""
+        )
+    except DatabaseError:
+        logger.warning("could not release embedding claims %s; they expire with their lease", token, exc_info=True)
+        return 0
 
 
 def _read_file(image: Image) -> bytes:
@@ -98,7 +116,13 @@ def _mark_failed(images: list[Image], *, token: str, code: str, message: str) ->
     )
 
 
-def embed_batch(*, token: str, images: list[Image], embedder: Embedder) -> EmbedRunSummary:
+@dataclass(frozen=True)
+class BatchResult:
+    summary: EmbedRunSummary
+    embedded_ids: list[int]
+
+
+def embed_batch(*, token: str, images: list[Image], embedder: Embedder) -> BatchResult:
     """Embed one claimed batch and store each vector; failures are retried until the attempts run out."""
     sources: list[bytes] = []
     readable: list[Image] = []
@@ -113,10 +137,11 @@ def embed_batch(*, token: str, images: list[Image], embedder: Embedder) -> Embed
             )
     result = embedder.embed_sources(sources)
     now = timezone.now()
+    embedded_ids: list[int] = []
     for row, position in enumerate(result.ok_indices):
         image = readable[position]
         vector = np.ascontiguousarray(result.vectors[row], dtype=np.float32)
-        Image.objects.filter(id=image.id, claim_token=token).update(
+        stored = Image.objects.filter(id=image.id, claim_token=token).update(
             embedding=vector.tobytes(),
             embedding_model=embedder.model_name,
             embedded_at=now,
@@ -126,44 +151,56 @@ def embed_batch(*, token: str, images: list[Image], embedder: Embedder) -> Embed
             claimed_until=None,
             claim_token="",
         )
+        if stored:
+            embedded_ids.append(image.id)
     for position, error in result.errors.items():
         image = readable[position]
         if image.embed_attempts >= settings.IMGSIM_EMBED_MAX_ATTEMPTS:
             failed += _mark_failed([image], token=token, code="embedding_error", message=error)
         else:
             retried += Image.objects.filter(id=image.id, claim_token=token).update(claimed_until=None, claim_token="")
-    from duplicates.services import duplicate_pairs_detect_after_embedding  # logs errors, never raises
-
-    duplicate_pairs_detect_after_embedding(image_ids=[readable[position].id for position in result.ok_indices])
-    return EmbedRunSummary(embedded=len(result.ok_indices), failed=failed, retried=retried)
+    summary = EmbedRunSummary(embedded=len(embedded_ids), failed=failed, retried=retried)
+    return BatchResult(summary=summary, embedded_ids=embedded_ids)
 
 
-def embed_pending(*, time_budget_seconds: float = 240.0) -> EmbedRunSummary:
-    """Drain the queue in batches until it is empty or the time budget is spent (then queue a follow-up)."""
+def embed_pending(*, time_budget_seconds: float = 240.0, after_batch: AfterBatch | None = None) -> EmbedRunSummary:
+    """Drain the queue in batches until it is empty or the time budget is spent (more_left then says so).
+
+    after_batch runs after each batch with the ids it embedded (the pipeline queues detection there). An
+    error mid-batch releases the batch's claims before it propagates, so the images are retried at once.
+    """
     started = time.monotonic()
     embedded = failed = retried = 0
+    more_left = False
     while True:
         token, images = _claim_batch(size=settings.IMGSIM_EMBED_BATCH_SIZE)
         if not images:
             break
         try:
-            embedder = embedder_get()
-        except WeightsUnavailableError as error:
-            failed += _mark_failed(images, token=token, code="model_unavailable", message=str(error))
-            logger.error("embedding model unavailable: %s", error)
-            break
-        summary = embed_batch(token=token, images=images, embedder=embedder)
-        embedded += summary.embedded
-        failed += summary.failed
-        retried += summary.retried
+            try:
+                embedder = embedder_get()
+            except WeightsUnavailableError as error:
+                failed += _mark_failed(images, token=token, code="model_unavailable", message=str(error))
+                logger.error("embedding model unavailable: %s", error)
+                break
+            _count_attempt(token=token, images=images)
+            batch = embed_batch(token=token, images=images, embedder=embedder)
+        except BaseException:
+            _release_claims(token=token)
+            raise
+        embedded += batch.summary.embedded
+        failed += batch.summary.failed
+        retried += batch.summary.retried
+        if after_batch is not None and batch.embedded_ids:
+            after_batch(batch.embedded_ids)
         if time.monotonic() - started > time_budget_seconds:
-            embedding_schedule()
+            more_left = Image.objects.filter(status=Image.Status.QUEUED).exists()
             break
     if embedded or failed:
         logger.info("embedded %d images, %d failed, %d to retry", embedded, failed, retried)
     if embedded:
         index_refresh_if_needed()
-    return EmbedRunSummary(embedded=embedded, failed=failed, retried=retried)
+    return EmbedRunSummary(embedded=embedded, failed=failed, retried=retried, more_left=more_left)
 
 
 # --- the index ------------------------------------------------------------------------------------------

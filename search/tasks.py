@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from search import services
-
-
-def embed_pending() -> dict[str, int]:
-    """Embed every queued image (batches, leases); also run by a schedule to resume after a crash."""
-    return asdict(services.embed_pending())
 
 
 def index_rebuild(requested_by: str = "") -> dict[str, object]:

@@ -12,6 +12,7 @@ from core.request_limits import shows_request_limit_errors
 from gallery import services as gallery_services
 from gallery.image_file import UploadRejected
 from gallery.models import Image
+from pipeline.services import image_ingest_upload
 from search import selectors
 from search.forms import SearchByUploadForm, SimilarForm
 
@@ -46,9 +47,7 @@ def search_by_upload(request: HttpRequest) -> HttpResponse:
                 context["result"] = selectors.similar_to_upload(upload=upload, k=k, rating=rating)
                 context["query_rating_source"] = "chosen" if rating is not None else "exif"
                 if form.cleaned_data["add_to_library"]:
-                    context["added"] = gallery_services.image_create_from_upload(
-                        upload=upload, name=upload.name, uploaded_by=request.user
-                    )
+                    context["added"] = image_ingest_upload(upload=upload, name=upload.name, uploaded_by=request.user)
             except UploadRejected as error:
                 form.add_error("file", error.message)
                 status = error.status

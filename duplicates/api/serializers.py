@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from duplicates.models import DuplicateDecision, DuplicatePair
 from duplicates.selectors import STATUS_FILTERS
-from duplicates.services import ResolveAction
+from duplicates.services.review import ResolveAction
 from gallery.api.serializers import MAX_ID, ImageSerializer
 from search.api.serializers import ResultCountField
 

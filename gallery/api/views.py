@@ -22,6 +22,7 @@ from gallery.api.serializers import (
     UploadOutcomeSerializer,
 )
 from gallery.models import Image
+from pipeline.services import image_ingest_upload, image_retry
 
 
 def outcome_payload(outcome: services.UploadOutcome, request: Request) -> dict[str, Any]:
@@ -82,7 +83,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         form.is_valid(raise_exception=True)
         if form.validated_data.get("files"):
             outcomes = [
-                services.image_create_from_upload(upload=upload, name=upload.name, uploaded_by=request.user)
+                image_ingest_upload(upload=upload, name=upload.name, uploaded_by=request.user)
                 for upload in form.validated_data["files"]
             ]
             return Response(
@@ -90,7 +91,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
                 status=status.HTTP_207_MULTI_STATUS,
             )
         upload = form.validated_data["file"]
-        outcome = services.image_create_from_upload(upload=upload, name=upload.name, uploaded_by=request.user)
+        outcome = image_ingest_upload(upload=upload, name=upload.name, uploaded_by=request.user)
         payload = outcome_payload(outcome, request)
         if outcome.error is not None:
             return Response({"error": payload["error"], "name": outcome.name}, status=outcome.http_status)
@@ -103,5 +104,5 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
         """Queue a rejected or failed image for embedding again (staff)."""
-        image = services.image_accept_rejected(image=self.get_object())
+        image = image_retry(image=self.get_object())
         return Response(ImageSerializer(image, context={"request": request}).data)

@@ -17,6 +17,7 @@ from core.api.throttles import SearchRateThrottle
 from gallery import services as gallery_services
 from gallery.api.views import outcome_payload
 from gallery.models import Image
+from pipeline.services import image_ingest_upload
 from search import selectors, services
 from search.api.serializers import (
     IndexStatusSerializer,
@@ -72,9 +73,7 @@ class SearchByUploadView(APIView):
         )
         payload = result_payload(result, request)
         if form.validated_data["add_to_library"]:
-            outcome = gallery_services.image_create_from_upload(
-                upload=upload, name=upload.name, uploaded_by=request.user
-            )
+            outcome = image_ingest_upload(upload=upload, name=upload.name, uploaded_by=request.user)
             payload["added"] = outcome_payload(outcome, request)
         return Response(payload)
 

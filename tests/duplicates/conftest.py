@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gallery.models import Image
-from gallery.services import image_create
+from pipeline.services import image_ingest
 from tests.images import shared_path
 
 
@@ -33,7 +33,7 @@ def distractor_files(count: int) -> list[Path]:
 
 @pytest.fixture
 def ingest(committed: Callable[..., Any]) -> Callable[[dict[str, list[Path]]], dict[int, str]]:
-    """Upload files through the service and embed them via the task (detection runs there); id -> label."""
+    """Upload files through the pipeline: embedding, then detection, each its own task; id -> label."""
 
     def run(labelled: dict[str, list[Path]]) -> dict[int, str]:
         ids: dict[int, str] = {}
@@ -41,7 +41,7 @@ def ingest(committed: Callable[..., Any]) -> Callable[[dict[str, list[Path]]], d
         def upload() -> None:
             for label, paths in labelled.items():
                 for path in paths:
-                    ids[image_create(data=path.read_bytes(), original_name=path.name).image.pk] = label
+                    ids[image_ingest(data=path.read_bytes(), original_name=path.name).image.pk] = label
 
         committed(upload)
         assert Image.objects.filter(pk__in=ids, status=Image.Status.INDEXED).count() == len(ids)

@@ -2,23 +2,24 @@
 
 Pairs within a dev group are found as near-duplicates, pairs across groups and with distractors never are
 (at the calibrated mobilenet_v2 thresholds); a re-scan keeps every human decision; a re-uploaded file gets
-the decision made about its earlier copy back; detection failing never fails the embedding.
+the decision made about its earlier copy back. Crash safety: tests/pipeline/test_crash_safe_detection.py.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 
-from duplicates import services
 from duplicates.models import DuplicateDecision, DuplicatePair
+from duplicates.selectors import duplicate_bands
+from duplicates.services.detection import duplicate_pairs_detect
+from duplicates.services.review import duplicate_pair_resolve
 from gallery.models import Image
-from gallery.services import image_create, image_delete
-from search.services import embed_pending
+from gallery.services import image_delete
+from pipeline.services import image_ingest
 from tests.duplicates.conftest import distractor_files, group_files
 
 pytestmark = [pytest.mark.django_db, pytest.mark.ml]
@@ -56,13 +57,13 @@ def test_pairs_within_a_group_are_near_duplicates_and_nothing_else_is(ingest):
 def test_grey_zone_pairs_are_verified_geometrically(ingest, settings):
     """A heavy crop scores below the near-duplicate threshold; matching local features make it one."""
     labels = ingest({"g00": group_files("g00", 6)})
-    near = services.duplicate_bands().near_duplicate
+    near = duplicate_bands().near_duplicate
     verified = [pair for pair in DuplicatePair.objects.all() if pair.similarity < near]
     assert verified, "the first g00 variants include crops that score in the grey zone"
     assert all(pair.kind == "near_duplicate" and pair.evidence["geometric_inliers"] >= 20 for pair in verified)
     settings.IMGSIM_DUPLICATE_GEOMETRY = False
     DuplicatePair.objects.all().delete()
-    services.duplicate_pairs_detect(image_ids=list(labels))
+    duplicate_pairs_detect(image_ids=list(labels))
     assert {pair.kind for pair in DuplicatePair.objects.filter(similarity__lt=near)} == {"similar"}
 
 
@@ -74,8 +75,8 @@ def reviewed_library(ingest, staff):
     pairs = list(DuplicatePair.objects.filter(kind="near_duplicate").order_by("id"))
     assert len(pairs) == 6
     dismissed, confirmed = pairs[0], pairs[1]
-    services.duplicate_pair_resolve(pair=dismissed, action="not_duplicate", user=staff, source="test")
-    services.duplicate_pair_resolve(pair=confirmed, action="confirm", user=staff, source="test")
+    duplicate_pair_resolve(pair=dismissed, action="not_duplicate", user=staff, source="test")
+    duplicate_pair_resolve(pair=confirmed, action="confirm", user=staff, source="test")
     return labels, dismissed, confirmed
 
 
@@ -109,7 +110,7 @@ def test_stricter_threshold_drops_pending_pairs_and_keeps_reviewed_ones(reviewed
     assert DuplicatePair.objects.get(pk=confirmed.pk).review_status == "confirmed"
 
 
-def test_reuploaded_file_gets_the_decision_about_its_earlier_copy_back(reviewed_library, staff):
+def test_reuploaded_file_gets_the_decision_about_its_earlier_copy_back(reviewed_library, staff, committed):
     # given a dismissed pair whose second image is deleted (the decision is logged without its pair)
     labels, dismissed, _ = reviewed_library
     victim = Image.objects.get(pk=dismissed.image_b_id)
@@ -119,8 +120,7 @@ def test_reuploaded_file_gets_the_decision_about_its_earlier_copy_back(reviewed_
     assert not DuplicatePair.objects.filter(pk=dismissed.pk).exists()
     assert DuplicateDecision.objects.filter(image_b_id=victim_id, action="not_duplicate", pair=None).exists()
     # when the same file is uploaded again and embedded
-    again = image_create(data=data, original_name=name).image
-    embed_pending()
+    again = committed(image_ingest, data=data, original_name=name).image  # embedded, then detected
     # then its pair with the same partner comes back dismissed, by the same reviewer, and the log says why
     back = DuplicatePair.objects.get(image_a_id=dismissed.image_a_id, image_b_id=again.pk)
     assert back.review_status == "not_duplicate"
@@ -133,15 +133,3 @@ def test_reuploaded_file_gets_the_decision_about_its_earlier_copy_back(reviewed_
         "not_duplicate",
     )
     assert Image.objects.filter(pk__in=set(labels) - {victim_id}).count() == len(labels) - 1
-
-
-def test_detection_failure_is_logged_and_never_fails_embedding(ingest, monkeypatch, caplog):
-    def broken(**kwargs):
-        raise RuntimeError("index exploded")
-
-    monkeypatch.setattr(services, "duplicate_pairs_detect", broken)
-    with caplog.at_level(logging.ERROR, logger="duplicates.services"):
-        labels = ingest({"g05": group_files("g05", 2)})
-    assert Image.objects.filter(pk__in=labels, status="indexed").count() == 2
-    assert "duplicate detection failed" in caplog.text
-    assert not DuplicatePair.objects.exists()

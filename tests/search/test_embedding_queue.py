@@ -1,4 +1,5 @@
-"""Background embedding: batches, leases that survive a killed worker, failures visible with their reason."""
+"""Background embedding: batches, leases that survive a killed worker, attempts counted only once embedding
+really starts, claims released on errors, failures visible with their reason."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import OperationalError
 from django.utils import timezone
 
 from gallery.models import Image
@@ -37,9 +39,17 @@ def test_batches_embed_every_queued_image(api, settings):
     assert Image.objects.filter(status="indexed", embedding__isnull=False).count() == 5
 
 
+def start_and_die() -> None:
+    """A worker claims a batch, loads the model, starts embedding ... and is killed."""
+    token, claimed = services._claim_batch(size=10)
+    services._count_attempt(token=token, images=claimed)
+    expire_leases()
+
+
 def test_a_killed_worker_loses_no_image(api):
     (image_id,) = queue_images(api, [66])
-    _token, claimed = services._claim_batch(size=10)  # a worker takes the image ... and dies here
+    token, claimed = services._claim_batch(size=10)
+    services._count_attempt(token=token, images=claimed)  # embedding started ... and the worker dies here
     assert [image.id for image in claimed] == [image_id]
     assert services.embed_pending().embedded == 0  # still leased to the dead worker
 
@@ -50,12 +60,59 @@ def test_a_killed_worker_loses_no_image(api):
     assert image.embed_attempts == 2
 
 
+def test_kills_while_the_model_loads_do_not_count_as_attempts(api, settings):
+    settings.IMGSIM_EMBED_MAX_ATTEMPTS = 2
+    (image_id,) = queue_images(api, [72])
+    for _ in range(5):  # claimed, then killed before the model was ready: the image was never tried
+        services._claim_batch(size=10)
+        expire_leases()
+    assert services.embed_pending().embedded == 1
+    image = Image.objects.get(pk=image_id)
+    assert (image.status, image.embed_attempts) == (Image.Status.INDEXED, 1)
+
+
+def test_a_model_that_fails_to_load_releases_the_claims_uncounted(api, monkeypatch):
+    ids = queue_images(api, [73, 74])
+
+    def out_of_memory():
+        raise MemoryError("no room for the model")
+
+    monkeypatch.setattr(services, "embedder_get", out_of_memory)
+    with pytest.raises(MemoryError):
+        services.embed_pending()
+    assert list(Image.objects.filter(pk__in=ids).values_list("status", "embed_attempts", "claim_token")) == [
+        ("queued", 0, ""),
+        ("queued", 0, ""),
+    ]
+    assert not Image.objects.filter(claimed_until__isnull=False).exists()
+
+
+def test_a_database_error_mid_batch_releases_the_claims_at_once(api, monkeypatch):
+    ids = queue_images(api, [75, 76])
+    real = services.embedder_get()
+
+    class DroppedConnection:
+        model_name = real.model_name
+
+        def embed_sources(self, sources):
+            raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(services, "embedder_get", DroppedConnection)
+    with pytest.raises(OperationalError):
+        services.embed_pending()
+    assert not Image.objects.filter(pk__in=ids, claimed_until__isnull=False).exists()  # no lease to wait out
+    assert list(Image.objects.filter(pk__in=ids).values_list("embed_attempts", flat=True)) == [1, 1]
+
+    monkeypatch.setattr(services, "embedder_get", lambda: real)
+    assert services.embed_pending().embedded == 2  # at once, no lease expiry needed
+    assert api.get(f"/api/images/{ids[0]}/").json()["status"] == "indexed"
+
+
 def test_after_max_attempts_the_image_is_failed_with_the_reason(api, settings):
     settings.IMGSIM_EMBED_MAX_ATTEMPTS = 2
     (image_id,) = queue_images(api, [67])
     for _ in range(2):
-        services._claim_batch(size=10)
-        expire_leases()
+        start_and_die()
     services.embed_pending()
     image = Image.objects.get(pk=image_id)
     assert image.status == Image.Status.FAILED

@@ -19,10 +19,10 @@ def test_embedding_task_round_trips_through_redis(monkeypatch):
         broker.ping()
     except Exception as error:  # the suite needs the same services as CI
         pytest.fail(f"Redis at {REDIS_URL} is not reachable ({error}); start it (see .ci/run)")
-    package = SignedPackage.dumps({"id": "t1", "func": "search.tasks.embed_pending", "args": (), "kwargs": {}})
+    package = SignedPackage.dumps({"id": "t1", "func": "pipeline.tasks.embed_pending", "args": (), "kwargs": {}})
     broker.enqueue(package)
     assert broker.queue_size() == 1
     ((_task_id, payload),) = broker.dequeue()
-    assert SignedPackage.loads(payload)["func"] == "search.tasks.embed_pending"
+    assert SignedPackage.loads(payload)["func"] == "pipeline.tasks.embed_pending"
     broker.delete_queue()
     assert broker.queue_size() == 0

@@ -16,7 +16,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
 from gallery.models import Image
-from gallery.services import image_create
+from pipeline.services import image_ingest
 from search import selectors, services
 from search.models import IndexBuild
 from tests.images import encode, photo_like_image, shared_path
@@ -44,12 +44,12 @@ def dev_photos() -> list[tuple[Path, str]]:
 
 
 def ingest(committed, photos) -> dict[int, str]:
-    """Upload through the service (validation, EXIF, quality) and embed via the task; id -> group."""
+    """Upload through the pipeline (validation, EXIF, quality) and embed via the task; id -> group."""
     groups: dict[int, str] = {}
 
     def run() -> None:
         for path, group in photos:
-            result = image_create(data=path.read_bytes(), original_name=path.name)
+            result = image_ingest(data=path.read_bytes(), original_name=path.name)
             groups[result.image.pk] = group
 
     committed(run)
@@ -157,7 +157,7 @@ def test_rating_breaks_ties_between_visually_equal_images(committed, settings):
             exif = PILImage.Exif()
             exif[0x4746] = rating
             data = encode(base, "JPEG", quality=quality, exif=exif.tobytes())
-            ids[rating] = image_create(data=data, original_name=f"r{rating}.jpg").image.pk
+            ids[rating] = image_ingest(data=data, original_name=f"r{rating}.jpg").image.pk
 
     committed(run)
     query = Image.objects.get(pk=ids[3]).vector

@@ -11,7 +11,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from duplicates.calibration import DEFAULT_SAMPLE_SIZE, DEFAULT_TARGET_PRECISION, CalibrationResult
 from duplicates.models import CalibrationRun
-from duplicates.services import calibration_run_create, calibration_run_execute, duplicate_bands
+from duplicates.selectors import duplicate_bands
+from duplicates.services.calibration import calibration_run_create, calibration_run_execute
 
 
 class Command(BaseCommand):

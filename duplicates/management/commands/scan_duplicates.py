@@ -8,7 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, OutputWrapper
 
-from duplicates.services import duplicate_bands, duplicates_scan
+from duplicates.selectors import duplicate_bands
+from duplicates.services.detection import duplicates_scan
 
 
 class ProgressBar:

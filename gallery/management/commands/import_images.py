@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from gallery.image_file import UploadRejected
 from gallery.services import image_create, read_upload_bytes
+from pipeline.services import embed_and_detect_now, embedding_schedule
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mpo"}
 
@@ -60,9 +61,7 @@ class Command(BaseCommand):
             try:
                 with path.open("rb") as handle:
                     data = read_upload_bytes(handle, max_bytes=settings.IMGSIM_MAX_UPLOAD_BYTES)
-                result = image_create(
-                    data=data, original_name=path.name, uploaded_by=uploader, schedule_embedding=False
-                )
+                result = image_create(data=data, original_name=path.name, uploaded_by=uploader)
             except UploadRejected as error:
                 outcomes["refused"] += 1
                 reasons[error.code] += 1
@@ -95,12 +94,11 @@ class Command(BaseCommand):
         if reasons:
             self.stdout.write("Reasons: " + ", ".join(f"{code} {count}" for code, count in reasons.most_common()))
         if embed_now and outcomes["accepted"]:
-            from search.services import embed_pending
-
-            summary = embed_pending(time_budget_seconds=float("inf"))
-            self.stdout.write(f"Embedded {summary.embedded} images ({summary.failed} failed).")
+            embedded, detected = embed_and_detect_now()
+            self.stdout.write(
+                f"Embedded {embedded.embedded} images ({embedded.failed} failed); "
+                f"{detected.detection.pairs} duplicate or similar pairs found."
+            )
         elif outcomes["accepted"]:
-            from search.services import embedding_schedule
-
             embedding_schedule()
             self.stdout.write("The background worker embeds the accepted images (python manage.py qcluster).")

@@ -1,0 +1,169 @@
+"""Review of pairs: decisions (keep both, confirm, delete one), their log, and undoing them.
+
+A decision names both files by content (sha256), so it outlives the pair: a re-uploaded file gets the last
+decision about its earlier copy back (see detection.py).
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+from django.utils import timezone
+
+from core.errors import ServiceError
+from duplicates.evidence import suggest_keep
+from duplicates.models import DuplicateDecision, DuplicatePair, sha_pair_key
+from duplicates.selectors import image_facts
+from gallery.services import image_delete
+
+User = AbstractBaseUser | AnonymousUser | None
+
+
+class ReviewError(ServiceError):
+    """A review request that can't be carried out (409 unless said otherwise)."""
+
+    default_status = 409
+
+
+class ResolveAction:
+    NOT_DUPLICATE = "not_duplicate"
+    CONFIRM = "confirm"
+    DELETE_A = "delete_a"
+    DELETE_B = "delete_b"
+    KEEP_SUGGESTED = "keep_suggested"
+
+    ALL = (NOT_DUPLICATE, CONFIRM, DELETE_A, DELETE_B, KEEP_SUGGESTED)
+    DELETES = (DELETE_A, DELETE_B, KEEP_SUGGESTED)
+    LABELS = {
+        NOT_DUPLICATE: "Not a duplicate (keep both)",
+        CONFIRM: "Confirm duplicate (keep both for now)",
+        DELETE_A: "Delete image A",
+        DELETE_B: "Delete image B",
+        KEEP_SUGGESTED: "Keep the suggested image, delete the other",
+    }
+
+
+def user_or_none(user: User) -> AbstractBaseUser | None:
+    """The signed-in user to record, or None for anonymous and system actions."""
+    return user if user is not None and user.is_authenticated else None  # type: ignore[return-value]
+
+
+def duplicate_decision_log(
+    *,
+    pair: DuplicatePair,
+    action: str,
+    previous: str,
+    user: User,
+    source: str,
+    suggested: bool = False,
+    deleted_name: str = "",
+) -> DuplicateDecision:
+    """Log one decision with both files' content hashes, so it outlives the pair and its images."""
+    return DuplicateDecision.objects.create(
+        pair=pair,
+        image_a_id=pair.image_a_id,
+        image_b_id=pair.image_b_id,
+        image_a_sha256=pair.image_a.sha256,
+        image_b_sha256=pair.image_b.sha256,
+        sha_pair=sha_pair_key(pair.image_a.sha256, pair.image_b.sha256),
+        action=action,
+        suggested=suggested,
+        previous_status=previous,
+        new_status=pair.review_status,
+        kind=pair.kind,
+        similarity=pair.similarity,
+        deleted_name=deleted_name[:255],
+        source=source[:10],
+        user=user_or_none(user),
+    )
+
+
+def duplicate_pair_resolve(*, pair: DuplicatePair, action: str, user: User, source: str = "") -> DuplicateDecision:
+    """Record a review decision; delete actions also delete the chosen image (file, thumbnail and pairs).
+
+    A deletion is the last step of a review and cannot be undone (the file is gone); the other decisions
+    can. keep_suggested deletes the image that suggest_keep ranks lower.
+    """
+    if action not in ResolveAction.ALL:
+        raise ReviewError(
+            "invalid_action", f"Unknown action {action!r}; use one of {', '.join(ResolveAction.ALL)}.", status=400
+        )
+    with transaction.atomic():
+        try:
+            locked = DuplicatePair.objects.select_for_update().select_related("image_a", "image_b").get(pk=pair.pk)
+        except DuplicatePair.DoesNotExist:
+            raise ReviewError(
+                "pair_gone", "This pair no longer exists: one of its images was deleted.", status=404
+            ) from None
+        previous = locked.review_status
+        suggested = action == ResolveAction.KEEP_SUGGESTED
+        if suggested:
+            advice = suggest_keep(image_facts(locked.image_a), image_facts(locked.image_b))
+            action = ResolveAction.DELETE_A if advice.remove.id == locked.image_a_id else ResolveAction.DELETE_B
+        if action in (ResolveAction.NOT_DUPLICATE, ResolveAction.CONFIRM):
+            status = (
+                DuplicatePair.ReviewStatus.NOT_DUPLICATE
+                if action == ResolveAction.NOT_DUPLICATE
+                else DuplicatePair.ReviewStatus.CONFIRMED
+            )
+            locked.review_status = status
+            locked.reviewed_by = user_or_none(user)
+            locked.reviewed_at = timezone.now()
+            locked.save(update_fields=["review_status", "reviewed_by", "reviewed_at", "updated_at"])
+            return duplicate_decision_log(pair=locked, action=action, previous=previous, user=user, source=source)
+        victim = locked.image_a if action == ResolveAction.DELETE_A else locked.image_b
+        locked.review_status = DuplicatePair.ReviewStatus.CONFIRMED
+        decision = duplicate_decision_log(
+            pair=locked,
+            action=action,
+            previous=previous,
+            user=user,
+            source=source,
+            suggested=suggested,
+            deleted_name=victim.original_name or victim.file.name,
+        )
+        image_delete(image=victim)  # removes its file and thumbnail on commit, and all its pairs
+        decision.refresh_from_db()
+        return decision
+
+
+def duplicate_decision_undo(*, decision: DuplicateDecision, user: User) -> DuplicateDecision:
+    """Put the pair back to the status it had before this decision (the pair's latest standing decision)."""
+    with transaction.atomic():
+        decision = DuplicateDecision.objects.select_for_update().get(pk=decision.pk)
+        if decision.undone_at is not None:
+            raise ReviewError("already_undone", f"Decision #{decision.pk} was already undone.")
+        if decision.is_delete:
+            raise ReviewError(
+                "cannot_undo_delete",
+                f"Decision #{decision.pk} deleted image #{decision.deleted_image_id} ({decision.deleted_name}): its "
+                "file is gone, so this cannot be undone. Upload the file again to restore it; the decisions "
+                "about it are remembered by its content.",
+            )
+        if decision.pair_id is None:
+            raise ReviewError("pair_gone", "The pair no longer exists: one of its images was deleted.")
+        pair = DuplicatePair.objects.select_for_update().get(pk=decision.pair_id)
+        latest = pair.decisions.active().order_by("-at", "-id").first()
+        if latest is not None and latest.pk != decision.pk:
+            raise ReviewError(
+                "not_latest", f"A later decision on this pair (#{latest.pk}) stands: undo that one first."
+            )
+        earlier = pair.decisions.active().exclude(pk=decision.pk).order_by("-at", "-id").first()
+        pair.review_status = decision.previous_status
+        if pair.review_status == DuplicatePair.ReviewStatus.PENDING or earlier is None:
+            pair.reviewed_by, pair.reviewed_at = None, None
+        else:
+            pair.reviewed_by_id, pair.reviewed_at = earlier.user_id, earlier.at
+        pair.save(update_fields=["review_status", "reviewed_by", "reviewed_at", "updated_at"])
+        decision.undone_at = timezone.now()
+        decision.undone_by = user_or_none(user)
+        decision.save(update_fields=["undone_at", "undone_by"])
+        return decision
+
+
+def duplicate_pair_undo_latest(*, pair: DuplicatePair, user: User) -> DuplicateDecision:
+    """Undo the pair's latest standing decision."""
+    latest = pair.decisions.active().order_by("-at", "-id").first()
+    if latest is None:
+        raise ReviewError("nothing_to_undo", "This pair has no decision to undo.")
+    return duplicate_decision_undo(decision=latest, user=user)

@@ -1,0 +1,86 @@
+"""The pipeline: upload -> image_create (gallery) -> embedding (search) -> detection (duplicates), one way.
+
+Every entry point that adds or re-queues images (upload page, API, folder import, search's add-to-library,
+retry / accept anyway) calls this module, and the background embedding run is this module's, so each batch
+of new vectors is followed by a detection run. Detection itself is driven by its durable record
+(duplicates.models.DetectionCheck): queueing it here is the fast path, the two-minute schedule the safety net.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import IO
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+
+from duplicates.services.detection import PendingDetectionSummary, duplicate_detection_run, duplicate_detection_schedule
+from gallery.models import Image
+from gallery.services import (
+    ImageCreateResult,
+    UploadOutcome,
+    image_accept_rejected,
+    image_create,
+    image_create_from_upload,
+)
+from search.services import EmbedRunSummary, embed_pending
+
+logger = logging.getLogger(__name__)
+
+EMBED_TASK = "pipeline.tasks.embed_pending"
+User = AbstractBaseUser | AnonymousUser | None
+
+
+def embedding_schedule() -> None:
+    """Queue a background embedding run once the current transaction has committed."""
+    from django_q.tasks import async_task  # imports its models and broker client: loaded on first use
+
+    transaction.on_commit(lambda: async_task(EMBED_TASK, task_name="embed pending images"))
+
+
+def image_ingest(*, data: bytes, original_name: str, uploaded_by: User = None) -> ImageCreateResult:
+    """Store an upload and, when it is new and accepted, queue its embedding (and so its detection)."""
+    result = image_create(data=data, original_name=original_name, uploaded_by=uploaded_by)
+    if result.created and result.image.status == Image.Status.QUEUED:
+        embedding_schedule()
+    return result
+
+
+def image_ingest_upload(*, upload: IO[bytes], name: str, uploaded_by: User = None) -> UploadOutcome:
+    """image_ingest for an uploaded file object; a refused file is an outcome with its reason, not an error."""
+    outcome = image_create_from_upload(upload=upload, name=name, uploaded_by=uploaded_by)
+    if outcome.result is not None and outcome.result.created and outcome.result.image.status == Image.Status.QUEUED:
+        embedding_schedule()
+    return outcome
+
+
+def image_retry(*, image: Image) -> Image:
+    """A person accepts a rejected image anyway, or retries a failed one: it is queued like a new upload."""
+    with transaction.atomic():
+        image = image_accept_rejected(image=image)
+        if image.status == Image.Status.QUEUED:
+            embedding_schedule()
+    return image
+
+
+def _detection_after_batch(image_ids: list[int]) -> None:
+    """Queue detection for what is unchecked; a failure here loses nothing (the schedule finds them)."""
+    try:
+        duplicate_detection_schedule()
+    except Exception:
+        logger.exception("could not queue duplicate detection after embedding %d images", len(image_ids))
+
+
+def embedding_run(*, time_budget_seconds: float = 240.0) -> EmbedRunSummary:
+    """The background embedding run: batches until the queue is empty or the budget is spent (then a
+    follow-up run is queued); each batch's new vectors queue a detection run."""
+    summary = embed_pending(time_budget_seconds=time_budget_seconds, after_batch=_detection_after_batch)
+    if summary.more_left:
+        embedding_schedule()
+    return summary
+
+
+def embed_and_detect_now() -> tuple[EmbedRunSummary, PendingDetectionSummary]:
+    """Embed everything queued and detect its pairs in this process (manage.py import_images --embed-now)."""
+    embedded = embed_pending(time_budget_seconds=float("inf"))
+    return embedded, duplicate_detection_run(time_budget_seconds=float("inf"))
