@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: lint, then pytest on SQLite and on PostgreSQL.
+# Runs the whole test suite: lint and the import layering contract, then pytest on SQLite and on PostgreSQL.
 # IMGSIM_TEST_DATABASES=sqlite (or postgres) runs one of the two; TEST_DATABASE_URL names the PostgreSQL
 # server (default: postgres://postgres@127.0.0.1:5432/test, trust auth).
 set -euo pipefail
@@ -9,6 +9,7 @@ unset DATABASE_URL IMGSIM_REDIS_URL
 
 ruff check .
 ruff format --check .
+lint-imports  # the layering contract in pyproject.toml: the pipeline runs one way
 
 databases="${IMGSIM_TEST_DATABASES:-sqlite postgres}"
 pg_url="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
