@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from django.db import models
 
+# Builds nobody asked for: the index repairing itself, refreshing itself, or retrying a failed repair.
+AUTOMATIC_REQUESTERS = ("self-repair", "automatic", "repair retry")
+
 
 class IndexBuildQuerySet(models.QuerySet["IndexBuild"]):
     def ready(self) -> IndexBuildQuerySet:
@@ -13,6 +16,13 @@ class IndexBuildQuerySet(models.QuerySet["IndexBuild"]):
     def latest_ready(self, *, model_name: str) -> IndexBuild | None:
         """The build searches serve for a model: its newest ready one (None before the first build)."""
         return self.ready().filter(model_name=model_name).order_by("-id").first()
+
+    def automatic_failures_since_ready(self, *, model_name: str) -> IndexBuildQuerySet:
+        """Automatic builds of the model that failed after its newest ready build: the repair's failure streak."""
+        builds = self.filter(model_name=model_name)
+        latest_ready = builds.ready().order_by("-id").values_list("id", flat=True).first()
+        failed = builds.filter(status=IndexBuild.Status.FAILED, requested_by__in=AUTOMATIC_REQUESTERS)
+        return failed if latest_ready is None else failed.filter(id__gt=latest_ready)
 
 
 class IndexBuild(models.Model):

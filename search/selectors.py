@@ -18,6 +18,7 @@ from typing import IO
 import numpy as np
 from django.conf import settings
 from django.db.models import Count
+from django_q.models import Schedule
 
 from gallery.image_file import decode_upload
 from gallery.models import Image
@@ -325,4 +326,14 @@ def index_status() -> dict[str, object]:
         if last
         else None,
         "thresholds": thresholds_for(model_name).__dict__,
+        "repair": _repair_status(model_name),
     }
+
+
+def _repair_status(model_name: str) -> dict[str, object] | None:
+    """Failed automatic builds since the last good one and when the next attempt runs; None when healthy."""
+    failures = list(IndexBuild.objects.automatic_failures_since_ready(model_name=model_name).order_by("-id"))
+    if not failures:
+        return None
+    retry = Schedule.objects.filter(name=services.REPAIR_RETRY_SCHEDULE).values_list("next_run", flat=True).first()
+    return {"failures": len(failures), "last_error": failures[0].error, "next_attempt_at": retry}

@@ -17,11 +17,12 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django_q.models import Schedule
 
 from gallery.models import Image
 from search.embedding import Embedder, WeightsUnavailableError, available_cpu_count, get_embedder
 from search.index import IndexParams, build_index
-from search.models import IndexBuild
+from search.models import AUTOMATIC_REQUESTERS, IndexBuild
 
 logger = logging.getLogger(__name__)
 
@@ -300,6 +301,8 @@ def index_rebuild(*, requested_by: str = "") -> IndexBuild:
             status=IndexBuild.Status.FAILED, error=str(error)[:2000], finished_at=timezone.now()
         )
         logger.exception("index build %s failed", build.pk)
+        if build.requested_by in AUTOMATIC_REQUESTERS:
+            index_repair_retry_schedule(model_name=model_name)
         raise
     metadata = index.metadata
     build.status = IndexBuild.Status.READY
@@ -318,6 +321,7 @@ def index_rebuild(*, requested_by: str = "") -> IndexBuild:
         )
         IndexBuild.objects.filter(pk__in=[old.pk for old in older]).update(status=IndexBuild.Status.SUPERSEDED)
         transaction.on_commit(lambda: _delete_index_files(older))
+    _repair_retry_cancel()
     logger.info("index v%s ready: %s vectors, %s, %.1fs", build.pk, build.vector_count, build.kind, build.build_seconds)
     return build
 
@@ -351,6 +355,41 @@ def index_rebuild_schedule(*, requested_by: str = "") -> bool:
         lambda: async_task(REBUILD_TASK, requested_by=requested_by, task_name="rebuild the search index")
     )
     return True
+
+
+REPAIR_RETRY_SCHEDULE = "imgsim: retry the index build"
+# A failed automatic build is retried after 1, 2, 4 ... minutes, at most an hour apart, until one succeeds:
+# without a ready index every search reads all the vectors from the database.
+REPAIR_RETRY_FIRST_SECONDS = 60
+REPAIR_RETRY_MAX_SECONDS = 3600
+
+
+def repair_retry_delay(*, failures: int) -> timedelta:
+    """The wait before the next attempt after `failures` failed automatic builds in a row."""
+    seconds = REPAIR_RETRY_FIRST_SECONDS * 2 ** min(max(failures - 1, 0), 16)
+    return timedelta(seconds=min(seconds, REPAIR_RETRY_MAX_SECONDS))
+
+
+def index_repair_retry_schedule(*, model_name: str) -> datetime:
+    """Schedule the next automatic build with backoff (one pending retry at most); returns when it runs."""
+    failures = IndexBuild.objects.automatic_failures_since_ready(model_name=model_name).count()
+    next_run = timezone.now() + repair_retry_delay(failures=failures)
+    Schedule.objects.update_or_create(
+        name=REPAIR_RETRY_SCHEDULE,
+        defaults={
+            "func": REBUILD_TASK,
+            "kwargs": repr({"requested_by": "repair retry"}),
+            "schedule_type": Schedule.ONCE,
+            "repeats": -1,
+            "next_run": next_run,
+        },
+    )
+    logger.warning("automatic index build failed %d time(s) in a row; retrying at %s", failures, next_run)
+    return next_run
+
+
+def _repair_retry_cancel() -> None:
+    Schedule.objects.filter(name=REPAIR_RETRY_SCHEDULE).delete()
 
 
 def index_mark_broken(*, build: IndexBuild, error: str) -> None:

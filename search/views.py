@@ -9,7 +9,6 @@ from django.views.decorators.http import require_http_methods
 
 from core.api.throttles import SearchRateThrottle, throttled_message, web_form_throttle_wait
 from core.request_limits import shows_request_limit_errors
-from gallery import services as gallery_services
 from gallery.image_file import UploadRejected
 from gallery.models import Image
 from pipeline.services import image_ingest_upload

@@ -55,6 +55,12 @@ class SearchResultSerializer(serializers.Serializer):
     results = SimilarImageSerializer(many=True)
 
 
+class IndexRepairSerializer(serializers.Serializer):
+    failures = serializers.IntegerField(help_text="Automatic builds failed in a row since the last ready one.")
+    last_error = serializers.CharField()
+    next_attempt_at = serializers.DateTimeField(allow_null=True, help_text="When the next retry runs (backoff).")
+
+
 class IndexStatusSerializer(serializers.Serializer):
     model = serializers.CharField()
     version = serializers.IntegerField(allow_null=True)
@@ -68,3 +74,4 @@ class IndexStatusSerializer(serializers.Serializer):
     rebuilding = serializers.BooleanField()
     last_build = serializers.DictField(allow_null=True)
     thresholds = serializers.DictField()
+    repair = IndexRepairSerializer(allow_null=True, help_text="Failed automatic builds and the next retry.")

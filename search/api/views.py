@@ -14,7 +14,6 @@ from rest_framework.views import APIView
 
 from core.api.errors import error_response
 from core.api.throttles import SearchRateThrottle
-from gallery import services as gallery_services
 from gallery.api.views import outcome_payload
 from gallery.models import Image
 from pipeline.services import image_ingest_upload
