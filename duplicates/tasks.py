@@ -12,7 +12,7 @@ def detect_pending() -> dict[str, object]:
     """Check every embedded image not yet checked under the settings in force (queued after each embedding
     batch, and every two minutes by a schedule, so a killed worker leaves nothing unchecked)."""
     summary = detection.duplicate_detection_run()
-    return {**asdict(summary.detection), "more_left": summary.more_left}
+    return {**asdict(summary.detection), "more_left": summary.more_left, "failed": summary.failed[:100]}
 
 
 def scan_library(requested_by: str = "") -> dict[str, object]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
@@ -106,34 +106,48 @@ def duplicate_pairs_detect(*, image_ids: Iterable[int], verify: bool | None = No
 class PendingDetectionSummary:
     detection: DetectSummary
     more_left: bool  # the time budget ran out with images still unchecked (a follow-up run is queued)
+    failed: list[int] = field(default_factory=list)  # left unchecked after an error: the next run retries them
 
 
 def duplicate_detection_run(*, time_budget_seconds: float = 240.0) -> PendingDetectionSummary:
     """Check every embedded image that has no detection check under the settings in force, chunk by chunk
-    (each chunk's pairs and checks commit together), until none is left or the time budget is spent."""
+    (each chunk's pairs and checks commit together), until none is left or the time budget is spent.
+
+    A chunk that fails is checked image by image, so one unreadable image cannot hold up the others; what
+    still fails stays unchecked (logged) and the next run tries it again.
+    """
     started = time.monotonic()
     summary = DetectSummary()
-    verified = 0
-    previous: list[int] = []
+    failed: list[int] = []
+    verified = after = 0
     while True:
-        ids = list(images_awaiting_detection().order_by("id").values_list("id", flat=True)[:DETECT_CHUNK])
-        if not ids or ids == previous:  # the same ids twice: they vanished mid-check; the next run retries
+        pending = images_awaiting_detection().filter(id__gt=after).order_by("id")
+        ids = list(pending.values_list("id", flat=True)[:DETECT_CHUNK])
+        if not ids:
             break
+        after = ids[-1]
         # A fresh run per chunk: images embedded meanwhile are in its tail and found as neighbours.
         run = _run(verify=None)
-        summary.add(_detect_chunk(ids, run))
+        try:
+            summary.add(_detect_chunk(ids, run))
+        except Exception:
+            logger.exception("duplicate detection failed for %d images; checking them one by one", len(ids))
+            for pk in ids:
+                try:
+                    summary.add(_detect_chunk([pk], run))
+                except Exception:
+                    logger.exception("duplicate detection failed for image %s; the next run retries it", pk)
+                    failed.append(pk)
         verified += run.verifier.checked
-        previous = ids
         if time.monotonic() - started > time_budget_seconds:
-            summary.verified = verified
-            more = images_awaiting_detection().exists()
-            if more:
-                duplicate_detection_schedule()
-            return PendingDetectionSummary(detection=summary, more_left=more)
+            break
     summary.verified = verified
-    if summary.queried:
-        logger.info("duplicate detection: %s", summary)
-    return PendingDetectionSummary(detection=summary, more_left=False)
+    more = after > 0 and images_awaiting_detection().filter(id__gt=after).exists()
+    if more:
+        duplicate_detection_schedule()
+    if summary.queried or failed:
+        logger.info("duplicate detection: %s, %d failed", summary, len(failed))
+    return PendingDetectionSummary(detection=summary, more_left=more, failed=failed)
 
 
 def duplicate_detection_schedule() -> None:

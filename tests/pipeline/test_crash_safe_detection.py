@@ -37,12 +37,16 @@ def upload(committed: Callable[..., Any], api: Any, paths: list[Path]) -> list[i
     return ids
 
 
-def upload_killed(committed: Callable[..., Any], api: Any, paths: list[Path], *, message: str) -> list[int]:
-    """Upload while detection dies: the error ends the detection task (tasks run inline here, so it
-    reaches the test) after the embedding task has committed the vectors."""
+class WorkerKilled(BaseException):
+    """Stands for the process being killed: like SIGKILL, nothing in the task gets to handle it."""
+
+
+def upload_killed(committed: Callable[..., Any], api: Any, paths: list[Path]) -> list[int]:
+    """Upload while detection dies: the kill ends the detection task (tasks run inline here, so it reaches
+    the test) after the embedding task has committed the vectors."""
     before = set(Image.objects.values_list("id", flat=True))
     for path in paths:
-        with pytest.raises(RuntimeError, match=message):
+        with pytest.raises(WorkerKilled):
             committed(api.post, "/api/images/", {"file": SimpleUploadedFile(path.name, path.read_bytes())})
     ids = set(Image.objects.values_list("id", flat=True)) - before
     assert Image.objects.filter(pk__in=ids, status=Image.Status.INDEXED).count() == len(paths)
@@ -64,11 +68,11 @@ def run_scheduled_detection() -> None:
 
 def test_detection_killed_after_the_vectors_commit_is_redone_by_the_schedule(api, staff_api, committed, monkeypatch):
     def killed(*args, **kwargs):
-        raise RuntimeError("worker killed between embedding and detection")
+        raise WorkerKilled
 
     with monkeypatch.context() as patch:
         patch.setattr(detection, "_detect_chunk", killed)
-        ids = upload_killed(committed, api, group_files("g05", 3), message="worker killed")
+        ids = upload_killed(committed, api, group_files("g05", 3))
     assert api_pairs(staff_api) == set()
     assert set(images_awaiting_detection().values_list("id", flat=True)) == set(ids)
 
@@ -91,7 +95,7 @@ def test_detection_task_never_run_is_done_by_the_next_embedding_batch(api, staff
     assert DetectionCheck.objects.filter(image_id__in=[first, second]).count() == 2
 
 
-def test_pairs_and_checks_commit_together(api, staff_api, committed, monkeypatch):
+def test_pairs_and_checks_commit_together(api, staff_api, committed, monkeypatch, caplog):
     """A failure while recording the checks rolls the pairs back too: never pairs without the check, and
     never a check without its pairs."""
 
@@ -100,12 +104,32 @@ def test_pairs_and_checks_commit_together(api, staff_api, committed, monkeypatch
 
     with monkeypatch.context() as patch:
         patch.setattr(detection, "_mark_checked", broken)
-        ids = upload_killed(committed, api, group_files("g00", 2), message="database went away")
+        ids = upload(committed, api, group_files("g00", 2))
     assert not DuplicatePair.objects.exists()
     assert not DetectionCheck.objects.exists()
+    assert f"duplicate detection failed for image {ids[1]}; the next run retries it" in caplog.text
 
     run_scheduled_detection()
     assert api_pairs(staff_api) == {tuple(sorted(ids))}
+
+
+def test_one_failing_image_does_not_hold_up_the_others(api, staff_api, committed, monkeypatch):
+    real = detection._detect_chunk
+    poisoned: set[int] = set()
+
+    def fails_for_poisoned(ids, run):
+        if poisoned & set(ids):
+            raise ValueError("unreadable vector")
+        return real(ids, run)
+
+    monkeypatch.setattr(detection, "_detect_chunk", fails_for_poisoned)
+    (bad,) = upload(committed, api, distractor_files(1))
+    poisoned.add(bad)
+    DetectionCheck.objects.filter(image_id=bad).delete()  # as if its check had failed too
+    first, second = upload(committed, api, group_files("g02", 2))
+
+    assert api_pairs(staff_api) == {(first, second)}
+    assert list(images_awaiting_detection().values_list("id", flat=True)) == [bad]
 
 
 def test_a_threshold_change_rechecks_the_library_and_keeps_decisions(api, staff_api, committed, settings):
