@@ -89,7 +89,7 @@ try:
     if mode == "search":
         query_image_from_upload(data=data)
     else:
-        result = image_create(data=data, original_name=os.path.basename(path), schedule_embedding=False)
+        result = image_create(data=data, original_name=os.path.basename(path))  # stored, not queued
         outcome = result.outcome + (":" + result.image.reason_code if result.image.reason_code else "")
 except Exception as error:
     outcome = f"{type(error).__name__}: {getattr(error, 'code', '')} {str(error)[:80]}"

@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from duplicates.models import DuplicateDecision, DuplicatePair
-from duplicates.services import duplicate_pair_resolve
+from duplicates.services.review import duplicate_pair_resolve
 from gallery.services import image_create
 from tests.images import photo_jpeg
 
@@ -17,8 +17,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def decided_pair(staff):
     """A pair with a logged decision (the reviewer's name is in the log)."""
-    a = image_create(data=photo_jpeg(1), original_name="a.jpg", schedule_embedding=False).image
-    b = image_create(data=photo_jpeg(2), original_name="secret-b.jpg", schedule_embedding=False).image
+    a = image_create(data=photo_jpeg(1), original_name="a.jpg").image
+    b = image_create(data=photo_jpeg(2), original_name="secret-b.jpg").image
     pair = DuplicatePair.objects.create(
         image_a=a, image_b=b, similarity=0.97, kind=DuplicatePair.Kind.NEAR_DUPLICATE, evidence={}
     )
