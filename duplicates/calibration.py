@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
+from core.pixels import upright_rgb
+
 DEFAULT_TARGET_PRECISION = 0.999
 DEFAULT_SIMILAR_RECALL = 0.99
 DEFAULT_SAMPLE_SIZE = 100
@@ -94,11 +96,7 @@ TRANSFORMS: dict[str, Transform] = {
 def working_copy(image: Image.Image) -> Image.Image:
     """Upright RGB at most WORK_SIZE on its longest side (JPEGs decode at reduced scale)."""
     image.draft("RGB", (WORK_SIZE, WORK_SIZE))
-    try:
-        upright = ImageOps.exif_transpose(image) or image
-    except Exception:
-        upright = image
-    rgb = upright.convert("RGB")
+    rgb = upright_rgb(image)
     rgb.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.LANCZOS)
     return rgb
 

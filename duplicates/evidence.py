@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from core.pixels import upright_rgb
 
 # Sharpness (gallery/quality.py, 0..1) moves by ~0.02 when the same photo is saved at another size, so
 # smaller differences say nothing about which copy is sharper.
@@ -72,11 +74,9 @@ def hash_hex(value: int) -> str:
 
 
 def upright(image: Image.Image) -> Image.Image:
-    """The image as a viewer shows it; broken EXIF leaves it as stored."""
-    try:
-        return ImageOps.exif_transpose(image) or image
-    except Exception:
-        return image
+    """The image as a viewer shows it (core.pixels: orientation, 16-bit, alpha on white); broken EXIF
+    leaves it as stored."""
+    return upright_rgb(image)
 
 
 @dataclass(frozen=True)

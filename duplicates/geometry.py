@@ -17,7 +17,7 @@ from typing import IO
 import numpy as np
 from PIL import Image
 
-from duplicates.evidence import upright
+from core.pixels import upright_rgb
 
 # Longest side the pictures are matched at: enough detail for ~1000 ORB keypoints, ~5 ms per image.
 MATCH_SIZE = 640
@@ -47,7 +47,7 @@ def load_for_matching(source: str | IO[bytes], *, size: int = MATCH_SIZE) -> Ima
     """Upright greyscale copy at most `size` on its longest side; JPEGs decode at reduced scale (draft)."""
     image = Image.open(source)
     image.draft("L", (size, size))
-    grey = upright(image).convert("L")
+    grey = upright_rgb(image).convert("L")
     grey.thumbnail((size, size), Image.Resampling.BILINEAR)
     return grey
 

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from core.pixels import upright_rgb
 
 if TYPE_CHECKING:
     import torch
@@ -213,25 +215,6 @@ def _source_bytes(source: ImageSource) -> tuple[bytes, str]:
         raise ImageDecodeError(f"Cannot read image {label}: {exc}") from exc
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB with transparency composited on white, 16-bit and float greys scaled to 8 bits."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        pixels = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or pixels.max(initial=0) > 255 else 255.0
-        grey = np.clip(pixels * (255.0 / top), 0, 255).round().astype(np.uint8)
-        return Image.fromarray(grey, "L").convert("RGB")
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        image.mode in ("P", "L", "RGB") and "transparency" in image.info
-    )
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
 def _open_drafted(data: bytes, size: int) -> Image.Image:
     """The image decoded (loaded) at the largest JPEG DCT scale that keeps both sides >= size."""
     image = Image.open(io.BytesIO(data))
@@ -269,18 +252,16 @@ def load_rgb_for_embedding(source: ImageSource, *, size: int = INPUT_SIZE) -> Im
     except Exception as exc:  # Pillow's plugins raise many kinds of errors on corrupt files
         raise ImageDecodeError(f"Cannot decode image {label}: {exc}") from exc
     try:
-        upright = ImageOps.exif_transpose(image)
-    except Exception:  # broken EXIF must not make a good picture unusable: keep it as stored
-        upright = image
-    try:
-        return _to_rgb(upright if upright is not None else image)
+        # The one normaliser every pixel consumer shares (orientation, 16-bit, alpha on white); no max_side:
+        # the draft above already chose the scale, and an 8-bit picture's pixels stay exactly as decoded.
+        return upright_rgb(image)
     except Exception as exc:
         raise ImageDecodeError(f"Cannot convert image {label} (mode {image.mode}) to RGB: {exc}") from exc
 
 
 def model_input_pixels(image: Image.Image, *, size: int = INPUT_SIZE) -> np.ndarray:
     """(size, size, 3) uint8: the squash resize of transforms.Resize((size, size)) on a PIL image."""
-    rgb = image if image.mode == "RGB" else _to_rgb(image)
+    rgb = image if image.mode == "RGB" else upright_rgb(image)
     if rgb.size != (size, size):
         rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(rgb, dtype=np.uint8)

@@ -18,6 +18,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
+from core.pixels import upright_rgb
 from search import embedding
 from search.embedding import ImageDecodeError, WeightsUnavailableError
 from tests.images import OFFLINE_WEIGHTS, encode, photo_jpeg, photo_like_image, shared_path
@@ -471,3 +472,63 @@ def test_embed_sources_of_nothing_is_empty(resnet):
     assert result.vectors.shape == (0, 512)
     assert result.ok_indices == []
     assert result.errors == {}
+
+
+# --- one pixel normaliser (core.pixels) -------------------------------------------------------------------
+
+
+def pre_pixels_reference(data: bytes) -> np.ndarray:
+    """What embedding decoded before it used core.pixels: draft, exif_transpose, convert("RGB") (8-bit input)."""
+    image = Image.open(io.BytesIO(data))
+    image.draft("RGB", (embedding.INPUT_SIZE, embedding.INPUT_SIZE))
+    image.load()
+    upright = ImageOps.exif_transpose(image) or image
+    return embedding.model_input_pixels(upright.convert("RGB"))
+
+
+def eight_bit_inputs() -> dict[str, bytes]:
+    """8-bit files of the modes uploads come in, EXIF-rotated ones included, as stored files."""
+    photo = photo_like_image(31, (640, 480))
+    rotated = Image.Exif()
+    rotated[0x0112] = 6
+    mirrored = Image.Exif()
+    mirrored[0x0112] = 5
+    orientation_file = shared_path("data", "exif", "exif-samples", "files/jpg/orientation/landscape_6.jpg")
+    return {
+        "rgb_jpeg": encode(photo, "JPEG", quality=90),
+        "rgb_jpeg_orientation_6": encode(photo, "JPEG", quality=90, exif=rotated.tobytes()),
+        "rgb_png_orientation_5": encode(photo, "PNG", exif=mirrored.tobytes()),
+        "grey_png": encode(photo.convert("L"), "PNG"),
+        "palette_png": encode(photo.convert("P"), "PNG"),
+        "cmyk_jpeg": encode(photo.convert("CMYK"), "JPEG", quality=90),
+        "real_photo_orientation_6": orientation_file.read_bytes(),
+    }
+
+
+@pytest.mark.parametrize("name", list(eight_bit_inputs()))
+def test_eight_bit_inputs_decode_to_the_same_pixels_as_before_core_pixels(name):
+    # given an 8-bit file, when embedding decodes it through core.pixels
+    data = eight_bit_inputs()[name]
+    pixels = embedding.model_input_pixels(embedding.load_rgb_for_embedding(data))
+    # then the model sees exactly the pixels it saw before the switch
+    np.testing.assert_array_equal(pixels, pre_pixels_reference(data))
+
+
+def test_eight_bit_inputs_keep_bit_identical_embeddings(resnet):
+    inputs = eight_bit_inputs()
+    now = resnet.embed_sources(list(inputs.values()), batch_size=len(inputs))
+    before = resnet.embed_pixels(np.stack([pre_pixels_reference(data) for data in inputs.values()]))
+    assert now.ok_indices == list(range(len(inputs)))
+    np.testing.assert_array_equal(now.vectors, before)
+
+
+def test_sixteen_bit_grey_is_scaled_like_every_other_pixel_consumer():
+    # given 16-bit grey (a scan): a ramp from black to white
+    ramp = np.tile(np.linspace(0, 65535, 224).astype(np.uint16), (224, 1))
+    data = encode(Image.frombytes("I;16", (224, 224), ramp.tobytes()), "PNG")
+    # when embedding decodes it, then it sees what core.pixels gives validation and thumbnails
+    pixels = embedding.model_input_pixels(embedding.load_rgb_for_embedding(data))
+    np.testing.assert_array_equal(pixels, embedding.model_input_pixels(upright_rgb(Image.open(io.BytesIO(data)))))
+    # and the ramp is scaled, not clipped: black to white across the width
+    assert (pixels[0, 0, 0], pixels[0, -1, 0]) == (0, 255)
+    assert 120 <= pixels[0, 112, 0] <= 135
