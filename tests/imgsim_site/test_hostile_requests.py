@@ -10,6 +10,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from gallery.models import Image
+from pipeline.services import image_ingest
 from tests.images import photo_jpeg
 
 pytestmark = pytest.mark.django_db
@@ -72,9 +73,7 @@ def test_web_pages_answer_fuzzed_query_strings(staff_web, url):
 
 
 def test_valid_filters_still_filter(api, committed):
-    from gallery.services import image_create
-
-    committed(image_create, data=photo_jpeg(5), original_name="x.jpg")
+    committed(image_ingest, data=photo_jpeg(5), original_name="x.jpg")  # stored, embedded: indexed
     assert api.get("/api/images/?rating=unrated&status=indexed").json()["count"] == 1
     assert api.get("/api/images/?rating=3%2B").json()["count"] == 0
     assert Image.objects.count() == 1
