@@ -7,7 +7,14 @@ from typing import Any
 from django import forms
 
 from gallery.models import Image
-from gallery.selectors import RATING_FILTERS
+from gallery.selectors import IMAGE_ORDERINGS
+
+RATING_CHOICES = [
+    ("", "Any rating"),
+    *[(f"{n}+", f"{n}★ and up") for n in (4, 3, 2, 1)],
+    *[(str(n), f"exactly {n}★") for n in (5, 4, 3, 2, 1, 0)],
+    ("unrated", "Unrated"),
+]
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -43,7 +50,13 @@ class UploadForm(forms.Form):
 
 class GalleryFilterForm(forms.Form):
     status = forms.ChoiceField(required=False, choices=[("", "All"), *Image.Status.choices])
-    rating = forms.ChoiceField(
-        required=False, choices=[("", "Any rating"), *[(value, value) for value in sorted(RATING_FILTERS)]]
+    rating = forms.ChoiceField(required=False, choices=RATING_CHOICES, label="Rating")
+    q = forms.CharField(
+        required=False,
+        max_length=100,
+        label="Name or camera",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "e.g. IMG_20 or EOS"}),
     )
-    q = forms.CharField(required=False, max_length=100, label="Search names")
+    sort = forms.ChoiceField(
+        required=False, choices=[(key, label) for key, (label, _) in IMAGE_ORDERINGS.items()], label="Sort by"
+    )

@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Q
+from django.db.models import Count, F, OrderBy, Q
 
 from gallery.models import Image, ImageQuerySet
 
 RATING_FILTERS = {"unrated", "0", "1", "2", "3", "4", "5", "1+", "2+", "3+", "4+"}
+# Gallery orderings: (label, ORDER BY). Images without a date taken or a rating go last either way, and the
+# id breaks ties so that pages never overlap.
+IMAGE_ORDERINGS: dict[str, tuple[str, list[OrderBy]]] = {
+    "added": ("Newest added", [F("created_at").desc(), F("id").desc()]),
+    "added_asc": ("Oldest added", [F("created_at").asc(), F("id").asc()]),
+    "taken": ("Newest taken", [F("taken_at").desc(nulls_last=True), F("id").desc()]),
+    "taken_asc": ("Oldest taken", [F("taken_at").asc(nulls_last=True), F("id").asc()]),
+    "rating": ("Highest rated", [F("rating").desc(nulls_last=True), F("created_at").desc(), F("id").desc()]),
+    "rating_asc": ("Lowest rated", [F("rating").asc(nulls_last=True), F("created_at").desc(), F("id").desc()]),
+}
 
 
-def image_list(*, status: str = "", rating: str = "", query: str = "") -> ImageQuerySet:
-    """Images newest first, filtered by status, rating ("3", "3+" or "unrated") and a name search."""
-    images = Image.objects.select_related("uploaded_by").defer("embedding")
+def image_list(*, status: str = "", rating: str = "", query: str = "", order: str = "added") -> ImageQuerySet:
+    """Images filtered by status, rating ("3", "3+" or "unrated") and a name search, in a gallery order."""
+    images = _filtered(Image.objects.select_related("uploaded_by").defer("embedding"), rating=rating, query=query)
     if status in Image.Status.values:
         images = images.filter(status=status)
+    _, ordering = IMAGE_ORDERINGS.get(order, IMAGE_ORDERINGS["added"])
+    return images.order_by(*ordering)
+
+
+def _filtered(images: ImageQuerySet, *, rating: str, query: str) -> ImageQuerySet:
     if rating not in RATING_FILTERS:
         pass  # an unknown filter (even one str.isdigit() accepts, like "²") filters nothing and never raises
     elif rating == "unrated":
@@ -27,10 +42,11 @@ def image_list(*, status: str = "", rating: str = "", query: str = "") -> ImageQ
     return images
 
 
-def image_status_counts() -> dict[str, int]:
-    """How many images are in each status (for the gallery's filter tabs and the progress banner)."""
+def image_status_counts(*, rating: str = "", query: str = "") -> dict[str, int]:
+    """How many images are in each status among those the rating and name filters keep (the gallery's tabs)."""
     counts = dict.fromkeys(Image.Status.values, 0)
-    for row in Image.objects.values("status").annotate(n=Count("id")):
+    rows = _filtered(Image.objects.all(), rating=rating, query=query).order_by().values("status")
+    for row in rows.annotate(n=Count("id")):
         counts[row["status"]] = row["n"]
     counts["all"] = sum(counts.values())
     return counts

@@ -17,7 +17,7 @@ from rest_framework.decorators import api_view
 
 from core.api.throttles import UploadRateThrottle, throttled_message, web_form_throttle_wait
 from core.request_limits import shows_request_limit_errors
-from gallery import selectors, services
+from gallery import renditions, selectors, services
 from gallery.forms import GalleryFilterForm, UploadForm
 from gallery.models import Image
 from pipeline import services as pipeline_services
@@ -29,22 +29,32 @@ GALLERY_PAGE_SIZE = 48
 def image_list(request: HttpRequest) -> HttpResponse:
     filters = GalleryFilterForm(request.GET or None)
     cleaned = filters.cleaned_data if filters.is_valid() else {}
+    rating, name = cleaned.get("rating", ""), cleaned.get("q", "")
     images = selectors.image_list(
-        status=cleaned.get("status", ""), rating=cleaned.get("rating", ""), query=cleaned.get("q", "")
+        status=cleaned.get("status", ""), rating=rating, query=name, order=cleaned.get("sort") or "added"
     )
     page = Paginator(images, GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
+    # The status tabs keep the other filters (and count within them); "All" tab links drop only the status.
+    others = query.copy()
+    others.pop("status", None)
+    library = selectors.image_status_counts()
+    narrowed = bool(rating or name)
     return render(
         request,
         "gallery/image_list.html",
         {
             "page": page,
             "filters": filters,
-            "counts": selectors.image_status_counts(),
+            "counts": selectors.image_status_counts(rating=rating, query=name) if narrowed else library,
+            "library": library,
+            "narrowed": narrowed,
             "model_problem": selectors.model_problem(),
             "query_string": query.urlencode(),
+            "tab_query": others.urlencode(),
             "active_status": cleaned.get("status", ""),
+            "eager_thumbnails": 12,
         },
     )
 
@@ -98,7 +108,8 @@ def _upload_page(
 @login_required
 def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
     image = get_object_or_404(Image.objects.select_related("uploaded_by"), pk=pk)
-    return render(request, "gallery/image_detail.html", {"image": image})
+    # The zoomed view shows the original itself where every browser can; other formats get a large WebP.
+    return render(request, "gallery/image_detail.html", {"image": image, "browser_formats": ("JPEG", "PNG", "WEBP")})
 
 
 # Stored files are served as inert data: the declared type is the only one a browser may use, and a
@@ -126,6 +137,22 @@ def image_thumbnail(request: HttpRequest, pk: int) -> FileResponse:
     if not image.thumbnail:
         raise Http404("No thumbnail.")
     return _stream(image.thumbnail, "image/webp")
+
+
+@login_required
+def image_preview(request: HttpRequest, pk: int, size: str) -> HttpResponse:
+    """The image page's large preview ("large") and its zoomed view ("full"): WebP, any stored format."""
+    if size not in renditions.PREVIEW_SIZES:
+        raise Http404("Unknown preview size.")
+    image = get_object_or_404(Image.objects.only("file"), pk=pk)
+    try:
+        with image.file.open("rb") as handle:
+            data = renditions.image_preview_webp(handle=handle, size=renditions.PREVIEW_SIZES[size])
+    except (OSError, ValueError):
+        raise Http404("The stored file is missing or unreadable.") from None
+    response = HttpResponse(data, content_type="image/webp")
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
 
 
 @extend_schema(responses={(200, "image/*"): OpenApiTypes.BINARY}, tags=["images"])

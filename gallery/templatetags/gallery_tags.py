@@ -3,8 +3,61 @@
 from __future__ import annotations
 
 from django import template
+from django.conf import settings
+
+from gallery.models import Image
+from gallery.renditions import PREVIEW_SIZES
 
 register = template.Library()
+
+# What people read instead of the machine codes of quality rejections and embedding failures.
+REASON_LABELS = {
+    "too_small": "Too small",
+    "solid_color": "Solid colour",
+    "mostly_black": "Mostly black",
+    "mostly_white": "Mostly white",
+    "blurry": "Blurry",
+    "model_unavailable": "Model unavailable",
+    "embedding_error": "Embedding error",
+    "embedding_interrupted": "Embedding interrupted",
+    "file_missing": "File missing",
+}
+
+
+@register.filter
+def reason_label(code: str | None) -> str:
+    """'Solid colour' for solid_color; unknown codes read as words rather than snake_case."""
+    if not code:
+        return ""
+    return REASON_LABELS.get(code, code.replace("_", " ").capitalize())
+
+
+@register.filter
+def camera(image: Image) -> str:
+    """'Canon EOS 500D', not 'Canon Canon EOS 500D': many cameras repeat the make in the model tag."""
+    make, model = (image.camera_make or "").strip(), (image.camera_model or "").strip()
+    if not make or not model:
+        return make or model
+    first_word = make.split()[0].lower()
+    return model if model.lower().startswith(first_word) else f"{make} {model}"
+
+
+def _fitted(image: Image, limit: int) -> tuple[int, int]:
+    width, height = max(1, image.width or 1), max(1, image.height or 1)
+    scale = min(1.0, limit / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+@register.simple_tag
+def thumbnail_size(image: Image) -> tuple[int, int]:
+    """The stored thumbnail's pixel size, for width/height attributes (the browser reserves the space)."""
+    return _fitted(image, settings.IMGSIM_THUMBNAIL_SIZE)
+
+
+@register.simple_tag
+def preview_size(image: Image) -> tuple[int, int]:
+    """The pixel size of the image page's large preview rendition."""
+    return _fitted(image, PREVIEW_SIZES["large"])
 
 
 @register.filter

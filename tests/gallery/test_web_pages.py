@@ -88,7 +88,7 @@ def test_detail_page_explains_a_rejection(web, committed):
     committed(post_files, web, SimpleUploadedFile("tiny.jpg", photo_jpeg(38, (30, 30)), "image/jpeg"))
     image = Image.objects.get()
     page = web.get(f"/images/{image.pk}/").content.decode()
-    assert "Rejected: too_small" in page
+    assert "Rejected: Too small." in page  # a label for people, not the code
     assert image.status_message in page
 
 
