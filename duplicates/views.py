@@ -157,14 +157,23 @@ def calibration(request: HttpRequest) -> HttpResponse:
         )
         messages.success(request, f"Calibration #{run.pk} is queued; this page shows it when it is done.")
         return redirect("duplicates:calibration")
+    latest = selectors.latest_calibration()
+    runs = list(CalibrationRun.objects.all()[:10])
+    pairs_aside = (latest.result or {}).get("probable_copies", []) if latest else []
     return render(
         request,
         "duplicates/calibration.html",
         {
             "form": form,
-            "latest": selectors.latest_calibration(),
-            "runs": CalibrationRun.objects.all()[:10],
+            "latest": latest,
+            "runs": runs,
             "bands": selectors.duplicate_bands(),
+            # The page polls itself while a run is queued or running and reloads when it is done.
+            "in_progress": any(
+                run.status in (CalibrationRun.Status.QUEUED, CalibrationRun.Status.RUNNING) for run in runs
+            ),
+            "copies_aside": len({other for _, other in pairs_aside}),
+            "samples_with_copies": len({source for source, _ in pairs_aside}),
         },
         status=400 if request.method == "POST" else 200,
     )

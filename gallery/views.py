@@ -17,7 +17,7 @@ from rest_framework.decorators import api_view
 
 from core.api.throttles import UploadRateThrottle, throttled_message, web_form_throttle_wait
 from core.request_limits import shows_request_limit_errors
-from gallery import renditions, selectors, services
+from gallery import labels, renditions, selectors, services
 from gallery.forms import GalleryFilterForm, UploadForm
 from gallery.models import Image
 from pipeline import services as pipeline_services
@@ -100,6 +100,8 @@ def _upload_page(
             "outcomes": outcomes,
             "max_upload_mb": settings.IMGSIM_MAX_UPLOAD_BYTES // 1_048_576,
             "max_files": settings.IMGSIM_MAX_FILES_PER_REQUEST,
+            "upload_error_messages": labels.UPLOAD_ERROR_MESSAGES,
+            "reason_labels": labels.REASON_LABELS,
         },
         status=status,
     )

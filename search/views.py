@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -9,11 +10,18 @@ from django.views.decorators.http import require_http_methods
 
 from core.api.throttles import SearchRateThrottle, throttled_message, web_form_throttle_wait
 from core.request_limits import shows_request_limit_errors
+from gallery import renditions
 from gallery.image_file import UploadRejected
 from gallery.models import Image
 from pipeline.services import image_ingest_upload
 from search import selectors
 from search.forms import SearchByUploadForm, SimilarForm
+from search.thresholds import thresholds_for
+
+
+def _near_duplicate_threshold() -> float:
+    """Results at or above it get the "near-duplicate" badge; the (lower) match threshold gets none."""
+    return thresholds_for(settings.IMGSIM_MODEL).near_duplicate
 
 
 @shows_request_limit_errors
@@ -29,7 +37,11 @@ def search_by_upload(request: HttpRequest) -> HttpResponse:
             status=limit_error.status,
         )
     form = SearchByUploadForm(request.POST or None, request.FILES or None)
-    context: dict[str, object] = {"form": form, "status": selectors.index_status()}
+    context: dict[str, object] = {
+        "form": form,
+        "status": selectors.index_status(),
+        "near_duplicate_threshold": _near_duplicate_threshold(),
+    }
     status = 200
     wait = web_form_throttle_wait(request, SearchRateThrottle()) if request.method == "POST" else None
     if wait is not None:
@@ -44,6 +56,9 @@ def search_by_upload(request: HttpRequest) -> HttpResponse:
             rating = form.cleaned_data["rating"]
             try:
                 context["result"] = selectors.similar_to_upload(upload=upload, k=k, rating=rating)
+                upload.seek(0)  # similar_to_upload read it within the size cap: show it beside its results
+                context["query_thumbnail"] = renditions.query_thumbnail_data_url(data=upload.read())
+                context["query_name"] = upload.name
                 context["query_rating_source"] = "chosen" if rating is not None else "exif"
                 if form.cleaned_data["add_to_library"]:
                     context["added"] = image_ingest_upload(upload=upload, name=upload.name, uploaded_by=request.user)
@@ -59,7 +74,7 @@ def search_by_upload(request: HttpRequest) -> HttpResponse:
 def similar_to_image(request: HttpRequest, pk: int) -> HttpResponse:
     image = get_object_or_404(Image, pk=pk)
     form = SimilarForm(request.GET)
-    context: dict[str, object] = {"image": image, "form": form}
+    context: dict[str, object] = {"image": image, "form": form, "near_duplicate_threshold": _near_duplicate_threshold()}
     if not form.is_valid():
         return render(request, "search/similar.html", context, status=400)
     k = form.cleaned_data["k"] or 10

@@ -5,31 +5,24 @@ from __future__ import annotations
 from django import template
 from django.conf import settings
 
+from gallery.image_file import UploadRejected
+from gallery.labels import reason_label, upload_error_message
 from gallery.models import Image
 from gallery.renditions import PREVIEW_SIZES
 
 register = template.Library()
 
-# What people read instead of the machine codes of quality rejections and embedding failures.
-REASON_LABELS = {
-    "too_small": "Too small",
-    "solid_color": "Solid colour",
-    "mostly_black": "Mostly black",
-    "mostly_white": "Mostly white",
-    "blurry": "Blurry",
-    "model_unavailable": "Model unavailable",
-    "embedding_error": "Embedding error",
-    "embedding_interrupted": "Embedding interrupted",
-    "file_missing": "File missing",
-}
+
+@register.filter(name="reason_label")
+def reason_label_filter(code: str | None) -> str:
+    """'Solid colour' for solid_color (see gallery.labels)."""
+    return reason_label(code or "")
 
 
-@register.filter
-def reason_label(code: str | None) -> str:
-    """'Solid colour' for solid_color; unknown codes read as words rather than snake_case."""
-    if not code:
-        return ""
-    return REASON_LABELS.get(code, code.replace("_", " ").capitalize())
+@register.filter(name="upload_error_message")
+def upload_error_message_filter(error: UploadRejected) -> str:
+    """A refused upload's message for people: no decoder internals (see gallery.labels)."""
+    return upload_error_message(code=error.code, message=error.message)
 
 
 @register.filter

@@ -48,7 +48,7 @@ def test_upload_form_fallback_reports_each_outcome(web, committed):
     assert response.status_code == 200
     page = response.content.decode()
     assert "sunset.jpg" in page
-    assert "accepted" in page
+    assert "queued for embedding" in page
     assert "grey.png" in page
     assert "solid" in page.lower()
     assert "broken.jpg" in page

@@ -19,6 +19,7 @@ from gallery.models import Image
 from pipeline.services import image_ingest
 from search import selectors, services
 from search.models import IndexBuild
+from search.thresholds import thresholds_for
 from tests.images import encode, photo_like_image, shared_path
 
 pytestmark = [pytest.mark.django_db, pytest.mark.ml]
@@ -324,21 +325,23 @@ def test_rebuild_endpoint_is_staff_only(api, staff_api, committed):
     assert IndexBuild.objects.count() == before + 1
 
 
-def test_web_search_page_and_find_similar(web, committed):
+def test_web_search_page_and_find_similar(web, committed, settings):
     groups = ingest(committed, dev_photos())
     image_id = next(image_id for image_id, group in groups.items() if group == "g00")
     page = web.get(f"/images/{image_id}/similar/?k=10")
     assert page.status_code == 200
     html = page.content.decode()
     assert html.count("/thumbnail/") >= 11
-    # Each result at or above the match threshold carries a "match" badge, and only those ("match" also
-    # appears in the page's text, so the badges are counted). The 10 results hold g00's 5 other variants
-    # and unrelated photos below the threshold.
+    # Each result at or above the near-duplicate threshold carries a "near-duplicate" badge, and only those;
+    # merely similar results (above the match threshold) carry none. The 10 results hold g00's 5 other
+    # variants and unrelated photos.
     shown = selectors.similar_to_image(image=Image.objects.get(pk=image_id), k=10)
-    matching = [item for item in shown.results if item.similarity >= shown.threshold]
-    assert 3 <= len(matching) < len(shown.results) == 10
-    assert {groups[item.image.pk] for item in matching} == {"g00"}
-    assert html.count(">match</span>") == len(matching)
+    near = thresholds_for(settings.IMGSIM_MODEL).near_duplicate
+    duplicates = [item for item in shown.results if item.similarity >= near]
+    assert 3 <= len(duplicates) < len(shown.results) == 10
+    assert {groups[item.image.pk] for item in duplicates} == {"g00"}
+    assert html.count('class="badge near_duplicate">near-duplicate<') == len(duplicates)
+    assert ">match</span>" not in html
     detail = web.get(f"/images/{image_id}/").content.decode()
     assert f"/images/{image_id}/similar/" in detail
 
@@ -346,6 +349,8 @@ def test_web_search_page_and_find_similar(web, committed):
     response = web.post("/search/", {"file": SimpleUploadedFile("q.jpg", query), "k": 5})
     assert response.status_code == 200
     assert response.content.decode().count("/thumbnail/") == 5
+    assert 'id="query-photo"' in response.content.decode()  # the query shown beside its results
+    assert "data:image/webp;base64," in response.content.decode()
     bad = web.post("/search/", {"file": SimpleUploadedFile("q.jpg", b"<svg></svg>"), "k": 5})
     assert bad.status_code == 415
     assert "SVG" in bad.content.decode()
