@@ -141,6 +141,8 @@
   }
 
   function retry(item) {
+    if (item.placeholder) { item.placeholder.remove(); item.placeholder = null; }
+    item.thumb.hidden = false;
     item.retryable = false;
     item.cancelled = false;
     item.loaded = 0;
@@ -157,7 +159,12 @@
     // Nothing was stored: a partial local preview (a truncated JPEG draws its first rows) would mislead.
     if (state !== "rejected") {
       item.thumb.removeAttribute("src");
-      item.thumb.style.visibility = "hidden";
+      item.thumb.hidden = true;
+      if (!item.placeholder) {
+        item.placeholder = node("span", "no-preview", "✕");
+        item.placeholder.setAttribute("aria-hidden", "true");
+        item.thumb.before(item.placeholder);
+      }
     }
     item.bar.hidden = true;
     item.retryable = Boolean(retryable);
@@ -172,6 +179,7 @@
     anchor.href = image.page_url;
     item.note.append(anchor, ".");
     item.thumb.style.visibility = "";
+    item.thumb.hidden = false;
     item.thumb.src = image.thumbnail_url;
   }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,21 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from tests.images import OFFLINE_WEIGHTS, shared_path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SQLite tests use a database file (in memory-backed /dev/shm where there is one), not :memory:.
+
+    An in-memory test database is one connection that the live server's request threads share with the
+    test; two uploads at once then interleave their transactions on it and fail. A file gives each thread
+    its own connection, with SQLite's locking, as in production.
+    """
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        folder = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+        database.setdefault("TEST", {})["NAME"] = str(folder / f"imgsim-test-{os.getpid()}.sqlite3")
 
 
 @pytest.fixture(autouse=True)
