@@ -27,6 +27,22 @@ if [[ " $databases " == *" postgres "* ]]; then
   fi
 fi
 
+# The browser tests (tests/browser, marker "browser") drive Debian's chromium through Playwright; no
+# browser download is possible on these machines, so the distribution's package is installed when missing.
+CHROMIUM=/usr/bin/chromium
+if [ ! -x "$CHROMIUM" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Debian's chromium for the browser tests"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  fi
+  if [ ! -x "$CHROMIUM" ]; then
+    echo "The browser tests need Debian's chromium at $CHROMIUM and it could not be installed (not root, or no apt-get)." >&2
+    echo "Install it with: sudo apt-get update && sudo apt-get install -y chromium" >&2
+    exit 1
+  fi
+fi
+
 status=0
 for db in $databases; do
   echo "=== tests on $db ==="

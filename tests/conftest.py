@@ -17,7 +17,7 @@ from tests.images import OFFLINE_WEIGHTS, shared_path
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """SQLite tests use a database file (in memory-backed /dev/shm where there is one), not :memory:.
+    """No persistent connections; SQLite tests use a database file (in /dev/shm where there is one).
 
     An in-memory test database is one connection that the live server's request threads share with the
     test; two uploads at once then interleave their transactions on it and fail. A file gives each thread
@@ -26,6 +26,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
 
     database = settings.DATABASES["default"]
+    # Live-server request threads close their connection after each request (no persistent connections
+    # left open on PostgreSQL when the test database is dropped).
+    database["CONN_MAX_AGE"] = 0
     if database["ENGINE"] == "django.db.backends.sqlite3":
         folder = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
         database.setdefault("TEST", {})["NAME"] = str(folder / f"imgsim-test-{os.getpid()}.sqlite3")

@@ -174,11 +174,14 @@ def test_cancel_running_and_waiting_uploads_then_retry(session):
     for index in (0, 4):
         expect(rows.nth(index).locator(".badge")).to_have_text("cancelled")
         expect(rows.nth(index).get_by_role("button", name="Retry")).to_be_visible()
-    for _ in range(200):  # both held requests reach the route handler (it runs while Playwright waits)
-        if len(held) == 2:
+    # Held: the cancelled one, the second, and the third (started in the slot the cancelled one freed).
+    expect(rows.nth(2).locator(".badge")).to_have_text("uploading")
+    for _ in range(200):  # the route handler runs while Playwright waits
+        if len(held) == 3:
             break
         page.wait_for_timeout(50)
-    assert len(held) == 2
+    assert len(held) == 3
+    expect(rows.nth(3).locator(".badge")).to_have_text("waiting")
     for route in held:
         with contextlib.suppress(Exception):  # the aborted one has nothing left to continue
             route.continue_()
