@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from gallery.services import image_create
+from pipeline.services import image_ingest
 from tests.browser.conftest import PASSWORD, PHONE
 from tests.browser.photos import distinct_photos, rated_photo, variants
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.browser
 
 def add(paths):
     """Store and embed photos (inline, as the worker would) and return their images."""
-    return [image_create(data=path.read_bytes(), original_name=path.name).image for path in paths]
+    return [image_ingest(data=path.read_bytes(), original_name=path.name).image for path in paths]
 
 
 def test_sign_in_with_the_form(anonymous):

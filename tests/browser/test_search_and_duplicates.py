@@ -7,16 +7,16 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from duplicates import services as duplicate_services
 from duplicates.models import CalibrationRun, DuplicatePair
-from gallery.services import image_create
+from duplicates.services import calibration as calibration_services
+from pipeline.services import image_ingest
 from tests.browser.photos import distinct_photos, variants
 
 pytestmark = pytest.mark.browser
 
 
 def add(paths):
-    return [image_create(data=path.read_bytes(), original_name=path.name).image for path in paths]
+    return [image_ingest(data=path.read_bytes(), original_name=path.name).image for path in paths]
 
 
 def test_search_by_upload_keeps_the_file_and_shows_the_query(session):
@@ -107,10 +107,10 @@ def test_calibration_runs_and_the_page_refreshes_itself_when_done(session):
     session.shot("calibration", full_page=True)
 
     # A run queued for a worker: the open page notices when it finishes and shows the new result.
-    run = duplicate_services.calibration_run_create(sample_size=12, target_precision=0.99, schedule=False)
+    run = calibration_services.calibration_run_create(sample_size=12, target_precision=0.99, schedule=False)
     session.go("/duplicates/calibration/")
     expect(page.locator("#calibration-progress")).to_be_visible()
-    duplicate_services.calibration_run_execute(run=CalibrationRun.objects.get(pk=run.pk))
+    calibration_services.calibration_run_execute(run=CalibrationRun.objects.get(pk=run.pk))
     expect(page.locator("#calibration-progress")).to_be_hidden(timeout=30_000)
     expect(page.get_by_role("heading", name=re.compile(rf"^Run #{run.pk}:"))).to_be_visible()
     expect(page.locator("#calibration-sample")).to_contain_text("Sampled all 12 embedded images")
