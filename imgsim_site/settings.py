@@ -157,10 +157,11 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # search before django_q: its `qcluster` command (django-q2's cluster plus a watchdog) replaces django-q2's.
+    "search",
     "django_q",
     "core",
     "gallery",
-    "search",
     "duplicates",
     "pipeline",
 ]
@@ -353,6 +354,12 @@ Q_CLUSTER: dict[str, object] = {
     "sync": IMGSIM_TASKS_SYNC,
     "poll": 1,
 }
+# The qcluster watchdog (search/watchdog.py): a cluster whose fetched tasks wait this long with every worker
+# idle, or that stops reporting this long, is restarted; pages say "no worker" after this long without a beat.
+IMGSIM_WORKER_STALL_SECONDS = env_int("IMGSIM_WORKER_STALL_SECONDS", 60, minimum=5)
+IMGSIM_WORKER_HEARTBEAT_SECONDS = env_int("IMGSIM_WORKER_HEARTBEAT_SECONDS", 10, minimum=1)
+# Pages warn when queued images have waited this long while no image was embedded.
+IMGSIM_QUEUE_STUCK_SECONDS = env_int("IMGSIM_QUEUE_STUCK_SECONDS", 300, minimum=10)
 if IMGSIM_REDIS_URL:
     Q_CLUSTER["redis"] = IMGSIM_REDIS_URL
 else:

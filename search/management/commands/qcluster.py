@@ -1,0 +1,37 @@
+"""`qcluster`: django-q2's task cluster under imgsim's watchdog (search/watchdog.py).
+
+It replaces django-q2's command of the same name (the search app comes before django_q in INSTALLED_APPS), so
+`make run`, the README and a process supervisor all get the watchdog with the command people know.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import CommandError
+from django_q.management.commands.qcluster import Command as DjangoQClusterCommand
+
+from search.watchdog import EXIT_GAVE_UP, ClusterWatchdog
+
+
+class Command(DjangoQClusterCommand):
+    help = (
+        "Starts the task cluster (django-q2) under a watchdog that restarts it when it wedges or stops reporting, "
+        "and records its heartbeat for the web pages and the API. Exits with code 3 when the cluster keeps "
+        "wedging, for the process supervisor to restart it."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options.get("run_once"):
+            super().handle(*args, **options)
+            return
+        if options.get("cluster_name"):
+            os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
+        watchdog = ClusterWatchdog(
+            stall_seconds=settings.IMGSIM_WORKER_STALL_SECONDS,
+            heartbeat_seconds=settings.IMGSIM_WORKER_HEARTBEAT_SECONDS,
+        )
+        if watchdog.run() != 0:
+            raise CommandError("the task cluster kept wedging; see the log above", returncode=EXIT_GAVE_UP)

@@ -1,0 +1,184 @@
+"""The qcluster watchdog: the stall rules, and the real wedge (kill -9 of an idle worker) recovered end to end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from search.watchdog import ClusterSample, SharedReport, StallClocks, cluster_problem
+from tests.images import OFFLINE_WEIGHTS, shared_path
+
+REPO = Path(__file__).resolve().parents[2]
+STALL = 60.0
+
+
+def check(sample: ClusterSample, now: float, clocks: StallClocks | None = None) -> tuple[str, StallClocks]:
+    return cluster_problem(sample=sample, now=now, clocks=clocks or StallClocks(), stall_seconds=STALL)
+
+
+def test_idle_cluster_with_nothing_waiting_is_healthy():
+    problem, clocks = check(ClusterSample(beat=1000, workers=2), 1001)
+    assert problem == ""
+    assert clocks == StallClocks()
+
+
+def test_waiting_tasks_with_a_busy_worker_are_not_a_stall():
+    clocks = StallClocks()
+    for now in range(1000, 1400, 10):
+        problem, clocks = check(ClusterSample(beat=now, waiting=3, workers=1, busy=1), now, clocks)
+        assert problem == ""
+    assert clocks.waiting_since is None
+
+
+def test_waiting_tasks_with_every_worker_idle_stall_after_the_bound():
+    sample = ClusterSample(beat=1000, waiting=2, workers=2)
+    problem, clocks = check(sample, 1000)
+    assert problem == ""
+    assert clocks.waiting_since == 1000
+    problem, clocks = check(ClusterSample(beat=1059, waiting=2, workers=2), 1059, clocks)
+    assert problem == ""
+    problem, _ = check(ClusterSample(beat=1060, waiting=2, workers=2), 1060, clocks)
+    assert problem.startswith("2 fetched task(s) waited 60 s while all 2 worker(s) were idle")
+
+
+def test_a_worker_starting_a_task_resets_the_stall_clock():
+    _, clocks = check(ClusterSample(beat=1000, waiting=1, workers=1), 1000)
+    _, clocks = check(ClusterSample(beat=1030, waiting=1, workers=1, busy=1), 1030, clocks)
+    problem, clocks = check(ClusterSample(beat=1070, waiting=1, workers=1), 1070, clocks)
+    assert problem == ""
+    assert clocks.waiting_since == 1070
+
+
+def test_a_sentinel_that_stops_reporting_is_silent():
+    problem, _ = check(ClusterSample(beat=1000, workers=1), 1061)
+    assert problem.startswith("the cluster has not reported for 61 s")
+
+
+def test_finished_tasks_that_are_never_saved_stall():
+    _, clocks = check(ClusterSample(beat=1000, results=1, workers=1), 1000)
+    problem, _ = check(ClusterSample(beat=1061, results=1, workers=1), 1061, clocks)
+    assert problem.startswith("1 finished task(s) waited 61 s to be saved")
+
+
+def test_shared_report_round_trips():
+    report = SharedReport()
+    report.write(ClusterSample(beat=12.5, waiting=3, results=1, workers=4, busy=2))
+    assert report.read() == ClusterSample(beat=12.5, waiting=3, results=1, workers=4, busy=2)
+
+
+# --- the real thing: a qcluster process, kill -9 of its idle worker -----------------------------------------
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def wait_for(what: str, condition, *, timeout: float = 120.0, process: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"qcluster exited (code {process.returncode}) while waiting for {what}")
+        time.sleep(0.25)
+    pytest.fail(f"gave up waiting for {what}")
+
+
+def query(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(db, timeout=30) as connection:
+        return connection.execute(sql).fetchall()
+
+
+@pytest.fixture(params=["orm", "redis"])
+def instance(request, tmp_path):
+    """An own SQLite database and var dir, migrated; the broker is the database or a fresh Redis queue."""
+    db = tmp_path / "imgsim.sqlite3"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "imgsim_site.settings",
+        "DATABASE_URL": f"sqlite:///{db}",
+        "IMGSIM_VAR_DIR": str(tmp_path / "var"),
+        "IMGSIM_MODEL": "mobilenet_v2",
+        "IMGSIM_WEIGHTS": str(OFFLINE_WEIGHTS),
+        "IMGSIM_WORKERS": "1",
+        "IMGSIM_TORCH_THREADS": "1",
+        "IMGSIM_WORKER_STALL_SECONDS": "8",
+        "IMGSIM_WORKER_HEARTBEAT_SECONDS": "1",
+        "IMGSIM_QUEUE_NAME": f"imgsim-test-{uuid.uuid4().hex[:8]}",
+        "IMGSIM_REDIS_URL": "redis://127.0.0.1:6379/0" if request.param == "redis" else "",
+    }
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=env, check=True)
+    # Push the 2-minute re-drive schedule a day away: recovery must not depend on it.
+    query(db, "UPDATE django_q_schedule SET next_run = datetime('now', '+1 day') WHERE name LIKE 'imgsim:%'")
+    return env, db, tmp_path
+
+
+@pytest.mark.ml
+def test_killing_an_idle_worker_no_longer_wedges_the_cluster(instance):
+    env, db, tmp_path = instance
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("100075.jpg", "100080.jpg", "100098.jpg"):
+        shutil.copy(shared_path("data", "distractors-dev", "train", name), photos / name)
+    log = (tmp_path / "qcluster.log").open("w")
+    cluster = subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_for("the first heartbeat", lambda: query(db, "SELECT 1 FROM search_workerheartbeat"), process=cluster)
+        (sentinel,) = wait_for("the sentinel", lambda: children(cluster.pid), process=cluster)
+        # Workers are spawned first (lowest pid); wait until the worker waits for a task, holding the queue's lock.
+        worker = wait_for("three cluster processes", lambda: len(children(sentinel)) == 3 and children(sentinel)[0])
+        wait_for("an idle worker", lambda: "pipe" in Path(f"/proc/{worker}/wchan").read_text())
+        os.kill(worker, signal.SIGKILL)
+
+        subprocess.run(
+            [sys.executable, "manage.py", "import_images", str(photos), "--no-progress"],
+            cwd=REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        assert query(db, "SELECT COUNT(*) FROM gallery_image WHERE status = 'queued'") == [(3,)]
+
+        wait_for(
+            "the three images to be embedded",
+            lambda: query(db, "SELECT COUNT(*) FROM gallery_image WHERE status = 'indexed'") == [(3,)],
+            process=cluster,
+        )
+        ((restarts, reason),) = query(db, "SELECT restarts, last_restart_reason FROM search_workerheartbeat")
+        assert restarts == 1, Path(log.name).read_text()
+        assert "fetched task(s) waited" in reason
+        assert "while all 1 worker(s) were idle" in reason
+
+        (restarted_sentinel,) = children(cluster.pid)
+        assert restarted_sentinel != sentinel
+        cluster.send_signal(signal.SIGTERM)
+        assert cluster.wait(timeout=90) == 0
+        assert query(db, "SELECT stopped_at IS NOT NULL FROM search_workerheartbeat") == [(1,)]
+        with pytest.raises(ProcessLookupError):
+            os.killpg(restarted_sentinel, 0)  # the whole cluster (its process group) is gone
+    finally:
+        if cluster.poll() is None:
+            cluster.kill()
+            cluster.wait()
+        log.close()
