@@ -75,3 +75,37 @@ class IndexStatusSerializer(serializers.Serializer):
     last_build = serializers.DictField(allow_null=True)
     thresholds = serializers.DictField()
     repair = IndexRepairSerializer(allow_null=True, help_text="Failed automatic builds and the next retry.")
+
+
+class WorkerClusterSerializer(serializers.Serializer):
+    host = serializers.CharField()
+    pid = serializers.IntegerField()
+    queue = serializers.CharField()
+    started_at = serializers.DateTimeField()
+    seen_at = serializers.DateTimeField()
+    workers = serializers.IntegerField(help_text="Worker processes alive at the last heartbeat.")
+    busy = serializers.IntegerField(help_text="Workers running a task at the last heartbeat.")
+    waiting_tasks = serializers.IntegerField(help_text="Tasks the cluster fetched and has not started.")
+    restarts = serializers.IntegerField(help_text="Times the watchdog restarted this cluster after it wedged.")
+    last_restart_at = serializers.DateTimeField(allow_null=True)
+    last_restart_reason = serializers.CharField()
+
+
+class WorkerHealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=["ok", "inline", "no_worker", "stuck"],
+        help_text="ok; inline (tasks run in the web server); no_worker (no heartbeat recently); "
+        "stuck (queued images wait and none was embedded for IMGSIM_QUEUE_STUCK_SECONDS).",
+    )
+    problem = serializers.BooleanField(help_text="True for no_worker and stuck: uploads are not being embedded.")
+    summary = serializers.CharField()
+    action = serializers.CharField(help_text="What to run or check ('' when nothing).")
+    checked_at = serializers.DateTimeField()
+    last_seen_at = serializers.DateTimeField(allow_null=True, help_text="The newest heartbeat of any worker.")
+    queued_images = serializers.IntegerField()
+    oldest_waiting_at = serializers.DateTimeField(allow_null=True)
+    last_embedded_at = serializers.DateTimeField(allow_null=True)
+    workers = WorkerClusterSerializer(many=True, required=False, help_text="Staff only: the running clusters.")
+    recent_restarts = WorkerClusterSerializer(
+        many=True, required=False, help_text="Staff only: clusters the watchdog restarted in the last hour."
+    )

@@ -17,12 +17,13 @@ from core.api.throttles import SearchRateThrottle
 from gallery.api.views import outcome_payload
 from gallery.models import Image
 from pipeline.services import image_ingest_upload
-from search import selectors, services
+from search import selectors, services, worker_health
 from search.api.serializers import (
     IndexStatusSerializer,
     SearchByUploadSerializer,
     SearchResultSerializer,
     SimilarQuerySerializer,
+    WorkerHealthSerializer,
 )
 
 
@@ -116,3 +117,27 @@ class IndexRebuildView(APIView):
         if not services.index_rebuild_schedule(requested_by=request.user.get_username()):
             return error_response("rebuild_running", "An index rebuild is already running.", http_status=409)
         return Response(IndexStatusSerializer(selectors.index_status()).data, status=status.HTTP_202_ACCEPTED)
+
+
+class WorkerHealthView(APIView):
+    @extend_schema(responses={200: WorkerHealthSerializer})
+    def get(self, request: Request) -> Response:
+        """Is a background worker running and taking work? `problem` is true when uploads are not being
+        embedded (no worker seen, or queued images not picked up), with what to do; staff also see each
+        running cluster and the watchdog's recent restarts."""
+        health = worker_health.worker_health()
+        payload = {
+            "status": health.status,
+            "problem": health.problem,
+            "summary": health.summary,
+            "action": health.action if request.user.is_staff else health.user_action,
+            "checked_at": health.checked_at,
+            "last_seen_at": health.last_seen_at,
+            "queued_images": health.queued_images,
+            "oldest_waiting_at": health.oldest_waiting_at,
+            "last_embedded_at": health.last_embedded_at,
+        }
+        if request.user.is_staff:
+            payload["workers"] = health.workers
+            payload["recent_restarts"] = health.recent_restarts
+        return Response(WorkerHealthSerializer(payload).data)
