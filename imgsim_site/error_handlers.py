@@ -1,15 +1,19 @@
 """Django's error views, answering in the API's JSON error shape under /api/ and with Django's pages elsewhere.
 
 DRF shapes the errors raised inside API views; these cover what happens outside them: a URL that matches
-no route (an id too long for the database, a typo), a refusal by a middleware, a crash.
+no route (an id too long for the database, a typo), a refusal by a middleware, a crash, and a database
+connection lost outside a view (a 503, see imgsim_site/middleware.py).
 """
 
 from __future__ import annotations
+
+import sys
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
 from core.request_limits import API_PREFIX, request_limit_error
+from imgsim_site.middleware import DATABASE_ERRORS, database_unavailable_response, discard_broken_connections
 
 
 def _json(code: str, message: str, status: int) -> JsonResponse:
@@ -36,6 +40,9 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    if isinstance(sys.exc_info()[1], DATABASE_ERRORS):  # outside a view (saving the session...): 503 as inside one
+        discard_broken_connections()
+        return database_unavailable_response(request)
     if not request.path.startswith(API_PREFIX):
         return defaults.server_error(request)
     return _json("server_error", "Something went wrong on our side; it has been logged.", 500)

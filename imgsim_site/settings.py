@@ -176,6 +176,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "imgsim_site.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "imgsim_site.urls"
@@ -220,7 +221,15 @@ IMGSIM_INDEX_DIR = Path(env_str("IMGSIM_INDEX_DIR", str(VAR_DIR / "index")))
 # --- Database ------------------------------------------------------------------------------------------
 _default_sqlite = f"sqlite:///{VAR_DIR / 'imgsim.sqlite3'}"
 try:
-    DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _default_sqlite), conn_max_age=60)}
+    # Persistent connections, checked before each request reuses one (a connection the server dropped, by a
+    # restart or a failover, is replaced instead of failing the request).
+    DATABASES = {
+        "default": dj_database_url.parse(
+            env_str("DATABASE_URL", _default_sqlite),
+            conn_max_age=env_int("IMGSIM_DB_CONN_MAX_AGE", 60, minimum=0),
+            conn_health_checks=True,
+        )
+    }
 except ValueError as error:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {error}") from None
 # Seconds an SQLite write waits for another process's write to finish before "database is locked".

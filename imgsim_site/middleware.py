@@ -1,0 +1,87 @@
+"""A lost database connection answers 503 with Retry-After (JSON on the API, a short page on the web), not 500.
+
+Why: a database restart, failover or an administrator's pg_terminate_backend drops connections under running
+requests. Connections kept between requests are checked before reuse (CONN_HEALTH_CHECKS); a request whose
+connection breaks while it runs is retried once on a fresh connection when it only reads (GET, HEAD, OPTIONS:
+running it again changes nothing), and otherwise answered 503: its transaction was rolled back, so nothing of
+it was stored, and the client may send it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.db import InterfaceError, OperationalError, connections
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+
+logger = logging.getLogger(__name__)
+
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+RETRY_AFTER_SECONDS = 5
+MESSAGE = (
+    "The database is not answering right now (a restart or a dropped connection); nothing of this request was "
+    "stored. Please try again in a few seconds."
+)
+
+
+def wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
+
+
+def database_unavailable_response(request: HttpRequest) -> HttpResponse:
+    """503 with Retry-After; rendered without touching the database (no user, no session, no messages)."""
+    if wants_json(request):
+        response: HttpResponse = JsonResponse(
+            {"error": {"code": "database_unavailable", "message": MESSAGE, "retry_after_seconds": RETRY_AFTER_SECONDS}},
+            status=503,
+        )
+    else:
+        response = HttpResponse(render_to_string("database_unavailable.html", {"message": MESSAGE}), status=503)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def discard_broken_connections() -> None:
+    """Close the connections whose last query failed and that no longer answer, so the next use reconnects."""
+    for connection in connections.all(initialized_only=True):
+        if connection.in_atomic_block:
+            continue
+        try:
+            connection.close_if_unusable_or_obsolete()
+        except DATABASE_ERRORS:
+            connection.close()
+
+
+class DatabaseUnavailableMiddleware:
+    """Retry a read once on a fresh connection when its connection broke; otherwise answer 503."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, DATABASE_ERRORS):
+            return None
+        discard_broken_connections()
+        match = request.resolver_match
+        if request.method in SAFE_METHODS and match is not None:
+            try:
+                response = match.func(request, *match.args, **match.kwargs)
+            except DATABASE_ERRORS as again:
+                exception = again
+                discard_broken_connections()
+            else:
+                logger.info(
+                    "%s %s: database error (%s); answered on a fresh connection",
+                    request.method,
+                    request.path,
+                    exception,
+                )
+                return response
+        logger.warning("%s %s: database unavailable (%s); answered 503", request.method, request.path, exception)
+        return database_unavailable_response(request)
