@@ -295,7 +295,7 @@ class ClusterWatchdog:
         now = time.monotonic()
         self.restart_times = [moment for moment in self.restart_times if now - moment < self.restart_window_seconds]
         self.restart_times.append(now)
-        logger.critical("task cluster wedged: %s; killing and restarting it", problem)
+        logger.critical("task cluster unhealthy: %s; killing and restarting it", problem)
         self._kill_cluster()
         self._beat()
         self._guarded(lambda: worker_restart_record(cluster_id=self.cluster_id, reason=problem), "record the restart")
