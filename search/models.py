@@ -85,6 +85,7 @@ class WorkerHeartbeat(models.Model):
     workers = models.PositiveSmallIntegerField(default=0, help_text="Worker processes alive at the last beat.")
     busy = models.PositiveSmallIntegerField(default=0, help_text="Workers running a task at the last beat.")
     waiting_tasks = models.PositiveIntegerField(default=0, help_text="Tasks fetched by the cluster, not started.")
+    worker_pids = models.JSONField(default=list, blank=True, help_text="Process ids of its workers (to inspect them).")
     restarts = models.PositiveIntegerField(default=0, help_text="Times the watchdog restarted a wedged cluster.")
     last_restart_at = models.DateTimeField(null=True, blank=True)
     last_restart_reason = models.TextField(blank=True)

@@ -57,9 +57,11 @@ class ClusterSample:
     results: int = 0
     workers: int = 0
     busy: int = 0
+    worker_pids: tuple[int, ...] = ()
 
 
 _FIELDS = ("beat", "waiting", "results", "workers", "busy")
+MAX_REPORTED_PIDS = 64
 
 
 class SharedReport:
@@ -67,16 +69,26 @@ class SharedReport:
     killed while holding a lock would wedge the reader too)."""
 
     def __init__(self) -> None:
-        self._values = RawArray("d", len(_FIELDS))
+        self._values = RawArray("d", len(_FIELDS) + MAX_REPORTED_PIDS)
 
     def write(self, sample: ClusterSample) -> None:
+        pids = list(sample.worker_pids[:MAX_REPORTED_PIDS])
+        pids += [0] * (MAX_REPORTED_PIDS - len(pids))
+        for position, pid in enumerate(pids):
+            self._values[len(_FIELDS) + position] = float(pid)
         for position, name in reversed(list(enumerate(_FIELDS))):  # the beat last: fresh beat, fresh numbers
             self._values[position] = float(getattr(sample, name))
 
     def read(self) -> ClusterSample:
-        beat, waiting, results, workers, busy = list(self._values)
+        values = list(self._values)
+        beat, waiting, results, workers, busy = values[: len(_FIELDS)]
         return ClusterSample(
-            beat=beat, waiting=int(waiting), results=int(results), workers=int(workers), busy=int(busy)
+            beat=beat,
+            waiting=int(waiting),
+            results=int(results),
+            workers=int(workers),
+            busy=int(busy),
+            worker_pids=tuple(int(pid) for pid in values[len(_FIELDS) :] if pid),
         )
 
 
@@ -108,6 +120,7 @@ class WatchedSentinel(Sentinel):
                     results=self.result_queue.qsize(),
                     workers=len(pool),
                     busy=sum(1 for process in pool if process.timer.value > 0),
+                    worker_pids=tuple(process.pid for process in pool if process.pid),
                 )
             )
             if os.getppid() != self.watchdog_pid:  # the watchdog was killed: stop rather than run unwatched
@@ -171,6 +184,7 @@ def worker_heartbeat_record(
             "workers": sample.workers,
             "busy": sample.busy,
             "waiting_tasks": sample.waiting,
+            "worker_pids": list(sample.worker_pids),
         },
     )
     WorkerHeartbeat.objects.filter(seen_at__lt=now - HEARTBEAT_KEEP).delete()

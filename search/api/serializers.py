@@ -86,6 +86,7 @@ class WorkerClusterSerializer(serializers.Serializer):
     workers = serializers.IntegerField(help_text="Worker processes alive at the last heartbeat.")
     busy = serializers.IntegerField(help_text="Workers running a task at the last heartbeat.")
     waiting_tasks = serializers.IntegerField(help_text="Tasks the cluster fetched and has not started.")
+    worker_pids = serializers.ListField(child=serializers.IntegerField(), help_text="Process ids of its workers.")
     restarts = serializers.IntegerField(help_text="Times the watchdog restarted this cluster after it wedged.")
     last_restart_at = serializers.DateTimeField(allow_null=True)
     last_restart_reason = serializers.CharField()

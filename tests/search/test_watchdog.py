@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -71,8 +72,11 @@ def test_finished_tasks_that_are_never_saved_stall():
 
 def test_shared_report_round_trips():
     report = SharedReport()
-    report.write(ClusterSample(beat=12.5, waiting=3, results=1, workers=4, busy=2))
-    assert report.read() == ClusterSample(beat=12.5, waiting=3, results=1, workers=4, busy=2)
+    sample = ClusterSample(beat=12.5, waiting=3, results=1, workers=2, busy=1, worker_pids=(4001, 4002))
+    report.write(sample)
+    assert report.read() == sample
+    report.write(ClusterSample(beat=13.0, workers=1, worker_pids=(4003,)))
+    assert report.read().worker_pids == (4003,)
 
 
 # --- the real thing: a qcluster process, kill -9 of its idle worker -----------------------------------------
@@ -106,6 +110,11 @@ def wait_for(what: str, condition, *, timeout: float = 120.0, process: subproces
 def query(db: Path, sql: str) -> list[tuple]:
     with sqlite3.connect(db, timeout=30) as connection:
         return connection.execute(sql).fetchall()
+
+
+def worker_pids(db: Path) -> list[int]:
+    rows = query(db, "SELECT worker_pids FROM search_workerheartbeat")
+    return json.loads(rows[0][0]) if rows else []
 
 
 @pytest.fixture(params=["orm", "redis"])
@@ -146,8 +155,9 @@ def test_killing_an_idle_worker_no_longer_wedges_the_cluster(instance):
     try:
         wait_for("the first heartbeat", lambda: query(db, "SELECT 1 FROM search_workerheartbeat"), process=cluster)
         (sentinel,) = wait_for("the sentinel", lambda: children(cluster.pid), process=cluster)
-        # Workers are spawned first (lowest pid); wait until the worker waits for a task, holding the queue's lock.
-        worker = wait_for("three cluster processes", lambda: len(children(sentinel)) == 3 and children(sentinel)[0])
+        (worker,) = wait_for("the worker's pid", lambda: worker_pids(db), process=cluster)
+        assert worker in children(sentinel)
+        # Once idle, the worker waits for a task reading the queue's pipe, holding the queue's read lock.
         wait_for("an idle worker", lambda: "pipe" in Path(f"/proc/{worker}/wchan").read_text())
         os.kill(worker, signal.SIGKILL)
 

@@ -42,7 +42,7 @@ def beat(cluster_id="c1", *, seen_ago=0.0, workers=1, busy=0, stopped=False):
         pid=4242,
         queue="imgsim",
         started_at=timezone.now() - timedelta(hours=1),
-        sample=ClusterSample(beat=0, workers=workers, busy=busy),
+        sample=ClusterSample(beat=0, workers=workers, busy=busy, worker_pids=tuple(range(5000, 5000 + workers))),
         stopped=stopped,
     )
     if seen_ago:
@@ -142,6 +142,7 @@ def test_staff_see_clusters_and_the_watchdogs_recent_restart(no_inline_tasks, st
     (cluster,) = health["workers"]
     assert (cluster["host"], cluster["pid"], cluster["workers"], cluster["busy"]) == ("worker-1", 4242, 2, 1)
     assert cluster["restarts"] == 1
+    assert cluster["worker_pids"] == [5000, 5001]
     assert health["recent_restarts"][0]["last_restart_reason"].startswith("1 fetched task(s) waited 60 s")
     assert "The watchdog restarted the worker on worker-1" in staff_web.get("/").content.decode()
     assert "The watchdog restarted" not in web.get("/").content.decode()
