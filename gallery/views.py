@@ -16,6 +16,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view
 
 from core.api.throttles import UploadRateThrottle, throttled_message, web_form_throttle_wait
+from core.middleware import retry_after_lost_connection
 from core.request_limits import shows_request_limit_errors
 from gallery import labels, renditions, selectors, services
 from gallery.forms import GalleryFilterForm, UploadForm
@@ -59,6 +60,7 @@ def image_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+@retry_after_lost_connection("POST")  # identical bytes find the image a first, interrupted run stored
 @shows_request_limit_errors
 @login_required
 @require_http_methods(["GET", "POST"])

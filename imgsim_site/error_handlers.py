@@ -2,7 +2,7 @@
 
 DRF shapes the errors raised inside API views; these cover what happens outside them: a URL that matches
 no route (an id too long for the database, a typo), a refusal by a middleware, a crash, and a database
-connection lost outside a view (a 503, see imgsim_site/middleware.py).
+connection lost outside a view (a 503, see core/middleware.py).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import sys
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
+from core.middleware import DATABASE_ERRORS, database_unavailable_response, discard_broken_connections
 from core.request_limits import API_PREFIX, request_limit_error
-from imgsim_site.middleware import DATABASE_ERRORS, database_unavailable_response, discard_broken_connections
 
 
 def _json(code: str, message: str, status: int) -> JsonResponse:

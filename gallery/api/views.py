@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
 from core.api.throttles import UploadRateThrottle
+from core.middleware import retry_after_lost_connection
 from gallery import selectors, services
 from gallery.api.serializers import (
     ImageListQuerySerializer,
@@ -36,6 +37,8 @@ def outcome_payload(outcome: services.UploadOutcome, request: Request) -> dict[s
     }
 
 
+# An upload interrupted by a dropped database connection is run again: identical bytes find the stored image.
+@retry_after_lost_connection("POST")
 class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     serializer_class = ImageSerializer
     lookup_value_regex = "[0-9]{1,18}"  # an id the database can hold; anything else is a 404, not an overflow

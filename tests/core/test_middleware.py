@@ -1,6 +1,6 @@
-"""A database connection dropped under a request: reads are answered on a fresh connection, writes get a clear
-503 and store nothing. On PostgreSQL the connection is really terminated (pg_terminate_backend from a second
-connection); on SQLite the driver's error is simulated at the same point."""
+"""A database connection dropped under a request: reads and uploads run again on a fresh connection, other
+writes get a clear 503 and change nothing. On PostgreSQL the connection is really terminated
+(pg_terminate_backend from a second connection); on SQLite the driver's error is simulated at the same point."""
 
 from __future__ import annotations
 
@@ -110,11 +110,26 @@ def test_read_that_fails_twice_is_a_json_503_on_the_api(api):
     assert api.get("/api/images/").status_code == 200  # and the next request works
 
 
-def test_upload_interrupted_by_a_dropped_connection_is_503_and_stores_nothing(api, settings):
+def test_upload_interrupted_by_a_dropped_connection_is_run_again_and_stored_once(api, settings):
     with connection_dropped_at('INSERT INTO "gallery_image"') as dropped:
         response = api.post("/api/images/", {"file": photo_upload()}, format="multipart")
 
     assert dropped
+    assert response.status_code == 201, response.content
+    assert response.json()["outcome"] == "accepted"
+    image = Image.objects.get()
+    assert image.original_name == "beach.jpg"
+    # The interrupted first run removed its files: only this image's original and thumbnail are stored.
+    assert sorted(stored_files(settings)) == sorted(
+        str(settings.MEDIA_ROOT / name) for name in (image.file.name, image.thumbnail.name)
+    )
+
+
+def test_upload_that_fails_twice_is_503_and_stores_nothing(api, settings):
+    with connection_dropped_at('INSERT INTO "gallery_image"', times=2) as dropped:
+        response = api.post("/api/images/", {"file": photo_upload()}, format="multipart")
+
+    assert len(dropped) == 2
     assert response.status_code == 503
     body = response.json()
     assert body["error"]["code"] == "database_unavailable"
@@ -127,11 +142,20 @@ def test_upload_interrupted_by_a_dropped_connection_is_503_and_stores_nothing(ap
     assert Image.objects.count() == 1
 
 
-def test_web_upload_form_interrupted_is_a_friendly_503_page(web, settings):
+def test_web_upload_form_interrupted_once_is_stored(web):
     with connection_dropped_at('INSERT INTO "gallery_image"') as dropped:
         response = web.post("/upload/", {"files": [photo_upload()]})
 
     assert dropped
+    assert response.status_code == 200
+    assert Image.objects.count() == 1
+
+
+def test_web_upload_form_interrupted_twice_is_a_friendly_503_page(web, settings):
+    with connection_dropped_at('INSERT INTO "gallery_image"', times=2) as dropped:
+        response = web.post("/upload/", {"files": [photo_upload()]})
+
+    assert len(dropped) == 2
     assert response.status_code == 503
     assert response["Content-Type"].startswith("text/html")
     page = response.content.decode()
@@ -139,6 +163,20 @@ def test_web_upload_form_interrupted_is_a_friendly_503_page(web, settings):
     assert "Traceback" not in page
     assert Image.objects.count() == 0
     assert stored_files(settings) == []
+
+
+def test_a_write_not_declared_repeatable_is_503_and_changes_nothing(api, staff_api, settings):
+    image_id = api.post("/api/images/", {"file": photo_upload()}, format="multipart").json()["image"]["id"]
+    files_before = sorted(stored_files(settings))
+
+    with connection_dropped_at('DELETE FROM "gallery_image"') as dropped:
+        response = staff_api.delete(f"/api/images/{image_id}/")
+
+    assert len(dropped) == 1  # not run a second time
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
+    assert Image.objects.filter(pk=image_id).exists()
+    assert sorted(stored_files(settings)) == files_before
 
 
 def test_database_error_outside_a_view_is_a_503_too():

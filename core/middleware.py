@@ -2,15 +2,17 @@
 
 Why: a database restart, failover or an administrator's pg_terminate_backend drops connections under running
 requests. Connections kept between requests are checked before reuse (CONN_HEALTH_CHECKS); a request whose
-connection breaks while it runs is retried once on a fresh connection when it only reads (GET, HEAD, OPTIONS:
-running it again changes nothing), and otherwise answered 503: its transaction was rolled back, so nothing of
-it was stored, and the client may send it again.
+connection breaks while it runs is run once more on a fresh connection when that is safe: reads (GET, HEAD,
+OPTIONS) and the writes a view declares repeatable with @retry_after_lost_connection (uploads: identical bytes
+find the image a first run stored). Anything else is answered 503: its transaction was rolled back, so nothing
+of it was stored, and the client may send it again.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TypeVar
 
 from django.db import InterfaceError, OperationalError, connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -55,6 +57,29 @@ def discard_broken_connections() -> None:
             connection.close()
 
 
+RETRY_ATTRIBUTE = "retry_after_lost_connection"
+V = TypeVar("V")
+
+
+def retry_after_lost_connection(*methods: str) -> Callable[[V], V]:
+    """Declare that a view (function or class) may run these unsafe methods again after its database connection
+    broke: a second run must change nothing that a first, interrupted one stored."""
+
+    def mark(view: V) -> V:
+        setattr(view, RETRY_ATTRIBUTE, frozenset(method.upper() for method in methods))
+        return view
+
+    return mark
+
+
+def may_run_again(request: HttpRequest, view: Callable[..., HttpResponse]) -> bool:
+    if request.method in SAFE_METHODS:
+        return True
+    view_class = getattr(view, "cls", None) or getattr(view, "view_class", None)  # DRF / Django class views
+    declared = getattr(view, RETRY_ATTRIBUTE, None) or getattr(view_class, RETRY_ATTRIBUTE, frozenset())
+    return request.method in declared
+
+
 class DatabaseUnavailableMiddleware:
     """Retry a read once on a fresh connection when its connection broke; otherwise answer 503."""
 
@@ -69,7 +94,10 @@ class DatabaseUnavailableMiddleware:
             return None
         discard_broken_connections()
         match = request.resolver_match
-        if request.method in SAFE_METHODS and match is not None:
+        if match is not None and may_run_again(request, match.func):
+            for _field, uploads in request.FILES.lists():  # a first run read them
+                for upload in uploads:
+                    upload.seek(0)
             try:
                 response = match.func(request, *match.args, **match.kwargs)
             except DATABASE_ERRORS as again:
