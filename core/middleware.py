@@ -89,6 +89,12 @@ class DatabaseUnavailableMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)
 
+    def process_view(self, request: HttpRequest, view: Callable[..., HttpResponse], *args: object) -> None:
+        """Remember the user as the view received it: DRF replaces request.user with the user it authenticated
+        (a token's), and a second run must start like the first, or DRF's session authenticator would take that
+        user and ask for a CSRF token."""
+        request._user_before_view = getattr(request, "user", None)  # type: ignore[attr-defined]
+
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not isinstance(exception, DATABASE_ERRORS):
             return None
@@ -98,6 +104,8 @@ class DatabaseUnavailableMiddleware:
             for _field, uploads in request.FILES.lists():  # a first run read them
                 for upload in uploads:
                     upload.seek(0)
+            if getattr(request, "_user_before_view", None) is not None:
+                request.user = request._user_before_view  # type: ignore[attr-defined]
             try:
                 response = match.func(request, *match.args, **match.kwargs)
             except DATABASE_ERRORS as again:

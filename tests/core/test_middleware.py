@@ -125,6 +125,20 @@ def test_upload_interrupted_by_a_dropped_connection_is_run_again_and_stored_once
     )
 
 
+def test_upload_with_a_token_interrupted_is_run_again_with_the_same_authentication(user):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient(enforce_csrf_checks=True)  # as a real client: a session-authenticated POST needs CSRF
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    with connection_dropped_at('INSERT INTO "gallery_image"') as dropped:
+        response = client.post("/api/images/", {"file": photo_upload()}, format="multipart")
+
+    assert dropped
+    assert response.status_code == 201, response.content  # not 403 "CSRF cookie not set"
+    assert Image.objects.get().uploaded_by == user
+
+
 def test_upload_that_fails_twice_is_503_and_stores_nothing(api, settings):
     with connection_dropped_at('INSERT INTO "gallery_image"', times=2) as dropped:
         response = api.post("/api/images/", {"file": photo_upload()}, format="multipart")
