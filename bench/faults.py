@@ -409,11 +409,14 @@ class Campaign:
         enough = min(60, len(self.files) // 2)
         while Image.objects.searchable().count() < enough and time.monotonic() < deadline and not self.stop.is_set():
             time.sleep(1)
-        request(self.instance.base, "POST", "/api/index/rebuild/", token=self.staff_token)
+        asked = 0.0
         while not self.stop.is_set() and time.monotonic() < deadline:
             build = IndexBuild.objects.ready().exclude(file_name="").order_by("-id").first()
             if build is not None:
                 break
+            if time.monotonic() - asked > 20:  # a request fetched by a cluster that is then killed is lost (Redis)
+                request(self.instance.base, "POST", "/api/index/rebuild/", token=self.staff_token)
+                asked = time.monotonic()
             time.sleep(1)
         else:
             self.notes.append("no index was built; index faults skipped")
@@ -583,8 +586,11 @@ def main() -> None:
             thread.start()
         for thread in threads:
             thread.join(timeout=max(1.0, args.timeout - (time.monotonic() - started)))
-        faults.join(timeout=max(1.0, args.timeout - (time.monotonic() - started)))
+        faults.join(timeout=max(1.0, min(240.0, args.timeout - (time.monotonic() - started))))
+        if faults.is_alive():
+            campaign.notes.append("index faults did not finish within 240 s after the uploads; stopped")
         campaign.stop.set()
+        faults.join(timeout=30)
         campaign.last_fault = campaign.last_fault or time.monotonic()
         remaining = args.timeout - (time.monotonic() - started)
         to_empty = wait_for_empty_queue(campaign, timeout=max(30.0, remaining))
