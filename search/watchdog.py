@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 REDRIVE_SCHEDULE_PREFIX = "imgsim:"
 HEARTBEAT_KEEP = timedelta(days=7)
+# While stopping: stop messages waiting this long with every worker idle mean a wedged cluster.
+STOP_WEDGED_SECONDS = 10
 # Exit code when the cluster keeps wedging: the process supervisor takes over (with its own back-off).
 EXIT_GAVE_UP = 3
 
@@ -113,16 +115,19 @@ class WatchedSentinel(Sentinel):
         orphaned_at: float | None = None
         while True:
             pool = list(self.pool)
-            self.report.write(
-                ClusterSample(
-                    beat=time.time(),
-                    waiting=self.task_queue.qsize(),
-                    results=self.result_queue.qsize(),
-                    workers=len(pool),
-                    busy=sum(1 for process in pool if process.timer.value > 0),
-                    worker_pids=tuple(process.pid for process in pool if process.pid),
+            try:
+                self.report.write(
+                    ClusterSample(
+                        beat=time.time(),
+                        waiting=self.task_queue.qsize(),
+                        results=self.result_queue.qsize(),
+                        workers=len(pool),
+                        busy=sum(1 for process in pool if process.timer.value > 0),
+                        worker_pids=tuple(process.pid for process in pool if process.pid),
+                    )
                 )
-            )
+            except Exception:  # a process torn down under us (stop, reincarnation): the next second reports
+                logger.debug("cluster report skipped", exc_info=True)
             if os.getppid() != self.watchdog_pid:  # the watchdog was killed: stop rather than run unwatched
                 if orphaned_at is None:
                     logger.critical("the qcluster watchdog is gone; stopping its cluster")
@@ -295,12 +300,27 @@ class ClusterWatchdog:
         self.sentinel.join(timeout=10)
 
     def _stop_cluster(self) -> None:
-        """A clean stop lets running tasks finish; a cluster that does not stop in time (wedged) is killed."""
+        """A clean stop lets running tasks finish for up to the stall bound. A wedged cluster never stops (its
+        workers cannot take the stop messages), so once those wait STOP_WEDGED_SECONDS (or half the stall bound,
+        if shorter) with every worker idle, it is killed at once."""
         if self.stop_event is not None:
             self.stop_event.set()
-        self.sentinel.join(timeout=self.stall_seconds)
+        deadline = time.monotonic() + self.stall_seconds
+        clocks = StallClocks()
+        while self.sentinel.is_alive() and time.monotonic() < deadline:
+            self.sentinel.join(timeout=1)
+            problem, clocks = cluster_problem(
+                sample=self.report.read(),
+                now=time.time(),
+                clocks=clocks,
+                stall_seconds=min(STOP_WEDGED_SECONDS, self.stall_seconds / 2),
+            )
+            if problem and clocks.waiting_since is not None:
+                logger.error("the task cluster cannot stop (%s); killing it", problem)
+                break
         if self.sentinel.is_alive():
-            logger.error("the task cluster did not stop within %.0f s; killing it", self.stall_seconds)
+            if time.monotonic() >= deadline:
+                logger.error("the task cluster did not stop within %.0f s; killing it", self.stall_seconds)
             self._kill_cluster()
         logger.info("qcluster watchdog %s stopped", self.cluster_id[:8])
 

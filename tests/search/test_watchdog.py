@@ -182,8 +182,20 @@ def test_killing_an_idle_worker_no_longer_wedges_the_cluster(instance):
 
         (restarted_sentinel,) = children(cluster.pid)
         assert restarted_sentinel != sentinel
+
+        # The same kill with nothing to do wedges the new cluster silently; stopping it must not hang.
+        (worker,) = wait_for(
+            "the new worker", lambda: [pid for pid in worker_pids(db) if pid in children(restarted_sentinel)]
+        )
+        wait_for("an idle worker", lambda: "pipe" in Path(f"/proc/{worker}/wchan").read_text())
+        os.kill(worker, signal.SIGKILL)
+        wait_for(
+            "its replacement",
+            lambda: len(children(restarted_sentinel)) == 3 and worker not in children(restarted_sentinel),
+        )
         cluster.send_signal(signal.SIGTERM)
         assert cluster.wait(timeout=90) == 0
+        assert "the task cluster cannot stop" in Path(log.name).read_text()
         assert query(db, "SELECT stopped_at IS NOT NULL FROM search_workerheartbeat") == [(1,)]
         with pytest.raises(ProcessLookupError):
             os.killpg(restarted_sentinel, 0)  # the whole cluster (its process group) is gone
