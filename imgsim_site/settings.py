@@ -346,6 +346,7 @@ else:
             "OPTIONS": {"MAX_ENTRIES": 100_000},
         }
     }
+CACHES["django_q_stats"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "django-q-stats"}
 IMGSIM_TASKS_SYNC = env_bool("IMGSIM_TASKS_SYNC", False)
 IMGSIM_TASK_TIMEOUT = env_int("IMGSIM_TASK_TIMEOUT", 900, minimum=10)
 Q_CLUSTER: dict[str, object] = {
@@ -362,6 +363,10 @@ Q_CLUSTER: dict[str, object] = {
     "catch_up": False,
     "sync": IMGSIM_TASKS_SYNC,
     "poll": 1,
+    # django-q2 saves its cluster statistics twice a second into this cache; in the shared database cache that
+    # would be a steady stream of writes (and of errors while the database is down). The watchdog's heartbeat
+    # rows (search.WorkerHeartbeat) are what the pages and the API read instead.
+    "cache": "django_q_stats",
 }
 # The qcluster watchdog (search/watchdog.py): a cluster whose fetched tasks wait this long with every worker
 # idle, or that stops reporting this long, is restarted; pages say "no worker" after this long without a beat.

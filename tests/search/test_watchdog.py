@@ -204,3 +204,17 @@ def test_killing_an_idle_worker_no_longer_wedges_the_cluster(instance):
             cluster.kill()
             cluster.wait()
         log.close()
+
+
+@pytest.mark.django_db
+def test_django_q_cluster_statistics_stay_out_of_the_database():
+    """The sentinel saves them twice a second; the heartbeat rows are what the pages read."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django_q.brokers import get_broker
+
+    broker = get_broker()
+    with CaptureQueriesContext(connection) as queries:
+        broker.set_stat("django_q:imgsim:cluster:test", "payload", 3)
+        assert broker.get_stat("django_q:imgsim:cluster:test") == "payload"
+    assert queries.captured_queries == []
