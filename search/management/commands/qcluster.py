@@ -6,7 +6,6 @@ It replaces django-q2's command of the same name (the search app comes before dj
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from django.conf import settings
@@ -28,7 +27,8 @@ class Command(DjangoQClusterCommand):
             super().handle(*args, **options)
             return
         if options.get("cluster_name"):
-            os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
+            # django-q2 reads the queue's name when it is imported, before any option is parsed.
+            raise CommandError("set the queue's name with Q_CLUSTER_NAME=... in the environment, not --name")
         watchdog = ClusterWatchdog(
             stall_seconds=settings.IMGSIM_WORKER_STALL_SECONDS,
             heartbeat_seconds=settings.IMGSIM_WORKER_HEARTBEAT_SECONDS,
