@@ -35,9 +35,14 @@ import numpy as np
 IndexKind = Literal["exact", "hnsw"]
 
 FILE_MAGIC = b"IMGSIMIX"
-FORMAT_VERSION = 1
-# magic, format version, header length, payload length, sha256 of header + payload
+FORMAT_VERSION = 2
+# Format 1, still read: magic, format version, header length, payload length, sha256 of header + payload.
 _PREFIX = struct.Struct("<8sIQQ32s")
+# Format 2, at the end of the file: magic, format version, faiss blob length, header offset, header length,
+# sha256 of every byte before the trailer.
+_TRAILER = struct.Struct("<8sIQQQ32s")
+_SECTION_ALIGN = 64
+_HASH_CHUNK = 8 << 20
 # A header is a few kB of JSON; a bigger length field means a corrupt file, not a bigger header.
 _MAX_HEADER_BYTES = 1 << 20
 
@@ -327,6 +332,7 @@ class VectorIndex:
         ids = faiss.vector_to_array(faiss.downcast_index(faiss_index).id_map).astype(np.int64)
         ids.setflags(write=False)
         self.ids: np.ndarray = ids
+        self._sorted_ids = np.sort(ids)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -386,26 +392,44 @@ class VectorIndex:
         scores, ids = self._faiss_index.search(indexed, k, params=search_params)
         return _padded(scores, ids)
 
-    def save(self, path: str | Path) -> str:
-        """Write atomically (temp file in the same dir, fsync, rename); returns the payload's sha256.
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        """Which of `ids` the index holds: a binary search per id in the sorted ids (no per-call set)."""
+        wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if not self._sorted_ids.shape[0]:
+            return np.zeros(wanted.shape[0], dtype=bool)
+        positions = np.minimum(np.searchsorted(self._sorted_ids, wanted), self._sorted_ids.shape[0] - 1)
+        return self._sorted_ids[positions] == wanted
 
+    def save(self, path: str | Path) -> str:
+        """Write atomically (temp file in the same dir, fsync, rename); returns the file's sha256.
+
+        Layout (format 2): the faiss blob first, so that faiss itself can memory-map the vectors from the
+        file (every process on a machine then shares one copy in the page cache); then the other sections,
+        the JSON header and a fixed-size trailer with the lengths and the sha256 of everything before it.
         A crash or error midway leaves the previous file at path untouched, so serving continues.
         """
         target = Path(path)
+        blob = faiss.serialize_index(self._faiss_index)
         sections: list[tuple[str, np.ndarray]] = []
         if self._projection is not None:
             sections.append(("projection", self._projection))
-        sections.append(("faiss_index", faiss.serialize_index(self._faiss_index)))
+        parts: list[bytes | np.ndarray] = [blob]
+        offset = blob.nbytes
         layout = []
-        offset = 0
         for name, array in sections:
+            padding = -offset % _SECTION_ALIGN
+            parts.append(b"\0" * padding)
+            offset += padding
             layout.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape), "offset": offset})
+            parts.append(array)
             offset += array.nbytes
         header = json.dumps({"metadata": self._metadata, "sections": layout}, sort_keys=True).encode()
-        digest = hashlib.sha256(header)
-        for _, array in sections:
-            digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
-        prefix = _PREFIX.pack(FILE_MAGIC, FORMAT_VERSION, len(header), offset, digest.digest())
+        parts.append(header)
+        digest = hashlib.sha256()
+        for part in parts:
+            digest.update(memoryview(np.ascontiguousarray(part)).cast("B") if isinstance(part, np.ndarray) else part)
+        parts.append(_TRAILER.pack(FILE_MAGIC, FORMAT_VERSION, blob.nbytes, offset, len(header), digest.digest()))
+        del blob
 
         target.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -413,7 +437,7 @@ class VectorIndex:
             # mkstemp makes the file 0600; web processes may run as another user than the builder.
             os.fchmod(descriptor, 0o644)
             with os.fdopen(descriptor, "wb") as stream:
-                _write_all(stream, [prefix, header, *(array for _, array in sections)])
+                _write_all(stream, parts)
                 stream.flush()
                 os.fsync(stream.fileno())
             os.replace(temp_name, target)
@@ -425,45 +449,56 @@ class VectorIndex:
 
     @classmethod
     def load(cls, path: str | Path) -> VectorIndex:
-        """Read and verify a saved index; IndexFileError before faiss ever sees damaged bytes.
+        """Verify a saved index, then map it: IndexFileError before faiss ever sees damaged bytes.
 
-        Reads the whole file into memory (a few hundred bytes per vector); faiss would abort the process
-        on a truncated or garbled blob, so the length and sha256 are checked first.
+        The sha256 is streamed through the page cache (no copy of the file in this process); faiss then
+        memory-maps the stored vectors read-only, so N processes on a machine hold one copy of them. Only
+        the graph (HNSW neighbour lists) and the id map are private to each process. Files of format 1
+        (written before the layout could be mapped) are still read, into memory.
         """
         source = Path(path)
         try:
             with source.open("rb") as stream:
                 size = os.fstat(stream.fileno()).st_size
-                prefix = stream.read(_PREFIX.size)
-                if len(prefix) < _PREFIX.size:
-                    raise IndexFileError(f"{source}: truncated ({size} bytes), not an index file")
-                magic, version, header_len, payload_len, expected = _PREFIX.unpack(prefix)
-                if magic != FILE_MAGIC:
-                    raise IndexFileError(f"{source}: not an imgsim index file (bad magic)")
-                if version != FORMAT_VERSION:
-                    raise IndexFileError(f"{source}: format {version}, this code reads {FORMAT_VERSION}")
-                if header_len > _MAX_HEADER_BYTES or size != _PREFIX.size + header_len + payload_len:
-                    raise IndexFileError(
-                        f"{source}: {size} bytes on disk, header says "
-                        f"{_PREFIX.size + header_len + payload_len}: truncated or corrupt"
-                    )
-                body = np.empty(header_len + payload_len, dtype=np.uint8)
-                if stream.readinto(memoryview(body)) != body.shape[0]:
-                    raise IndexFileError(f"{source}: changed while being read")
+                if stream.read(len(FILE_MAGIC)) == FILE_MAGIC:
+                    stream.seek(0)
+                    return cls._load_format_1(source, stream, size)
+                trailer, digest = _verified_trailer(source, stream, size)
+                _, _, _, header_offset, header_len, _ = trailer
+                stream.seek(header_offset)
+                header = json.loads(stream.read(header_len))
+                arrays = _read_sections_from(stream, header["sections"], limit=header_offset)
+                # Through /proc/self/fd, faiss maps the very file that was verified, even if a rebuild
+                # renamed another one over the path in between.
+                proc_path = f"/proc/self/fd/{stream.fileno()}"
+                faiss_index = faiss.read_index(
+                    proc_path if os.path.exists(proc_path) else str(source),
+                    faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY,
+                )
         except FileNotFoundError as exc:
             raise IndexFileError(f"{source}: no such index file") from exc
+        except IndexFileError:
+            raise
         except OSError as exc:
             raise IndexFileError(f"{source}: cannot read index file: {exc}") from exc
-        if hashlib.sha256(memoryview(body)).digest() != expected:
-            raise IndexFileError(f"{source}: checksum mismatch, the file is corrupt")
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise IndexFileError(f"{source}: inconsistent index file: {exc}") from exc
+        return cls._checked(source, faiss_index, arrays.get("projection"), header, digest, size)
+
+    @classmethod
+    def _checked(
+        cls,
+        source: Path,
+        faiss_index: faiss.Index,
+        projection: np.ndarray | None,
+        header: dict[str, Any],
+        digest: bytes,
+        size: int,
+    ) -> VectorIndex:
+        """The loaded index, after checking that faiss agrees with the metadata."""
         try:
-            header = json.loads(body[:header_len].tobytes())
             metadata = header["metadata"]
-            arrays = _read_sections(body[header_len:], header["sections"])
-            faiss_index = faiss.deserialize_index(arrays["faiss_index"])
-            # A copy, so the file buffer (the whole index) can be freed once faiss has parsed it.
-            projection = arrays["projection"].copy() if "projection" in arrays else None
-            metadata["checksum"] = expected.hex()
+            metadata["checksum"] = digest.hex()
             metadata["file_bytes"] = size
             index = cls(faiss_index=faiss_index, projection=projection, metadata=metadata)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -471,6 +506,86 @@ class VectorIndex:
         if len(index) != metadata["count"] or faiss_index.d != metadata["indexed_dim"]:
             raise IndexFileError(f"{source}: faiss index does not match its metadata")
         return index
+
+    @classmethod
+    def _load_format_1(cls, source: Path, stream: BinaryIO, size: int) -> VectorIndex:
+        """Format 1 (length + sha256 prefix, faiss blob inside): read whole into memory, not mappable."""
+        prefix = stream.read(_PREFIX.size)
+        if len(prefix) < _PREFIX.size:
+            raise IndexFileError(f"{source}: truncated ({size} bytes), not an index file")
+        _, version, header_len, payload_len, expected = _PREFIX.unpack(prefix)
+        if version != 1:
+            raise IndexFileError(f"{source}: format {version}, this code reads {FORMAT_VERSION}")
+        if header_len > _MAX_HEADER_BYTES or size != _PREFIX.size + header_len + payload_len:
+            raise IndexFileError(
+                f"{source}: {size} bytes on disk, header says "
+                f"{_PREFIX.size + header_len + payload_len}: truncated or corrupt"
+            )
+        body = np.empty(header_len + payload_len, dtype=np.uint8)
+        if stream.readinto(memoryview(body)) != body.shape[0]:
+            raise IndexFileError(f"{source}: changed while being read")
+        if hashlib.sha256(memoryview(body)).digest() != expected:
+            raise IndexFileError(f"{source}: checksum mismatch, the file is corrupt")
+        try:
+            header = json.loads(body[:header_len].tobytes())
+            arrays = _read_sections(body[header_len:], header["sections"])
+            faiss_index = faiss.deserialize_index(arrays["faiss_index"])
+            # A copy, so the file buffer (the whole index) can be freed once faiss has parsed it.
+            projection = arrays["projection"].copy() if "projection" in arrays else None
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise IndexFileError(f"{source}: inconsistent index file: {exc}") from exc
+        return cls._checked(source, faiss_index, projection, header, expected, size)
+
+
+def _verified_trailer(source: Path, stream: BinaryIO, size: int) -> tuple[tuple[Any, ...], bytes]:
+    """The format-2 trailer, its lengths bounds-checked and the sha256 of the file verified by streaming."""
+    if size < _TRAILER.size:
+        raise IndexFileError(f"{source}: truncated ({size} bytes), not an index file")
+    stream.seek(size - _TRAILER.size)
+    trailer = _TRAILER.unpack(stream.read(_TRAILER.size))
+    magic, version, faiss_len, header_offset, header_len, expected = trailer
+    if magic != FILE_MAGIC:
+        raise IndexFileError(f"{source}: truncated, or not an imgsim index file (no trailer)")
+    if version != FORMAT_VERSION:
+        raise IndexFileError(f"{source}: format {version}, this code reads {FORMAT_VERSION}")
+    if (
+        header_len > _MAX_HEADER_BYTES
+        or faiss_len > header_offset
+        or size != header_offset + header_len + _TRAILER.size
+    ):
+        raise IndexFileError(
+            f"{source}: {size} bytes on disk, trailer says {header_offset + header_len + _TRAILER.size}: "
+            "truncated or corrupt"
+        )
+    digest = hashlib.sha256()
+    stream.seek(0)
+    buffer = bytearray(_HASH_CHUNK)
+    view = memoryview(buffer)
+    remaining = header_offset + header_len
+    while remaining:
+        read = stream.readinto(view[: min(remaining, _HASH_CHUNK)])
+        if not read:
+            raise IndexFileError(f"{source}: changed while being read")
+        digest.update(view[:read])  # hashlib releases the GIL: searches on other threads go on
+        remaining -= read
+    if digest.digest() != expected:
+        raise IndexFileError(f"{source}: checksum mismatch, the file is corrupt")
+    return trailer, expected
+
+
+def _read_sections_from(stream: BinaryIO, layout: list[dict[str, Any]], *, limit: int) -> dict[str, np.ndarray]:
+    """Sections read from the file (small: the projection), bounds-checked against the header's end."""
+    arrays = {}
+    for entry in layout:
+        dtype = np.dtype(entry["dtype"])
+        shape = tuple(int(n) for n in entry["shape"])
+        start = int(entry["offset"])
+        length = dtype.itemsize * math.prod(shape)
+        if start < 0 or start + length > limit:
+            raise ValueError(f"section {entry['name']} lies outside the payload")
+        stream.seek(start)
+        arrays[entry["name"]] = np.frombuffer(stream.read(length), dtype=dtype).reshape(shape).copy()
+    return arrays
 
 
 def _write_all(stream: BinaryIO, parts: Sequence[bytes | np.ndarray]) -> None:

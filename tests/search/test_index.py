@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -227,23 +228,25 @@ def test_damaged_files_raise_index_file_error_without_killing_the_process(tmp_pa
     good = tmp_path / "good.index"
     hnsw_index.save(good)
     data = good.read_bytes()
-    header_len = int.from_bytes(data[12:20], "little")
-    payload_start = index_module._PREFIX.size + header_len
+    trailer_start = len(data) - index_module._TRAILER.size
+    _, _, faiss_len, header_offset, _, _ = index_module._TRAILER.unpack(data[trailer_start:])
     damaged = {
         "missing": None,
         "empty": b"",
-        "truncated-prefix": data[:30],
-        "truncated-header": data[: payload_start - 10],
+        "truncated-trailer": data[:-30],
+        "truncated-header": data[: header_offset + 10],
         "truncated-payload": data[: len(data) // 2],
         "one-byte-short": data[:-1],
         "one-byte-extra": data + b"\0",
-        "bad-magic": b"NOTANIDX" + data[8:],
-        "future-version": data[:8] + (99).to_bytes(4, "little") + data[12:],
+        "bad-magic": data[:trailer_start] + b"NOTANIDX" + data[trailer_start + 8 :],
+        "future-version": data[: trailer_start + 8] + (99).to_bytes(4, "little") + data[trailer_start + 12 :],
+        "format-1-truncated": index_module.FILE_MAGIC + (1).to_bytes(4, "little") + data[12:200],
     }
     for name, position in {
-        "header": payload_start - 20,
-        "projection": payload_start + 100,
-        "faiss": -1000,
+        "header": trailer_start - 20,
+        "projection": faiss_len + 100,
+        "faiss": 1000,
+        "faiss-end": faiss_len - 1000,
     }.items():
         flipped = bytearray(data)
         flipped[position] ^= 0xFF
@@ -282,6 +285,53 @@ def test_damaged_files_raise_index_file_error_without_killing_the_process(tmp_pa
         assert result.startswith("IndexFileError"), (name, result)
     assert "checksum" in outcome["flipped-faiss"]
     assert "truncated" in outcome["truncated-payload"]
+
+
+def test_loaded_index_maps_the_stored_vectors_from_the_file_instead_of_copying_them(tmp_path, hnsw_index, queries):
+    """Every process on a machine then shares one copy of the vectors (the page cache)."""
+    path = tmp_path / "mapped.index"
+    hnsw_index.save(path)
+
+    loaded = VectorIndex.load(path)
+
+    mapped = [line for line in Path("/proc/self/maps").read_text().splitlines() if line.endswith(str(path))]
+    assert mapped, "the index file is not memory-mapped"
+    assert all(line.split()[1].startswith("r-") for line in mapped)  # read-only
+    path.unlink()  # a rebuild deletes the superseded file: the mapping keeps serving
+    np.testing.assert_array_equal(loaded.search(queries, k=10)[1], hnsw_index.search(queries, k=10)[1])
+
+
+def test_format_1_files_written_before_the_mappable_layout_still_load(tmp_path, hnsw_index, queries):
+    blob = faiss.serialize_index(hnsw_index._faiss_index)
+    projection = hnsw_index._projection
+    layout = [
+        {"name": "projection", "dtype": projection.dtype.str, "shape": list(projection.shape), "offset": 0},
+        {"name": "faiss_index", "dtype": blob.dtype.str, "shape": list(blob.shape), "offset": projection.nbytes},
+    ]
+    header = json.dumps({"metadata": hnsw_index.metadata, "sections": layout}, sort_keys=True).encode()
+    body = header + projection.tobytes() + blob.tobytes()
+    prefix = index_module._PREFIX.pack(
+        index_module.FILE_MAGIC, 1, len(header), len(body) - len(header), hashlib.sha256(body).digest()
+    )
+    path = tmp_path / "old.index"
+    path.write_bytes(prefix + body)
+
+    loaded = VectorIndex.load(path)
+
+    np.testing.assert_array_equal(loaded.search(queries, k=10)[1], hnsw_index.search(queries, k=10)[1])
+    path.write_bytes(prefix + body[:-1] + bytes([body[-1] ^ 0xFF]))
+    with pytest.raises(IndexFileError, match="checksum"):
+        VectorIndex.load(path)
+
+
+def test_contains_answers_membership_for_many_ids(hnsw_index):
+    present = hnsw_index.ids[::7]
+    absent = np.array([-5, 0, hnsw_index.ids.max() + 1, 10**12], dtype=np.int64)
+    absent = absent[~np.isin(absent, hnsw_index.ids)]
+
+    assert hnsw_index.contains(present).all()
+    assert not hnsw_index.contains(absent).any()
+    assert hnsw_index.contains(np.array([], dtype=np.int64)).shape == (0,)
 
 
 def test_load_of_missing_file_raises_index_file_error(tmp_path):
