@@ -680,3 +680,141 @@ def choose_kind(*, count: int, full_dim: int, params: IndexParams) -> IndexKind:
     if count < params.exact_below or (needs_pca and count < PCA_MIN_ROWS_PER_DIM * full_dim):
         return "exact"
     return "hnsw"
+
+
+@dataclass(frozen=True)
+class TailSnapshot:
+    """The tail as one search sees it: immutable views, so searches never lock against updates."""
+
+    ids: np.ndarray
+    vectors: np.ndarray  # unit rows, float32
+    features: np.ndarray  # rating_features(ratings, weight=1.0)
+    alive: np.ndarray  # False for rows replaced or removed since they were added
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self.alive))
+
+    def search(
+        self,
+        queries: np.ndarray,
+        *,
+        k: int,
+        query_ratings: Sequence[float | None] | None,
+        weight: float,
+        exclude_ids: Iterable[int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search over the live rows, scored like exact_search (cosine + weight x rating term)."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        queries = _unit_rows(queries, name="queries")
+        out_scores = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
+        out_ids = np.full((queries.shape[0], k), -1, dtype=np.int64)
+        usable = self.alive
+        if exclude_ids is not None:
+            excluded = np.fromiter(exclude_ids, dtype=np.int64)
+            if excluded.shape[0]:
+                usable = usable & ~np.isin(self.ids, excluded)
+        available = int(np.count_nonzero(usable))
+        take = min(k, available)
+        if take == 0:
+            return out_scores, out_ids
+        if queries.shape[1] != self.vectors.shape[1]:
+            raise ValueError(f"queries have {queries.shape[1]} dims, the tail holds {self.vectors.shape[1]}")
+        query_features = rating_features(_query_rating_array(query_ratings, queries.shape[0]), weight=1.0)
+        chunk = max(1, (1 << 24) // max(1, self.ids.shape[0]))
+        for start in range(0, queries.shape[0], chunk):
+            stop = min(queries.shape[0], start + chunk)
+            block = queries[start:stop] @ self.vectors.T
+            if weight:
+                block += weight * (query_features[start:stop] @ self.features.T)
+            block[:, ~usable] = -np.inf
+            top = np.argpartition(-block, take - 1, axis=1)[:, :take] if take < block.shape[1] else None
+            for row in range(stop - start):
+                columns = top[row] if top is not None else np.flatnonzero(usable)
+                order = np.lexsort((self.ids[columns], -block[row, columns]))[:take]
+                out_scores[start + row, :take] = block[row, columns[order]]
+                out_ids[start + row, :take] = self.ids[columns[order]]
+        return out_scores, out_ids
+
+
+class VectorTail:
+    """Vectors searched exactly beside an index (embedded since its build): appended to as images are
+    embedded, rows retired as images go, without copying the whole tail per change.
+
+    Not thread-safe for writes (the owner serialises them); snapshot() views stay valid while it grows.
+    """
+
+    def __init__(self, *, dim: int) -> None:
+        self.dim = dim
+        self._size = 0
+        self._ids = np.zeros(0, np.int64)
+        self._vectors = np.zeros((0, dim), np.float32)
+        self._features = np.zeros((0, RATING_DIMS), np.float32)
+        self._alive = np.zeros(0, bool)
+        self._row_of: dict[int, int] = {}
+        self._snapshot: TailSnapshot | None = None
+
+    def __len__(self) -> int:
+        return len(self._row_of)
+
+    def __contains__(self, pk: int) -> bool:
+        return int(pk) in self._row_of
+
+    def upsert(self, *, ids: np.ndarray, vectors: np.ndarray, ratings: np.ndarray) -> None:
+        """Add rows; an id already present is replaced (a re-embedded image)."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if not ids.shape[0]:
+            return
+        self.remove(ids)
+        units = _unit_rows(vectors, name="vectors")
+        if units.shape[1] != self.dim:
+            raise ValueError(f"vectors have {units.shape[1]} dims, the tail holds {self.dim}")
+        features = rating_features(_item_rating_array(ratings, ids.shape[0]), weight=1.0)
+        self._reserve(self._size + ids.shape[0])
+        stop = self._size + ids.shape[0]
+        self._ids[self._size : stop] = ids
+        self._vectors[self._size : stop] = units
+        self._features[self._size : stop] = features
+        self._alive[self._size : stop] = True
+        for offset, pk in enumerate(ids.tolist()):
+            self._row_of[pk] = self._size + offset
+        self._size = stop
+        self._snapshot = None
+
+    def remove(self, ids: Iterable[int]) -> None:
+        """Retire rows (deleted, trashed, replaced); unknown ids are ignored."""
+        rows = [row for row in (self._row_of.pop(int(pk), None) for pk in ids) if row is not None]
+        if rows:
+            self._alive[rows] = False  # snapshots hold their own copy of the mask
+            self._snapshot = None
+        if self._size > 1024 and len(self._row_of) < self._size // 2:
+            self._compact()
+
+    def snapshot(self) -> TailSnapshot:
+        if self._snapshot is None:
+            n = self._size
+            self._snapshot = TailSnapshot(
+                ids=self._ids[:n], vectors=self._vectors[:n], features=self._features[:n], alive=self._alive[:n].copy()
+            )
+        return self._snapshot
+
+    def _reserve(self, rows: int) -> None:
+        """Grow by doubling into new arrays, so the views of earlier snapshots are never written to."""
+        if rows <= self._ids.shape[0]:
+            return
+        capacity = max(rows, 2 * self._ids.shape[0], 256)
+        n = self._size
+        ids, vectors = np.zeros(capacity, np.int64), np.zeros((capacity, self.dim), np.float32)
+        features, alive = np.zeros((capacity, RATING_DIMS), np.float32), np.zeros(capacity, bool)
+        ids[:n], vectors[:n] = self._ids[:n], self._vectors[:n]
+        features[:n], alive[:n] = self._features[:n], self._alive[:n]
+        self._ids, self._vectors, self._features, self._alive = ids, vectors, features, alive
+
+    def _compact(self) -> None:
+        """Drop retired rows into fresh arrays once they are half the tail."""
+        keep = np.flatnonzero(self._alive[: self._size])
+        self._ids, self._vectors = self._ids[keep].copy(), self._vectors[keep].copy()
+        self._features, self._alive = self._features[keep].copy(), np.ones(keep.shape[0], bool)
+        self._size = int(keep.shape[0])
+        self._row_of = {pk: row for row, pk in enumerate(self._ids.tolist())}
+        self._snapshot = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 
 # Builds nobody asked for: the index repairing itself, refreshing itself, or retrying a failed repair.
 AUTOMATIC_REQUESTERS = ("self-repair", "automatic", "repair retry")
@@ -95,3 +96,29 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"worker {self.host}:{self.pid} (seen {self.seen_at:%Y-%m-%d %H:%M:%S})"
+
+
+class LibraryChange(models.Model):
+    """One write that changes what a search may return, logged in the same transaction as the write.
+
+    Long-lived processes keep the library in memory (served index + the vectors embedded since its build)
+    and read only the rows of this log newer than the last they saw, so a search learns of a new, deleted,
+    trashed or re-embedded image, or of a new index build, with one small query instead of a table scan.
+    The id is the library's change counter. Rows older than CHANGE_LOG_RETENTION are pruned at rebuilds.
+    """
+
+    class Kind(models.TextChoices):
+        IMAGE = "image", "Image changed"
+        INDEX = "index", "Index build served or retired"
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    # No foreign key: the image may be gone, which is the news this row carries.
+    image_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"change {self.pk}: {self.kind} {self.image_id or ''}".rstrip()

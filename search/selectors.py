@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,29 +18,26 @@ from typing import IO
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count
+from django.db import connections
+from django.db.models import Count, Max, Q
 from django_q.models import Schedule
 
 from gallery.image_file import decode_upload
 from gallery.models import Image
 from gallery.services import read_upload_bytes
 from search import services
-from search.index import IndexFileError, VectorIndex, exact_search, merge_results, rerank
-from search.models import IndexBuild
+from search.index import IndexFileError, TailSnapshot, VectorIndex, VectorTail, merge_results, rerank
+from search.models import IndexBuild, LibraryChange
 from search.services import VectorRows, vectors_from_rows
 from search.thresholds import thresholds_for
 
 logger = logging.getLogger(__name__)
 
-# Vectors embedded up to this long before the build's newest one are checked against the index's ids, so
-# a row committed late (or stamped by a worker whose clock is behind) is still searched.
+# Vectors embedded up to this long before the build's newest one are checked against the index's ids when
+# a build is loaded, so a row committed late (or stamped by a worker whose clock is behind) is still searched.
 TAIL_MARGIN = timedelta(minutes=10)
 # The rating fallback ranks at most this many images per rating step by visual similarity.
 FALLBACK_SCAN_LIMIT = 5000
-
-# model name -> (file name of the build, its loaded index); file names are unique per build.
-_served: dict[str, tuple[str, VectorIndex]] = {}
-_served_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -62,35 +60,13 @@ class SearchResult:
     notes: list[str] = field(default_factory=list)
 
 
-def served_index(*, model_name: str) -> tuple[IndexBuild | None, VectorIndex | None]:
-    """The newest ready index of the model, loaded once per process per version (read-only)."""
-    build = IndexBuild.objects.latest_ready(model_name=model_name)
-    if build is None:
-        return None, None
-    cached = _served.get(model_name)
-    if cached is not None and cached[0] == build.file_name:
-        return build, cached[1]
-    with _served_lock:
-        cached = _served.get(model_name)
-        if cached is not None and cached[0] == build.file_name:
-            return build, cached[1]
-        try:
-            index = VectorIndex.load(services.index_path(build))
-        except IndexFileError as error:
-            services.index_mark_broken(build=build, error=str(error))
-            return None, None
-        _served[model_name] = (build.file_name, index)
-    return build, index
-
-
-def forget_served_indexes() -> None:
-    """Drop this process's loaded indexes (tests; a new process starts like this)."""
-    with _served_lock:
-        _served.clear()
-
-
 # Ids per IN (...) list: well under SQLite's bound-parameter limit, and short lists plan well on PostgreSQL.
 IDS_PER_QUERY = 2000
+# A change id skipped over (its transaction still open, or rolled back) is asked for again this long.
+GAP_SECONDS = TAIL_MARGIN.total_seconds()
+MAX_GAPS = 1000
+# On a (re)load, change ids this far below the newest are checked for transactions still open.
+GAP_LOOKBACK = 64
 
 
 def stored_vectors(*, model_name: str, ids: Iterable[int]) -> VectorRows:
@@ -103,30 +79,247 @@ def stored_vectors(*, model_name: str, ids: Iterable[int]) -> VectorRows:
     return vectors_from_rows(rows)
 
 
+@dataclass(frozen=True)
+class LibraryState:
+    """What one search works on: the served build and index, the tail, and the index ids no longer
+    searchable. Immutable: a refresh publishes a new one, so searches on other threads never see a half
+    update (nor a half-loaded index during a switch)."""
+
+    build: IndexBuild | None
+    index: VectorIndex | None
+    tail: TailSnapshot | None
+    removed: np.ndarray  # sorted ids in the index that were deleted, trashed or re-embedded away since
+
+
+@dataclass
+class _Loaded:
+    """A freshly read view of one build (the index mapped, its tail and removals read, the change mark)."""
+
+    build: IndexBuild | None
+    index: VectorIndex | None
+    tail: VectorTail | None
+    removed: set[int]
+    mark: int
+    gaps: dict[int, float]
+
+
+class LibraryView:
+    """One process's view of the library for one model, kept up to date incrementally.
+
+    The served index is memory-mapped once per build; the vectors embedded since the build (the tail) live
+    in memory. Each search first reads the change log past the last change seen (usually no rows, one
+    indexed query), fetches the few changed images and applies them; a new build is loaded in a background
+    thread while searches go on with the old one plus its tail, then swapped in whole.
+    """
+
+    # Tests switch synchronously, to see a rebuild in the very next search.
+    switch_in_background = True
+
+    def __init__(self, *, model_name: str) -> None:
+        self.model_name = model_name
+        self._lock = threading.Lock()  # serialises refreshes; searches read the published state lock-free
+        self._state: LibraryState | None = None
+        self._current: _Loaded | None = None
+        self._refreshed_at = 0.0
+        self._switching_to: int | None = None
+        self.loads = 0  # full reads of the tail (start, rebuild, retired index): for tests and the bench
+
+    def current(self) -> LibraryState:
+        """The state after every change committed so far (a new build may still be loading)."""
+        with self._lock:
+            stale = time.monotonic() - self._refreshed_at > services.CHANGE_LOG_RETENTION.total_seconds() / 2
+            if self._current is None or stale:
+                self._adopt(self._load(self._newest_build()))
+            else:
+                self._catch_up()
+            self._refreshed_at = time.monotonic()
+            assert self._state is not None
+            return self._state
+
+    def wait_for_switch(self, timeout: float = 60.0) -> None:
+        """Block until a background switch to a new build has finished (tests, bench)."""
+        deadline = time.monotonic() + timeout
+        while self._switching_to is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _newest_build(self) -> IndexBuild | None:
+        return IndexBuild.objects.latest_ready(model_name=self.model_name)
+
+    def _catch_up(self) -> None:
+        loaded = self._current
+        assert loaded is not None
+        changes = LibraryChange.objects.filter(Q(id__gt=loaded.mark) | Q(id__in=list(loaded.gaps)))
+        rows = list(changes.order_by("id").values_list("id", "kind", "image_id"))
+        if not rows and not loaded.gaps:
+            return
+        _track_gaps(loaded, [pk for pk, _, _ in rows])
+        image_ids = {image_id for _, kind, image_id in rows if kind == LibraryChange.Kind.IMAGE}
+        if image_ids:
+            self._apply(loaded, image_ids)
+        if any(kind == LibraryChange.Kind.INDEX for _, kind, _ in rows):
+            self._consider_build(self._newest_build())
+        self._publish()
+
+    def _apply(self, loaded: _Loaded, image_ids: set[int]) -> None:
+        """Changed images: searchable ones (new, re-embedded, restored) into the tail, the others out."""
+        ids, vectors, ratings = stored_vectors(model_name=self.model_name, ids=image_ids)
+        gone = image_ids - set(ids.tolist())
+        if loaded.tail is not None:
+            loaded.tail.remove(gone)
+        if ids.shape[0]:
+            if loaded.tail is None:
+                loaded.tail = VectorTail(dim=vectors.shape[1])
+            loaded.tail.upsert(ids=ids, vectors=vectors, ratings=ratings)
+        if loaded.index is not None:
+            candidates = np.fromiter(gone, dtype=np.int64, count=len(gone))
+            loaded.removed |= set(candidates[loaded.index.contains(candidates)].tolist())
+            loaded.removed -= set(ids.tolist())
+
+    def _consider_build(self, build: IndexBuild | None) -> None:
+        """A build was served or retired: switch to the newest ready one (in the background if serving)."""
+        loaded = self._current
+        assert loaded is not None
+        current_pk = loaded.build.pk if loaded.build is not None else None
+        wanted_pk = build.pk if build is not None else None
+        if wanted_pk == current_pk or (wanted_pk is not None and wanted_pk == self._switching_to):
+            return
+        if build is None or loaded.index is None or not self.switch_in_background:
+            self._adopt(self._load(build))
+            return
+        self._switching_to = build.pk
+        threading.Thread(target=self._switch, args=(build,), name=f"index-switch-v{build.pk}", daemon=True).start()
+
+    def _switch(self, build: IndexBuild) -> None:
+        """Background thread: map and verify the new build and read its tail, then swap it in whole."""
+        try:
+            fresh = self._load(build)
+            with self._lock:
+                if self._switching_to == build.pk:
+                    self._adopt(fresh)
+        except Exception:
+            logger.exception("switching to index v%s failed; still serving the previous one", build.pk)
+        finally:
+            with self._lock:
+                if self._switching_to == build.pk:
+                    self._switching_to = None
+            connections.close_all()  # this thread's connections only
+
+    def _load(self, build: IndexBuild | None) -> _Loaded:
+        """Everything a build needs read once: its index, the vectors newer than it, removals since it."""
+        index = None
+        if build is not None:
+            try:
+                index = VectorIndex.load(services.index_path(build))
+            except IndexFileError as error:
+                services.index_mark_broken(build=build, error=str(error))
+                build = None
+        mark = LibraryChange.objects.aggregate(newest=Max("id"))["newest"] or 0
+        loaded = _Loaded(build=build, index=index, tail=None, removed=set(), mark=mark, gaps={})
+        recent = LibraryChange.objects.filter(id__gt=max(0, mark - GAP_LOOKBACK)).values_list("id", flat=True)
+        seen = set(recent)
+        now = time.monotonic()
+        loaded.gaps = {pk: now for pk in range(max(1, mark - GAP_LOOKBACK + 1), mark + 1) if pk not in seen}
+        searchable = Image.objects.searchable(model_name=self.model_name)
+        if index is None or build is None:
+            rows = searchable  # no index: the whole library is searched exactly (small libraries)
+            changed: set[int] = set()
+        else:
+            cutoff = build.max_embedded_at
+            rows = searchable.filter(embedded_at__gte=cutoff - TAIL_MARGIN) if cutoff is not None else searchable.none()
+            since = LibraryChange.objects.filter(
+                kind=LibraryChange.Kind.IMAGE, created_at__gte=build.created_at - TAIL_MARGIN, id__lte=mark
+            )
+            changed = set(since.values_list("image_id", flat=True))
+        ids, vectors, ratings = vectors_from_rows(list(rows.values_list("id", "embedding", "rating")))
+        if index is not None and ids.shape[0]:
+            # Rows the build already holds stay out of the tail, unless they changed since (re-embedded).
+            keep = ~index.contains(ids) | np.isin(ids, np.fromiter(changed, dtype=np.int64, count=len(changed)))
+            ids, vectors, ratings = ids[keep], vectors[keep], ratings[keep]
+        if ids.shape[0]:
+            loaded.tail = VectorTail(dim=vectors.shape[1])
+            loaded.tail.upsert(ids=ids, vectors=vectors, ratings=ratings)
+        others = changed - set(ids.tolist())
+        if others:
+            self._apply(loaded, others)
+        self.loads += 1
+        return loaded
+
+    def _adopt(self, loaded: _Loaded) -> None:
+        self._current = loaded
+        self._publish()
+
+    def _publish(self) -> None:
+        loaded = self._current
+        assert loaded is not None
+        self._state = LibraryState(
+            build=loaded.build,
+            index=loaded.index,
+            tail=loaded.tail.snapshot() if loaded.tail is not None and len(loaded.tail) else None,
+            removed=np.array(sorted(loaded.removed), dtype=np.int64),
+        )
+
+
+def _track_gaps(loaded: _Loaded, seen: list[int]) -> None:
+    """Advance the mark; change ids skipped over may belong to transactions still open: ask again later."""
+    now = time.monotonic()
+    newest = max(seen, default=loaded.mark)
+    seen_set = set(seen)
+    for pk in range(loaded.mark + 1, newest + 1):
+        if pk not in seen_set:
+            loaded.gaps[pk] = now
+    for pk in seen_set:
+        loaded.gaps.pop(pk, None)
+    loaded.gaps = {pk: at for pk, at in loaded.gaps.items() if now - at < GAP_SECONDS}
+    if len(loaded.gaps) > MAX_GAPS:
+        logger.warning("%d change ids outstanding; keeping the newest %d", len(loaded.gaps), MAX_GAPS)
+        loaded.gaps = dict(sorted(loaded.gaps.items())[-MAX_GAPS:])
+    loaded.mark = newest
+
+
+_views: dict[str, LibraryView] = {}
+_views_lock = threading.Lock()
+
+
+def library_view(*, model_name: str) -> LibraryView:
+    """This process's view of the library for a model (one per process, shared by its threads)."""
+    with _views_lock:
+        view = _views.get(model_name)
+        if view is None:
+            view = _views[model_name] = LibraryView(model_name=model_name)
+        return view
+
+
+def served_index(*, model_name: str) -> tuple[IndexBuild | None, VectorIndex | None]:
+    """The index this process serves for the model (mapped once per build), with its build."""
+    state = library_view(model_name=model_name).current()
+    return state.build, state.index
+
+
+def forget_served_indexes() -> None:
+    """Drop this process's library views (tests; a new process starts like this)."""
+    with _views_lock:
+        _views.clear()
+
+
 class LibrarySearch:
     """k-NN over the whole library: the served index's candidates re-ranked by exact cosine on the stored
-    vectors, merged with an exact search over the vectors embedded since the build (the tail).
+    vectors, merged with an exact search over the in-memory tail (vectors embedded since the build).
 
-    The tail is read once per instance, so a batch of queries (duplicate detection) reads it once.
+    Takes the process's current library state once, so a batch of queries (duplicate detection) sees one
+    state. A search reads O(k) rows from the database (the candidates' vectors), whatever the tail.
     Scores are exact cosine plus `weight` times the rating term (0: purely visual).
     """
 
     def __init__(self, *, model_name: str) -> None:
         self.model_name = model_name
-        self.build, self.index = served_index(model_name=model_name)
-        tail = Image.objects.searchable(model_name=model_name)
-        if self.index is not None:
-            cutoff = self.build.max_embedded_at if self.build is not None else None
-            tail = tail.filter(embedded_at__gte=cutoff - TAIL_MARGIN) if cutoff is not None else tail.none()
-        self.tail = vectors_from_rows(list(tail.values_list("id", "embedding", "rating")))
-        if self.index is not None and self.tail[0].shape[0]:
-            fresh = ~np.isin(self.tail[0], self.index.ids)
-            self.tail = (self.tail[0][fresh], self.tail[1][fresh], self.tail[2][fresh])
+        self.state = library_view(model_name=model_name).current()
+        self.build, self.index = self.state.build, self.state.index
 
     @property
     def size(self) -> int:
         """How many vectors a search covers (index + tail)."""
-        return (len(self.index) if self.index is not None else 0) + int(self.tail[0].shape[0])
+        indexed = len(self.index) - int(self.state.removed.shape[0]) if self.index is not None else 0
+        return indexed + (len(self.state.tail) if self.state.tail is not None else 0)
 
     @property
     def version(self) -> int | None:
@@ -159,18 +352,10 @@ class LibrarySearch:
                         weight=weight,
                     )
                 )
-        tail_ids, tail_vectors, tail_ratings = self.tail
-        if tail_ids.shape[0]:
+        if self.state.tail is not None:
             partials.append(
-                exact_search(
-                    query_vectors=queries,
-                    query_ratings=query_ratings,
-                    ids=tail_ids,
-                    vectors=tail_vectors,
-                    ratings=tail_ratings,
-                    k=k,
-                    weight=weight,
-                    exclude_ids=exclude_ids,
+                self.state.tail.search(
+                    queries, k=k, query_ratings=query_ratings, weight=weight, exclude_ids=exclude_ids
                 )
             )
         if not partials:
@@ -184,13 +369,15 @@ class LibrarySearch:
         k: int,
         exclude_ids: tuple[int, ...],
     ) -> tuple[np.ndarray, VectorRows]:
-        """Candidates with their stored vectors. Images deleted since the build have none, so fetch more
-        until every query has k live candidates (or the index is exhausted)."""
+        """Candidates with their stored vectors. Images known to be gone are excluded inside faiss; one
+        deleted after this state was taken has no vector, so fetch more until every query has k live
+        candidates (or the index is exhausted)."""
         assert self.index is not None
+        excluded = np.concatenate([np.asarray(exclude_ids, dtype=np.int64), self.state.removed])
         want = self.index.candidate_count(k)
         while True:
             fetch = min(want, len(self.index))
-            _, candidates = self.index.search(queries, k=fetch, query_ratings=query_ratings, exclude_ids=exclude_ids)
+            _, candidates = self.index.search(queries, k=fetch, query_ratings=query_ratings, exclude_ids=excluded)
             known = stored_vectors(model_name=self.model_name, ids=candidates[candidates >= 0].tolist())
             live = np.isin(candidates, known[0]).sum(axis=1)
             if fetch >= len(self.index) or int(live.min(initial=k)) >= k:

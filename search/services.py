@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,9 +22,28 @@ from django_q.models import Schedule
 from gallery.models import Image
 from search.embedding import Embedder, WeightsUnavailableError, available_cpu_count, get_embedder
 from search.index import IndexParams, build_index
-from search.models import AUTOMATIC_REQUESTERS, IndexBuild
+from search.models import AUTOMATIC_REQUESTERS, IndexBuild, LibraryChange
 
 logger = logging.getLogger(__name__)
+
+# Change-log rows are kept this long; a process that has not searched for longer reloads its view.
+CHANGE_LOG_RETENTION = timedelta(days=1)
+
+
+def library_changed(*, image_ids: Collection[int] = (), index_changed: bool = False) -> None:
+    """Tell every process's library view that these images (or the served index) changed.
+
+    Call it inside the transaction of the write itself (an image embedded, re-embedded, deleted, trashed,
+    restored, or its status or rating changed; an index build served or retired), so that the change and
+    the news of it commit together: a search then sees both or neither.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("library_changed() must run inside the transaction of the write it reports")
+    now = timezone.now()
+    rows = [LibraryChange(kind=LibraryChange.Kind.IMAGE, image_id=int(pk), created_at=now) for pk in set(image_ids)]
+    if index_changed:
+        rows.append(LibraryChange(kind=LibraryChange.Kind.INDEX, created_at=now))
+    LibraryChange.objects.bulk_create(rows, batch_size=500)
 
 
 def torch_threads() -> int:
@@ -139,21 +158,22 @@ def embed_batch(*, token: str, images: list[Image], embedder: Embedder) -> Batch
     result = embedder.embed_sources(sources)
     now = timezone.now()
     embedded_ids: list[int] = []
-    for row, position in enumerate(result.ok_indices):
-        image = readable[position]
-        vector = np.ascontiguousarray(result.vectors[row], dtype=np.float32)
-        stored = Image.objects.filter(id=image.id, claim_token=token).update(
-            embedding=vector.tobytes(),
-            embedding_model=embedder.model_name,
-            embedded_at=now,
-            status=Image.Status.INDEXED,
-            reason_code="",
-            status_message="",
-            claimed_until=None,
-            claim_token="",
-        )
-        if stored:
-            embedded_ids.append(image.id)
+    with transaction.atomic():
+        for row, position in enumerate(result.ok_indices):
+            image = readable[position]
+            vector = np.ascontiguousarray(result.vectors[row], dtype=np.float32)
+            if Image.objects.filter(id=image.id, claim_token=token).update(
+                embedding=vector.tobytes(),
+                embedding_model=embedder.model_name,
+                embedded_at=now,
+                status=Image.Status.INDEXED,
+                reason_code="",
+                status_message="",
+                claimed_until=None,
+                claim_token="",
+            ):
+                embedded_ids.append(image.id)
+        library_changed(image_ids=embedded_ids)
     for position, error in result.errors.items():
         image = readable[position]
         if image.embed_attempts >= settings.IMGSIM_EMBED_MAX_ATTEMPTS:
@@ -320,8 +340,10 @@ def index_rebuild(*, requested_by: str = "") -> IndexBuild:
             IndexBuild.objects.filter(status=IndexBuild.Status.READY, model_name=model_name).exclude(pk=build.pk)
         )
         IndexBuild.objects.filter(pk__in=[old.pk for old in older]).update(status=IndexBuild.Status.SUPERSEDED)
+        library_changed(index_changed=True)
         transaction.on_commit(lambda: _delete_index_files(older))
     _repair_retry_cancel()
+    LibraryChange.objects.filter(created_at__lt=timezone.now() - CHANGE_LOG_RETENTION).delete()
     logger.info("index v%s ready: %s vectors, %s, %.1fs", build.pk, build.vector_count, build.kind, build.build_seconds)
     return build
 
@@ -338,7 +360,8 @@ def _delete_stale_temp_files(directory: Path, *, older_than_seconds: float = 360
 
 
 def _delete_index_files(builds: list[IndexBuild]) -> None:
-    """Old files go once the new build is served (processes that loaded them keep them in memory)."""
+    """Old files go once the new build is served (processes that mapped them keep serving them until they
+    switch: an unlinked file lives on while it is mapped)."""
     for build in builds:
         if build.file_name:
             index_path(build).unlink(missing_ok=True)
@@ -394,9 +417,12 @@ def _repair_retry_cancel() -> None:
 
 def index_mark_broken(*, build: IndexBuild, error: str) -> None:
     """A served index file is missing or damaged: stop serving it and build a new one."""
-    updated = IndexBuild.objects.filter(pk=build.pk, status=IndexBuild.Status.READY).update(
-        status=IndexBuild.Status.FAILED, error=f"Index file unusable: {error}"[:2000]
-    )
+    with transaction.atomic():
+        updated = IndexBuild.objects.filter(pk=build.pk, status=IndexBuild.Status.READY).update(
+            status=IndexBuild.Status.FAILED, error=f"Index file unusable: {error}"[:2000]
+        )
+        if updated:
+            library_changed(index_changed=True)
     if updated:
         logger.error("index v%s is unusable (%s); rebuilding", build.pk, error)
         index_rebuild_schedule(requested_by="self-repair")

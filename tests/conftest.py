@@ -51,9 +51,10 @@ def _isolated_settings(settings: Any, tmp_path: Path, monkeypatch: pytest.Monkey
     }
     from django_q.conf import Conf
 
-    from search.selectors import forget_served_indexes
+    from search.selectors import LibraryView, forget_served_indexes
 
     monkeypatch.setattr(Conf, "SYNC", True)
+    monkeypatch.setattr(LibraryView, "switch_in_background", False)  # a rebuild is seen by the next search
     forget_served_indexes()
 
 
