@@ -43,6 +43,12 @@ class IndexBuild(models.Model):
     max_embedded_at = models.DateTimeField(
         null=True, blank=True, help_text="Vectors embedded after this are searched exactly until the next build."
     )
+    changes_through = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The newest library change committed before the build read the vectors: later ones (and the "
+        "ids listed in params['changes_open'], still uncommitted then) are applied on top of it.",
+    )
     params = models.JSONField(default=dict, blank=True)
     build_seconds = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True)

@@ -19,7 +19,7 @@ from typing import IO
 import numpy as np
 from django.conf import settings
 from django.db import connections
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Q
 from django_q.models import Schedule
 
 from gallery.image_file import decode_upload
@@ -65,8 +65,6 @@ IDS_PER_QUERY = 2000
 # A change id skipped over (its transaction still open, or rolled back) is asked for again this long.
 GAP_SECONDS = TAIL_MARGIN.total_seconds()
 MAX_GAPS = 1000
-# On a (re)load, change ids this far below the newest are checked for transactions still open.
-GAP_LOOKBACK = 64
 
 
 def stored_vectors(*, model_name: str, ids: Iterable[int]) -> VectorRows:
@@ -213,17 +211,21 @@ class LibraryView:
             except IndexFileError as error:
                 services.index_mark_broken(build=build, error=str(error))
                 build = None
-        mark = LibraryChange.objects.aggregate(newest=Max("id"))["newest"] or 0
-        loaded = _Loaded(build=build, index=index, tail=None, removed=set(), mark=mark, gaps={})
-        recent = LibraryChange.objects.filter(id__gt=max(0, mark - GAP_LOOKBACK)).values_list("id", flat=True)
-        seen = set(recent)
-        now = time.monotonic()
-        loaded.gaps = {pk: now for pk in range(max(1, mark - GAP_LOOKBACK + 1), mark + 1) if pk not in seen}
+        mark, still_open = services.library_change_mark()
+        gaps = dict.fromkeys(still_open, time.monotonic())
+        loaded = _Loaded(build=build, index=index, tail=None, removed=set(), mark=mark, gaps=gaps)
         searchable = Image.objects.searchable(model_name=self.model_name)
+        changed: set[int] = set()
         if index is None or build is None:
             rows = searchable  # no index: the whole library is searched exactly (small libraries)
-            changed: set[int] = set()
+        elif build.changes_through is not None:
+            # Only what changed after the build read the library: its change ids tell exactly.
+            rows = searchable.none()
+            after = Q(id__gt=build.changes_through) | Q(id__in=build.params.get("changes_open", []))
+            since = LibraryChange.objects.filter(after, kind=LibraryChange.Kind.IMAGE, id__lte=mark)
+            changed = set(since.values_list("image_id", flat=True))
         else:
+            # A build from before the change log: vectors embedded around and after its newest one.
             cutoff = build.max_embedded_at
             rows = searchable.filter(embedded_at__gte=cutoff - TAIL_MARGIN) if cutoff is not None else searchable.none()
             since = LibraryChange.objects.filter(

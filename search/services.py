@@ -46,6 +46,21 @@ def library_changed(*, image_ids: Collection[int] = (), index_changed: bool = Fa
     LibraryChange.objects.bulk_create(rows, batch_size=500)
 
 
+# Change ids this far below the newest are checked for transactions still open when a mark is taken.
+CHANGE_LOOKBACK = 64
+
+
+def library_change_mark() -> tuple[int, list[int]]:
+    """(newest change id, ids below it not yet visible): everything a reader has seen once it read both.
+
+    Ids come from a sequence in insert order but commit in any order, so an id missing just below the
+    newest may still commit; readers ask for those again.
+    """
+    mark = LibraryChange.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    seen = set(LibraryChange.objects.filter(id__gt=mark - CHANGE_LOOKBACK).values_list("id", flat=True))
+    return mark, [pk for pk in range(max(1, mark - CHANGE_LOOKBACK + 1), mark + 1) if pk not in seen]
+
+
 def torch_threads() -> int:
     """Cores per worker process, so that several workers on one machine do not oversubscribe the CPU."""
     if settings.IMGSIM_TORCH_THREADS:
@@ -309,6 +324,7 @@ def index_rebuild(*, requested_by: str = "") -> IndexBuild:
         raise RebuildAlreadyRunningError("An index rebuild is already running.") from None
     started = time.monotonic()
     try:
+        changes_through, changes_open = library_change_mark()
         library = library_vectors(model_name=model_name)
         if library.ids.shape[0] == 0:
             raise ValueError("There are no embedded images to index yet.")
@@ -331,7 +347,8 @@ def index_rebuild(*, requested_by: str = "") -> IndexBuild:
     build.index_dim = metadata["indexed_dim"]
     build.vector_count = metadata["count"]
     build.max_embedded_at = library.max_embedded_at
-    build.params = {**metadata, "checksum": checksum}
+    build.params = {**metadata, "checksum": checksum, "changes_open": changes_open}
+    build.changes_through = changes_through
     build.build_seconds = round(time.monotonic() - started, 3)
     build.finished_at = timezone.now()
     with transaction.atomic():

@@ -19,6 +19,7 @@ from search.index import (
     IndexFileError,
     IndexParams,
     VectorIndex,
+    VectorTail,
     build_index,
     choose_kind,
     combined_score,
@@ -526,3 +527,45 @@ def test_bad_input_is_refused(library):
         small.search(np.ones((1, 64)), k=3)
     with pytest.raises(ValueError, match="query_ratings"):
         small.search(vectors[:2], k=3, query_ratings=[1.0])
+
+
+def test_tail_search_scores_like_exact_search_and_follows_replacements_and_removals(library, queries):
+    ids, vectors, ratings = library
+    tail = VectorTail(dim=DIM)
+    tail.upsert(ids=ids[:300], vectors=vectors[:300], ratings=ratings[:300])
+    before = tail.snapshot()
+    tail.upsert(ids=ids[300:400], vectors=vectors[300:400], ratings=ratings[300:400])
+    tail.upsert(ids=ids[:1], vectors=vectors[5:6], ratings=ratings[5:6])  # re-embedded: a new vector
+    tail.remove(ids[10:20].tolist())
+    query_ratings = [3.0] * queries.shape[0]
+
+    scores, found = tail.snapshot().search(
+        queries, k=10, query_ratings=query_ratings, weight=0.05, exclude_ids=[int(ids[7])]
+    )
+
+    live = np.setdiff1d(np.arange(400), np.r_[10:20, 7, 0])
+    expected = exact_search(
+        query_vectors=queries,
+        query_ratings=query_ratings,
+        ids=np.r_[ids[live], ids[:1]],
+        vectors=np.vstack([vectors[live], vectors[5:6]]),
+        ratings=np.r_[ratings[live], ratings[5:6]],
+        k=10,
+        weight=0.05,
+    )
+    np.testing.assert_array_equal(found, expected[1])
+    np.testing.assert_allclose(scores, expected[0], atol=1e-5)
+    assert len(tail) == 390
+    assert len(before) == 300  # a snapshot taken earlier is unchanged by later writes
+    assert ids[10] in before.ids[before.alive]
+
+
+def test_tail_compacts_once_half_of_it_is_retired(library):
+    ids, vectors, ratings = library
+    tail = VectorTail(dim=DIM)
+    tail.upsert(ids=ids[:2000], vectors=vectors[:2000], ratings=ratings[:2000])
+    tail.remove(ids[:1500].tolist())
+    snapshot = tail.snapshot()
+    assert snapshot.ids.shape[0] == 500
+    assert snapshot.alive.all()
+    np.testing.assert_array_equal(np.sort(snapshot.ids), np.sort(ids[1500:2000]))

@@ -1,0 +1,200 @@
+"""The per-process library view: a long-lived process sees new, deleted, re-embedded and failed images and a
+rebuild through the change log, without reading the whole tail again, and a search's database reads do not
+grow with the tail."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from gallery.models import Image
+from gallery.services import image_create, image_delete
+from search import selectors, services
+from search.models import LibraryChange
+from tests.images import photo_jpeg
+
+MODEL = "mobilenet_v2"
+DIM = 1280
+
+
+def synthetic_library(count: int, *, seed: int = 3, start: int = 0) -> dict[int, np.ndarray]:
+    """Images with stored unit vectors (no files are read by search): id -> vector."""
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(count, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    now = timezone.now()
+    images = Image.objects.bulk_create(
+        Image(
+            sha256=f"{start + n:064x}",
+            width=100,
+            height=100,
+            format="JPEG",
+            file_size=1,
+            file=f"originals/{start + n}.jpg",
+            status=Image.Status.INDEXED,
+            embedding=vectors[n].tobytes(),
+            embedding_model=MODEL,
+            embedded_at=now,
+        )
+        for n in range(count)
+    )
+    if connection.vendor == "sqlite" and images[0].pk is None:  # older SQLite cannot return ids
+        ids = list(Image.objects.order_by("-id").values_list("id", flat=True)[:count])[::-1]
+    else:
+        ids = [image.pk for image in images]
+    with transaction.atomic():
+        services.library_changed(image_ids=ids)
+    return dict(zip(ids, vectors, strict=True))
+
+
+def top_ids(vector: np.ndarray, k: int = 5, **kwargs: Any) -> list[int]:
+    return [item.image.pk for item in selectors.similar_images(vector=vector, k=k, **kwargs).results]
+
+
+@pytest.mark.django_db
+def test_new_deleted_reembedded_failed_images_and_a_rebuild_reach_a_long_lived_view(committed, staff_api):
+    library = synthetic_library(300)
+    first = services.index_rebuild()
+    view = selectors.library_view(model_name=MODEL)
+    ids = list(library)
+    assert top_ids(library[ids[0]], k=1) == [ids[0]]
+    assert view.loads == 1
+
+    # New: a real photo uploaded and embedded by the task, found at once, not in the index.
+    new_id = committed(image_create, data=photo_jpeg(5), original_name="new.jpg").image.pk
+    new_vector = Image.objects.get(pk=new_id).vector
+    assert top_ids(new_vector, k=1) == [new_id]
+    state = view.current()
+    assert new_id not in state.index.ids
+    assert new_id in state.tail.ids
+
+    # Deleted through the API: an indexed image and the new one drop out, k results still come back.
+    committed(staff_api.delete, f"/api/images/{ids[1]}/")
+    committed(staff_api.delete, f"/api/images/{new_id}/")
+    assert ids[1] not in top_ids(library[ids[1]], k=10)
+    assert len(top_ids(library[ids[1]], k=10)) == 10
+    assert new_id not in top_ids(new_vector, k=10)
+    assert ids[1] in view.current().removed
+
+    # Re-embedded: the stored vector changes (what a re-embed writes), search follows the new vector.
+    moved = library[ids[3]]
+    with transaction.atomic():
+        Image.objects.filter(pk=ids[2]).update(embedding=moved.tobytes(), embedded_at=timezone.now())
+        services.library_changed(image_ids=[ids[2]])
+    assert set(top_ids(moved, k=2)) == {ids[2], ids[3]}
+
+    # Status change: a failed image is no longer searchable.
+    with transaction.atomic():
+        Image.objects.filter(pk=ids[4]).update(status=Image.Status.FAILED)
+        services.library_changed(image_ids=[ids[4]])
+    assert ids[4] not in top_ids(library[ids[4]], k=10)
+    assert view.loads == 1  # all of it incrementally
+
+    # Rebuild: the next search serves the new build; the tail read once for it, now empty.
+    second = services.index_rebuild()
+    result = selectors.similar_images(vector=moved, k=2)
+    assert result.index_version == second.pk != first.pk
+    assert {item.image.pk for item in result.results} == {ids[2], ids[3]}
+    state = view.current()
+    assert view.loads == 2
+    assert state.tail is None
+    assert not state.removed.shape[0]
+    assert set(state.index.ids.tolist()) == set(ids) - {ids[1], ids[4]}
+    assert result.searched == 298
+
+
+@pytest.mark.django_db
+def test_a_searchs_database_reads_do_not_grow_with_the_tail():
+    library = synthetic_library(200)
+    services.index_rebuild()
+    query = next(iter(library.values()))
+    top_ids(query)  # the view is loaded
+
+    def reads_per_search() -> list[str]:
+        with CaptureQueriesContext(connection) as queries:
+            top_ids(query, k=5)
+        return [entry["sql"] for entry in queries.captured_queries]
+
+    small_tail = reads_per_search()
+    synthetic_library(1500, seed=4, start=10_000)  # a bulk import since the build: tail of 1,500
+    top_ids(query)  # the changes are applied once...
+    big_tail = reads_per_search()  # ...and not read again
+    assert len(big_tail) == len(small_tail) <= 4
+    assert not any('"embedded_at" >=' in sql for sql in big_tail)  # no window of recent rows
+    assert max(sql.count(",") for sql in big_tail if " IN (" in sql) < 80  # O(k) ids per read
+    assert selectors.library_view(model_name=MODEL).current().tail is not None
+    assert len(selectors.library_view(model_name=MODEL).current().tail) == 1500
+
+
+@pytest.mark.django_db
+def test_a_change_committed_after_a_newer_one_is_still_seen():
+    """Two transactions can commit their change ids out of order (PostgreSQL sequences): a skipped id is
+    asked for again until it turns up."""
+    library = synthetic_library(50)
+    services.index_rebuild()
+    view = selectors.library_view(model_name=MODEL)
+    view.current()
+    mark = LibraryChange.objects.order_by("-id").values_list("id", flat=True).first()
+    ids = list(library)
+    Image.objects.filter(pk__in=ids[:2]).update(status=Image.Status.FAILED)
+
+    LibraryChange.objects.create(id=mark + 2, kind=LibraryChange.Kind.IMAGE, image_id=ids[1])
+    state = view.current()
+    assert ids[1] in state.removed
+    assert ids[0] not in state.removed
+    LibraryChange.objects.create(id=mark + 1, kind=LibraryChange.Kind.IMAGE, image_id=ids[0])
+    assert ids[0] in view.current().removed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rebuild_is_loaded_in_the_background_while_searches_go_on(monkeypatch):
+    monkeypatch.setattr(selectors.LibraryView, "switch_in_background", True)
+    library = synthetic_library(200)
+    first = services.index_rebuild()
+    ids = list(library)
+    assert top_ids(library[ids[0]], k=1) == [ids[0]]
+    loaded = threading.Event()
+    real_load = selectors.VectorIndex.load
+
+    def slow_load(path: Any) -> Any:
+        loaded.wait(30)  # the new build is "still loading" until the test lets it finish
+        return real_load(path)
+
+    monkeypatch.setattr(selectors.VectorIndex, "load", slow_load)
+    extra = synthetic_library(20, seed=9, start=5000)
+    second = services.index_rebuild()
+
+    during = selectors.similar_images(vector=extra[next(iter(extra))], k=1)
+    assert during.index_version == first.pk  # the old build and its tail answer meanwhile
+    assert [item.image.pk for item in during.results] == [next(iter(extra))]
+    loaded.set()
+    view = selectors.library_view(model_name=MODEL)
+    view.wait_for_switch()
+    after = selectors.similar_images(vector=extra[next(iter(extra))], k=1)
+    assert after.index_version == second.pk
+    assert [item.image.pk for item in after.results] == [next(iter(extra))]
+    assert view.current().tail is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_library_changed_refuses_to_run_outside_the_writes_transaction():
+    with pytest.raises(RuntimeError, match="inside the transaction"):
+        services.library_changed(image_ids=[1])
+    assert not LibraryChange.objects.exists()
+
+
+@pytest.mark.django_db
+def test_deleting_an_image_logs_the_change_with_the_delete(committed):
+    image = committed(image_create, data=photo_jpeg(6), original_name="a.jpg").image
+    before = LibraryChange.objects.count()
+    image_pk = image.pk
+    committed(image_delete, image=image)
+    assert list(LibraryChange.objects.order_by("id").values_list("kind", "image_id")[before:]) == [
+        (LibraryChange.Kind.IMAGE, image_pk)
+    ]
