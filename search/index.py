@@ -43,6 +43,7 @@ _PREFIX = struct.Struct("<8sIQQ32s")
 _TRAILER = struct.Struct("<8sIQQQ32s")
 _SECTION_ALIGN = 64
 _HASH_CHUNK = 8 << 20
+_MAP_SECTIONS_FROM = 1 << 20
 # A header is a few kB of JSON; a bigger length field means a corrupt file, not a bigger header.
 _MAX_HEADER_BYTES = 1 << 20
 
@@ -333,6 +334,33 @@ class VectorIndex:
         ids.setflags(write=False)
         self.ids: np.ndarray = ids
         self._sorted_ids = np.sort(ids)
+        # Full stored vectors and ratings in sorted-id order, for the exact re-rank without a database
+        # read; memory-mapped from the file once saved (shared by every process on the machine).
+        self._stored_vectors: np.ndarray | None = None
+        self._stored_ratings: np.ndarray | None = None
+
+    def with_stored_vectors(self, *, ids: np.ndarray, vectors: np.ndarray, ratings: np.ndarray | None) -> VectorIndex:
+        """The same index also carrying the full vectors it was built from (saved with it, for re-ranks)."""
+        order = np.argsort(np.asarray(ids, dtype=np.int64), kind="stable")
+        if not np.array_equal(np.asarray(ids, dtype=np.int64)[order], self._sorted_ids):
+            raise ValueError("stored vectors must be given for exactly the index's ids")
+        other = copy.copy(self)
+        other._stored_vectors = _unit_rows(np.asarray(vectors)[order], name="vectors")
+        other._stored_ratings = _item_rating_array(ratings, order.shape[0])[order].astype(np.float32)
+        return other
+
+    @property
+    def has_stored_vectors(self) -> bool:
+        return self._stored_vectors is not None
+
+    def stored(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, unit vectors, ratings) of those `ids` the index holds, as stored at build time, in id order."""
+        if self._stored_vectors is None or self._stored_ratings is None:
+            raise ValueError("this index was saved without its stored vectors")
+        wanted = np.unique(np.asarray(ids, dtype=np.int64))
+        wanted = wanted[self.contains(wanted)]
+        positions = np.searchsorted(self._sorted_ids, wanted)
+        return wanted, np.asarray(self._stored_vectors[positions]), np.asarray(self._stored_ratings[positions])
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -413,6 +441,8 @@ class VectorIndex:
         sections: list[tuple[str, np.ndarray]] = []
         if self._projection is not None:
             sections.append(("projection", self._projection))
+        if self._stored_vectors is not None and self._stored_ratings is not None:
+            sections += [("stored_vectors", self._stored_vectors), ("stored_ratings", self._stored_ratings)]
         parts: list[bytes | np.ndarray] = [blob]
         offset = blob.nbytes
         layout = []
@@ -483,7 +513,14 @@ class VectorIndex:
             raise IndexFileError(f"{source}: cannot read index file: {exc}") from exc
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise IndexFileError(f"{source}: inconsistent index file: {exc}") from exc
-        return cls._checked(source, faiss_index, arrays.get("projection"), header, digest, size)
+        index = cls._checked(source, faiss_index, arrays.get("projection"), header, digest, size)
+        if "stored_vectors" in arrays and "stored_ratings" in arrays:
+            if arrays["stored_vectors"].shape != (len(index), index.full_dim) or arrays["stored_ratings"].shape != (
+                len(index),
+            ):
+                raise IndexFileError(f"{source}: stored vectors do not match the index")
+            index._stored_vectors, index._stored_ratings = arrays["stored_vectors"], arrays["stored_ratings"]
+        return index
 
     @classmethod
     def _checked(
@@ -583,6 +620,10 @@ def _read_sections_from(stream: BinaryIO, layout: list[dict[str, Any]], *, limit
         length = dtype.itemsize * math.prod(shape)
         if start < 0 or start + length > limit:
             raise ValueError(f"section {entry['name']} lies outside the payload")
+        if length >= _MAP_SECTIONS_FROM:
+            # Large sections (the stored vectors) are mapped read-only, like the faiss blob: one copy per machine.
+            arrays[entry["name"]] = np.memmap(stream, dtype=dtype, mode="r", offset=start, shape=shape)
+            continue
         stream.seek(start)
         arrays[entry["name"]] = np.frombuffer(stream.read(length), dtype=dtype).reshape(shape).copy()
     return arrays

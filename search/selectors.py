@@ -371,16 +371,22 @@ class LibrarySearch:
         k: int,
         exclude_ids: tuple[int, ...],
     ) -> tuple[np.ndarray, VectorRows]:
-        """Candidates with their stored vectors. Images known to be gone are excluded inside faiss; one
-        deleted after this state was taken has no vector, so fetch more until every query has k live
-        candidates (or the index is exhausted)."""
+        """Candidates with their full vectors: from the index file when it carries them (no database read),
+        else from the database. Images known to be gone are excluded inside faiss; ones the tail holds are
+        scored there, with their current vector and rating. An image deleted after this state was taken has
+        no stored row, so with database reads fetch more until every query has k live candidates."""
         assert self.index is not None
         excluded = np.concatenate([np.asarray(exclude_ids, dtype=np.int64), self.state.removed])
         want = self.index.candidate_count(k)
         while True:
             fetch = min(want, len(self.index))
             _, candidates = self.index.search(queries, k=fetch, query_ratings=query_ratings, exclude_ids=excluded)
-            known = stored_vectors(model_name=self.model_name, ids=candidates[candidates >= 0].tolist())
+            wanted = candidates[candidates >= 0]
+            if self.state.tail is not None:
+                wanted = wanted[~np.isin(wanted, self.state.tail.ids)]
+            if self.index.has_stored_vectors:
+                return candidates, self.index.stored(wanted)
+            known = stored_vectors(model_name=self.model_name, ids=wanted.tolist())
             live = np.isin(candidates, known[0]).sum(axis=1)
             if fetch >= len(self.index) or int(live.min(initial=k)) >= k:
                 return candidates, known

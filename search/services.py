@@ -329,6 +329,8 @@ def index_rebuild(*, requested_by: str = "") -> IndexBuild:
         if library.ids.shape[0] == 0:
             raise ValueError("There are no embedded images to index yet.")
         index = build_index(ids=library.ids, vectors=library.vectors, ratings=library.ratings, params=index_params())
+        # Saved with the index and mapped by every process: the re-rank then reads no rows from the database.
+        index = index.with_stored_vectors(ids=library.ids, vectors=library.vectors, ratings=library.ratings)
         build.file_name = f"{model_name}-v{build.pk}-{uuid.uuid4().hex[:8]}.index"
         checksum = index.save(index_path(build))
         _delete_stale_temp_files(index_path(build).parent)

@@ -569,3 +569,26 @@ def test_tail_compacts_once_half_of_it_is_retired(library):
     assert snapshot.ids.shape[0] == 500
     assert snapshot.alive.all()
     np.testing.assert_array_equal(np.sort(snapshot.ids), np.sort(ids[1500:2000]))
+
+
+def test_stored_vectors_round_trip_mapped_from_the_file(tmp_path, library, hnsw_index):
+    ids, vectors, ratings = library
+    shuffled = np.random.default_rng(0).permutation(ids.shape[0])
+    carrying = hnsw_index.with_stored_vectors(ids=ids[shuffled], vectors=vectors[shuffled], ratings=ratings[shuffled])
+    path = tmp_path / "with-vectors.index"
+    carrying.save(path)
+
+    loaded = VectorIndex.load(path)
+
+    wanted = np.array([ids[42], ids[7], -1, ids[4999]])
+    found, stored, stored_ratings = loaded.stored(wanted)
+    np.testing.assert_array_equal(found, np.sort(wanted[wanted >= 0]))
+    positions = np.searchsorted(ids, found)
+    np.testing.assert_allclose(
+        stored, vectors[positions] / np.linalg.norm(vectors[positions], axis=1)[:, None], atol=1e-6
+    )
+    np.testing.assert_array_equal(stored_ratings, ratings[positions].astype(np.float32))
+    assert isinstance(loaded._stored_vectors, np.memmap)  # shared page cache, not a private copy
+    assert not hnsw_index.has_stored_vectors
+    with pytest.raises(ValueError, match="exactly the index's ids"):
+        hnsw_index.with_stored_vectors(ids=ids[:10], vectors=vectors[:10], ratings=None)
