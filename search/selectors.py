@@ -1,9 +1,11 @@
 """Reads of the search side: k-nearest-neighbour search over the served index plus the not-yet-indexed tail.
 
 A search runs: query vector -> served index (PCA + HNSW, or exact for small libraries) -> exact re-rank on
-the stored full vectors -> merged with an exact search over vectors embedded since the build -> rating-aware
-ordering -> the rating fallback when nothing reaches the match threshold. Deleted images drop out at the
-re-rank, because only rows still in the database have vectors to re-rank with.
+the full vectors the index file carries -> merged with an exact search over the in-memory tail (vectors
+embedded or changed since the build) -> rating-aware ordering -> the rating fallback when nothing reaches
+the match threshold. Each process keeps that state in a LibraryView, brought up to date before a search
+from the change log (search.models.LibraryChange): deleted, trashed or failed images are excluded inside
+faiss, so a search reads the log rows it has not seen and the k result rows, whatever the library size.
 """
 
 from __future__ import annotations
