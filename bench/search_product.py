@@ -82,8 +82,11 @@ def create_postgres_database(url: str) -> None:
         connection.execute(f'CREATE DATABASE "{name}"')
 
 
-def insert_images(vectors: np.ndarray, *, embedded_at: object, start: int, log_changes: bool) -> list[int]:
-    """N indexed images with these vectors, fast (COPY / executemany), as the embedding task leaves them."""
+def insert_images(
+    vectors: np.ndarray, *, embedded_at: datetime.datetime, start: int, log_changes: bool, spacing: float = 0.0
+) -> list[int]:
+    """N indexed images with these vectors, fast (COPY / executemany), as the embedding task leaves them;
+    image n embedded `spacing` seconds after image n-1, the last one at `embedded_at`."""
     from django.db import connection, transaction
     from django.utils import timezone
 
@@ -104,7 +107,6 @@ def insert_images(vectors: np.ndarray, *, embedded_at: object, start: int, log_c
         "status_message": "",
         "quality_scores": "{}",
         "embedding_model": MODEL,
-        "embedded_at": embedded_at,
         "embed_attempts": 1,
         "claim_token": "",
         "created_at": now,
@@ -115,7 +117,11 @@ def insert_images(vectors: np.ndarray, *, embedded_at: object, start: int, log_c
             name: connection.ops.adapt_datetimefield_value(value) if isinstance(value, datetime.datetime) else value
             for name, value in fixed.items()
         }
-    columns = ["file", "sha256", "embedding", *fixed]
+    columns = ["file", "sha256", "embedding", *fixed, "embedded_at"]
+    count = vectors.shape[0]
+    times = [embedded_at - datetime.timedelta(seconds=spacing * (count - 1 - n)) for n in range(count)]
+    if connection.vendor != "postgresql":
+        times = [connection.ops.adapt_datetimefield_value(moment) for moment in times]
     rng = np.random.default_rng(start)
     ratings = rng.integers(0, 6, vectors.shape[0])
     rated = rng.random(vectors.shape[0]) < 0.6
@@ -132,6 +138,7 @@ def insert_images(vectors: np.ndarray, *, embedded_at: object, start: int, log_c
                                 f"{start + n:064x}",
                                 vectors[n].tobytes(),
                                 *fixed.values(),
+                                times[n],
                                 int(ratings[n]) if rated[n] else None,
                             ]
                         )
@@ -143,6 +150,7 @@ def insert_images(vectors: np.ndarray, *, embedded_at: object, start: int, log_c
                     f"{start + n:064x}",
                     vectors[n].tobytes(),
                     *fixed.values(),
+                    times[n],
                     int(ratings[n]) if rated[n] else None,
                 )
                 for n in range(vectors.shape[0])
@@ -363,10 +371,14 @@ def main() -> None:
 
     started = time.perf_counter()
     ids: list[int] = []
-    day_ago = timezone.now() - datetime.timedelta(days=1)
+    # The library grew over the last weeks: one image every 30 s until an hour ago.
+    last = timezone.now() - datetime.timedelta(hours=1)
     for start in range(0, args.size, 100_000):
         count = min(100_000, args.size - start)
-        ids += insert_images(model.sample(count, rng=rng), embedded_at=day_ago, start=start, log_changes=False)
+        until = last - datetime.timedelta(seconds=30 * (args.size - start - count))
+        ids += insert_images(
+            model.sample(count, rng=rng), embedded_at=until, start=start, log_changes=False, spacing=30.0
+        )
     print(f"   inserted {len(ids):,} images in {time.perf_counter() - started:.1f}s")
     print(f"   index build {rebuild():.1f}s")
     measure("0 since the build", queries=args.queries, sample_ids=ids, rows=rows, api=not args.no_api)
@@ -375,7 +387,9 @@ def main() -> None:
     added = 0
     for tail in args.tails:
         more = tail - added
-        new = insert_images(model.sample(more, rng=rng), embedded_at=timezone.now(), start=next_start, log_changes=True)
+        new = insert_images(
+            model.sample(more, rng=rng), embedded_at=timezone.now(), start=next_start, log_changes=True, spacing=0.03
+        )
         next_start += more
         added = tail
         started = time.perf_counter()
@@ -384,7 +398,14 @@ def main() -> None:
         measure(f"{tail:,} since the build", queries=args.queries, sample_ids=ids + new, rows=rows, api=not args.no_api)
 
     if args.bulk:
-        insert_images(model.sample(args.bulk, rng=rng), embedded_at=timezone.now(), start=next_start, log_changes=True)
+        # A bulk import at 30 images/s ending just before the rebuild.
+        insert_images(
+            model.sample(args.bulk, rng=rng),
+            embedded_at=timezone.now(),
+            start=next_start,
+            log_changes=True,
+            spacing=1 / 30,
+        )
         next_start += args.bulk
         print(f"\n   bulk import of {args.bulk:,} just before a rebuild; index build {rebuild():.1f}s")
         measure(

@@ -341,11 +341,13 @@ class VectorIndex:
 
     def with_stored_vectors(self, *, ids: np.ndarray, vectors: np.ndarray, ratings: np.ndarray | None) -> VectorIndex:
         """The same index also carrying the full vectors it was built from (saved with it, for re-ranks)."""
-        order = np.argsort(np.asarray(ids, dtype=np.int64), kind="stable")
-        if not np.array_equal(np.asarray(ids, dtype=np.int64)[order], self._sorted_ids):
+        given = np.asarray(ids, dtype=np.int64).reshape(-1)
+        in_order = bool(np.all(given[1:] > given[:-1]))  # the library is read in id order: no reordering copy
+        order = np.arange(given.shape[0]) if in_order else np.argsort(given, kind="stable")
+        if not np.array_equal(given[order], self._sorted_ids):
             raise ValueError("stored vectors must be given for exactly the index's ids")
         other = copy.copy(self)
-        other._stored_vectors = _unit_rows(np.asarray(vectors)[order], name="vectors")
+        other._stored_vectors = _unit_rows(vectors if in_order else np.asarray(vectors)[order], name="vectors")
         other._stored_ratings = _item_rating_array(ratings, order.shape[0])[order].astype(np.float32)
         return other
 
