@@ -163,6 +163,9 @@ def insert_images(
             .order_by("id")
             .values_list("id", flat=True)
         )
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE gallery_image")  # as autovacuum would soon: plans like production's
         if log_changes and library_changed is not None:
             library_changed(image_ids=ids)  # what the embedding task writes with the vectors
     return ids
