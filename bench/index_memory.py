@@ -126,9 +126,16 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2)
     parser.add_argument("--searches", type=int, default=500)
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument(
+        "--files", nargs=2, type=Path, metavar=("FORMAT1", "FORMAT2"), help="measure these saved index files instead"
+    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="imgsim-memory-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.files:
+        print(f"== index memory per process: {args.files[0].name} against {args.files[1].name}")
+        measure(*args.files, web=args.web, tasks=args.tasks, searches=args.searches)
+        return
 
     rng = np.random.default_rng(0)
     vectors = SyntheticEmbeddings.create(dim=512, seed=0).sample(args.size, rng=rng)
@@ -141,15 +148,22 @@ def main() -> None:
     save_format_1(index, old)
     index.with_stored_vectors(ids=ids, vectors=vectors, ratings=None).save(new)
     del index, vectors
-    processes = args.web + args.tasks
+    measure(old, new, web=args.web, tasks=args.tasks, searches=args.searches)
+    for path in (old, new):
+        path.unlink()
+
+
+def measure(old: Path, new: Path, *, web: int, tasks: int, searches: int) -> None:
+    """PSS and RSS of web + tasks processes serving each file, all alive at once."""
+    processes = web + tasks
     sizes = old.stat().st_size / 2**20, new.stat().st_size / 2**20
     print(f"   files: format 1 {sizes[0]:,.0f} MB, format 2 (with the full vectors) {sizes[1]:,.0f} MB")
-    print(f"   {processes} processes ({args.web} web + {args.tasks} task), {args.searches} searches each\n")
+    print(f"   {processes} processes ({web} web + {tasks} task), {searches} searches each\n")
     empty = run_processes(None, 1, 0)[0]
     print(f"   a process with the same imports and no index: RSS {empty['Rss']} MB, PSS {empty['Pss']} MB\n")
     totals = {}
     for label, path in (("before: format 1, read into memory", old), ("after: format 2, memory-mapped", new)):
-        figures = run_processes(path, processes, args.searches)
+        figures = run_processes(path, processes, searches)
         rss = [f["Rss"] for f in figures]
         pss = [f["Pss"] for f in figures]
         totals[label] = sum(pss)
@@ -161,8 +175,6 @@ def main() -> None:
         print(f"     the index's share: {index_pss:,} MB for all, {index_pss / processes:,.0f} MB per process\n")
     before, after = totals.values()
     print(f"   machine total PSS before/after: {before / max(after, 1):.1f}x less memory")
-    for path in (old, new):
-        path.unlink()
 
 
 if __name__ == "__main__":

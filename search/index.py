@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import mmap
 import os
 import struct
 import tempfile
@@ -624,7 +625,12 @@ def _read_sections_from(stream: BinaryIO, layout: list[dict[str, Any]], *, limit
             raise ValueError(f"section {entry['name']} lies outside the payload")
         if length >= _MAP_SECTIONS_FROM:
             # Large sections (the stored vectors) are mapped read-only, like the faiss blob: one copy per machine.
-            arrays[entry["name"]] = np.memmap(stream, dtype=dtype, mode="r", offset=start, shape=shape)
+            mapped = np.memmap(stream, dtype=dtype, mode="r", offset=start, shape=shape)
+            # Re-ranks read a few scattered rows: without this, read-around faults in ~128 kB per row read.
+            raw = getattr(mapped, "_mmap", None)
+            if raw is not None and hasattr(mmap, "MADV_RANDOM"):
+                raw.madvise(mmap.MADV_RANDOM)
+            arrays[entry["name"]] = mapped
             continue
         stream.seek(start)
         arrays[entry["name"]] = np.frombuffer(stream.read(length), dtype=dtype).reshape(shape).copy()
