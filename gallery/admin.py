@@ -8,9 +8,8 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from gallery import services
 from gallery.models import Image
-from pipeline.services import image_retry
+from pipeline.services import image_delete, image_retry
 
 
 def thumbnail_html(image: Image, size: int = 96) -> str:
@@ -89,9 +88,9 @@ class ImageAdmin(admin.ModelAdmin):
     def delete_with_files(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
         count = 0
         for image in queryset:
-            services.image_delete(image=image)
+            image_delete(image=image)
             count += 1
         self.message_user(request, f"Deleted {count} image(s) and their files.", messages.SUCCESS)
 
     def delete_model(self, request: HttpRequest, obj: Image) -> None:
-        services.image_delete(image=obj)
+        image_delete(image=obj)

@@ -176,7 +176,7 @@ def image_file(request: HttpRequest, pk: int) -> FileResponse:
 def image_delete(request: HttpRequest, pk: int) -> HttpResponse:
     image = get_object_or_404(Image, pk=pk)
     name = str(image)
-    services.image_delete(image=image)
+    pipeline_services.image_delete(image=image)
     messages.success(request, f"Deleted {name}.")
     return redirect("gallery:image-list")
 

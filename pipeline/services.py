@@ -23,7 +23,8 @@ from gallery.services import (
     image_create,
     image_create_from_upload,
 )
-from search.services import EmbedRunSummary, embed_pending
+from gallery.services import image_delete as gallery_image_delete
+from search.services import EmbedRunSummary, embed_pending, library_changed
 
 logger = logging.getLogger(__name__)
 
@@ -84,3 +85,11 @@ def embed_and_detect_now() -> tuple[EmbedRunSummary, PendingDetectionSummary]:
     """Embed everything queued and detect its pairs in this process (manage.py import_images --embed-now)."""
     embedded = embed_pending(time_budget_seconds=float("inf"))
     return embedded, duplicate_detection_run(time_budget_seconds=float("inf"))
+
+
+def image_delete(*, image: Image) -> None:
+    """Delete an image and its files (gallery), and tell every process's search view in the same
+    transaction (search), so that no search returns it once the deletion has committed."""
+    with transaction.atomic():
+        library_changed(image_ids=[image.pk])
+        gallery_image_delete(image=image)

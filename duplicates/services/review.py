@@ -15,6 +15,7 @@ from duplicates.evidence import suggest_keep
 from duplicates.models import DuplicateDecision, DuplicatePair, sha_pair_key
 from duplicates.selectors import image_facts
 from gallery.services import image_delete
+from search.services import library_changed
 
 User = AbstractBaseUser | AnonymousUser | None
 
@@ -122,6 +123,7 @@ def duplicate_pair_resolve(*, pair: DuplicatePair, action: str, user: User, sour
             suggested=suggested,
             deleted_name=victim.original_name or victim.file.name,
         )
+        library_changed(image_ids=[victim.pk])  # searches drop it when this commits
         image_delete(image=victim)  # removes its file and thumbnail on commit, and all its pairs
         decision.refresh_from_db()
         return decision

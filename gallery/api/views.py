@@ -23,7 +23,7 @@ from gallery.api.serializers import (
     UploadOutcomeSerializer,
 )
 from gallery.models import Image
-from pipeline.services import image_ingest_upload, image_retry
+from pipeline.services import image_delete, image_ingest_upload, image_retry
 
 
 def outcome_payload(outcome: services.UploadOutcome, request: Request) -> dict[str, Any]:
@@ -101,7 +101,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         return Response(payload, status=outcome.http_status)
 
     def perform_destroy(self, instance: Image) -> None:
-        services.image_delete(image=instance)
+        image_delete(image=instance)
 
     @extend_schema(request=None, responses={200: ImageSerializer})
     @action(detail=True, methods=["post"])

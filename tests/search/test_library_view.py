@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from gallery.models import Image
-from gallery.services import image_create, image_delete
+from pipeline.services import image_delete, image_ingest
 from search import selectors, services
 from search.models import LibraryChange
 from tests.images import photo_jpeg
@@ -67,7 +67,7 @@ def test_new_deleted_reembedded_failed_images_and_a_rebuild_reach_a_long_lived_v
     assert view.loads == 1
 
     # New: a real photo uploaded and embedded by the task, found at once, not in the index.
-    new_id = committed(image_create, data=photo_jpeg(5), original_name="new.jpg").image.pk
+    new_id = committed(image_ingest, data=photo_jpeg(5), original_name="new.jpg").image.pk
     new_vector = Image.objects.get(pk=new_id).vector
     assert top_ids(new_vector, k=1) == [new_id]
     state = view.current()
@@ -191,7 +191,7 @@ def test_library_changed_refuses_to_run_outside_the_writes_transaction():
 
 @pytest.mark.django_db
 def test_deleting_an_image_logs_the_change_with_the_delete(committed):
-    image = committed(image_create, data=photo_jpeg(6), original_name="a.jpg").image
+    image = committed(image_ingest, data=photo_jpeg(6), original_name="a.jpg").image
     before = LibraryChange.objects.count()
     image_pk = image.pk
     committed(image_delete, image=image)
