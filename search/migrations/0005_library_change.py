@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('search', '0003_index_build_one_at_a_time'),
+        ('search', '0004_worker_heartbeat'),
     ]
 
     operations = [
