@@ -17,7 +17,7 @@ from typing import IO
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, Q
 from django_q.models import Schedule
 
 from gallery.image_file import decode_upload
@@ -117,7 +117,12 @@ class LibrarySearch:
         tail = Image.objects.searchable(model_name=model_name)
         if self.index is not None:
             cutoff = self.build.max_embedded_at if self.build is not None else None
-            tail = tail.filter(embedded_at__gte=cutoff - TAIL_MARGIN) if cutoff is not None else tail.none()
+            # Restored from the trash after the build: possibly left out of it, so searched in the tail too.
+            tail = (
+                tail.filter(Q(embedded_at__gte=cutoff - TAIL_MARGIN) | Q(restored_at__gte=cutoff - TAIL_MARGIN))
+                if cutoff is not None
+                else tail.none()
+            )
         self.tail = vectors_from_rows(list(tail.values_list("id", "embedding", "rating")))
         if self.index is not None and self.tail[0].shape[0]:
             fresh = ~np.isin(self.tail[0], self.index.ids)
