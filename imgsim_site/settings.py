@@ -408,6 +408,11 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DuplicateKindEnum": "duplicates.models.DuplicatePair.Kind",
         "DuplicateReviewStatusEnum": "duplicates.models.DuplicatePair.ReviewStatus",
+        "DuplicateGroupStatusEnum": "duplicates.models.DuplicateGroup.Status",
+        "DuplicateDecisionActionEnum": "duplicates.models.DuplicateDecision.Action",
+        "ImageStatusEnum": "gallery.models.Image.Status",
+        "DuplicateGroupDecisionActionEnum": "duplicates.models.DuplicateGroupDecision.Action",
+        "DuplicateGroupResolveActionEnum": "duplicates.group_review.GroupAction.CHOICES",
     },
 }
 

@@ -34,7 +34,7 @@ def test_one_wrong_pair_does_not_chain_two_large_groups():
 
 def test_a_copy_linked_to_one_member_only_joins_its_group():
     family = [1, 2, 3, 4]
-    pairs = clique(family) + [(4, 9, 0.80)]  # 9: a heavy crop that only matches image 4
+    pairs = [*clique(family), (4, 9, 0.80)]  # 9: a heavy crop that only matches image 4
     assert run(pairs) == [[1, 2, 3, 4, 9]]
 
 
@@ -48,7 +48,8 @@ def test_a_bridge_image_matching_one_member_of_each_family_joins_neither_to_the_
     left, right = [1, 2, 3, 4], [5, 6, 7, 8]
     pairs = clique(left) + clique(right) + [(4, 9, 0.9), (9, 5, 0.9)]
     groups = run(pairs)
-    assert [1, 2, 3, 4] in groups and [5, 6, 7, 8] in groups
+    assert [1, 2, 3, 4] in groups
+    assert [5, 6, 7, 8] in groups
     assert run(pairs, rule="components") == [[1, 2, 3, 4, 5, 6, 7, 8, 9]]
 
 
