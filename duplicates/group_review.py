@@ -245,6 +245,10 @@ def duplicate_group_resolve(
         locked.resolved_at = now
         if plan.action == GroupAction.KEEP and locked.suggested_keep_id not in plan.keep:
             locked.suggested_keep_id = plan.keep[0]
+        if plan.action == GroupAction.STACK:  # the grid shows the best copy with a count, the rest under it
+            cover = locked.suggested_keep_id if locked.suggested_keep_id in seen else plan.members[0]
+            locked.suggested_keep_id = cover
+            Image.objects.filter(pk__in=seen - {cover}).update(stack_cover=cover)
         locked.save()
         decision = DuplicateGroupDecision.objects.create(
             group=locked,
@@ -300,6 +304,10 @@ def duplicate_group_decision_undo(*, decision: DuplicateGroupDecision, user: Use
         pair_decision_ids = [rest[0] for _, _, *rest in decision.pair_changes if rest and rest[0]]
         now = timezone.now()
         DuplicateDecision.objects.filter(pk__in=pair_decision_ids).update(undone_at=now, undone_by=_user_or_none(user))
+        if decision.action == DuplicateGroupDecision.Action.STACK:  # unstack
+            Image.objects.filter(pk__in=decision.member_ids, stack_cover_id__in=decision.member_ids).update(
+                stack_cover=None
+            )
         group.status = decision.previous_status
         group.version += 1
         group.resolved_by, group.resolved_at = None, None

@@ -99,6 +99,14 @@ class Image(models.Model):
     trashed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    stack_cover = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="stacked",
+        help_text="Stacked under this image: the library grid shows the cover with a count instead.",
+    )
     restored_at = models.DateTimeField(
         null=True, blank=True, help_text="Last restored from the trash: searched in the index tail until a rebuild."
     )

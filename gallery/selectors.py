@@ -21,9 +21,15 @@ IMAGE_ORDERINGS: dict[str, tuple[str, list[OrderBy]]] = {
 
 def image_list(*, status: str = "", rating: str = "", query: str = "", order: str = "added") -> ImageQuerySet:
     """Images filtered by status, rating ("3", "3+" or "unrated") and a name search, in a gallery order (the
-    trash left out)."""
+    trash left out; a stack shows as its cover, counting the copies under it)."""
     images = _filtered(
-        Image.objects.in_library().select_related("uploaded_by").defer("embedding"), rating=rating, query=query
+        Image.objects.in_library()
+        .filter(stack_cover__isnull=True)
+        .select_related("uploaded_by")
+        .defer("embedding")
+        .annotate(stack_count=Count("stacked", filter=Q(stacked__trashed_at__isnull=True))),
+        rating=rating,
+        query=query,
     )
     if status in Image.Status.values:
         images = images.filter(status=status)

@@ -183,7 +183,7 @@ def test_api_keep_selected_trashes_the_rest_and_undo_restores_them(library, staf
     assert again.json()["error"]["code"] == "nothing_to_undo"
 
 
-def test_api_keep_all_dismisses_the_pairs_and_stack_keeps_them(library, staff_api, committed):
+def test_api_keep_all_dismisses_the_pairs_and_stack_keeps_them(library, staff_api, staff_web, committed):
     g02, g05 = ids_of(library, "g02"), ids_of(library, "g05")
     first, second = near_group(g02[0]), near_group(g05[0])
     response = committed(staff_api.post, f"/api/duplicate-groups/{first.pk}/resolve/", {"action": "keep_all"})
@@ -198,8 +198,21 @@ def test_api_keep_all_dismisses_the_pairs_and_stack_keeps_them(library, staff_ap
     stacked = committed(staff_api.post, f"/api/duplicate-groups/{second.pk}/resolve/", {"action": "stack"}).json()
     assert stacked["group"]["status"] == "stacked"
     assert not Image.objects.filter(pk__in=g05, trashed_at__isnull=False).exists()
-    committed(staff_api.post, f"/api/duplicate-groups/{second.pk}/undo/")
+    cover = next(m["image"]["id"] for m in stacked["group"]["members"] if m["suggested"])
+    under = [x for x in g05 if x != cover]
+    grid = staff_web.get("/").content.decode()
+    assert f"/images/{cover}/" in grid
+    assert ">+2</span>" in grid  # the stack's badge
+    assert not any(f'href="/images/{x}/"' in grid for x in under)
+    detail = staff_web.get(f"/images/{cover}/").content.decode()
+    assert "A stack of 3" in detail
+    assert all(f"/images/{x}/" in detail for x in under)
+    assert "In a stack under" in staff_web.get(f"/images/{under[0]}/").content.decode()
+    committed(staff_api.post, f"/api/duplicate-groups/{second.pk}/undo/")  # unstack
     assert near_group(g05[0]).pk == second.pk
+    assert not Image.objects.filter(stack_cover__isnull=False).exists()
+    grid = staff_web.get("/").content.decode()
+    assert all(f'href="/images/{x}/"' in grid for x in g05)
 
 
 @pytest.mark.parametrize(

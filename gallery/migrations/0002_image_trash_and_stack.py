@@ -15,6 +15,11 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(
             model_name='image',
+            name='stack_cover',
+            field=models.ForeignKey(blank=True, help_text='Stacked under this image: the library grid shows the cover with a count instead.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='stacked', to='gallery.image'),
+        ),
+        migrations.AddField(
+            model_name='image',
             name='restored_at',
             field=models.DateTimeField(blank=True, help_text='Last restored from the trash: searched in the index tail until a rebuild.', null=True),
         ),
