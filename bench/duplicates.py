@@ -370,7 +370,7 @@ def groups_on_dev(data: DevData, candidates: PairSet, inliers: np.ndarray, *, ne
     rules: dict[str, dict[str, object]] = {
         "connected components": {"rule": "components"},
         "star (leader)": {"rule": "leader"},
-        **{f"linked, min_links {m}": {"rule": "linked", "min_links": m} for m in (0.5, 1.0, 2.0)},
+        **{f"linked, min_links {m}": {"rule": "linked", "min_links": m} for m in (0.5, 1.0)},
         **{f"shared, min_shared {m}": {"rule": "shared", "min_shared": m} for m in (0.1, 0.25, 0.5, 0.75)},
     }
     print(
@@ -412,13 +412,27 @@ def groups_on_dev(data: DevData, candidates: PairSet, inliers: np.ndarray, *, ne
         dtype=bool,
     )
     band = band.subset(outside)
-    similar_groups = grouping.group_pairs(ids=ids, first=band.first, second=band.second, cosine=band.cosine)
-    purity, _, count, largest = group_scores(similar_groups, data.groups)
     print(
-        f"similar band ({band.cosine.shape[0]:,} pairs outside one near-duplicate group, product rule): "
-        f"{count} groups, largest {largest}, purity {purity:.4f} (the dev data has no bursts: these are hard "
-        "copies and look-alikes)"
+        f"similar band: {band.cosine.shape[0]:,} pairs outside one near-duplicate group (the dev data has no bursts: "
+        "these are hard copies that failed the geometric check, and look-alike photos). A similar group should be "
+        "a few photos of one scene, so besides purity: the largest group and the share of grouped images in groups "
+        "of more than 20."
     )
+    for name, params in {
+        "connected components": {"rule": "components"},
+        "star (leader)": {"rule": "leader"},
+        **{f"shared, min_shared {m}": {"rule": "shared", "min_shared": m} for m in (0.5, 0.75, 0.9)},
+    }.items():
+        similar_groups = grouping.group_pairs(
+            ids=ids, first=band.first, second=band.second, cosine=band.cosine, **params
+        )
+        purity, _, count, largest = group_scores(similar_groups, data.groups)
+        grouped = sum(len(members) for members in similar_groups)
+        big = sum(len(members) for members in similar_groups if len(members) > 20) / max(1, grouped)
+        print(
+            f"{name:>24} | purity {purity:.4f} | {count:>4} groups, {grouped:>4} images, largest {largest:>4}, "
+            f"in groups > 20: {big:.3f}"
+        )
 
 
 def real_photos(args: argparse.Namespace) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicateGroupMember, DuplicatePair
 from gallery.models import Image
@@ -56,9 +56,10 @@ class MemberReview:
 @dataclass(frozen=True)
 class GroupReview:
     group: DuplicateGroup
-    members: list[MemberReview]
-    suggested_trash: list[int]
+    members: list[MemberReview]  # the ones shown (all, unless a limit was asked for)
+    suggested_trash: list[int]  # among the members shown
     last_decision: DuplicateGroupDecision | None
+    hidden: int = 0  # members not shown (a decision never touches them)
 
     @property
     def bytes_suggested_trash(self) -> int:
@@ -93,15 +94,21 @@ def _highlights(images: list[Image]) -> dict[int, list[str]]:
     return marks
 
 
-def group_reviews(groups: list[DuplicateGroup]) -> list[GroupReview]:
-    """Members with evidence and highlights for a page of groups (one query for all their pairs)."""
-    image_ids = {member.image_id for group in groups for member in group.members.all()}
+def group_reviews(groups: list[DuplicateGroup], *, member_limit: int | None = None) -> list[GroupReview]:
+    """Members with evidence and highlights for a page of groups: each member's pair with the suggested copy
+    (one query for the page), what sets it apart, the latest decision. With member_limit, a card shows the
+    suggested copy and the first others up to the limit; the rest stay out of any decision made on it."""
+    shown: dict[int, list[DuplicateGroupMember]] = {}
+    for group in groups:
+        memberships = sorted(group.members.all(), key=lambda m: (m.image_id != group.suggested_keep_id, m.image_id))
+        shown[group.pk] = memberships if member_limit is None else memberships[:member_limit]
+    keeps = {group.suggested_keep_id for group in groups if group.suggested_keep_id is not None}
+    others = {member.image_id for members in shown.values() for member in members}
     pairs: dict[tuple[int, int], DuplicatePair] = {}
-    if image_ids:
-        ids = sorted(image_ids)
-        rows = DuplicatePair.objects.filter(image_a_id__in=ids, image_b_id__in=ids).only(
-            "id", "image_a_id", "image_b_id", "similarity", "kind", "evidence"
-        )
+    if keeps:
+        rows = DuplicatePair.objects.filter(
+            Q(image_a_id__in=keeps, image_b_id__in=others) | Q(image_b_id__in=keeps, image_a_id__in=others)
+        ).only("id", "image_a_id", "image_b_id", "similarity", "kind", "evidence")
         pairs = {(pair.image_a_id, pair.image_b_id): pair for pair in rows}
     latest: dict[int, DuplicateGroupDecision] = {}
     decisions = DuplicateGroupDecision.objects.filter(group__in=groups, undone_at__isnull=True).order_by("-at", "-id")
@@ -109,28 +116,18 @@ def group_reviews(groups: list[DuplicateGroup]) -> list[GroupReview]:
         latest.setdefault(decision.group_id, decision)
     reviews = []
     for group in groups:
-        memberships = list(group.members.all())
-        images = [member.image for member in memberships]
-        marks = _highlights(images)
+        memberships = shown[group.pk]
+        marks = _highlights([member.image for member in memberships])
         keep = group.suggested_keep_id
         members = []
         for member in memberships:
             pair = None
-            if member.image_id != keep and keep is not None:
+            if keep is not None and member.image_id != keep:
                 pair = pairs.get((min(keep, member.image_id), max(keep, member.image_id)))
-            if pair is None:
-                mine = [
-                    p
-                    for other in images
-                    if other.pk != member.image_id
-                    and (p := pairs.get((min(other.pk, member.image_id), max(other.pk, member.image_id))))
-                    and p.kind == group.kind
-                ]
-                pair = max(mine, key=lambda p: p.similarity, default=None)
-            evidence = {}
+            evidence: dict[str, object] = {}
             if pair is not None:
                 evidence = {
-                    "other": pair.image_b_id if pair.image_a_id == member.image_id else pair.image_a_id,
+                    "other": keep,
                     "pair": pair.pk,
                     **{
                         name: pair.evidence.get(name)
@@ -153,7 +150,13 @@ def group_reviews(groups: list[DuplicateGroup]) -> list[GroupReview]:
             else []
         )
         reviews.append(
-            GroupReview(group=group, members=members, suggested_trash=trash, last_decision=latest.get(group.pk))
+            GroupReview(
+                group=group,
+                members=members,
+                suggested_trash=trash,
+                last_decision=latest.get(group.pk),
+                hidden=len(group.members.all()) - len(memberships),
+            )
         )
     return reviews
 

@@ -21,6 +21,9 @@ from duplicates.group_review import (
 from duplicates.models import DuplicateGroup, DuplicatePair
 
 GROUPS_PER_PAGE = 10
+# Members per card: the strip scrolls sideways inside the card, which stays one screen high at 1440x900;
+# larger groups show the rest on their own page (?group=id), and a decision covers only the members shown.
+MEMBERS_PER_CARD = 16
 
 
 def _choice(value: str, allowed: list[str], default: str) -> str:
@@ -43,7 +46,8 @@ def _page(request: HttpRequest, status: int = 200) -> HttpResponse:
     if single.isdigit():
         groups = group_selectors.duplicate_group_list(status="all", min_size=0).filter(pk=int(single))
     page = Paginator(groups, GROUPS_PER_PAGE).get_page(request.GET.get("page"))
-    reviews = group_selectors.group_reviews(list(page.object_list))
+    limit = None if single.isdigit() else MEMBERS_PER_CARD
+    reviews = group_selectors.group_reviews(list(page.object_list), member_limit=limit)
     pending = [review for review in reviews if review.group.status == DuplicateGroup.Status.PENDING]
     query = request.GET.copy()
     query.pop("page", None)
@@ -138,11 +142,13 @@ def groups_apply_suggestions(request: HttpRequest) -> HttpResponse:
     done, files, size, refused = 0, 0, 0, []
     for group in DuplicateGroup.objects.filter(pk__in=ids).order_by("id"):
         version = request.POST.get(f"version-{group.pk}", "")
+        shown = _ids(request.POST.getlist(f"member-{group.pk}"))
         try:
             decision = duplicate_group_resolve(
                 group=group,
                 action=GroupAction.SUGGESTION,
                 user=request.user,
+                members=shown or None,
                 version=int(version) if version.isdigit() else None,
                 source="web",
             )

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from duplicates.evidence import ImageFacts, suggest_keep
-from duplicates.grouping import group_pairs
+from duplicates.grouping import MIN_SHARED, SIMILAR_MIN_SHARED, group_pairs
 from duplicates.models import DuplicateGroup, DuplicateGroupMember, DuplicatePair
 from gallery.models import Image
 
@@ -158,6 +158,7 @@ def _refresh_kind(kind: str, seeds: set[int], summary: RefreshSummary) -> None:
         first=[a for a, _ in keys],
         second=[b for _, b in keys],
         cosine=[edges[key].similarity for key in keys],
+        min_shared=MIN_SHARED if kind == DuplicatePair.Kind.NEAR_DUPLICATE else SIMILAR_MIN_SHARED,
     )
     home = {member: number for number, members in enumerate(grouped) for member in members}
     pending = [False] * len(grouped)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.core.management import call_command
+from django.core.serializers.json import DjangoJSONEncoder
+from django.test import RequestFactory
 from django_q.models import Schedule
 from rest_framework.test import APIClient
 
+from duplicates.api.serializers import PairImageSerializer
 from duplicates.groups import duplicate_groups_refresh
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicatePair
 from gallery.models import Image
@@ -27,6 +31,11 @@ def library(ingest: Any) -> dict[int, str]:
     labels = ingest({"g02": group_files("g02", 4), "g05": group_files("g05", 3), "d": distractor_files(2)})
     duplicate_groups_refresh(image_ids=list(labels))
     return labels
+
+
+def response_request(client: APIClient) -> Any:
+    """A request like the test client's (same host), for serializing the expected answer."""
+    return RequestFactory().get("/api/duplicate-groups/")
 
 
 def ids_of(labels: dict[int, str], label: str) -> list[int]:
@@ -124,6 +133,9 @@ def test_api_lists_groups_with_members_evidence_and_the_suggestion(library, staf
     assert all(member["evidence"]["other"] == suggestion["keep"][0] for member in others)
     assert all(member["evidence"]["cosine"] > 0.7 for member in others)
     assert any("largest resolution" in member["highlights"] for member in group["members"])
+    image = Image.objects.get(pk=group["members"][0]["image"]["id"])
+    expected = PairImageSerializer(image, context={"request": response_request(staff_api)}).data
+    assert group["members"][0]["image"] == json.loads(json.dumps(expected, cls=DjangoJSONEncoder))
     assert staff_api.get("/api/duplicate-groups/?min_size=4").json()["count"] == 1
     assert staff_api.get("/api/duplicate-groups/?status=resolved").json()["count"] == 0
     assert staff_api.get(f"/api/duplicate-groups/{group['id']}/").json()["id"] == group["id"]
