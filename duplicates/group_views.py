@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.views.decorators.http import require_POST
 
-from duplicates import group_selectors, services
+from duplicates import group_selectors, selectors
 from duplicates.group_review import (
     GroupAction,
     GroupReviewError,
@@ -60,7 +60,7 @@ def _page(request: HttpRequest, status: int = 200) -> HttpResponse:
             "counts": group_selectors.duplicate_group_counts(),
             "kind": kind,
             "status": state,
-            "bands": services.duplicate_bands(),
+            "bands": selectors.duplicate_bands(),
             "page_files": sum(len(review.suggested_trash) for review in pending),
             "page_bytes": sum(review.bytes_suggested_trash for review in pending),
             "page_groups": pending,

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from duplicates.groups import duplicate_groups_refresh
 from duplicates.models import DuplicateGroup
 from gallery.models import Image
-from gallery.services import image_create
+from pipeline.services import image_ingest
 from tests.duplicates.conftest import distractor_files, group_files
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -50,7 +50,7 @@ def test_review_groups_with_the_keyboard_without_reloading(live_server, browser_
     ids = {}
     for label, paths in {"g02": group_files("g02", 3), "g05": group_files("g05", 2), "d": distractor_files(1)}.items():
         for path in paths:
-            ids[image_create(data=path.read_bytes(), original_name=path.name).image.pk] = label
+            ids[image_ingest(data=path.read_bytes(), original_name=path.name).image.pk] = label
     assert Image.objects.filter(status=Image.Status.INDEXED).count() == len(ids)
     duplicate_groups_refresh(image_ids=list(ids))
     first, second = DuplicateGroup.objects.filter(kind="near_duplicate").order_by("-size", "-max_similarity", "id")

@@ -18,7 +18,7 @@ from duplicates.api.serializers import PairImageSerializer
 from duplicates.groups import duplicate_groups_refresh
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicatePair
 from gallery.models import Image
-from gallery.services import image_create
+from pipeline.services import image_ingest
 from tests.duplicates.conftest import distractor_files, group_files
 
 pytestmark = [pytest.mark.django_db, pytest.mark.ml]
@@ -53,7 +53,7 @@ def member_ids(group: DuplicateGroup) -> list[int]:
 def add_variant(committed: Any, group: str, skip: int) -> int:
     """Upload one more copy of a photo (detection runs in the embedding task) and refresh its groups."""
     path = group_files(group, 1, skip=skip)[0]
-    image_id = committed(lambda: image_create(data=path.read_bytes(), original_name=path.name)).image.pk
+    image_id = committed(lambda: image_ingest(data=path.read_bytes(), original_name=path.name)).image.pk
     duplicate_groups_refresh(image_ids=[image_id])
     return image_id
 

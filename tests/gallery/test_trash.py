@@ -20,8 +20,7 @@ pytestmark = pytest.mark.django_db
 def photos(settings) -> list[Image]:
     settings.IMGSIM_TRASH_DAYS = 30
     return [
-        services.image_create(data=path.read_bytes(), original_name=path.name, schedule_embedding=False).image
-        for path in distractor_files(3)
+        services.image_create(data=path.read_bytes(), original_name=path.name).image for path in distractor_files(3)
     ]
 
 

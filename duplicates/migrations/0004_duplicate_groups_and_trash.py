@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('duplicates', '0002_review_log_and_calibration'),
+        ('duplicates', '0003_detection_check'),
         ('gallery', '0003_purge_trash_schedule'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
