@@ -33,6 +33,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -45,7 +46,7 @@ from PIL import Image
 from threadpoolctl import threadpool_limits
 
 from bench.search import SyntheticEmbeddings
-from duplicates import calibration, geometry
+from duplicates import calibration, geometry, grouping
 from duplicates.detection import K_MAX, K_START, Bands, canonical_pairs, neighbours_above
 from duplicates.evidence import hamming, phash, upright
 from search.index import IndexParams, build_index, rerank
@@ -327,6 +328,113 @@ def calibrate_on_dev(data: DevData, *, sample_size: int, seed: int) -> calibrati
     )
 
 
+def group_scores(groups: list[list[int]], labels: np.ndarray) -> tuple[float, float, int, int]:
+    """(purity, completeness, groups, largest) of predicted groups (positions) against the true labels."""
+    in_groups = sum(len(members) for members in groups)
+    pure = sum(Counter(labels[members].tolist()).most_common(1)[0][1] for members in groups)
+    families = Counter(labels.tolist())
+    best: dict[str, int] = {}
+    for members in groups:
+        for label, count in Counter(labels[members].tolist()).items():
+            best[label] = max(best.get(label, 0), count)
+    multi = [label for label, size in families.items() if size >= 2]
+    completeness = float(np.mean([best.get(label, 0) / families[label] for label in multi])) if multi else 1.0
+    return pure / max(1, in_groups), completeness, len(groups), max((len(m) for m in groups), default=0)
+
+
+def wrong_pairs(labels: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`count` pairs between members of two different multi-image families (the chaining case)."""
+    families = [label for label, size in Counter(labels.tolist()).items() if size >= 2]
+    first, second = [], []
+    for _ in range(count):
+        one, two = rng.choice(len(families), size=2, replace=False)
+        first.append(rng.choice(np.flatnonzero(labels == families[one])))
+        second.append(rng.choice(np.flatnonzero(labels == families[two])))
+    return np.array(first, dtype=np.int64), np.array(second, dtype=np.int64)
+
+
+def groups_on_dev(data: DevData, candidates: PairSet, inliers: np.ndarray, *, near: float, similar: float) -> None:
+    """Group purity and completeness of each grouping rule on the product's near-duplicate pairs."""
+    near_mask = accepted_by(candidates, near=near, low=similar, extra=inliers >= geometry.MIN_INLIERS)
+    similar_mask = ~near_mask & (candidates.cosine >= similar)
+    pairs = candidates.subset(near_mask)
+    ids = np.arange(len(data.files), dtype=np.int64)
+    families = sum(1 for size in Counter(data.groups.tolist()).values() if size >= 2)
+    print(
+        f"\nGroups from the near-duplicate pairs at the defaults ({near_mask.sum():,} pairs, precision "
+        f"{rates(candidates, near_mask)[0]:.5f}); {families} true families of 2+ distinct images. purity = share of "
+        "grouped images whose group's majority label is theirs; completeness = per family, share of its images in "
+        "its largest group, averaged. 'wrong +N': N pairs between two families added at the near-duplicate "
+        "threshold (mean over 5 draws)."
+    )
+    rules: dict[str, dict[str, object]] = {
+        "connected components": {"rule": "components"},
+        "star (leader)": {"rule": "leader"},
+        **{f"linked, min_links {m}": {"rule": "linked", "min_links": m} for m in (0.5, 1.0)},
+        **{f"shared, min_shared {m}": {"rule": "shared", "min_shared": m} for m in (0.1, 0.25, 0.5, 0.75)},
+    }
+    print(
+        f"{'rule':>24} | {'purity':>7} {'complete':>8} {'groups':>6} {'largest':>7} | {'purity wrong +1':>15} "
+        f"{'+5':>6} {'+20':>6} | {'ms':>6}"
+    )
+    rng = np.random.default_rng(0)
+    draws = {count: [wrong_pairs(data.groups, count, rng) for _ in range(5)] for count in (1, 5, 20)}
+    for name, params in rules.items():
+        started = time.perf_counter()
+        groups = grouping.group_pairs(ids=ids, first=pairs.first, second=pairs.second, cosine=pairs.cosine, **params)
+        elapsed = (time.perf_counter() - started) * 1000
+        purity, completeness, count, largest = group_scores(groups, data.groups)
+        polluted = []
+        for extra in (1, 5, 20):
+            values = []
+            for first, second in draws[extra]:
+                noisy = grouping.group_pairs(
+                    ids=ids,
+                    first=np.concatenate([pairs.first, first]),
+                    second=np.concatenate([pairs.second, second]),
+                    cosine=np.concatenate([pairs.cosine, np.full(first.shape[0], near)]),
+                    **params,
+                )
+                values.append(group_scores(noisy, data.groups)[0])
+            polluted.append(float(np.mean(values)))
+        print(
+            f"{name:>24} | {purity:>7.4f} {completeness:>8.4f} {count:>6} {largest:>7} | {polluted[0]:>15.4f} "
+            f"{polluted[1]:>6.4f} {polluted[2]:>6.4f} | {elapsed:>6.0f}"
+        )
+    grouped = grouping.group_pairs(ids=ids, first=pairs.first, second=pairs.second, cosine=pairs.cosine)
+    home = {member: number for number, members in enumerate(grouped) for member in members}
+    band = candidates.subset(similar_mask)
+    outside = np.array(
+        [
+            home.get(a) is None or home.get(a) != home.get(b)
+            for a, b in zip(band.first.tolist(), band.second.tolist(), strict=True)
+        ],
+        dtype=bool,
+    )
+    band = band.subset(outside)
+    print(
+        f"similar band: {band.cosine.shape[0]:,} pairs outside one near-duplicate group (the dev data has no bursts: "
+        "these are hard copies that failed the geometric check, and look-alike photos). A similar group should be "
+        "a few photos of one scene, so besides purity: the largest group and the share of grouped images in groups "
+        "of more than 20."
+    )
+    for name, params in {
+        "connected components": {"rule": "components"},
+        "star (leader)": {"rule": "leader"},
+        **{f"shared, min_shared {m}": {"rule": "shared", "min_shared": m} for m in (0.5, 0.75, 0.9)},
+    }.items():
+        similar_groups = grouping.group_pairs(
+            ids=ids, first=band.first, second=band.second, cosine=band.cosine, **params
+        )
+        purity, _, count, largest = group_scores(similar_groups, data.groups)
+        grouped = sum(len(members) for members in similar_groups)
+        big = sum(len(members) for members in similar_groups if len(members) > 20) / max(1, grouped)
+        print(
+            f"{name:>24} | purity {purity:.4f} | {count:>4} groups, {grouped:>4} images, largest {largest:>4}, "
+            f"in groups > 20: {big:.3f}"
+        )
+
+
 def real_photos(args: argparse.Namespace) -> None:
     print(f"== (a) real photos: neardup-dev + distractors-dev, {MODEL} (offline ImageNet weights)")
     data = load_dev()
@@ -411,6 +519,24 @@ def real_photos(args: argparse.Namespace) -> None:
         f"{(inliers_positive >= geometry.MIN_INLIERS).mean():.3f}"
     )
 
+    if not args.skip_calibration:
+        calibration_on_dev(data, candidates, rules, args)
+
+    defaults = MODEL_THRESHOLDS[MODEL]
+    print(
+        f"\nThe product's {MODEL} defaults (search/thresholds.py): near_duplicate {defaults.near_duplicate}, "
+        f"similar {defaults.similar}, geometric verification in between:"
+    )
+    for name, extra in rules.items():
+        accepted = accepted_by(candidates, near=defaults.near_duplicate, low=defaults.similar, extra=extra)
+        precision, recall, tp, fp = rates(candidates, accepted)
+        print(f"   {name:>30}: precision {precision:.5f}  recall {recall:.4f}  ({tp:,} TP, {fp} FP)")
+    groups_on_dev(data, candidates, inliers, near=defaults.near_duplicate, similar=defaults.similar)
+
+
+def calibration_on_dev(
+    data: DevData, candidates: PairSet, rules: dict[str, np.ndarray | None], args: argparse.Namespace
+) -> None:
     print(
         f"\nCalibration on this library (label-free, {args.calibration_sample} sampled images x "
         f"{len(calibration.TRANSFORMS)} edits, as calibrate_duplicates runs it):"
@@ -435,16 +561,6 @@ def real_photos(args: argparse.Namespace) -> None:
         for name, extra in rules.items():
             precision, recall, tp, fp = rates(candidates, accepted_by(candidates, near=near, low=similar, extra=extra))
             print(f"   {name:>30}: precision {precision:.5f}  recall {recall:.4f}  ({tp:,} TP, {fp} FP)")
-
-    defaults = MODEL_THRESHOLDS[MODEL]
-    print(
-        f"\nThe product's {MODEL} defaults (search/thresholds.py): near_duplicate {defaults.near_duplicate}, "
-        f"similar {defaults.similar}, geometric verification in between:"
-    )
-    for name, extra in rules.items():
-        accepted = accepted_by(candidates, near=defaults.near_duplicate, low=defaults.similar, extra=extra)
-        precision, recall, tp, fp = rates(candidates, accepted)
-        print(f"   {name:>30}: precision {precision:.5f}  recall {recall:.4f}  ({tp:,} TP, {fp} FP)")
 
 
 # --- (b) the cost per image at scale ---------------------------------------------------------------------
@@ -526,6 +642,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-dev", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--skip-calibration", action="store_true", help="skip the label-free calibration part")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.skip_dev:

@@ -118,7 +118,7 @@ class DuplicatePairAdmin(admin.ModelAdmin):
         done = self._resolve_each(request, queryset, review.ResolveAction.CONFIRM)
         self.message_user(request, f"{done} pair(s) confirmed as duplicates.", messages.SUCCESS)
 
-    @admin.action(description="Delete the suggested image of each pair (asks first; cannot be undone)")
+    @admin.action(description="Move the image the suggestion ranks lower to the trash (asks first; undoable)")
     def delete_suggested(self, request: HttpRequest, queryset: QuerySet[DuplicatePair]) -> HttpResponse | None:
         pairs = list(queryset.select_related("image_a", "image_b"))
         if request.POST.get("confirmed") != "yes":
@@ -128,7 +128,7 @@ class DuplicatePairAdmin(admin.ModelAdmin):
                 "duplicates/admin_confirm_delete.html",
                 {
                     **self.admin_site.each_context(request),
-                    "title": "Delete the suggested images?",
+                    "title": "Move the lower-ranked images to the trash?",
                     "reviews": reviews,
                     "opts": self.model._meta,
                     "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
@@ -146,7 +146,9 @@ class DuplicatePairAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{pair}: {error.message}", messages.WARNING)
                 continue
             deleted.add(decision.deleted_image_id)
-        self.message_user(request, f"Deleted {len(deleted)} image(s) and their files.", messages.SUCCESS)
+        self.message_user(
+            request, f"Moved {len(deleted)} image(s) to the trash (restorable from the Trash page).", messages.SUCCESS
+        )
         return None
 
 

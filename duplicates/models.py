@@ -109,8 +109,8 @@ class DuplicateDecision(models.Model):
     class Action(models.TextChoices):
         NOT_DUPLICATE = "not_duplicate", "Not a duplicate (keep both)"
         CONFIRM = "confirm", "Confirmed duplicate"
-        DELETE_A = "delete_a", "Deleted image A"
-        DELETE_B = "delete_b", "Deleted image B"
+        DELETE_A = "delete_a", "Moved image A to the trash"
+        DELETE_B = "delete_b", "Moved image B to the trash"
 
     DELETE_ACTIONS = (Action.DELETE_A, Action.DELETE_B)
 
@@ -192,3 +192,110 @@ class CalibrationRun(models.Model):
 
     def __str__(self) -> str:
         return f"calibration #{self.pk} ({self.model_name}, {self.status})"
+
+
+# --- groups ----------------------------------------------------------------------------------------------
+
+
+class DuplicateGroupQuerySet(models.QuerySet["DuplicateGroup"]):
+    def pending(self) -> DuplicateGroupQuerySet:
+        return self.filter(status=DuplicateGroup.Status.PENDING)
+
+
+class DuplicateGroup(models.Model):
+    """Images joined by look-alike pairs (duplicates/grouping.py decides who belongs): the unit of review.
+
+    Pending groups follow the pairs (duplicate_groups_refresh); a resolved or stacked group keeps the members
+    it was decided on, as the record its undo works from. `version` counts decisions: a reviewer sends the
+    version they saw, and a stale one gets 409 with the current state instead of overwriting a colleague.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending review"
+        RESOLVED = "resolved", "Resolved"
+        STACKED = "stacked", "Stacked"
+
+    kind = models.CharField(max_length=20, choices=DuplicatePair.Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    suggested_keep = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    suggestion_reason = models.CharField(max_length=100, blank=True)
+    size = models.PositiveIntegerField(default=0, help_text="Members (kept current by the services).")
+    max_similarity = models.FloatField(default=0.0, help_text="The strongest pair inside the group.")
+    version = models.PositiveIntegerField(default=1)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = DuplicateGroupQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-size", "-max_similarity", "id"]
+        indexes = [
+            models.Index(fields=["kind", "status", "-size", "-max_similarity", "id"], name="duplicate_group_review_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} group #{self.pk} ({self.size} images, {self.status})"
+
+
+class DuplicateGroupMember(models.Model):
+    """One image of a group; `decision` says what the group's resolution did with it."""
+
+    class Decision(models.TextChoices):
+        PENDING = "", "Pending"
+        KEPT = "kept", "Kept"
+        TRASHED = "trashed", "Moved to the trash"
+
+    group = models.ForeignKey(DuplicateGroup, on_delete=models.CASCADE, related_name="members")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="duplicate_memberships")
+    decision = models.CharField(max_length=10, choices=Decision.choices, default=Decision.PENDING, blank=True)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["group_id", "id"]
+        constraints = [models.UniqueConstraint(fields=["group", "image"], name="duplicate_group_member_unique")]
+
+    def __str__(self) -> str:
+        return f"#{self.image_id} in group #{self.group_id}"
+
+
+class DuplicateGroupDecision(models.Model):
+    """One decision on a whole group, logged with everything its undo needs (pairs' previous statuses, the
+    images it moved to the trash). It outlives the group: ids are kept as plain numbers too."""
+
+    class Action(models.TextChoices):
+        KEEP = "keep", "Kept the selected, moved the rest to the trash"
+        KEEP_ALL = "keep_all", "Kept all (not duplicates)"
+        STACK = "stack", "Stacked"
+
+    group = models.ForeignKey(
+        DuplicateGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions"
+    )
+    group_number = models.BigIntegerField(help_text="The group's id at the time.")
+    kind = models.CharField(max_length=20, choices=DuplicatePair.Kind.choices)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    member_ids = models.JSONField(default=list, help_text="The members the reviewer saw and decided on.")
+    kept_ids = models.JSONField(default=list)
+    trashed_ids = models.JSONField(default=list)
+    pair_changes = models.JSONField(default=list, help_text="[pair id, status before] of every pair it changed.")
+    suggested = models.BooleanField(default=False, help_text="The reviewer applied the suggestion as it was.")
+    previous_status = models.CharField(max_length=10, choices=DuplicateGroup.Status.choices)
+    bytes_trashed = models.PositiveBigIntegerField(default=0)
+    source = models.CharField(max_length=10, blank=True, help_text="web, api or admin")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} (group #{self.group_number})"

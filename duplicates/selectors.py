@@ -73,8 +73,10 @@ def duplicate_pair_list(
     *, status: str = "pending", kind: str = "", image_id: int | None = None
 ) -> QuerySet[DuplicatePair]:
     """Pairs to review, most alike first; status "reviewed" is confirmed + not_duplicate, "all" everything."""
-    pairs = DuplicatePair.objects.select_related("image_a", "image_b", "reviewed_by").defer(
-        "image_a__embedding", "image_b__embedding"
+    pairs = (
+        DuplicatePair.objects.select_related("image_a", "image_b", "reviewed_by")
+        .defer("image_a__embedding", "image_b__embedding")
+        .filter(image_a__trashed_at__isnull=True, image_b__trashed_at__isnull=True)
     )
     if status in DuplicatePair.ReviewStatus.values:
         pairs = pairs.filter(review_status=status)
@@ -90,7 +92,8 @@ def duplicate_pair_list(
 def duplicate_pair_counts() -> dict[str, dict[str, int]]:
     """{kind: {status: n, "all": n}} for the review tabs."""
     counts = {kind: dict.fromkeys([*DuplicatePair.ReviewStatus.values, "all"], 0) for kind in DuplicatePair.Kind.values}
-    for row in DuplicatePair.objects.values("kind", "review_status").annotate(n=Count("id")):
+    visible = DuplicatePair.objects.filter(image_a__trashed_at__isnull=True, image_b__trashed_at__isnull=True)
+    for row in visible.values("kind", "review_status").annotate(n=Count("id")):
         if row["kind"] in counts:
             counts[row["kind"]][row["review_status"]] = row["n"]
             counts[row["kind"]]["all"] += row["n"]

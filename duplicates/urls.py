@@ -1,10 +1,14 @@
 from django.urls import path
 
-from duplicates import views
+from duplicates import group_views, trash_views, views
 
 app_name = "duplicates"
 urlpatterns = [
-    path("duplicates/", views.review, name="review"),
+    path("duplicates/", group_views.review, name="review"),
+    path("duplicates/groups/<int:pk>/resolve/", group_views.group_resolve, name="group-resolve"),
+    path("duplicates/groups/<int:pk>/undo/", group_views.group_undo, name="group-undo"),
+    path("duplicates/groups/apply-suggestions/", group_views.groups_apply_suggestions, name="groups-apply"),
+    path("duplicates/pairs/", views.pair_review, name="pairs"),
     path("duplicates/<int:pk>/", views.pair_detail, name="pair-detail"),
     path("duplicates/<int:pk>/resolve/", views.pair_resolve, name="pair-resolve"),
     path("duplicates/<int:pk>/undo/", views.pair_undo, name="pair-undo"),
@@ -13,4 +17,7 @@ urlpatterns = [
     path("duplicates/scan/", views.scan, name="scan"),
     path("duplicates/calibration/", views.calibration, name="calibration"),
     path("duplicates/calibration/<int:pk>/plot.png", views.calibration_plot, name="calibration-plot"),
+    path("trash/", trash_views.trash, name="trash"),
+    path("trash/<int:pk>/restore/", trash_views.trash_restore, name="trash-restore"),
+    path("trash/<int:pk>/purge/", trash_views.trash_purge, name="trash-purge"),
 ]

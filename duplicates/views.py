@@ -37,7 +37,8 @@ def _back(request: HttpRequest, fallback: str) -> HttpResponse:
 
 
 @staff_member_required
-def review(request: HttpRequest) -> HttpResponse:
+def pair_review(request: HttpRequest) -> HttpResponse:
+    """Pairs one by one (the evidence behind the groups)."""
     filters = ReviewFilterForm(request.GET or None)
     cleaned = filters.cleaned_data if filters.is_valid() else {}
     kind = cleaned.get("kind") or DuplicatePair.Kind.NEAR_DUPLICATE
@@ -49,7 +50,7 @@ def review(request: HttpRequest) -> HttpResponse:
     query.pop("page", None)
     return render(
         request,
-        "duplicates/review.html",
+        "duplicates/pairs.html",
         {
             "page": page,
             "reviews": selectors.pair_reviews(list(page.object_list)),
@@ -92,13 +93,16 @@ def pair_resolve(request: HttpRequest, pk: int) -> HttpResponse:
         )
     except ReviewError as error:
         messages.error(request, error.message)
-        return _back(request, reverse("duplicates:review"))
+        return _back(request, reverse("duplicates:pairs"))
     if decision.is_delete:
         kept = decision.image_b_id if decision.deleted_image_id == decision.image_a_id else decision.image_a_id
-        messages.success(request, f"Deleted #{decision.deleted_image_id} ({decision.deleted_name}) and kept #{kept}.")
-        return _back(request, reverse("duplicates:review"))
+        messages.success(
+            request,
+            f"Moved #{decision.deleted_image_id} ({decision.deleted_name}) to the trash and kept #{kept}.",
+        )
+        return _back(request, reverse("duplicates:pairs"))
     messages.success(request, f"#{pair.image_a_id} ~ #{pair.image_b_id}: {decision.get_action_display().lower()}.")
-    return _back(request, reverse("duplicates:review"))
+    return _back(request, reverse("duplicates:pairs"))
 
 
 def _undone(request: HttpRequest, decision: DuplicateDecision) -> None:
@@ -142,7 +146,7 @@ def decisions(request: HttpRequest) -> HttpResponse:
 def scan(request: HttpRequest) -> HttpResponse:
     duplicates_scan_schedule(requested_by=request.user.get_username())
     messages.success(request, "A re-scan of the whole library is queued; pairs update as it runs.")
-    return _back(request, reverse("duplicates:review"))
+    return _back(request, reverse("duplicates:pairs"))
 
 
 @staff_member_required

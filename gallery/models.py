@@ -41,9 +41,17 @@ class ImageQuerySet(models.QuerySet["Image"]):
     def embedded(self) -> ImageQuerySet:
         return self.filter(embedding__isnull=False)
 
+    def in_library(self) -> ImageQuerySet:
+        """Images not in the trash."""
+        return self.filter(trashed_at__isnull=True)
+
+    def trashed(self) -> ImageQuerySet:
+        return self.filter(trashed_at__isnull=False)
+
     def searchable(self, *, model_name: str | None = None) -> ImageQuerySet:
-        """Images that may appear in search results and duplicate pairs (with a vector of that model)."""
-        images = self.filter(status=Image.Status.INDEXED, embedding__isnull=False)
+        """Images that may appear in search results and duplicate pairs (with a vector of that model, not in
+        the trash)."""
+        images = self.filter(status=Image.Status.INDEXED, embedding__isnull=False, trashed_at__isnull=True)
         return images if model_name is None else images.filter(embedding_model=model_name)
 
 
@@ -85,6 +93,24 @@ class Image(models.Model):
     claimed_until = models.DateTimeField(null=True, blank=True)
     claim_token = models.CharField(max_length=32, blank=True, db_index=True)
 
+    trashed_at = models.DateTimeField(
+        null=True, blank=True, help_text="In the trash since then: out of the library and search, file kept."
+    )
+    trashed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    stack_cover = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="stacked",
+        help_text="Stacked under this image: the library grid shows the cover with a count instead.",
+    )
+    restored_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last restored from the trash: searched in the index tail until a rebuild."
+    )
+
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="images"
     )
@@ -99,6 +125,7 @@ class Image(models.Model):
             models.Index(fields=["status", "claimed_until"], name="image_status_claim_idx"),
             models.Index(fields=["rating"], name="image_rating_idx"),
             models.Index(fields=["embedded_at"], name="image_embedded_at_idx"),
+            models.Index(fields=["trashed_at"], name="image_trashed_at_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -119,6 +146,10 @@ class Image(models.Model):
         """The uploader's name with the extension of the real format: 'holiday.html' is offered as 'holiday.jpg'."""
         stem = PurePosixPath(self.original_name).stem if self.original_name else f"image-{self.pk}"
         return f"{stem or f'image-{self.pk}'}.{FORMAT_EXTENSIONS.get(self.format, 'bin')}"
+
+    @property
+    def in_trash(self) -> bool:
+        return self.trashed_at is not None
 
     @property
     def megapixels(self) -> float:

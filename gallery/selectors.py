@@ -20,8 +20,17 @@ IMAGE_ORDERINGS: dict[str, tuple[str, list[OrderBy]]] = {
 
 
 def image_list(*, status: str = "", rating: str = "", query: str = "", order: str = "added") -> ImageQuerySet:
-    """Images filtered by status, rating ("3", "3+" or "unrated") and a name search, in a gallery order."""
-    images = _filtered(Image.objects.select_related("uploaded_by").defer("embedding"), rating=rating, query=query)
+    """Images filtered by status, rating ("3", "3+" or "unrated") and a name search, in a gallery order (the
+    trash left out; a stack shows as its cover, counting the copies under it)."""
+    images = _filtered(
+        Image.objects.in_library()
+        .filter(stack_cover__isnull=True)
+        .select_related("uploaded_by")
+        .defer("embedding")
+        .annotate(stack_count=Count("stacked", filter=Q(stacked__trashed_at__isnull=True))),
+        rating=rating,
+        query=query,
+    )
     if status in Image.Status.values:
         images = images.filter(status=status)
     _, ordering = IMAGE_ORDERINGS.get(order, IMAGE_ORDERINGS["added"])
@@ -45,7 +54,7 @@ def _filtered(images: ImageQuerySet, *, rating: str, query: str) -> ImageQuerySe
 def image_status_counts(*, rating: str = "", query: str = "") -> dict[str, int]:
     """How many images are in each status among those the rating and name filters keep (the gallery's tabs)."""
     counts = dict.fromkeys(Image.Status.values, 0)
-    rows = _filtered(Image.objects.all(), rating=rating, query=query).order_by().values("status")
+    rows = _filtered(Image.objects.in_library(), rating=rating, query=query).order_by().values("status")
     for row in rows.annotate(n=Count("id")):
         counts[row["status"]] = row["n"]
     counts["all"] = sum(counts.values())
@@ -61,3 +70,8 @@ def model_problem() -> str:
         .first()
     )
     return message or ""
+
+
+def trash_list() -> ImageQuerySet:
+    """Images in the trash, most recently trashed first."""
+    return Image.objects.trashed().select_related("trashed_by").defer("embedding").order_by("-trashed_at", "-id")

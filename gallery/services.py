@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import IO
 
 from django.conf import settings
@@ -163,6 +163,45 @@ def image_delete(*, image: Image) -> None:
     with transaction.atomic():
         image.delete()
         transaction.on_commit(lambda: _delete_files(names))
+
+
+def image_purge(*, image: Image) -> None:
+    """Delete for good (from the trash, or at once): the row, its pairs and, after the commit, its files."""
+    image_delete(image=image)
+
+
+def image_trash(*, image: Image, user: AbstractBaseUser | AnonymousUser | None = None) -> Image:
+    """Move an image to the trash: out of the library grid, search and duplicate detection; its file is kept
+    until it is purged (by hand, or IMGSIM_TRASH_DAYS later). Trashing a trashed image changes nothing."""
+    changed = Image.objects.filter(pk=image.pk, trashed_at__isnull=True).update(
+        trashed_at=timezone.now(),
+        trashed_by=user if user is not None and user.is_authenticated else None,
+        updated_at=timezone.now(),
+    )
+    if changed:
+        image.refresh_from_db(fields=["trashed_at", "trashed_by", "updated_at"])
+    return image
+
+
+def image_restore(*, image: Image) -> Image:
+    """Take an image out of the trash: back in the library and search (the index tail until a rebuild)."""
+    now = timezone.now()
+    changed = Image.objects.filter(pk=image.pk, trashed_at__isnull=False).update(
+        trashed_at=None, trashed_by=None, restored_at=now, updated_at=now
+    )
+    if changed:
+        image.refresh_from_db(fields=["trashed_at", "trashed_by", "restored_at", "updated_at"])
+    return image
+
+
+def trash_purge_expired(*, days: int | None = None) -> int:
+    """Purge the images that have been in the trash for `days` (IMGSIM_TRASH_DAYS); how many were purged."""
+    cutoff = timezone.now() - timedelta(days=settings.IMGSIM_TRASH_DAYS if days is None else days)
+    purged = 0
+    for image in Image.objects.filter(trashed_at__lte=cutoff).defer("embedding").iterator(chunk_size=200):
+        image_purge(image=image)
+        purged += 1
+    return purged
 
 
 def image_accept_rejected(*, image: Image) -> Image:

@@ -111,9 +111,14 @@ def _upload_page(
 
 @login_required
 def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    image = get_object_or_404(Image.objects.select_related("uploaded_by"), pk=pk)
+    image = get_object_or_404(Image.objects.select_related("uploaded_by", "stack_cover"), pk=pk)
+    stacked = image.stacked.filter(trashed_at__isnull=True).defer("embedding").order_by("id")
     # The zoomed view shows the original itself where every browser can; other formats get a large WebP.
-    return render(request, "gallery/image_detail.html", {"image": image, "browser_formats": ("JPEG", "PNG", "WEBP")})
+    return render(
+        request,
+        "gallery/image_detail.html",
+        {"image": image, "stacked": stacked, "browser_formats": ("JPEG", "PNG", "WEBP")},
+    )
 
 
 # Stored files are served as inert data: the declared type is the only one a browser may use, and a

@@ -326,6 +326,8 @@ IMGSIM_NEAR_DUPLICATE_THRESHOLD = env_optional_float("IMGSIM_NEAR_DUPLICATE_THRE
 IMGSIM_SIMILAR_THRESHOLD = env_optional_float("IMGSIM_SIMILAR_THRESHOLD", minimum=-1.0, maximum=1.0)
 # Pairs between the similar and near-duplicate thresholds are checked with local features + RANSAC (OpenCV).
 IMGSIM_DUPLICATE_GEOMETRY = env_bool("IMGSIM_DUPLICATE_GEOMETRY", True)
+# Images moved to the trash (duplicate review) are purged for good after this many days (a daily task).
+IMGSIM_TRASH_DAYS = env_int("IMGSIM_TRASH_DAYS", 30, minimum=1)
 
 # --- Task queue and shared cache -----------------------------------------------------------------------
 IMGSIM_REDIS_URL = env_str("IMGSIM_REDIS_URL", "")
@@ -408,6 +410,11 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DuplicateKindEnum": "duplicates.models.DuplicatePair.Kind",
         "DuplicateReviewStatusEnum": "duplicates.models.DuplicatePair.ReviewStatus",
+        "DuplicateGroupStatusEnum": "duplicates.models.DuplicateGroup.Status",
+        "DuplicateDecisionActionEnum": "duplicates.models.DuplicateDecision.Action",
+        "ImageStatusEnum": "gallery.models.Image.Status",
+        "DuplicateGroupDecisionActionEnum": "duplicates.models.DuplicateGroupDecision.Action",
+        "DuplicateGroupResolveActionEnum": "duplicates.group_review.GroupAction.CHOICES",
     },
 }
 

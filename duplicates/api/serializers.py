@@ -53,7 +53,7 @@ class PairImageSerializer(ImageSerializer):
 
 class KeepSuggestionSerializer(serializers.Serializer):
     keep = serializers.IntegerField(help_text="Id of the image to keep.")
-    delete = serializers.IntegerField(help_text="Id of the image to delete.")
+    delete = serializers.IntegerField(help_text="Id of the image to move to the trash.")
     reason = serializers.CharField(help_text="The first criterion that told them apart.")
 
 
@@ -128,23 +128,26 @@ class DuplicateDecisionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_undoable(self, decision: DuplicateDecision) -> bool:
-        """False for deletions (the file is gone), undone decisions, and decisions on deleted pairs."""
-        return decision.undone_at is None and not decision.is_delete and decision.pair_id is not None
+        """False for undone decisions and decisions on deleted pairs (a trashed image that was since purged
+        is refused when the undo is tried)."""
+        return decision.undone_at is None and decision.pair_id is not None
 
 
 class ResolveSerializer(serializers.Serializer):
     action = serializers.ChoiceField(
         choices=[(value, label) for value, label in ResolveAction.LABELS.items()],
         help_text=(
-            "not_duplicate and confirm record a decision (undoable); delete_a, delete_b and keep_suggested "
-            "delete an image with its file and pairs (not undoable)."
+            "not_duplicate and confirm record a decision; delete_a, delete_b and keep_suggested move an image to "
+            "the trash (restorable, purged after IMGSIM_TRASH_DAYS). Every decision can be undone."
         ),
     )
 
 
 class ResolveResultSerializer(serializers.Serializer):
     decision = DuplicateDecisionSerializer()
-    pair = DuplicatePairSerializer(allow_null=True, help_text="null once an image of the pair was deleted.")
+    pair = DuplicatePairSerializer(
+        allow_null=True, help_text="null once an image of the pair is in the trash or was deleted."
+    )
 
 
 class CheckUploadSerializer(serializers.Serializer):

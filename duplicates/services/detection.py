@@ -27,6 +27,7 @@ from duplicates import geometry
 from duplicates.detection import Bands, NeighbourSearch, band_of, canonical_pairs, needs_verification, neighbours_above
 from duplicates.evidence import pair_evidence
 from duplicates.features import Verifier, fingerprint_distance, image_fingerprint
+from duplicates.groups import duplicate_groups_rebuild, duplicate_groups_refresh
 from duplicates.models import DetectionCheck, DuplicateDecision, DuplicatePair, sha_pair_key
 from duplicates.selectors import (
     detection_settings_key,
@@ -234,6 +235,8 @@ def _detect_chunk(ids: list[int], run: _Run) -> DetectSummary:
             if decision is not None and _create_remembered(pair, decision):
                 summary.remembered += 1
                 summary.created += 1
+        if summary.pairs:  # the groups follow the pairs, committed with them
+            duplicate_groups_refresh(image_ids=queried)
         _mark_checked(queried, settings_key=run.settings_key, at=now)
     return summary
 
@@ -341,6 +344,7 @@ def duplicates_scan(
     if prune:
         stale = DuplicatePair.objects.pending().exclude(detected_at__gte=started)
         pruned, _ = stale.delete()
+    duplicate_groups_rebuild()
     build = IndexBuild.objects.latest_ready(model_name=model_name)
     return ScanSummary(
         images=len(ids),

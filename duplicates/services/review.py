@@ -1,4 +1,4 @@
-"""Review of pairs: decisions (keep both, confirm, delete one), their log, and undoing them.
+"""Review of pairs: decisions (keep both, confirm, move one to the trash), their log, and undoing them.
 
 A decision names both files by content (sha256), so it outlives the pair: a re-uploaded file gets the last
 decision about its earlier copy back (see detection.py).
@@ -12,10 +12,11 @@ from django.utils import timezone
 
 from core.errors import ServiceError
 from duplicates.evidence import suggest_keep
+from duplicates.groups import duplicate_groups_refresh
 from duplicates.models import DuplicateDecision, DuplicatePair, sha_pair_key
 from duplicates.selectors import image_facts
-from gallery.services import image_delete
-from search.services import library_changed
+from duplicates.trash import images_restore, images_trash
+from gallery.models import Image
 
 User = AbstractBaseUser | AnonymousUser | None
 
@@ -80,11 +81,8 @@ def duplicate_decision_log(
 
 
 def duplicate_pair_resolve(*, pair: DuplicatePair, action: str, user: User, source: str = "") -> DuplicateDecision:
-    """Record a review decision; delete actions also delete the chosen image (file, thumbnail and pairs).
-
-    A deletion is the last step of a review and cannot be undone (the file is gone); the other decisions
-    can. keep_suggested deletes the image that suggest_keep ranks lower.
-    """
+    """Record a review decision; delete actions move the chosen image to the trash (undoable until it is
+    purged). keep_suggested trashes the image that suggest_keep ranks lower. The groups follow."""
     if action not in ResolveAction.ALL:
         raise ReviewError(
             "invalid_action", f"Unknown action {action!r}; use one of {', '.join(ResolveAction.ALL)}.", status=400
@@ -96,6 +94,11 @@ def duplicate_pair_resolve(*, pair: DuplicatePair, action: str, user: User, sour
             raise ReviewError(
                 "pair_gone", "This pair no longer exists: one of its images was deleted.", status=404
             ) from None
+        if locked.image_a.trashed_at is not None or locked.image_b.trashed_at is not None:
+            raise ReviewError(
+                "image_in_trash",
+                "An image of this pair is in the trash: restore it (Trash page) or undo that decision first.",
+            )
         previous = locked.review_status
         suggested = action == ResolveAction.KEEP_SUGGESTED
         if suggested:
@@ -111,7 +114,9 @@ def duplicate_pair_resolve(*, pair: DuplicatePair, action: str, user: User, sour
             locked.reviewed_by = user_or_none(user)
             locked.reviewed_at = timezone.now()
             locked.save(update_fields=["review_status", "reviewed_by", "reviewed_at", "updated_at"])
-            return duplicate_decision_log(pair=locked, action=action, previous=previous, user=user, source=source)
+            decision = duplicate_decision_log(pair=locked, action=action, previous=previous, user=user, source=source)
+            duplicate_groups_refresh(image_ids=[locked.image_a_id, locked.image_b_id])
+            return decision
         victim = locked.image_a if action == ResolveAction.DELETE_A else locked.image_b
         locked.review_status = DuplicatePair.ReviewStatus.CONFIRMED
         decision = duplicate_decision_log(
@@ -123,9 +128,10 @@ def duplicate_pair_resolve(*, pair: DuplicatePair, action: str, user: User, sour
             suggested=suggested,
             deleted_name=victim.original_name or victim.file.name,
         )
-        library_changed(image_ids=[victim.pk])  # searches drop it when this commits
-        image_delete(image=victim)  # removes its file and thumbnail on commit, and all its pairs
-        decision.refresh_from_db()
+        locked.reviewed_by = user_or_none(user)
+        locked.reviewed_at = timezone.now()
+        locked.save(update_fields=["review_status", "reviewed_by", "reviewed_at", "updated_at"])
+        images_trash(images=[victim], user=user)  # out of the library and its groups; the file is kept
         return decision
 
 
@@ -135,13 +141,16 @@ def duplicate_decision_undo(*, decision: DuplicateDecision, user: User) -> Dupli
         decision = DuplicateDecision.objects.select_for_update().get(pk=decision.pk)
         if decision.undone_at is not None:
             raise ReviewError("already_undone", f"Decision #{decision.pk} was already undone.")
+        trashed = None
         if decision.is_delete:
-            raise ReviewError(
-                "cannot_undo_delete",
-                f"Decision #{decision.pk} deleted image #{decision.deleted_image_id} ({decision.deleted_name}): its "
-                "file is gone, so this cannot be undone. Upload the file again to restore it; the decisions "
-                "about it are remembered by its content.",
-            )
+            trashed = Image.objects.defer("embedding").filter(pk=decision.deleted_image_id).first()
+            if trashed is None or trashed.trashed_at is None:
+                raise ReviewError(
+                    "cannot_undo_delete",
+                    f"Decision #{decision.pk} removed image #{decision.deleted_image_id} ({decision.deleted_name}) "
+                    "and it has been purged from the trash since (or deleted before the trash existed): this "
+                    "cannot be undone. Upload the file again; the decisions about it are remembered by content.",
+                )
         if decision.pair_id is None:
             raise ReviewError("pair_gone", "The pair no longer exists: one of its images was deleted.")
         pair = DuplicatePair.objects.select_for_update().get(pk=decision.pair_id)
@@ -160,6 +169,10 @@ def duplicate_decision_undo(*, decision: DuplicateDecision, user: User) -> Dupli
         decision.undone_at = timezone.now()
         decision.undone_by = user_or_none(user)
         decision.save(update_fields=["undone_at", "undone_by"])
+        if trashed is not None:
+            images_restore(images=[trashed])  # back in search and, through its pairs, its groups
+        else:
+            duplicate_groups_refresh(image_ids=[pair.image_a_id, pair.image_b_id])
         return decision
 
 

@@ -84,7 +84,7 @@ def test_duplicate_review_one_decision_with_the_mouse(session):
     add(distinct_photos(2))
     pair = DuplicatePair.objects.get(kind="near_duplicate")
     page = session.page
-    session.go("/duplicates/")
+    session.go("/duplicates/pairs/")  # the pair page; /duplicates/ reviews groups
     card = page.locator(f"#pair-{pair.pk}")
     expect(card).to_be_visible()
     expect(card.locator("img").first).to_have_js_property("complete", True)

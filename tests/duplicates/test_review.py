@@ -130,29 +130,51 @@ def test_api_decision_log_lists_a_pairs_decisions_newest_first_with_who_undid_th
     assert all(d["undone_by"] == "sam" for d in log["results"])
 
 
-def test_api_keep_suggested_deletes_the_other_image_its_files_and_pairs(staff_api, library, committed):
+def test_api_keep_suggested_moves_the_other_image_to_the_trash_and_undo_restores_it(staff_api, library, committed):
     pair = first_pair(image_a__in=[pk for pk, label in library.items() if label == "g02"])
     smaller = min((pair.image_a, pair.image_b), key=lambda image: (image.width * image.height, image.file_size))
     names = [smaller.file.name, smaller.thumbnail.name]
-    assert all(default_storage.exists(name) for name in names)
     response = committed(staff_api.post, f"/api/duplicates/{pair.pk}/resolve/", {"action": "keep_suggested"})
     assert response.status_code == 200, response.content
     body = response.json()
-    assert body["pair"] is None  # gone with the deleted image
+    assert body["pair"] is None  # an image of it is in the trash: out of the review lists
     decision = DuplicateDecision.objects.get(pk=body["decision"]["id"])
     assert decision.deleted_image_id == smaller.pk
-    assert (decision.suggested, decision.new_status, decision.pair) == (True, "confirmed", None)
-    assert body["decision"]["undoable"] is False
-    assert not Image.objects.filter(pk=smaller.pk).exists()
-    assert not any(default_storage.exists(name) for name in names)
-    assert not DuplicatePair.objects.involving(smaller.pk).exists()
-    assert DuplicatePair.objects.filter(kind="near_duplicate").count() == 2  # g02 lost two pairs, g05 keeps its one
-    assert Image.objects.count() == len(library) - 1
+    assert (decision.suggested, decision.new_status, decision.pair_id) == (True, "confirmed", pair.pk)
+    assert body["decision"]["undoable"] is True
+    smaller.refresh_from_db()
+    assert smaller.trashed_at is not None
+    assert all(default_storage.exists(name) for name in names)  # the file is kept
+    listed = [item["id"] for item in staff_api.get("/api/images/?page_size=100").json()["results"]]
+    assert smaller.pk not in listed
+    assert len(listed) == len(library) - 1
+    assert all(
+        smaller.pk not in (item["image_a"]["id"], item["image_b"]["id"])
+        for item in staff_api.get("/api/duplicates/?status=all").json()["results"]
+    )
+    assert Image.objects.searchable().filter(pk=smaller.pk).count() == 0
+    assert staff_api.post(f"/api/duplicates/{pair.pk}/resolve/", {"action": "delete_a"}).status_code == 404
 
-    refused = staff_api.post(f"/api/duplicates/decisions/{decision.pk}/undo/")
+    undone = committed(staff_api.post, f"/api/duplicates/decisions/{decision.pk}/undo/")
+    assert undone.status_code == 200, undone.content
+    smaller.refresh_from_db()
+    pair.refresh_from_db()
+    assert smaller.trashed_at is None
+    assert pair.review_status == "pending"
+    assert Image.objects.searchable().filter(pk=smaller.pk).count() == 1
+    assert undone.json()["pair"]["id"] == pair.pk
+
+
+def test_api_undo_of_a_purged_trash_decision_is_refused(staff_api, library, committed):
+    from gallery.services import image_purge
+
+    pair = first_pair()
+    body = committed(staff_api.post, f"/api/duplicates/{pair.pk}/resolve/", {"action": "delete_a"}).json()
+    committed(image_purge, image=Image.objects.get(pk=pair.image_a_id))
+    refused = staff_api.post(f"/api/duplicates/decisions/{body['decision']['id']}/undo/")
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "cannot_undo_delete"
-    assert "cannot be undone" in refused.json()["error"]["message"]
+    assert "purged" in refused.json()["error"]["message"]
 
 
 def test_api_delete_a_or_b_explicitly(staff_api, library, committed):
@@ -160,9 +182,10 @@ def test_api_delete_a_or_b_explicitly(staff_api, library, committed):
     a_id, b_id = pair.image_a_id, pair.image_b_id
     body = committed(staff_api.post, f"/api/duplicates/{pair.pk}/resolve/", {"action": "delete_a"}).json()
     assert body["decision"]["action"] == "delete_a"
-    assert not Image.objects.filter(pk=a_id).exists()
-    assert Image.objects.filter(pk=b_id).exists()
+    assert Image.objects.get(pk=a_id).trashed_at is not None
+    assert Image.objects.get(pk=b_id).trashed_at is None
     assert staff_api.post(f"/api/duplicates/{pair.pk}/resolve/", {"action": "delete_b"}).status_code == 404
+    assert Image.objects.get(pk=b_id).trashed_at is None
 
 
 @pytest.mark.parametrize(
@@ -228,22 +251,22 @@ def test_anonymous_clients_are_refused(client):
 
 
 def test_web_review_page_shows_pairs_side_by_side_and_resolves(staff_web, library):
-    page = staff_web.get("/duplicates/")
+    page = staff_web.get("/duplicates/pairs/")
     assert page.status_code == 200
     html = page.content.decode()
     assert html.count('class="pair panel"') == 4
     assert html.count("/thumbnail/") >= 8
     assert "keep ·" in html
-    assert "Keep A, delete B" in html or "Keep B, delete A" in html
+    assert "Keep A, trash B" in html or "Keep B, trash A" in html
     pair = first_pair()
-    here = "/duplicates/?kind=near_duplicate"
+    here = "/duplicates/pairs/?kind=near_duplicate"
     response = staff_web.post(f"/duplicates/{pair.pk}/resolve/", {"action": "not_duplicate", "next": here})
     assert response.status_code == 302
     assert response["Location"] == here
     pair.refresh_from_db()
     assert pair.review_status == "not_duplicate"
     assert staff_web.get(here).content.decode().count('class="pair panel"') == 3
-    dismissed = staff_web.get("/duplicates/?kind=near_duplicate&status=not_duplicate").content.decode()
+    dismissed = staff_web.get("/duplicates/pairs/?kind=near_duplicate&status=not_duplicate").content.decode()
     assert f'id="pair-{pair.pk}"' in dismissed
     assert "Undo" in dismissed
 
@@ -251,21 +274,20 @@ def test_web_review_page_shows_pairs_side_by_side_and_resolves(staff_web, librar
     pair.refresh_from_db()
     assert pair.review_status == "pending"
     evil = staff_web.post(f"/duplicates/{pair.pk}/resolve/", {"action": "confirm", "next": "https://evil.example/"})
-    assert evil["Location"] == "/duplicates/"
+    assert evil["Location"] == "/duplicates/pairs/"
     assert staff_web.post(f"/duplicates/{pair.pk}/resolve/", {"action": "burn"}).status_code == 400
-    assert staff_web.get("/duplicates/?kind=similar").status_code == 200
+    assert staff_web.get("/duplicates/pairs/?kind=similar").status_code == 200
 
 
 def test_web_delete_and_the_decision_log(staff_web, library, committed):
     pair = first_pair()
     victim = pair.image_b_id
     response = committed(staff_web.post, f"/duplicates/{pair.pk}/resolve/", {"action": "delete_b"}, follow=True)
-    assert f"Deleted #{victim}" in response.content.decode()
-    assert not Image.objects.filter(pk=victim).exists()
+    assert f"Moved #{victim}" in response.content.decode()
+    assert Image.objects.get(pk=victim).trashed_at is not None
     log = staff_web.get("/duplicates/decisions/").content.decode()
-    assert "Deleted image B" in log
-    assert "final" in log
-    other = first_pair()
+    assert "Moved image B to the trash" in log
+    other = first_pair(review_status="pending", image_a__trashed_at=None, image_b__trashed_at=None)
     staff_web.post(f"/duplicates/{other.pk}/resolve/", {"action": "confirm"})
     decision = DuplicateDecision.objects.get(pair=other)
     staff_web.post(f"/duplicates/decisions/{decision.pk}/undo/")
@@ -325,11 +347,12 @@ def test_admin_delete_suggested_asks_first(staff_web, library, committed):
     before = Image.objects.count()
     confirm = staff_web.post(url, {"action": "delete_suggested", "_selected_action": [pair.pk]})
     assert confirm.status_code == 200
-    assert "cannot be undone" in confirm.content.decode()
-    assert Image.objects.count() == before
+    assert "trash" in confirm.content.decode()
+    assert Image.objects.in_library().count() == before
     done = committed(
         staff_web.post, url, {"action": "delete_suggested", "_selected_action": [pair.pk], "confirmed": "yes"}
     )
     assert done.status_code == 302
-    assert Image.objects.count() == before - 1
+    assert Image.objects.in_library().count() == before - 1
+    assert Image.objects.count() == before  # in the trash, not deleted
     assert DuplicateDecision.objects.get(source="admin").suggested is True

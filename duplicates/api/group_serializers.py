@@ -1,0 +1,223 @@
+"""API shapes of duplicate groups, their decisions and the trash."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from duplicates.api.serializers import PairImageSerializer
+from duplicates.group_review import GroupAction
+from duplicates.group_selectors import GroupReview, MemberReview
+from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicateGroupMember
+from gallery.api.serializers import ImageSerializer
+from gallery.models import Image
+
+
+class MemberEvidenceSerializer(serializers.Serializer):
+    other = serializers.IntegerField(help_text="The member this evidence compares it with.")
+    pair = serializers.IntegerField(help_text="The pair (GET /api/duplicates/{id}/) holding the full evidence.")
+    cosine = serializers.FloatField(allow_null=True)
+    phash_distance = serializers.IntegerField(allow_null=True)
+    geometric_inliers = serializers.IntegerField(allow_null=True)
+    time_gap_seconds = serializers.FloatField(allow_null=True)
+    same_camera = serializers.BooleanField(allow_null=True)
+
+
+URL_MARKER = 987654321012
+EVIDENCE_FIELDS = ("other", "pair", "cosine", "phash_distance", "geometric_inliers", "time_gap_seconds", "same_camera")
+IMAGE_FIELDS = [
+    name for name in PairImageSerializer.Meta.fields if name not in ("thumbnail_url", "file_url", "page_url")
+]
+
+
+def _url_templates(request: object) -> dict[str, str]:
+    """The three image URLs with URL_MARKER for the id, made absolute once per response."""
+    paths = {
+        "thumbnail_url": reverse("gallery:image-thumbnail", args=[URL_MARKER]),
+        "file_url": reverse("gallery:image-file", args=[URL_MARKER]),
+        "page_url": reverse("gallery:image-detail", args=[URL_MARKER]),
+    }
+    build = getattr(request, "build_absolute_uri", None)
+    return {name: build(path) if build else path for name, path in paths.items()}
+
+
+class GroupMemberSerializer(serializers.Serializer):
+    image = PairImageSerializer()
+    suggested = serializers.BooleanField(help_text="The copy the suggestion keeps.")
+    decision = serializers.ChoiceField(
+        choices=DuplicateGroupMember.Decision.choices, source="membership.decision", allow_blank=True
+    )
+    added_at = serializers.DateTimeField(source="membership.added_at")
+    similarity = serializers.FloatField(allow_null=True, help_text="Cosine with the suggested copy.")
+    evidence = serializers.SerializerMethodField(help_text="Its pair with the suggested copy (null for that copy).")
+    highlights = serializers.ListField(
+        child=serializers.CharField(), help_text="Facts it has and not every member has (largest file, sharpest...)."
+    )
+
+    @extend_schema_field(MemberEvidenceSerializer(allow_null=True))
+    def get_evidence(self, member: MemberReview) -> dict[str, object] | None:
+        return {name: member.evidence.get(name) for name in EVIDENCE_FIELDS} if member.evidence else None
+
+    def to_representation(self, member: MemberReview) -> dict[str, object]:
+        """By hand: a page of large groups has hundreds of members, and DRF's per-field machinery (and a
+        reverse() per URL) was most of the group list's time (bench/group_review.py)."""
+        urls = self.context.setdefault("_url_templates", _url_templates(self.context.get("request")))
+        image = member.image
+        facts = {name: getattr(image, name) for name in IMAGE_FIELDS}
+        for name in ("taken_at", "created_at"):
+            facts[name] = facts[name].isoformat().replace("+00:00", "Z") if facts[name] is not None else None
+        for name, template in urls.items():
+            facts[name] = template.replace(f"/{URL_MARKER}/", f"/{image.pk}/", 1)
+        return {
+            "image": facts,
+            "suggested": member.suggested,
+            "decision": member.membership.decision,
+            "added_at": member.membership.added_at.isoformat().replace("+00:00", "Z"),
+            "similarity": member.similarity,
+            "evidence": self.get_evidence(member),
+            "highlights": member.highlights,
+        }
+
+
+class GroupSuggestionSerializer(serializers.Serializer):
+    action = serializers.CharField(help_text="keep (the suggested copy, trash the rest) or keep_all (similar band).")
+    keep = serializers.ListField(child=serializers.IntegerField())
+    trash = serializers.ListField(child=serializers.IntegerField())
+    reason = serializers.CharField(help_text="Why the kept copy beats the runner-up (higher resolution...).")
+    bytes_to_trash = serializers.IntegerField()
+
+
+class DuplicateGroupDecisionSerializer(serializers.ModelSerializer):
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    undone_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = DuplicateGroupDecision
+        fields = [
+            "id",
+            "group",
+            "group_number",
+            "kind",
+            "action",
+            "member_ids",
+            "kept_ids",
+            "trashed_ids",
+            "suggested",
+            "previous_status",
+            "bytes_trashed",
+            "source",
+            "user",
+            "at",
+            "undone_at",
+            "undone_by",
+        ]
+        read_only_fields = fields
+
+
+class DuplicateGroupSerializer(serializers.Serializer):
+    """A group with its members (evidence, highlights) and the suggestion; `version` goes back with a decision."""
+
+    id = serializers.IntegerField(source="group.pk")
+    kind = serializers.CharField(source="group.kind")
+    status = serializers.ChoiceField(choices=DuplicateGroup.Status.choices, source="group.status")
+    version = serializers.IntegerField(source="group.version")
+    size = serializers.IntegerField(source="group.size")
+    max_similarity = serializers.FloatField(source="group.max_similarity")
+    created_at = serializers.DateTimeField(source="group.created_at")
+    updated_at = serializers.DateTimeField(source="group.updated_at")
+    resolved_at = serializers.DateTimeField(source="group.resolved_at", allow_null=True)
+    resolved_by = serializers.CharField(source="group.resolved_by.username", allow_null=True, default=None)
+    suggestion = serializers.SerializerMethodField()
+    members = GroupMemberSerializer(many=True)
+    last_decision = DuplicateGroupDecisionSerializer(allow_null=True)
+    review_url = serializers.SerializerMethodField()
+
+    @staticmethod
+    def _suggestion(review: GroupReview) -> dict[str, object]:
+        group = review.group
+        keep = [group.suggested_keep_id] if review.suggested_trash else [m.image.pk for m in review.members]
+        return {
+            "action": GroupAction.KEEP if review.suggested_trash else GroupAction.KEEP_ALL,
+            "keep": keep,
+            "trash": review.suggested_trash,
+            "reason": group.suggestion_reason if review.suggested_trash else "similar, not the same photo: keep all",
+            "bytes_to_trash": review.bytes_suggested_trash,
+        }
+
+    @extend_schema_field(GroupSuggestionSerializer)
+    def get_suggestion(self, review: GroupReview) -> dict[str, object]:
+        return self._suggestion(review)
+
+    @extend_schema_field(serializers.URLField())
+    def get_review_url(self, review: GroupReview) -> str:
+        path = f"{reverse('duplicates:review')}?group={review.group.pk}"
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+
+class GroupResolveSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(
+        choices=GroupAction.CHOICES,
+        help_text=(
+            "keep: keep the `keep` ids, move the `trash` ids to the trash; keep_all: not duplicates (the pairs are "
+            "dismissed, remembered by content); stack: keep all as one stack; suggestion: the group's suggestion "
+            "(near-duplicates: keep the suggested copy, trash the rest; similar: keep all)."
+        ),
+    )
+    keep = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, max_length=10_000)
+    trash = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, max_length=10_000)
+    members = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        max_length=10_000,
+        help_text="The members you saw (keep_all, stack, suggestion); default: all current members.",
+    )
+    version = serializers.IntegerField(
+        required=False, min_value=1, help_text="The group's version you saw: 409 if it changed since."
+    )
+
+
+class BulkResolveItemSerializer(GroupResolveSerializer):
+    id = serializers.IntegerField(min_value=1)
+
+
+class BulkResolveSerializer(serializers.Serializer):
+    groups = BulkResolveItemSerializer(many=True, allow_empty=False, max_length=500)
+
+
+class GroupResolveResultSerializer(serializers.Serializer):
+    decision = DuplicateGroupDecisionSerializer()
+    group = DuplicateGroupSerializer()
+
+
+class BulkResolveOutcomeSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.IntegerField(help_text="200, or the 4xx this group alone would have answered.")
+    decision = DuplicateGroupDecisionSerializer(allow_null=True)
+    error = serializers.DictField(allow_null=True)
+
+
+class BulkResolveResultSerializer(serializers.Serializer):
+    results = BulkResolveOutcomeSerializer(many=True)
+    resolved = serializers.IntegerField()
+    trashed_files = serializers.IntegerField()
+    trashed_bytes = serializers.IntegerField()
+
+
+class TrashedImageSerializer(ImageSerializer):
+    trashed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    purge_after = serializers.SerializerMethodField()
+
+    class Meta(ImageSerializer.Meta):
+        fields = [*ImageSerializer.Meta.fields, "trashed_at", "trashed_by", "purge_after"]
+        read_only_fields = fields
+
+    def get_purge_after(self, image: Image) -> str | None:
+        """When the scheduled task purges it (IMGSIM_TRASH_DAYS after it was trashed)."""
+        if image.trashed_at is None:
+            return None
+        return (image.trashed_at + timedelta(days=settings.IMGSIM_TRASH_DAYS)).isoformat()

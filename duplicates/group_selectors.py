@@ -1,0 +1,166 @@
+"""Reads of group review: the groups to review, each member's evidence and the facts that set it apart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db.models import Count, Prefetch, Q, QuerySet
+
+from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicateGroupMember, DuplicatePair
+from gallery.models import Image
+
+GROUP_STATUS_FILTERS = {*DuplicateGroup.Status.values, "all"}
+
+
+def duplicate_group_list(*, kind: str = "", status: str = "pending", min_size: int = 2) -> QuerySet[DuplicateGroup]:
+    """Groups, largest and most alike first, with their members and images (two queries per page)."""
+    members = DuplicateGroupMember.objects.select_related("image").defer("image__embedding").order_by("image_id")
+    groups = DuplicateGroup.objects.select_related("resolved_by").prefetch_related(Prefetch("members", members))
+    if kind in DuplicatePair.Kind.values:
+        groups = groups.filter(kind=kind)
+    if status in DuplicateGroup.Status.values:
+        groups = groups.filter(status=status)
+    if min_size > 2:
+        groups = groups.filter(size__gte=min_size)
+    if status == DuplicateGroup.Status.PENDING:
+        groups = groups.filter(size__gte=2)
+    return groups.order_by("-size", "-max_similarity", "id")
+
+
+def duplicate_group_counts() -> dict[str, dict[str, int]]:
+    """{kind: {status: n, "all": n}} for the review tabs (pending groups of one image don't count)."""
+    counts = {kind: dict.fromkeys([*DuplicateGroup.Status.values, "all"], 0) for kind in DuplicatePair.Kind.values}
+    rows = DuplicateGroup.objects.exclude(status=DuplicateGroup.Status.PENDING, size__lt=2)
+    for row in rows.values("kind", "status").annotate(n=Count("id")):
+        counts[row["kind"]][row["status"]] = row["n"]
+        counts[row["kind"]]["all"] += row["n"]
+    return counts
+
+
+@dataclass(frozen=True)
+class MemberReview:
+    """One member with what a reviewer compares: its pair with the suggested copy, and what sets it apart."""
+
+    membership: DuplicateGroupMember
+    image: Image
+    suggested: bool
+    similarity: float | None  # cosine with the suggested copy (its strongest pair in the group otherwise)
+    evidence: dict[str, object]
+    highlights: list[str] = field(default_factory=list)
+
+    @property
+    def megapixels(self) -> float:
+        return self.image.width * self.image.height / 1_000_000
+
+
+@dataclass(frozen=True)
+class GroupReview:
+    group: DuplicateGroup
+    members: list[MemberReview]  # the ones shown (all, unless a limit was asked for)
+    suggested_trash: list[int]  # among the members shown
+    last_decision: DuplicateGroupDecision | None
+    hidden: int = 0  # members not shown (a decision never touches them)
+
+    @property
+    def bytes_suggested_trash(self) -> int:
+        return sum(member.image.file_size for member in self.members if member.image.pk in self.suggested_trash)
+
+
+def _highlights(images: list[Image]) -> dict[int, list[str]]:
+    """Per image, the facts it has and not every other member has (largest, sharper, rated, dated...)."""
+    marks: dict[int, list[str]] = {image.pk: [] for image in images}
+
+    def best(label: str, values: dict[int, float | int | None]) -> None:
+        known = {pk: value for pk, value in values.items() if value is not None}
+        if not known or (len(set(known.values())) == 1 and len(known) == len(values)):
+            return
+        top = max(known.values())
+        for pk, value in known.items():
+            if value == top:
+                marks[pk].append(label)
+
+    def only_some(label: str, present: dict[int, bool]) -> None:
+        if any(present.values()) and not all(present.values()):
+            for pk, here in present.items():
+                if here:
+                    marks[pk].append(label)
+
+    best("largest resolution", {image.pk: image.width * image.height for image in images})
+    best("largest file", {image.pk: image.file_size for image in images})
+    best("sharpest", {image.pk: (image.quality_scores or {}).get("sharpness") for image in images})
+    best("highest rating", {image.pk: image.rating for image in images})
+    only_some("EXIF date", {image.pk: image.taken_at is not None for image in images})
+    only_some("camera", {image.pk: bool(image.camera_make or image.camera_model) for image in images})
+    return marks
+
+
+def group_reviews(groups: list[DuplicateGroup], *, member_limit: int | None = None) -> list[GroupReview]:
+    """Members with evidence and highlights for a page of groups: each member's pair with the suggested copy
+    (one query for the page), what sets it apart, the latest decision. With member_limit, a card shows the
+    suggested copy and the first others up to the limit; the rest stay out of any decision made on it."""
+    shown: dict[int, list[DuplicateGroupMember]] = {}
+    for group in groups:
+        memberships = sorted(group.members.all(), key=lambda m: (m.image_id != group.suggested_keep_id, m.image_id))
+        shown[group.pk] = memberships if member_limit is None else memberships[:member_limit]
+    keeps = {group.suggested_keep_id for group in groups if group.suggested_keep_id is not None}
+    others = {member.image_id for members in shown.values() for member in members}
+    pairs: dict[tuple[int, int], DuplicatePair] = {}
+    if keeps:
+        rows = DuplicatePair.objects.filter(
+            Q(image_a_id__in=keeps, image_b_id__in=others) | Q(image_b_id__in=keeps, image_a_id__in=others)
+        ).only("id", "image_a_id", "image_b_id", "similarity", "kind", "evidence")
+        pairs = {(pair.image_a_id, pair.image_b_id): pair for pair in rows}
+    latest: dict[int, DuplicateGroupDecision] = {}
+    decisions = DuplicateGroupDecision.objects.filter(group__in=groups, undone_at__isnull=True).order_by("-at", "-id")
+    for decision in decisions.select_related("user"):
+        latest.setdefault(decision.group_id, decision)
+    reviews = []
+    for group in groups:
+        memberships = shown[group.pk]
+        marks = _highlights([member.image for member in memberships])
+        keep = group.suggested_keep_id
+        members = []
+        for member in memberships:
+            pair = None
+            if keep is not None and member.image_id != keep:
+                pair = pairs.get((min(keep, member.image_id), max(keep, member.image_id)))
+            evidence: dict[str, object] = {}
+            if pair is not None:
+                evidence = {
+                    "other": keep,
+                    "pair": pair.pk,
+                    **{
+                        name: pair.evidence.get(name)
+                        for name in ("cosine", "phash_distance", "geometric_inliers", "time_gap_seconds", "same_camera")
+                    },
+                }
+            members.append(
+                MemberReview(
+                    membership=member,
+                    image=member.image,
+                    suggested=member.image_id == keep,
+                    similarity=pair.similarity if pair is not None else None,
+                    evidence=evidence,
+                    highlights=marks[member.image_id],
+                )
+            )
+        trash = (
+            [member.image_id for member in memberships if member.image_id != keep]
+            if group.kind == DuplicatePair.Kind.NEAR_DUPLICATE and keep is not None
+            else []
+        )
+        reviews.append(
+            GroupReview(
+                group=group,
+                members=members,
+                suggested_trash=trash,
+                last_decision=latest.get(group.pk),
+                hidden=len(group.members.all()) - len(memberships),
+            )
+        )
+    return reviews
+
+
+def group_decision_list(*, group_id: int | None = None) -> QuerySet[DuplicateGroupDecision]:
+    decisions = DuplicateGroupDecision.objects.select_related("user", "undone_by")
+    return decisions.filter(group_id=group_id) if group_id is not None else decisions

@@ -1,0 +1,166 @@
+"""The group review page (staff): one card per group, decided with forms (no JavaScript needed) or, with
+static/group-review.js, through the API without reloading the page and with the keyboard."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import filesizeformat
+from django.views.decorators.http import require_POST
+
+from duplicates import group_selectors, selectors
+from duplicates.group_review import (
+    GroupAction,
+    GroupReviewError,
+    duplicate_group_resolve,
+    duplicate_group_undo_latest,
+)
+from duplicates.models import DuplicateGroup, DuplicatePair
+
+GROUPS_PER_PAGE = 10
+# Members per card: the strip scrolls sideways inside the card, which stays one screen high at 1440x900;
+# larger groups show the rest on their own page (?group=id), and a decision covers only the members shown.
+MEMBERS_PER_CARD = 16
+
+
+def _choice(value: str, allowed: list[str], default: str) -> str:
+    return value if value in allowed else default
+
+
+def _ids(values: list[str]) -> list[int] | None:
+    """Posted ids as numbers; None when one isn't (the caller answers 400)."""
+    try:
+        return [int(value) for value in values]
+    except ValueError:
+        return None
+
+
+def _page(request: HttpRequest, status: int = 200) -> HttpResponse:
+    kind = _choice(request.GET.get("kind", ""), DuplicatePair.Kind.values, DuplicatePair.Kind.NEAR_DUPLICATE)
+    state = _choice(request.GET.get("status", ""), [*DuplicateGroup.Status.values, "all"], "pending")
+    groups = group_selectors.duplicate_group_list(kind=kind, status=state)
+    single = request.GET.get("group", "")
+    if single.isdigit():
+        groups = group_selectors.duplicate_group_list(status="all", min_size=0).filter(pk=int(single))
+    page = Paginator(groups, GROUPS_PER_PAGE).get_page(request.GET.get("page"))
+    limit = None if single.isdigit() else MEMBERS_PER_CARD
+    reviews = group_selectors.group_reviews(list(page.object_list), member_limit=limit)
+    pending = [review for review in reviews if review.group.status == DuplicateGroup.Status.PENDING]
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "duplicates/review.html",
+        {
+            "page": page,
+            "reviews": reviews,
+            "counts": group_selectors.duplicate_group_counts(),
+            "kind": kind,
+            "status": state,
+            "bands": selectors.duplicate_bands(),
+            "page_files": sum(len(review.suggested_trash) for review in pending),
+            "page_bytes": sum(review.bytes_suggested_trash for review in pending),
+            "page_groups": pending,
+            "query_string": query.urlencode(),
+            "here": request.get_full_path(),
+        },
+        status=status,
+    )
+
+
+@staff_member_required
+def review(request: HttpRequest) -> HttpResponse:
+    return _page(request)
+
+
+def _back(request: HttpRequest) -> HttpResponse:
+    target = request.POST.get("next", "")
+    return redirect(target if target.startswith("/duplicates/") else "duplicates:review")
+
+
+@staff_member_required
+@require_POST
+def group_resolve(request: HttpRequest, pk: int) -> HttpResponse:
+    """The card's form: `action`, the `member` ids shown, the `keep` ids ticked, the `version` shown."""
+    group = get_object_or_404(DuplicateGroup, pk=pk)
+    action = request.POST.get("action", "")
+    members, keep = _ids(request.POST.getlist("member")), _ids(request.POST.getlist("keep"))
+    version = request.POST.get("version", "")
+    if members is None or keep is None or (version and not version.isdigit()):
+        messages.error(request, "Member ids and the version must be whole numbers. Nothing was changed.")
+        return _page(request, status=400)
+    fields: dict[str, object] = {"members": members or None}
+    if action == GroupAction.KEEP:
+        fields = {"keep": keep, "trash": [x for x in members if x not in keep]}
+    try:
+        decision = duplicate_group_resolve(
+            group=group,
+            action=action,
+            user=request.user,
+            version=int(version) if version else None,
+            source="web",
+            **fields,  # type: ignore[arg-type]
+        )
+    except GroupReviewError as error:
+        messages.error(request, f"{error.message}")
+        return _page(request, status=error.status)
+    if decision.trashed_ids:
+        messages.success(
+            request,
+            f"Group #{pk}: kept {len(decision.kept_ids)}, moved {len(decision.trashed_ids)} to the trash "
+            f"({filesizeformat(decision.bytes_trashed)}).",
+        )
+    else:
+        messages.success(request, f"Group #{pk}: {decision.get_action_display().lower()}.")
+    return _back(request)
+
+
+@staff_member_required
+@require_POST
+def group_undo(request: HttpRequest, pk: int) -> HttpResponse:
+    group = get_object_or_404(DuplicateGroup, pk=pk)
+    try:
+        duplicate_group_undo_latest(group=group, user=request.user)
+    except GroupReviewError as error:
+        messages.error(request, error.message)
+        return _page(request, status=error.status)
+    messages.success(request, f"Group #{pk}: undone, back to pending.")
+    return _back(request)
+
+
+@staff_member_required
+@require_POST
+def groups_apply_suggestions(request: HttpRequest) -> HttpResponse:
+    """ "Apply the suggestion to every group on this page": `group` ids with their `version-<id>` as shown."""
+    ids = _ids(request.POST.getlist("group"))
+    if not ids:
+        messages.error(request, "No groups were sent. Nothing was changed.")
+        return _page(request, status=400)
+    done, files, size, refused = 0, 0, 0, []
+    for group in DuplicateGroup.objects.filter(pk__in=ids).order_by("id"):
+        version = request.POST.get(f"version-{group.pk}", "")
+        shown = _ids(request.POST.getlist(f"member-{group.pk}"))
+        try:
+            decision = duplicate_group_resolve(
+                group=group,
+                action=GroupAction.SUGGESTION,
+                user=request.user,
+                members=shown or None,
+                version=int(version) if version.isdigit() else None,
+                source="web",
+            )
+        except GroupReviewError as error:
+            refused.append(f"#{group.pk}: {error.message}")
+            continue
+        done += 1
+        files += len(decision.trashed_ids)
+        size += decision.bytes_trashed
+    messages.success(
+        request, f"Applied the suggestion to {done} group(s): {files} file(s), {filesizeformat(size)} to the trash."
+    )
+    for message in refused:
+        messages.error(request, message)
+    return _back(request)

@@ -1,0 +1,68 @@
+"""The trash as duplicate review uses it: moving images there and back keeps the groups in step.
+
+gallery.services does the moving (an image in the trash is out of the library grid, search and detection,
+its file kept); this module composes it with the library change log (so every process's search view
+sees it in the same commit) and duplicate_groups_refresh, so a trashed image leaves its pending
+groups and a restored one comes back into them.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+from django.db.models import Q
+
+from duplicates.groups import duplicate_groups_refresh
+from duplicates.models import DuplicatePair
+from gallery.models import Image
+from gallery.services import image_purge, image_restore, image_trash
+from search.services import library_changed
+
+User = AbstractBaseUser | AnonymousUser | None
+
+
+def _neighbours(image_ids: list[int]) -> set[int]:
+    """The images paired with these ones: their groups are the ones a trash or restore changes."""
+    pairs = DuplicatePair.objects.filter(Q(image_a_id__in=image_ids) | Q(image_b_id__in=image_ids))
+    return {x for pair in pairs.values_list("image_a_id", "image_b_id") for x in pair} | set(image_ids)
+
+
+def images_trash(*, images: list[Image], user: User) -> list[Image]:
+    """Move images to the trash and take them out of their pending groups."""
+    with transaction.atomic():
+        for image in images:
+            image_trash(image=image, user=user)
+        library_changed(image_ids=[image.pk for image in images])  # searches drop them when this commits
+        duplicate_groups_refresh(image_ids=_neighbours([image.pk for image in images]))
+    return images
+
+
+def images_restore(*, images: list[Image], reopen: bool = False) -> list[Image]:
+    """Take images out of the trash: back in search and, through their pairs, in their groups.
+
+    With reopen (a restore from the Trash page, not an undo), the image's confirmed duplicate pairs go back
+    to pending: the decision that trashed it no longer holds, so its group comes back for review.
+    """
+    with transaction.atomic():
+        for image in images:
+            image_restore(image=image)
+        library_changed(image_ids=[image.pk for image in images])  # searches find them again
+        if reopen:
+            ids = [image.pk for image in images]
+            DuplicatePair.objects.filter(
+                Q(image_a_id__in=ids) | Q(image_b_id__in=ids), review_status=DuplicatePair.ReviewStatus.CONFIRMED
+            ).update(review_status=DuplicatePair.ReviewStatus.PENDING, reviewed_by=None, reviewed_at=None)
+        duplicate_groups_refresh(image_ids=_neighbours([image.pk for image in images]))
+    return images
+
+
+def images_purge(*, images: list[Image]) -> int:
+    """Delete trashed images for good (row, pairs, files); images not in the trash are left alone."""
+    purged = 0
+    with transaction.atomic():
+        for image in images:
+            if image.trashed_at is not None:
+                library_changed(image_ids=[image.pk])
+                image_purge(image=image)
+                purged += 1
+    return purged

@@ -1,0 +1,52 @@
+"""The group review page in the browser harness (live server, real photos, fails on console errors): the card
+fits 1440x900, the keyboard decides and undoes without reloading, and the next pending group gets the focus."""
+
+from __future__ import annotations
+
+from duplicates.groups import duplicate_groups_refresh
+from duplicates.models import DuplicateGroup
+from gallery.models import Image
+from pipeline.services import image_ingest
+from tests.duplicates.conftest import distractor_files, group_files
+
+
+def test_review_groups_with_the_keyboard_without_reloading(session):
+    ids = []
+    for paths in (group_files("g02", 3), group_files("g05", 2), distractor_files(1)):
+        ids += [image_ingest(data=path.read_bytes(), original_name=path.name).image.pk for path in paths]
+    assert Image.objects.filter(status=Image.Status.INDEXED).count() == len(ids)
+    duplicate_groups_refresh(image_ids=ids)
+    first, second = DuplicateGroup.objects.filter(kind="near_duplicate").order_by("-size", "-max_similarity", "id")
+    page = session.page
+    session.go("/duplicates/")
+    card = page.locator(f"#group-{first.pk}")
+    assert page.locator("article.group").count() == 2
+    actions = card.locator(".group-actions").bounding_box()
+    assert actions["y"] + actions["height"] <= 900  # the card and its actions fit the screen
+    page.wait_for_function(f"document.activeElement.id === 'group-{first.pk}'")
+    assert card.locator("input[name=keep]:checked").count() == 1  # the suggestion, pre-selected
+    page.evaluate("window.notReloaded = true")
+
+    unticked = card.locator("input[name=keep]").evaluate_all("boxes => boxes.findIndex(box => !box.checked)")
+    page.keyboard.press(str(unticked + 1))  # keep a second copy too
+    assert card.locator("input[name=keep]:checked").count() == 2
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.querySelector('#group-{first.pk}').dataset.status === 'resolved'")
+    assert "moved 1 to the trash" in card.locator(".group-status").inner_text()
+    assert Image.objects.trashed().count() == 1
+    page.wait_for_function(f"document.activeElement.id === 'group-{second.pk}'")  # the next pending group
+    assert page.evaluate("window.notReloaded") is True
+
+    page.keyboard.press("k")
+    page.keyboard.press("u")
+    page.wait_for_function(f"document.querySelector('#group-{first.pk}').dataset.status === 'pending'")
+    assert not Image.objects.trashed().exists()
+    page.keyboard.press("j")
+    page.keyboard.press("a")  # keep all: not duplicates
+    page.wait_for_function(f"document.querySelector('#group-{second.pk}').dataset.status === 'resolved'")
+    second.refresh_from_db()
+    assert second.status == "resolved"
+    page.keyboard.press("?")
+    assert page.evaluate("document.getElementById('shortcuts').open") is True
+    assert page.evaluate("window.notReloaded") is True
+    session.shot("group-review")
