@@ -16,6 +16,7 @@ from django.test import Client, RequestFactory
 from gallery.models import Image
 from imgsim_site.error_handlers import server_error
 from tests.images import shared_path
+from tests.imgsim_site.test_settings import settings_in_subprocess
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,11 +58,16 @@ def stored_files(settings) -> list[str]:
     return [str(path) for path in root.rglob("*") if path.is_file()] if root.exists() else []
 
 
-def test_persistent_connections_are_health_checked(settings):
-    default = settings.DATABASES["default"]
-    assert default["CONN_HEALTH_CHECKS"] is True
-    if connection.vendor == "postgresql":
-        assert default["CONN_MAX_AGE"] == 60
+def test_persistent_connections_are_health_checked(tmp_path):
+    # The suite itself closes connections after each request (tests/conftest.py), so read the settings a
+    # fresh production process gets.
+    config = settings_in_subprocess(IMGSIM_VAR_DIR=str(tmp_path), DATABASE_URL="postgres://u:p@db.example/imgsim")
+    assert config["db"]["CONN_HEALTH_CHECKS"] is True
+    assert config["db"]["CONN_MAX_AGE"] == 60
+    tuned = settings_in_subprocess(
+        IMGSIM_VAR_DIR=str(tmp_path), DATABASE_URL="postgres://u:p@db.example/imgsim", IMGSIM_DB_CONN_MAX_AGE="5"
+    )
+    assert tuned["db"]["CONN_MAX_AGE"] == 5
 
 
 def test_a_connection_dropped_between_requests_is_replaced(web, api):
