@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import Q
 
-from duplicates.evidence import ImageFacts, suggest_keep
+from duplicates.evidence import suggest_keep
 from duplicates.grouping import MIN_SHARED, SIMILAR_MIN_SHARED, group_pairs
 from duplicates.models import DuplicateGroup, DuplicateGroupMember, DuplicatePair
+from duplicates.selectors import image_facts
 from gallery.models import Image
 
 IDS_PER_QUERY = 2000
@@ -41,20 +42,6 @@ class _Edge:
     pending: bool
 
 
-def facts_of(image: Image) -> ImageFacts:
-    """What the keep suggestion compares (resolution, sharpness, rating, file size)."""
-    return ImageFacts(
-        id=image.pk,
-        width=image.width,
-        height=image.height,
-        file_size=image.file_size,
-        sharpness=(image.quality_scores or {}).get("sharpness"),
-        rating=image.rating,
-        taken_at=image.taken_at,
-        camera=f"{image.camera_make} {image.camera_model}".strip(),
-    )
-
-
 def best_of(images: list[Image]) -> tuple[Image, str]:
     """The member to keep (suggest_keep's order over the whole group) and why it beats the runner-up."""
     if not images:
@@ -63,7 +50,7 @@ def best_of(images: list[Image]) -> tuple[Image, str]:
     def winner(candidates: list[Image]) -> Image:
         best = candidates[0]
         for other in candidates[1:]:
-            if suggest_keep(facts_of(best), facts_of(other)).keep.id != best.pk:
+            if suggest_keep(image_facts(best), image_facts(other)).keep.id != best.pk:
                 best = other
         return best
 
@@ -71,7 +58,7 @@ def best_of(images: list[Image]) -> tuple[Image, str]:
     rest = [image for image in images if image.pk != best.pk]
     if not rest:
         return best, ""
-    return best, suggest_keep(facts_of(best), facts_of(winner(rest))).reason
+    return best, suggest_keep(image_facts(best), image_facts(winner(rest))).reason
 
 
 def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
