@@ -27,3 +27,16 @@ class CalibrationForm(forms.Form):
     target_precision = forms.FloatField(
         min_value=0.5, max_value=0.99999, initial=DEFAULT_TARGET_PRECISION, help_text="e.g. 0.999"
     )
+
+
+class ThresholdsApplyForm(forms.Form):
+    """A calibration's thresholds, as suggested or adjusted; without confirm the page shows old -> new first."""
+
+    near_duplicate = forms.FloatField(required=False)
+    similar = forms.FloatField(required=False)
+    match = forms.FloatField(required=False)
+    confirm = forms.BooleanField(required=False)
+
+
+class ThresholdsUndoForm(forms.Form):
+    setting = forms.IntegerField(required=False)

@@ -184,11 +184,21 @@ class CalibrationRun(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    automatic = models.BooleanField(default=False, help_text="Run by itself for a model without measured defaults.")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
+        constraints = [
+            # One automatic calibration per model at a time, whichever worker claims it first (a failed one
+            # frees the slot for a later attempt).
+            models.UniqueConstraint(
+                fields=["model_name"],
+                condition=Q(automatic=True) & ~Q(status="failed"),
+                name="calibration_one_automatic_per_model",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"calibration #{self.pk} ({self.model_name}, {self.status})"

@@ -15,16 +15,60 @@ from duplicates.detection import Bands, NeighbourSearch, band_of, needs_verifica
 from duplicates.evidence import ImageFacts, KeepSuggestion, suggest_keep
 from duplicates.models import CalibrationRun, DetectionCheck, DuplicateDecision, DuplicatePair
 from gallery.models import Image
+from search.models import ThresholdSetting
 from search.selectors import LibrarySearch, query_image_from_upload
-from search.thresholds import thresholds_for
+from search.thresholds import ThresholdsInForce, measured_defaults, thresholds_in_force
 
 STATUS_FILTERS = {"pending", "confirmed", "not_duplicate", "reviewed", "all"}
 
 
 def duplicate_bands(*, model_name: str | None = None) -> Bands:
-    """The near-duplicate and similar thresholds in force for the configured backbone."""
-    thresholds = thresholds_for(model_name or settings.IMGSIM_MODEL)
+    """The near-duplicate and similar thresholds in force for the configured backbone (read fresh: a worker
+    that ran no search since thresholds were applied must not detect with the old ones)."""
+    thresholds = thresholds_in_force(model_name=model_name or settings.IMGSIM_MODEL)
     return Bands(near_duplicate=thresholds.near_duplicate, similar=thresholds.similar)
+
+
+@dataclass(frozen=True)
+class ThresholdsOverview:
+    """The thresholds in force, where each comes from, and whether auto-calibration is still to come."""
+
+    thresholds: ThresholdsInForce
+    setting: ThresholdSetting | None  # the applied row in force (None: defaults or environment only)
+    has_measured_defaults: bool
+    auto_calibration_at: int  # indexed images auto-calibration waits for (0: off, or not needed)
+    indexed: int | None  # indexed images of the model, counted only while auto-calibration waits
+
+
+def thresholds_overview(*, model_name: str | None = None) -> ThresholdsOverview:
+    """What the review pages, the calibration page and the API show about the thresholds in force."""
+    model = model_name or settings.IMGSIM_MODEL
+    thresholds = thresholds_in_force(model_name=model)
+    setting = (
+        ThresholdSetting.objects.select_related("applied_by").filter(pk=thresholds.setting_id).first()
+        if thresholds.setting_id is not None
+        else None
+    )
+    has_defaults = measured_defaults(model) is not None
+    waits = (
+        not has_defaults
+        and settings.IMGSIM_AUTO_CALIBRATE_MIN_IMAGES > 0
+        and not ThresholdSetting.objects.filter(model_name=model).exists()
+    )
+    return ThresholdsOverview(
+        thresholds=thresholds,
+        setting=setting,
+        has_measured_defaults=has_defaults,
+        auto_calibration_at=settings.IMGSIM_AUTO_CALIBRATE_MIN_IMAGES if waits else 0,
+        indexed=Image.objects.searchable(model_name=model).count() if waits else None,
+    )
+
+
+def threshold_history(*, model_name: str | None = None, limit: int = 20) -> list[ThresholdSetting]:
+    """The model's applied thresholds, newest first, with who applied and undid them."""
+    model = model_name or settings.IMGSIM_MODEL
+    rows = ThresholdSetting.objects.filter(model_name=model).select_related("applied_by", "undone_by")
+    return list(rows.order_by("-id")[:limit])
 
 
 def geometric_verification_enabled() -> bool:
@@ -164,8 +208,12 @@ def decision_list(*, pair_id: int | None = None, include_undone: bool = True) ->
     return decisions
 
 
-def latest_calibration() -> CalibrationRun | None:
-    return CalibrationRun.objects.filter(status=CalibrationRun.Status.DONE).order_by("-id").first()
+def latest_calibration(*, model_name: str | None = None) -> CalibrationRun | None:
+    """The newest finished calibration (of one model when given): the only one whose result may be applied."""
+    runs = CalibrationRun.objects.filter(status=CalibrationRun.Status.DONE)
+    if model_name is not None:
+        runs = runs.filter(model_name=model_name)
+    return runs.order_by("-id").first()
 
 
 @dataclass(frozen=True)

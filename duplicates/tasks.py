@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from duplicates.models import CalibrationRun
-from duplicates.services import calibration, detection
+from duplicates.services import calibration, detection, thresholds
 
 
 def detect_pending() -> dict[str, object]:
@@ -26,3 +26,15 @@ def calibrate(run_id: int) -> dict[str, object]:
     run = CalibrationRun.objects.get(pk=run_id)
     run = calibration.calibration_run_execute(run=run)
     return {"run": run.pk, "status": run.status, "near_duplicate": run.suggested_near_duplicate}
+
+
+def reband_pairs() -> dict[str, object]:
+    """Put the stored pairs in the bands of the thresholds in force (queued when thresholds change)."""
+    summary = thresholds.duplicate_pairs_reband()
+    return {**asdict(summary), "images": len(summary.images)}
+
+
+def auto_calibrate() -> dict[str, object]:
+    """Calibrate and apply the thresholds of a model without measured defaults, once (queued after embedding)."""
+    run = thresholds.auto_calibration_run()
+    return {"run": run.pk if run else None, "status": run.status if run else "not due or claimed elsewhere"}

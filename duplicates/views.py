@@ -11,8 +11,9 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
+from core.errors import ServiceError
 from duplicates import selectors
-from duplicates.forms import CalibrationForm, ResolveForm, ReviewFilterForm
+from duplicates.forms import CalibrationForm, ResolveForm, ReviewFilterForm, ThresholdsApplyForm, ThresholdsUndoForm
 from duplicates.models import CalibrationRun, DuplicateDecision, DuplicatePair
 from duplicates.services.calibration import calibration_run_create
 from duplicates.services.detection import duplicates_scan_schedule
@@ -23,6 +24,7 @@ from duplicates.services.review import (
     duplicate_pair_resolve,
     duplicate_pair_undo_latest,
 )
+from duplicates.services.thresholds import calibration_thresholds_apply, calibration_thresholds_propose, thresholds_undo
 
 REVIEW_PAGE_SIZE = 20
 DECISIONS_PAGE_SIZE = 50
@@ -163,6 +165,7 @@ def calibration(request: HttpRequest) -> HttpResponse:
         return redirect("duplicates:calibration")
     latest = selectors.latest_calibration()
     runs = list(CalibrationRun.objects.all()[:10])
+    overview = selectors.thresholds_overview()
     pairs_aside = (latest.result or {}).get("probable_copies", []) if latest else []
     return render(
         request,
@@ -172,6 +175,10 @@ def calibration(request: HttpRequest) -> HttpResponse:
             "latest": latest,
             "runs": runs,
             "bands": selectors.duplicate_bands(),
+            "overview": overview,
+            "history": selectors.threshold_history(),
+            # Only the newest finished run of the model in use may be applied.
+            "can_apply": latest is not None and latest.model_name == overview.thresholds.model_name,
             # The page polls itself while a run is queued or running and reloads when it is done.
             "in_progress": any(
                 run.status in (CalibrationRun.Status.QUEUED, CalibrationRun.Status.RUNNING) for run in runs
@@ -192,3 +199,51 @@ def calibration_plot(request: HttpRequest, pk: int) -> FileResponse:
         return FileResponse(run.plot.open("rb"), content_type="image/png")
     except OSError:
         raise Http404("The plot file is missing.") from None
+
+
+def _thresholds_change_page(request: HttpRequest, context: dict[str, object], *, status: int = 200) -> HttpResponse:
+    context = {"overview": selectors.thresholds_overview(), **context}
+    return render(request, "duplicates/thresholds_change.html", context, status=status)
+
+
+@staff_member_required
+@require_POST
+def calibration_apply(request: HttpRequest, pk: int) -> HttpResponse:
+    """Apply a calibration's thresholds: first a confirmation with old -> new, then (confirm) for real."""
+    run = get_object_or_404(CalibrationRun, pk=pk)
+    form = ThresholdsApplyForm(request.POST)
+    if not form.is_valid():
+        return _thresholds_change_page(request, {"run": run, "error": "Thresholds must be numbers."}, status=400)
+    values = {name: form.cleaned_data[name] for name in ("near_duplicate", "similar", "match")}
+    try:
+        if not form.cleaned_data["confirm"]:
+            proposed = calibration_thresholds_propose(run=run, **values)
+            return _thresholds_change_page(request, {"run": run, "proposed": proposed})
+        setting = calibration_thresholds_apply(run=run, user=request.user, **values)
+    except ServiceError as error:
+        return _thresholds_change_page(request, {"run": run, "error": error.message}, status=error.status)
+    messages.success(
+        request,
+        f"Applied: near-duplicate ≥ {setting.near_duplicate:.3f}, similar ≥ {setting.similar:.3f}, "
+        f"match ≥ {setting.match:.3f}. Pairs are re-banded in the background; review decisions stay as they are.",
+    )
+    return redirect("duplicates:calibration")
+
+
+@staff_member_required
+@require_POST
+def thresholds_undo_view(request: HttpRequest) -> HttpResponse:
+    """Undo the applied thresholds in force: the ones before them (or the defaults) are back."""
+    form = ThresholdsUndoForm(request.POST)
+    setting_id = form.cleaned_data.get("setting") if form.is_valid() else None
+    try:
+        undone = thresholds_undo(user=request.user, setting_id=setting_id)
+    except ServiceError as error:
+        return _thresholds_change_page(request, {"error": error.message}, status=error.status)
+    now = selectors.thresholds_overview().thresholds
+    messages.success(
+        request,
+        f"Undone thresholds #{undone.pk}. In force now: near-duplicate ≥ {now.near_duplicate:.3f} ({now.source}), "
+        f"similar ≥ {now.similar:.3f}. Pairs are re-banded in the background.",
+    )
+    return redirect("duplicates:calibration")

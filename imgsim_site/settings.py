@@ -324,6 +324,9 @@ IMGSIM_REBUILD_FRACTION = env_float("IMGSIM_REBUILD_FRACTION", 0.1, minimum=0.0,
 IMGSIM_REBUILD_MAX_PENDING = env_int("IMGSIM_REBUILD_MAX_PENDING", 20_000, minimum=0)
 IMGSIM_NEAR_DUPLICATE_THRESHOLD = env_optional_float("IMGSIM_NEAR_DUPLICATE_THRESHOLD", minimum=-1.0, maximum=1.0)
 IMGSIM_SIMILAR_THRESHOLD = env_optional_float("IMGSIM_SIMILAR_THRESHOLD", minimum=-1.0, maximum=1.0)
+# A model without measured thresholds (search/thresholds.py) calibrates them on the library by itself, once it
+# holds this many indexed images, and applies them (0: never; calibrate on the Duplicates page instead).
+IMGSIM_AUTO_CALIBRATE_MIN_IMAGES = env_int("IMGSIM_AUTO_CALIBRATE_MIN_IMAGES", 200, minimum=0)
 # Pairs between the similar and near-duplicate thresholds are checked with local features + RANSAC (OpenCV).
 IMGSIM_DUPLICATE_GEOMETRY = env_bool("IMGSIM_DUPLICATE_GEOMETRY", True)
 # Images moved to the trash (duplicate review) are purged for good after this many days (a daily task).

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from search.embedding import backbone_names
-from search.thresholds import thresholds_for
+from search.thresholds import configured_thresholds
 
 
 @register()
@@ -44,7 +44,7 @@ def threshold_settings_check(app_configs: Any = None, **kwargs: Any) -> list[Che
     measured default supplies the other), so an override that only clashes with another model's defaults
     passes.
     """
-    thresholds = thresholds_for(settings.IMGSIM_MODEL)
+    thresholds = configured_thresholds(settings.IMGSIM_MODEL)
     if thresholds.similar <= thresholds.near_duplicate:
         return []
     return [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -116,9 +117,10 @@ class LibraryChange(models.Model):
     class Kind(models.TextChoices):
         IMAGE = "image", "Image changed"
         INDEX = "index", "Index build served or retired"
+        THRESHOLDS = "thresholds", "Thresholds applied or undone"
 
     id = models.BigAutoField(primary_key=True)
-    kind = models.CharField(max_length=8, choices=Kind.choices)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
     # No foreign key: the image may be gone, which is the news this row carries.
     image_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -128,3 +130,59 @@ class LibraryChange(models.Model):
 
     def __str__(self) -> str:
         return f"change {self.pk}: {self.kind} {self.image_id or ''}".rstrip()
+
+
+class ThresholdSettingQuerySet(models.QuerySet["ThresholdSetting"]):
+    def in_force(self) -> ThresholdSettingQuerySet:
+        """Applications not undone: the newest one per model is in force."""
+        return self.filter(undone_at__isnull=True)
+
+
+class ThresholdSetting(models.Model):
+    """Thresholds applied to one backbone, measured on this library; the rows are the log of every change.
+
+    The newest row of a model that is not undone is in force (below environment variables, above the
+    model's measured defaults: search/thresholds.py). Undo marks the row, so the one before it is in force
+    again. Rows are never edited otherwise.
+    """
+
+    class Origin(models.TextChoices):
+        CALIBRATED = "calibrated", "Calibrated on this library"
+        AUTO_CALIBRATED = "auto_calibrated", "Auto-calibrated on this library"
+
+    model_name = models.CharField(max_length=50, db_index=True)
+    match = models.FloatField(help_text="Search results at or above this match the query.")
+    near_duplicate = models.FloatField()
+    similar = models.FloatField()
+    origin = models.CharField(max_length=20, choices=Origin.choices)
+    # A plain number: the calibration runs live in the duplicates app, above this one.
+    calibration_run_id = models.BigIntegerField(null=True, blank=True, help_text="The calibration measured them.")
+    measured_at = models.DateTimeField(null=True, blank=True)
+    sample = models.JSONField(default=dict, blank=True, help_text="Sample facts of the calibration (sizes, recall).")
+    previous = models.JSONField(default=dict, blank=True, help_text="The values in force before, with their sources.")
+    applied_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    applied_at = models.DateTimeField(default=timezone.now)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = ThresholdSettingQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(similar__lte=models.F("near_duplicate")), name="threshold_similar_not_above_near"
+            ),
+            # Auto-calibration applies itself once per model, whichever worker gets there first.
+            models.UniqueConstraint(
+                fields=["model_name"], condition=models.Q(origin="auto_calibrated"), name="threshold_auto_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        state = "undone" if self.undone_at else "applied"
+        return f"{self.model_name}: {self.near_duplicate:.3f} / {self.similar:.3f} ({self.origin}, {state})"

@@ -31,7 +31,7 @@ from search import services
 from search.index import IndexFileError, TailSnapshot, VectorIndex, VectorTail, merge_results, rerank
 from search.models import IndexBuild, LibraryChange
 from search.services import VectorRows, vectors_from_rows
-from search.thresholds import thresholds_for
+from search.thresholds import thresholds_for, thresholds_forget, thresholds_in_force
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +158,8 @@ class LibraryView:
             self._apply(loaded, image_ids)
         if any(kind == LibraryChange.Kind.INDEX for _, kind, _ in rows):
             self._consider_build(self._newest_build())
+        if any(kind == LibraryChange.Kind.THRESHOLDS for _, kind, _ in rows):
+            thresholds_forget()  # applied or undone in some process: read again at the next use
         self._publish()
 
     def _apply(self, loaded: _Loaded, image_ids: set[int]) -> None:
@@ -214,6 +216,7 @@ class LibraryView:
                 services.index_mark_broken(build=build, error=str(error))
                 build = None
         mark, still_open = services.library_change_mark()
+        thresholds_forget()  # changes before the mark are not read one by one: thresholds among them too
         gaps = dict.fromkeys(still_open, time.monotonic())
         loaded = _Loaded(build=build, index=index, tail=None, removed=set(), mark=mark, gaps=gaps)
         searchable = Image.objects.searchable(model_name=self.model_name)
@@ -303,6 +306,7 @@ def forget_served_indexes() -> None:
     """Drop this process's library views (tests; a new process starts like this)."""
     with _views_lock:
         _views.clear()
+    thresholds_forget()
 
 
 class LibrarySearch:
@@ -522,7 +526,7 @@ def index_status() -> dict[str, object]:
         }
         if last
         else None,
-        "thresholds": thresholds_for(model_name).__dict__,
+        "thresholds": thresholds_in_force(model_name=model_name).as_dict(),
         "repair": _repair_status(model_name),
     }
 

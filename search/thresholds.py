@@ -1,14 +1,24 @@
-"""Per-model similarity thresholds: cosine scales differ between backbones, so every default is per model.
+"""Per-model similarity thresholds: cosine scales differ between backbones, so every value is per model.
 
-Settings (IMGSIM_MATCH_THRESHOLD, IMGSIM_NEAR_DUPLICATE_THRESHOLD, IMGSIM_SIMILAR_THRESHOLD) override these;
-`manage.py calibrate_duplicates` measures them on a user's own library.
+Each value resolves on its own: an environment variable (IMGSIM_MATCH_THRESHOLD, IMGSIM_NEAR_DUPLICATE_THRESHOLD,
+IMGSIM_SIMILAR_THRESHOLD) wins; then the thresholds applied to the model from a calibration on this library
+(search.models.ThresholdSetting, its newest row not undone); then the model's measured defaults below; then a
+generic fallback. Every answer says where each value comes from.
+
+The applied row is cached per process, so a search costs no extra query: every process reads the library change
+log before each search (search.selectors.LibraryView), and applying or undoing thresholds logs a change there, on
+which the cache is dropped. Pages and the API read the row fresh (thresholds_in_force).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import asdict, dataclass
+from datetime import datetime
 
 from django.conf import settings
+
+from search.models import ThresholdSetting
 
 
 @dataclass(frozen=True)
@@ -33,17 +43,172 @@ MODEL_THRESHOLDS: dict[str, ModelThresholds] = {
 }
 FALLBACK_THRESHOLDS = ModelThresholds(match=0.80, near_duplicate=0.95, similar=0.85, source="generic")
 
+NAMES = ("match", "near_duplicate", "similar")
+ENV_VARS = {
+    "match": "IMGSIM_MATCH_THRESHOLD",
+    "near_duplicate": "IMGSIM_NEAR_DUPLICATE_THRESHOLD",
+    "similar": "IMGSIM_SIMILAR_THRESHOLD",
+}
 
-def thresholds_for(model_name: str) -> ModelThresholds:
-    """The thresholds in force for a model: settings first, then the model's measured defaults."""
-    defaults = MODEL_THRESHOLDS.get(model_name, FALLBACK_THRESHOLDS)
-    return ModelThresholds(
-        match=_first_set(settings.IMGSIM_MATCH_THRESHOLD, defaults.match),
-        near_duplicate=_first_set(settings.IMGSIM_NEAR_DUPLICATE_THRESHOLD, defaults.near_duplicate),
-        similar=_first_set(settings.IMGSIM_SIMILAR_THRESHOLD, defaults.similar),
-        source=defaults.source,
+
+class Origin:
+    ENVIRONMENT = "environment"
+    CALIBRATED = ThresholdSetting.Origin.CALIBRATED.value
+    AUTO_CALIBRATED = ThresholdSetting.Origin.AUTO_CALIBRATED.value
+    MEASURED_DEFAULT = "measured_default"
+    GENERIC = "generic"
+    ALL = (ENVIRONMENT, CALIBRATED, AUTO_CALIBRATED, MEASURED_DEFAULT, GENERIC)
+
+
+@dataclass(frozen=True)
+class ThresholdSource:
+    origin: str  # one of Origin.ALL
+    description: str  # "calibrated on this library on 2026-11-30 by sam", "environment variable ...", ...
+    setting_id: int | None = None  # the applied ThresholdSetting, for calibrated values
+
+
+@dataclass(frozen=True)
+class ThresholdsInForce:
+    model_name: str
+    match: float
+    near_duplicate: float
+    similar: float
+    source: str  # where the near-duplicate threshold comes from (one line for logs and old clients)
+    sources: dict[str, ThresholdSource]
+    setting_id: int | None  # the applied row of this model, even where environment variables override it
+
+    def as_dict(self) -> dict[str, object]:
+        """Values and their sources, for the API and the pages."""
+        return {
+            "model": self.model_name,
+            "match": self.match,
+            "near_duplicate": self.near_duplicate,
+            "similar": self.similar,
+            "source": self.source,
+            "sources": {name: asdict(source) for name, source in self.sources.items()},
+            "setting_id": self.setting_id,
+        }
+
+
+@dataclass(frozen=True)
+class _Applied:
+    """What the cache keeps of an applied row."""
+
+    id: int
+    match: float
+    near_duplicate: float
+    similar: float
+    origin: str
+    measured_at: datetime | None
+    applied_by: str
+
+
+_applied: dict[str, _Applied | None] = {}
+_lock = threading.Lock()
+
+
+def thresholds_for(model_name: str) -> ThresholdsInForce:
+    """The thresholds in force for a model; the applied row is read once per process until thresholds change."""
+    with _lock:
+        if model_name in _applied:
+            return _resolve(model_name, _applied[model_name])
+    applied = _read_applied(model_name)
+    with _lock:
+        _applied[model_name] = applied
+    return _resolve(model_name, applied)
+
+
+def thresholds_in_force(*, model_name: str) -> ThresholdsInForce:
+    """The thresholds in force read fresh from the database (pages, API, detection), refreshing the cache."""
+    applied = _read_applied(model_name)
+    with _lock:
+        _applied[model_name] = applied
+    return _resolve(model_name, applied)
+
+
+def thresholds_forget() -> None:
+    """Drop this process's cached applied rows (thresholds applied or undone, a new process, tests)."""
+    with _lock:
+        _applied.clear()
+
+
+def configured_thresholds(model_name: str) -> ThresholdsInForce:
+    """Environment variables over the model's defaults, without the database (system checks at start-up)."""
+    return _resolve(model_name, None)
+
+
+def measured_defaults(model_name: str) -> ModelThresholds | None:
+    """The model's measured defaults, None for a model nobody measured (it calibrates itself)."""
+    return MODEL_THRESHOLDS.get(model_name)
+
+
+def _read_applied(model_name: str) -> _Applied | None:
+    row = (
+        ThresholdSetting.objects.in_force()
+        .filter(model_name=model_name)
+        .select_related("applied_by")
+        .order_by("-id")
+        .first()
+    )
+    if row is None:
+        return None
+    return _Applied(
+        id=row.pk,
+        match=row.match,
+        near_duplicate=row.near_duplicate,
+        similar=row.similar,
+        origin=row.origin,
+        measured_at=row.measured_at or row.applied_at,
+        applied_by=row.applied_by.get_username() if row.applied_by else "",
     )
 
 
-def _first_set(value: float | None, default: float) -> float:
-    return default if value is None else value
+def _resolve(model_name: str, applied: _Applied | None) -> ThresholdsInForce:
+    defaults = MODEL_THRESHOLDS.get(model_name)
+    values: dict[str, float] = {}
+    sources: dict[str, ThresholdSource] = {}
+    for name in NAMES:
+        from_env = getattr(settings, ENV_VARS[name])
+        if from_env is not None:
+            values[name] = from_env
+            sources[name] = ThresholdSource(Origin.ENVIRONMENT, f"environment variable {ENV_VARS[name]}")
+        elif applied is not None:
+            values[name] = getattr(applied, name)
+            sources[name] = _applied_source(applied)
+        elif defaults is not None:
+            values[name] = getattr(defaults, name)
+            sources[name] = ThresholdSource(
+                Origin.MEASURED_DEFAULT, f"measured default for {model_name} ({defaults.source})"
+            )
+        else:
+            values[name] = getattr(FALLBACK_THRESHOLDS, name)
+            sources[name] = ThresholdSource(Origin.GENERIC, f"generic default ({model_name} has no measured defaults)")
+    from_rows = {Origin.CALIBRATED, Origin.AUTO_CALIBRATED}
+    one_applied = (sources["similar"].origin in from_rows) != (sources["near_duplicate"].origin in from_rows)
+    if values["similar"] > values["near_duplicate"] and one_applied:
+        # An environment variable for one band and applied thresholds for the other clash: no valid band is
+        # left, so the similar band starts where the near-duplicate one does. (Environment variables against
+        # the measured defaults are refused by the system check at start-up.)
+        values["similar"] = values["near_duplicate"]
+        sources["similar"] = ThresholdSource(
+            sources["similar"].origin,
+            f"{sources['similar'].description}, lowered to the near-duplicate threshold",
+            sources["similar"].setting_id,
+        )
+    return ThresholdsInForce(
+        model_name=model_name,
+        match=values["match"],
+        near_duplicate=values["near_duplicate"],
+        similar=values["similar"],
+        source=sources["near_duplicate"].description,
+        sources=sources,
+        setting_id=applied.id if applied is not None else None,
+    )
+
+
+def _applied_source(applied: _Applied) -> ThresholdSource:
+    day = f" on {applied.measured_at:%Y-%m-%d}" if applied.measured_at else ""
+    if applied.origin == Origin.AUTO_CALIBRATED:
+        return ThresholdSource(Origin.AUTO_CALIBRATED, f"auto-calibrated on this library{day}", applied.id)
+    by = f" by {applied.applied_by}" if applied.applied_by else ""
+    return ThresholdSource(Origin.CALIBRATED, f"calibrated on this library{day}{by}", applied.id)

@@ -1,6 +1,8 @@
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from duplicates.api.groups import DuplicateGroupViewSet, TrashViewSet
+from duplicates.api.thresholds import ThresholdsApplyView, ThresholdsUndoView, ThresholdsView
 from duplicates.api.views import DuplicateDecisionViewSet, DuplicatePairViewSet
 
 router = DefaultRouter(trailing_slash=True)
@@ -9,4 +11,9 @@ router.register("duplicates/decisions", DuplicateDecisionViewSet, basename="dupl
 router.register("duplicates", DuplicatePairViewSet, basename="duplicate-pair")
 router.register("duplicate-groups", DuplicateGroupViewSet, basename="duplicate-group")
 router.register("trash", TrashViewSet, basename="trash")
-urlpatterns = router.urls
+urlpatterns = [
+    path("thresholds/", ThresholdsView.as_view(), name="api-thresholds"),
+    path("thresholds/apply/", ThresholdsApplyView.as_view(), name="api-thresholds-apply"),
+    path("thresholds/undo/", ThresholdsUndoView.as_view(), name="api-thresholds-undo"),
+    *router.urls,
+]

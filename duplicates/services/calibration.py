@@ -33,7 +33,12 @@ CALIBRATION_MIN_IMAGES = 10
 
 
 def calibration_run_create(
-    *, sample_size: int, target_precision: float, requested_by: User = None, schedule: bool = True
+    *,
+    sample_size: int,
+    target_precision: float,
+    requested_by: User = None,
+    schedule: bool = True,
+    automatic: bool = False,
 ) -> CalibrationRun:
     """A queued calibration run; with schedule, a background task runs it once the transaction commits."""
     run = CalibrationRun.objects.create(
@@ -41,6 +46,7 @@ def calibration_run_create(
         sample_size=sample_size,
         target_precision=target_precision,
         requested_by=user_or_none(requested_by),
+        automatic=automatic,
     )
     if schedule:
         from django_q.tasks import async_task  # imports its models and broker client: loaded on first use

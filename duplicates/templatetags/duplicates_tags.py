@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import template
 
 from duplicates.models import DuplicatePair
+from duplicates.selectors import thresholds_overview
 from gallery.models import Image
 
 register = template.Library()
@@ -16,6 +17,12 @@ def image_duplicate_pairs(image: Image) -> list[tuple[DuplicatePair, Image]]:
     from duplicates.selectors import image_pairs
 
     return [(pair, pair.other(image.pk)) for pair in image_pairs(image=image)]
+
+
+@register.inclusion_tag("duplicates/_thresholds.html")
+def thresholds_in_force(*, manage: bool = False) -> dict[str, object]:
+    """The thresholds in force and where each comes from (review pages; the calibration page manages them)."""
+    return {"overview": thresholds_overview(), "manage": manage}
 
 
 @register.filter

@@ -6,6 +6,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from gallery.api.serializers import ImageSerializer
+from search.thresholds import Origin
 
 
 class ResultCountField(serializers.IntegerField):
@@ -61,6 +62,34 @@ class IndexRepairSerializer(serializers.Serializer):
     next_attempt_at = serializers.DateTimeField(allow_null=True, help_text="When the next retry runs (backoff).")
 
 
+class ThresholdSourceSerializer(serializers.Serializer):
+    origin = serializers.ChoiceField(
+        choices=list(Origin.ALL),
+        help_text="environment (a variable wins), calibrated or auto_calibrated (applied on this library), "
+        "measured_default (the model's), generic (a model nobody measured).",
+    )
+    description = serializers.CharField(help_text='e.g. "calibrated on this library on 2026-11-30 by sam"')
+    setting_id = serializers.IntegerField(allow_null=True, help_text="The applied thresholds (calibrated ones).")
+
+
+class ThresholdSourcesSerializer(serializers.Serializer):
+    match = ThresholdSourceSerializer()
+    near_duplicate = ThresholdSourceSerializer()
+    similar = ThresholdSourceSerializer()
+
+
+class ThresholdsInForceSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    match = serializers.FloatField(help_text="A search result at or above it matches the query.")
+    near_duplicate = serializers.FloatField(help_text="Pairs at or above it are the same photo.")
+    similar = serializers.FloatField(help_text="Pairs at or above it look alike (grey zone verified geometrically).")
+    source = serializers.CharField(help_text="Where the near-duplicate threshold comes from.")
+    sources = ThresholdSourcesSerializer(help_text="Where each value comes from.")
+    setting_id = serializers.IntegerField(
+        allow_null=True, help_text="The applied thresholds of this model (null: defaults or environment only)."
+    )
+
+
 class IndexStatusSerializer(serializers.Serializer):
     model = serializers.CharField()
     version = serializers.IntegerField(allow_null=True)
@@ -73,7 +102,7 @@ class IndexStatusSerializer(serializers.Serializer):
     build_seconds = serializers.FloatField(allow_null=True)
     rebuilding = serializers.BooleanField()
     last_build = serializers.DictField(allow_null=True)
-    thresholds = serializers.DictField()
+    thresholds = ThresholdsInForceSerializer(help_text="The thresholds in force and where each comes from.")
     repair = IndexRepairSerializer(allow_null=True, help_text="Failed automatic builds and the next retry.")
 
 
