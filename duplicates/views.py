@@ -174,7 +174,6 @@ def calibration(request: HttpRequest) -> HttpResponse:
             "form": form,
             "latest": latest,
             "runs": runs,
-            "bands": selectors.duplicate_bands(),
             "overview": overview,
             "history": selectors.threshold_history(),
             # Only the newest finished run of the model in use may be applied.

@@ -1,4 +1,4 @@
-"""Admin for index builds, with a "Rebuild now" button."""
+"""Admin for index builds, with a "Rebuild now" button, and the log of applied thresholds (read-only)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from gallery.models import Image
 from search import selectors, services
-from search.models import IndexBuild
+from search.models import IndexBuild, ThresholdSetting
 
 
 @admin.register(IndexBuild)
@@ -37,3 +37,21 @@ class IndexBuildAdmin(admin.ModelAdmin):
         else:
             self.message_user(request, "A rebuild is already running.", messages.WARNING)
         return HttpResponseRedirect(reverse("admin:search_indexbuild_changelist"))
+
+
+@admin.register(ThresholdSetting)
+class ThresholdSettingAdmin(admin.ModelAdmin):
+    """The log of applied thresholds: they are applied and undone on the Calibrate page (or the API)."""
+
+    list_display = ["id", "model_name", "near_duplicate", "similar", "match", "origin", "applied_by", "applied_at"]
+    list_filter = ["model_name", "origin"]
+    readonly_fields = [field.name for field in ThresholdSetting._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

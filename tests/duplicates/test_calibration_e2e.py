@@ -67,7 +67,7 @@ def test_calibration_page_runs_in_the_background_and_shows_the_result(staff_web,
     assert web.get("/duplicates/calibration/").status_code == 302
     page = staff_web.get("/duplicates/calibration/")
     assert page.status_code == 200
-    assert 'id="current-near"' in page.content.decode()
+    assert 'id="threshold-near"' in page.content.decode()
     assert staff_web.post("/duplicates/calibration/", {"sample_size": 1, "target_precision": 0.999}).status_code == 400
     response = committed(staff_web.post, "/duplicates/calibration/", {"sample_size": 10, "target_precision": 0.99})
     assert response.status_code == 302

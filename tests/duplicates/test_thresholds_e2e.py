@@ -177,6 +177,10 @@ def test_the_calibration_page_applies_after_a_confirmation_and_undoes(staff_web,
         html = staff_web.get(review_page).content.decode()
         assert 'id="threshold-near">0.900<' in html
         assert f"calibrated on this library on {timezone.localdate(setting.applied_at):%Y-%m-%d} by sam" in html
+    # the admin lists the log, read-only
+    admin_list = staff_web.get("/admin/search/thresholdsetting/")
+    assert admin_list.status_code == 200
+    assert staff_web.get(f"/admin/search/thresholdsetting/{setting.pk}/change/").status_code == 200
     # undo puts the measured defaults back
     undone = committed(staff_web.post, "/duplicates/thresholds/undo/", {"setting": setting.pk})
     assert undone.status_code == 302

@@ -77,8 +77,11 @@ class Command(BaseCommand):
             )
         )
         self.stdout.write(
-            f"To use them: IMGSIM_NEAR_DUPLICATE_THRESHOLD={result.suggested_near_duplicate:.3f} "
-            f"IMGSIM_SIMILAR_THRESHOLD={result.suggested_similar:.3f}, then manage.py scan_duplicates"
+            f'To use them: "Apply these thresholds" on the Calibrate page, or POST /api/thresholds/apply/ '
+            f'{{"calibration_run": {run.pk}}} (logged, undoable; pairs are re-banded in the background). '
+            f"Environment variables win over applied thresholds: "
+            f"IMGSIM_NEAR_DUPLICATE_THRESHOLD={result.suggested_near_duplicate:.3f} "
+            f"IMGSIM_SIMILAR_THRESHOLD={result.suggested_similar:.3f} and a restart."
         )
 
 
