@@ -10,8 +10,10 @@ from duplicates.services import calibration, detection, thresholds
 
 def detect_pending() -> dict[str, object]:
     """Check every embedded image not yet checked under the settings in force (queued after each embedding
-    batch, and every two minutes by a schedule, so a killed worker leaves nothing unchecked)."""
+    batch, and every two minutes by a schedule, so a killed worker leaves nothing unchecked); then queue the
+    auto-calibration of a model without measured thresholds once the library is large enough."""
     summary = detection.duplicate_detection_run()
+    thresholds.auto_calibration_schedule()
     return {**asdict(summary.detection), "more_left": summary.more_left, "failed": summary.failed[:100]}
 
 

@@ -15,7 +15,6 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 
 from duplicates.services.detection import PendingDetectionSummary, duplicate_detection_run, duplicate_detection_schedule
-from duplicates.services.thresholds import auto_calibration_schedule
 from gallery.models import Image
 from gallery.services import (
     ImageCreateResult,
@@ -66,12 +65,9 @@ def image_retry(*, image: Image) -> Image:
 
 
 def _detection_after_batch(image_ids: list[int]) -> None:
-    """Queue detection for what is unchecked, and the auto-calibration of a model without measured thresholds
-    once the library is large enough; a failure here loses nothing (the schedule finds them, the next batch
-    asks again)."""
+    """Queue detection for what is unchecked; a failure here loses nothing (the schedule finds them)."""
     try:
         duplicate_detection_schedule()
-        auto_calibration_schedule()
     except Exception:
         logger.exception("could not queue duplicate detection after embedding %d images", len(image_ids))
 

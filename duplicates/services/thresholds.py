@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 REBAND_TASK = "duplicates.tasks.reband_pairs"
 AUTO_CALIBRATE_TASK = "duplicates.tasks.auto_calibrate"
 REBAND_CHUNK = 500
+# A failed auto-calibration is tried again after this long (the detection schedule asks every two minutes).
+AUTO_RETRY = timedelta(hours=1)
 SAMPLE_FACTS = (
     "sampled",
     "library_size",
@@ -242,13 +244,17 @@ def auto_calibration_due(*, model_name: str | None = None) -> bool:
         return False
     if ThresholdSetting.objects.filter(model_name=model).exists():
         return False  # calibrated already, by a person or by itself (even if since undone: once is enough)
-    if CalibrationRun.objects.filter(model_name=model, automatic=True, status=CalibrationRun.Status.DONE).exists():
+    automatic = CalibrationRun.objects.filter(model_name=model, automatic=True)
+    if automatic.filter(status=CalibrationRun.Status.DONE).exists():
         return False  # it ran and reached no threshold: the page says so, a person decides
+    if automatic.filter(status=CalibrationRun.Status.FAILED, finished_at__gte=timezone.now() - AUTO_RETRY).exists():
+        return False  # it failed a short while ago: not again at every detection run
     return Image.objects.searchable(model_name=model).count() >= max(minimum, CALIBRATION_MIN_IMAGES)
 
 
 def auto_calibration_schedule() -> None:
-    """Queue auto-calibration when it is due (after an embedding batch); the task checks again and claims it."""
+    """Queue auto-calibration when it is due (after each detection run: after embedding batches and every two
+    minutes); the task checks again and claims it, so a claim left by a killed worker is retried."""
     if not auto_calibration_due():
         return
     from django_q.tasks import async_task  # imports its models and broker client: loaded on first use

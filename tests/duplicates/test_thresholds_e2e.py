@@ -347,6 +347,12 @@ def test_auto_calibration_is_claimed_by_one_worker_and_a_killed_one_frees_the_cl
     other.refresh_from_db()
     assert other.status == "failed"
     assert "interrupted" in other.error
-    # (these images have no files, so this run failed too and applied nothing: the next batch tries again)
+    # (these images have no files, so this run failed too and applied nothing: it is tried again an hour later,
+    # not at every detection run)
     assert run.status == "failed"
     assert not ThresholdSetting.objects.exists()
+    assert auto_calibration_run() is None
+    CalibrationRun.objects.update(finished_at=timezone.now() - timedelta(hours=2))
+    again = auto_calibration_run()
+    assert again is not None
+    assert again.pk not in (run.pk, other.pk)
