@@ -37,6 +37,6 @@ def reband_pairs() -> dict[str, object]:
 
 
 def auto_calibrate() -> dict[str, object]:
-    """Calibrate and apply the thresholds of a model without measured defaults, once (queued after embedding)."""
+    """Calibrate and apply the thresholds of a model without measured defaults, once (queued by detect_pending)."""
     run = thresholds.auto_calibration_run()
     return {"run": run.pk if run else None, "status": run.status if run else "not due or claimed elsewhere"}

@@ -105,6 +105,7 @@ class _Applied:
 
 _applied: dict[str, _Applied | None] = {}
 _lock = threading.Lock()
+_generation = 0  # counts forgets: a row read before one is not cached after it
 
 
 def thresholds_for(model_name: str) -> ThresholdsInForce:
@@ -112,24 +113,30 @@ def thresholds_for(model_name: str) -> ThresholdsInForce:
     with _lock:
         if model_name in _applied:
             return _resolve(model_name, _applied[model_name])
-    applied = _read_applied(model_name)
-    with _lock:
-        _applied[model_name] = applied
-    return _resolve(model_name, applied)
+    return _resolve(model_name, _read_and_cache(model_name))
 
 
 def thresholds_in_force(*, model_name: str) -> ThresholdsInForce:
     """The thresholds in force read fresh from the database (pages, API, detection), refreshing the cache."""
-    applied = _read_applied(model_name)
-    with _lock:
-        _applied[model_name] = applied
-    return _resolve(model_name, applied)
+    return _resolve(model_name, _read_and_cache(model_name))
 
 
 def thresholds_forget() -> None:
     """Drop this process's cached applied rows (thresholds applied or undone, a new process, tests)."""
+    global _generation
     with _lock:
         _applied.clear()
+        _generation += 1
+
+
+def _read_and_cache(model_name: str) -> _Applied | None:
+    with _lock:
+        generation = _generation
+    applied = _read_applied(model_name)
+    with _lock:
+        if generation == _generation:  # else a change was announced while reading: read again next time
+            _applied[model_name] = applied
+    return applied
 
 
 def configured_thresholds(model_name: str) -> ThresholdsInForce:
