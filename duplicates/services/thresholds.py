@@ -169,7 +169,7 @@ class RebandSummary:
 def duplicate_pairs_reband(*, model_name: str | None = None) -> RebandSummary:
     """Put every stored pair of the model in the band the thresholds in force give it (grey-zone pairs verified
     geometrically when they never were); pending pairs below the similar band go, decided pairs keep their
-    decision; the groups of every image touched are refreshed with the pairs."""
+    decision; the groups of every image touched are refreshed after the pairs."""
     model = model_name or settings.IMGSIM_MODEL
     bands = duplicate_bands(model_name=model)
     verifier = Verifier(enabled=geometric_verification_enabled())
@@ -214,10 +214,13 @@ def duplicate_pairs_reband(*, model_name: str | None = None) -> RebandSummary:
                 DuplicatePair.objects.bulk_update(changed, ["kind", "evidence"], batch_size=250)
             if dropped:
                 DuplicatePair.objects.filter(pk__in=dropped, review_status=DuplicatePair.ReviewStatus.PENDING).delete()
-            if touched:
-                duplicate_groups_refresh(image_ids=touched)
         summary.dropped += len(dropped)
         summary.images |= touched
+    if summary.images:
+        # Once for all chunks: a refresh recomputes the connected part around the images it is given, which in
+        # a large library is shared by many chunks. (Killed before this, the detection run that follows every
+        # threshold change refreshes the groups around each image it re-checks.)
+        duplicate_groups_refresh(image_ids=summary.images)
     summary.verified = verifier.checked
     if summary.to_near_duplicate or summary.to_similar or summary.dropped:
         logger.info("re-banded pairs of %s: %s", model, summary)
