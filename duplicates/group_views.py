@@ -41,12 +41,12 @@ def _ids(values: list[str]) -> list[int] | None:
 def _page(request: HttpRequest, status: int = 200) -> HttpResponse:
     kind = _choice(request.GET.get("kind", ""), DuplicatePair.Kind.values, DuplicatePair.Kind.NEAR_DUPLICATE)
     state = _choice(request.GET.get("status", ""), [*DuplicateGroup.Status.values, "all"], "pending")
-    groups = group_selectors.duplicate_group_list(kind=kind, status=state)
     single = request.GET.get("group", "")
+    limit = None if single.isdigit() else MEMBERS_PER_CARD
+    groups = group_selectors.duplicate_group_list(kind=kind, status=state, member_limit=limit)
     if single.isdigit():
         groups = group_selectors.duplicate_group_list(status="all", min_size=0).filter(pk=int(single))
     page = Paginator(groups, GROUPS_PER_PAGE).get_page(request.GET.get("page"))
-    limit = None if single.isdigit() else MEMBERS_PER_CARD
     reviews = group_selectors.group_reviews(list(page.object_list), member_limit=limit)
     pending = [review for review in reviews if review.group.status == DuplicateGroup.Status.PENDING]
     query = request.GET.copy()

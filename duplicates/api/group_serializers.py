@@ -65,7 +65,9 @@ class GroupMemberSerializer(serializers.Serializer):
     def to_representation(self, member: MemberReview) -> dict[str, object]:
         """By hand: a page of large groups has hundreds of members, and DRF's per-field machinery (and a
         reverse() per URL) was most of the group list's time (bench/group_review.py)."""
-        urls = self.context.setdefault("_url_templates", _url_templates(self.context.get("request")))
+        urls = self.context.get("_url_templates")
+        if urls is None:  # once per response (setdefault would build them again for every member)
+            urls = self.context["_url_templates"] = _url_templates(self.context.get("request"))
         image = member.image
         facts = {name: getattr(image, name) for name in IMAGE_FIELDS}
         for name in ("taken_at", "created_at"):

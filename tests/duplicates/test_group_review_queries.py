@@ -1,0 +1,93 @@
+"""The review page and the group list API read a page of groups in a fixed number of queries, however many
+groups and members the page holds (no query per group, member or image), and a large group's card shows
+its first members with a link to the rest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from duplicates.groups import duplicate_groups_refresh
+from duplicates.models import DuplicateGroup, DuplicatePair
+from gallery.services import image_create
+from tests.images import photo_jpeg
+
+pytestmark = pytest.mark.django_db
+
+PAGE = "/duplicates/"
+API = "/api/duplicate-groups/?kind=near_duplicate&page_size=20"
+
+
+def make_groups(sizes: list[int], *, seed: int) -> list[DuplicateGroup]:
+    """Families of real (made) photos, every two of a family paired as near-duplicates, grouped by the
+    refresh the detection step runs."""
+    groups = []
+    for number, size in enumerate(sizes):
+        images = [
+            image_create(data=photo_jpeg(seed + number * 100 + k, size=(96 + k, 72)), original_name=f"f{k}.jpg").image
+            for k in range(size)
+        ]
+        for x, first in enumerate(images):
+            for second in images[x + 1 :]:
+                DuplicatePair.objects.create(
+                    image_a=first,
+                    image_b=second,
+                    kind=DuplicatePair.Kind.NEAR_DUPLICATE,
+                    similarity=0.95,
+                    evidence={"cosine": 0.95, "phash_distance": 4, "geometric_inliers": None, "same_camera": True},
+                )
+        duplicate_groups_refresh(image_ids=[image.pk for image in images])
+        groups.append(DuplicateGroup.objects.get(kind="near_duplicate", members__image_id=images[0].pk))
+    return groups
+
+
+def queries(client: Any, url: str) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    assert response.status_code == 200, response.content[:500]
+    return len(captured.captured_queries)
+
+
+def test_query_count_does_not_grow_with_groups_or_members(staff_web, staff_api):
+    make_groups([2, 3], seed=1)
+    small_page, small_api = queries(staff_web, PAGE), queries(staff_api, API)
+
+    make_groups([20, 9, 8, 7, 6, 5, 4, 4, 3, 3, 2, 2], seed=50)  # more than a page, one group over a card
+    assert DuplicateGroup.objects.filter(kind="near_duplicate", status="pending").count() == 14
+    big_page, big_api = queries(staff_web, PAGE), queries(staff_api, API)
+
+    # One query more on the page: counting the members of the cards that show only their first 16.
+    assert big_page == small_page + 1
+    assert big_api == small_api
+
+
+def test_pinned_query_counts(staff_web, staff_api, django_assert_max_num_queries):
+    make_groups([20, 5, 4, 3, 3, 2], seed=7)
+    # session, user; count and page of groups; members with their images (16 at most per group); the
+    # hidden members' count; the pairs with the suggested copy; the latest decisions; tab counts; the
+    # worker status in the header (6, the images here being queued)
+    with django_assert_max_num_queries(15):
+        assert staff_web.get(PAGE).status_code == 200
+    with django_assert_max_num_queries(6):  # count, groups, members with images, pairs, decisions (+ user)
+        assert staff_api.get(API).status_code == 200
+
+
+def test_a_large_group_card_shows_16_members_and_links_to_the_rest(staff_web, staff_api):
+    (group,) = make_groups([20], seed=300)
+    keep = group.suggested_keep_id
+    page = staff_web.get(PAGE).content.decode()
+    card = page[page.index(f'id="group-{group.pk}"') :]
+    assert card.count('name="member"') == 16
+    assert f'name="member" value="{keep}"' in card  # the suggested copy is always among those shown
+    assert "+4 more: open the whole group" in card
+
+    whole = staff_web.get(f"{PAGE}?group={group.pk}").content.decode()
+    assert whole.count('name="member"') == 20
+    assert "more: open the whole group" not in whole
+
+    body = staff_api.get(API).json()
+    assert len(body["results"][0]["members"]) == 20  # the API lists every member
+    assert body["results"][0]["members"][0]["image"]["id"] == keep
