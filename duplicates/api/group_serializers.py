@@ -135,6 +135,13 @@ class DuplicateGroupSerializer(serializers.Serializer):
     resolved_by = serializers.CharField(source="group.resolved_by.username", allow_null=True, default=None)
     suggestion = serializers.SerializerMethodField()
     members = GroupMemberSerializer(many=True)
+    hidden_members = serializers.IntegerField(
+        source="hidden",
+        help_text=(
+            "Members not listed (over member_limit). A decision covers the ids you send; `suggestion`, `keep_all` "
+            "and `stack` without `members` cover every member."
+        ),
+    )
     last_decision = DuplicateGroupDecisionSerializer(allow_null=True)
     review_url = serializers.SerializerMethodField()
 

@@ -54,6 +54,12 @@ def conflict(error: GroupReviewError, request: Request) -> Response:
     return error_response(error.code, error.message, http_status=error.status, **extra)
 
 
+# Members listed per group by default (the web card shows as many): a page of the largest groups listed
+# whole was 700 members and half a megabyte; GET /api/duplicate-groups/{id}/ lists them all.
+MEMBER_LIMIT = 16
+MAX_MEMBER_LIMIT = 1000
+
+
 def _int_param(request: Request, name: str, default: int) -> int:
     value = request.query_params.get(name, "")
     if value == "":
@@ -80,8 +86,18 @@ class DuplicateGroupViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             allowed = ", ".join(sorted(group_selectors.GROUP_STATUS_FILTERS))
             raise ValidationError({"status": [f"status must be one of {allowed}."]})
         return group_selectors.duplicate_group_list(
-            kind=kind, status=status_filter, min_size=_int_param(self.request, "min_size", 2)
+            kind=kind,
+            status=status_filter,
+            min_size=_int_param(self.request, "min_size", 2),
+            member_limit=self._member_limit(),
         )
+
+    def _member_limit(self) -> int | None:
+        """?member_limit=N members per group (the suggested copy first), 0 for all; default MEMBER_LIMIT."""
+        limit = _int_param(self.request, "member_limit", MEMBER_LIMIT)
+        if limit > MAX_MEMBER_LIMIT:
+            raise ValidationError({"member_limit": [f"member_limit must be at most {MAX_MEMBER_LIMIT} (0: all)."]})
+        return limit or None
 
     @extend_schema(
         parameters=[
@@ -90,12 +106,21 @@ class DuplicateGroupViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 "status", str, enum=sorted(group_selectors.GROUP_STATUS_FILTERS), description="Default: pending"
             ),
             OpenApiParameter("min_size", int, description="Only groups of at least this many images (default 2)"),
+            OpenApiParameter(
+                "member_limit",
+                int,
+                description=(
+                    f"Members listed per group, the suggested copy first (default {MEMBER_LIMIT}, 0: all); "
+                    "`hidden_members` counts the others, the suggestion covers the listed ones, and "
+                    "GET /api/duplicate-groups/{id}/ lists them all."
+                ),
+            ),
         ],
         responses={200: DuplicateGroupSerializer(many=True)},
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         page = self.paginate_queryset(self.get_queryset())
-        reviews = group_selectors.group_reviews(list(page))
+        reviews = group_selectors.group_reviews(list(page), member_limit=self._member_limit())
         return self.get_paginated_response(self.get_serializer(reviews, many=True).data)
 
     @extend_schema(responses={200: DuplicateGroupSerializer})

@@ -59,9 +59,10 @@ def test_query_count_does_not_grow_with_groups_or_members(staff_web, staff_api):
     assert DuplicateGroup.objects.filter(kind="near_duplicate", status="pending").count() == 14
     big_page, big_api = queries(staff_web, PAGE), queries(staff_api, API)
 
-    # One query more on the page: counting the members of the cards that show only their first 16.
+    # One query more: counting the members of the groups that list only their first 16.
     assert big_page == small_page + 1
-    assert big_api == small_api
+    assert big_api == small_api + 1
+    assert queries(staff_api, API + "&member_limit=0") == small_api  # every member, no count needed
 
 
 def test_pinned_query_counts(staff_web, staff_api, django_assert_max_num_queries):
@@ -71,11 +72,12 @@ def test_pinned_query_counts(staff_web, staff_api, django_assert_max_num_queries
     # worker status in the header (6, the images here being queued)
     with django_assert_max_num_queries(15):
         assert staff_web.get(PAGE).status_code == 200
-    with django_assert_max_num_queries(6):  # count, groups, members with images, pairs, decisions (+ user)
+    # count and page of groups, members with their images, the hidden members' count, pairs, decisions
+    with django_assert_max_num_queries(6):
         assert staff_api.get(API).status_code == 200
 
 
-def test_a_large_group_card_shows_16_members_and_links_to_the_rest(staff_web, staff_api):
+def test_a_large_group_shows_16_members_and_links_to_the_rest(staff_web, staff_api):
     (group,) = make_groups([20], seed=300)
     keep = group.suggested_keep_id
     page = staff_web.get(PAGE).content.decode()
@@ -88,6 +90,23 @@ def test_a_large_group_card_shows_16_members_and_links_to_the_rest(staff_web, st
     assert whole.count('name="member"') == 20
     assert "more: open the whole group" not in whole
 
-    body = staff_api.get(API).json()
-    assert len(body["results"][0]["members"]) == 20  # the API lists every member
-    assert body["results"][0]["members"][0]["image"]["id"] == keep
+    listed = staff_api.get(API).json()["results"][0]
+    assert len(listed["members"]) == 16
+    assert listed["hidden_members"] == 4
+    assert listed["members"][0]["image"]["id"] == keep
+    shown = [member["image"]["id"] for member in listed["members"]]
+    assert sorted(listed["suggestion"]["trash"]) == sorted(set(shown) - {keep})  # the listed ones only
+
+    whole = staff_api.get(API + "&member_limit=0").json()["results"][0]
+    assert len(whole["members"]) == 20
+    assert whole["hidden_members"] == 0
+    assert len(staff_api.get(API + "&member_limit=3").json()["results"][0]["members"]) == 3
+    assert len(staff_api.get(f"/api/duplicate-groups/{group.pk}/").json()["members"]) == 20
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1001"])
+def test_api_member_limit_must_be_a_sensible_number(staff_api, value):
+    make_groups([3], seed=400)
+    response = staff_api.get(f"{API}&member_limit={value}")
+    assert response.status_code == 400
+    assert "member_limit" in response.content.decode()
