@@ -24,6 +24,7 @@ GROUPS_PER_PAGE = 10
 # Members per card: the strip scrolls sideways inside the card, which stays one screen high at 1440x900;
 # larger groups show the rest on their own page (?group=id), and a decision covers only the members shown.
 MEMBERS_PER_CARD = 16
+BROWSER_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 
 
 def _choice(value: str, allowed: list[str], default: str) -> str:
@@ -66,6 +67,8 @@ def _page(request: HttpRequest, status: int = 200) -> HttpResponse:
             "page_groups": pending,
             "query_string": query.urlencode(),
             "here": request.get_full_path(),
+            # The compare view shows these originals as they are; other formats as a large WebP rendition.
+            "browser_formats": BROWSER_FORMATS,
         },
         status=status,
     )
