@@ -200,5 +200,17 @@ def group_reviews(groups: list[DuplicateGroup], *, member_limit: int | None = No
 
 
 def group_decision_list(*, group_id: int | None = None) -> QuerySet[DuplicateGroupDecision]:
-    decisions = DuplicateGroupDecision.objects.select_related("user", "undone_by")
+    """The group decisions log, newest first (with who made and who undid each)."""
+    decisions = DuplicateGroupDecision.objects.select_related("user", "undone_by").order_by("-at", "-id")
     return decisions.filter(group_id=group_id) if group_id is not None else decisions
+
+
+def undoable_group_decisions(*, decisions: list[DuplicateGroupDecision]) -> set[int]:
+    """Which of these decisions can be undone now: not undone, and the latest standing one of a group that
+    still exists (one query for the page)."""
+    groups = {decision.group_id for decision in decisions if decision.group_id is not None and not decision.undone_at}
+    latest: dict[int, int] = {}
+    standing = DuplicateGroupDecision.objects.filter(group_id__in=groups, undone_at__isnull=True)
+    for group_id, pk in standing.order_by("-at", "-id").values_list("group_id", "id"):
+        latest.setdefault(group_id, pk)
+    return {decision.pk for decision in decisions if latest.get(decision.group_id) == decision.pk}

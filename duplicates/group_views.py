@@ -15,10 +15,11 @@ from duplicates import group_selectors, selectors
 from duplicates.group_review import (
     GroupAction,
     GroupReviewError,
+    duplicate_group_decision_undo,
     duplicate_group_resolve,
     duplicate_group_undo_latest,
 )
-from duplicates.models import DuplicateGroup, DuplicatePair
+from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicatePair
 
 GROUPS_PER_PAGE = 10
 # Members per card: the strip scrolls sideways inside the card, which stays one screen high at 1440x900;
@@ -167,3 +168,18 @@ def groups_apply_suggestions(request: HttpRequest) -> HttpResponse:
     for message in refused:
         messages.error(request, message)
     return _back(request)
+
+
+@staff_member_required
+@require_POST
+def group_decision_undo(request: HttpRequest, pk: int) -> HttpResponse:
+    """Undo from the decision log: trashed images come back and the group is pending again."""
+    decision = get_object_or_404(DuplicateGroupDecision, pk=pk)
+    try:
+        duplicate_group_decision_undo(decision=decision, user=request.user)
+    except GroupReviewError as error:
+        messages.error(request, f"Group decision #{pk}: {error.message}")
+    else:
+        messages.success(request, f"Group decision #{pk} undone: group #{decision.group_number} is pending again.")
+    target = request.POST.get("next", "")
+    return redirect(target if target.startswith("/duplicates/") else "duplicates:decisions")

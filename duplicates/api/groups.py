@@ -28,6 +28,7 @@ from duplicates.api.group_serializers import (
 )
 from duplicates.group_review import (
     GroupReviewError,
+    duplicate_group_decision_undo,
     duplicate_group_resolve,
     duplicate_group_undo_latest,
 )
@@ -199,6 +200,34 @@ class DuplicateGroupViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         group_id: int, code: int, *, decision: dict[str, Any] | None = None, error: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         return {"id": group_id, "status": code, "decision": decision, "error": error}
+
+
+class DuplicateGroupDecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The log of group decisions, newest first; the latest standing one of a group can be undone (staff only)."""
+
+    serializer_class = DuplicateGroupDecisionSerializer
+    permission_classes = [permissions.IsAdminUser]
+    lookup_value_regex = "[0-9]{1,18}"
+
+    def get_queryset(self) -> QuerySet[DuplicateGroupDecision]:
+        group = _int_param(self.request, "group", 0) if self.action == "list" else 0
+        return group_selectors.group_decision_list(group_id=group or None)
+
+    @extend_schema(parameters=[OpenApiParameter("group", int, description="Only this group's decisions")])
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses={200: GroupResolveResultSerializer})
+    @action(detail=True, methods=["post"])
+    def undo(self, request: Request, pk: str | None = None) -> Response:
+        """Undo this decision: 409 unless it is its group's latest standing one (undo the later one first)."""
+        decision = self.get_object()
+        try:
+            decision = duplicate_group_decision_undo(decision=decision, user=request.user)
+        except GroupReviewError as error:
+            return conflict(error, request)
+        group = group_payload(decision.group_id, request) if decision.group_id is not None else None
+        return Response({"decision": DuplicateGroupDecisionSerializer(decision).data, "group": group})
 
 
 class TrashViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -10,38 +10,13 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from duplicates.groups import duplicate_groups_refresh
-from duplicates.models import DuplicateGroup, DuplicatePair
-from gallery.services import image_create
-from tests.images import photo_jpeg
+from duplicates.models import DuplicateGroup
+from tests.duplicates.conftest import make_groups
 
 pytestmark = pytest.mark.django_db
 
 PAGE = "/duplicates/"
 API = "/api/duplicate-groups/?kind=near_duplicate&page_size=20"
-
-
-def make_groups(sizes: list[int], *, seed: int) -> list[DuplicateGroup]:
-    """Families of real (made) photos, every two of a family paired as near-duplicates, grouped by the
-    refresh the detection step runs."""
-    groups = []
-    for number, size in enumerate(sizes):
-        images = [
-            image_create(data=photo_jpeg(seed + number * 100 + k, size=(96 + k, 72)), original_name=f"f{k}.jpg").image
-            for k in range(size)
-        ]
-        for x, first in enumerate(images):
-            for second in images[x + 1 :]:
-                DuplicatePair.objects.create(
-                    image_a=first,
-                    image_b=second,
-                    kind=DuplicatePair.Kind.NEAR_DUPLICATE,
-                    similarity=0.95,
-                    evidence={"cosine": 0.95, "phash_distance": 4, "geometric_inliers": None, "same_camera": True},
-                )
-        duplicate_groups_refresh(image_ids=[image.pk for image in images])
-        groups.append(DuplicateGroup.objects.get(kind="near_duplicate", members__image_id=images[0].pk))
-    return groups
 
 
 def queries(client: Any, url: str) -> int:
