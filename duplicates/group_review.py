@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import ServiceError
-from duplicates.groups import duplicate_groups_refresh
+from duplicates.groups import duplicate_groups_refresh, groups_lock
 from duplicates.models import (
     DuplicateDecision,
     DuplicateGroup,
@@ -173,6 +173,7 @@ def duplicate_group_resolve(
 ) -> DuplicateGroupDecision:
     """Decide on the members the reviewer saw: trash some and keep the rest, keep all, or stack them."""
     with transaction.atomic():
+        groups_lock()
         try:
             locked = DuplicateGroup.objects.select_for_update().get(pk=group.pk)
         except DuplicateGroup.DoesNotExist:
@@ -277,6 +278,7 @@ def duplicate_group_decision_undo(*, decision: DuplicateGroupDecision, user: Use
     """Undo a group decision: trashed images come back, pairs return to their earlier status, the group is
     pending again (with whoever joined since)."""
     with transaction.atomic():
+        groups_lock()
         decision = DuplicateGroupDecision.objects.select_for_update().get(pk=decision.pk)
         if decision.undone_at is not None:
             raise GroupReviewError("already_undone", f"Decision #{decision.pk} was already undone.")

@@ -299,3 +299,13 @@ class DuplicateGroupDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} (group #{self.group_number})"
+
+
+class GroupRefreshLock(models.Model):
+    """One row whose update serialises the writers of pending groups across processes and machines (see
+    duplicates.groups.groups_lock): a row lock on PostgreSQL, the database's write lock on SQLite."""
+
+    taken_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"group refresh lock (last taken {self.taken_at})"

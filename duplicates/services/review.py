@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from core.errors import ServiceError
 from duplicates.evidence import suggest_keep
-from duplicates.groups import duplicate_groups_refresh
+from duplicates.groups import duplicate_groups_refresh, groups_lock
 from duplicates.models import DuplicateDecision, DuplicatePair, sha_pair_key
 from duplicates.selectors import image_facts
 from duplicates.trash import images_restore, images_trash
@@ -88,6 +88,7 @@ def duplicate_pair_resolve(*, pair: DuplicatePair, action: str, user: User, sour
             "invalid_action", f"Unknown action {action!r}; use one of {', '.join(ResolveAction.ALL)}.", status=400
         )
     with transaction.atomic():
+        groups_lock()  # first: this decision refreshes the groups
         try:
             locked = DuplicatePair.objects.select_for_update().select_related("image_a", "image_b").get(pk=pair.pk)
         except DuplicatePair.DoesNotExist:
@@ -138,6 +139,7 @@ def duplicate_pair_resolve(*, pair: DuplicatePair, action: str, user: User, sour
 def duplicate_decision_undo(*, decision: DuplicateDecision, user: User) -> DuplicateDecision:
     """Put the pair back to the status it had before this decision (the pair's latest standing decision)."""
     with transaction.atomic():
+        groups_lock()  # first: this undo refreshes the groups
         decision = DuplicateDecision.objects.select_for_update().get(pk=decision.pk)
         if decision.undone_at is not None:
             raise ReviewError("already_undone", f"Decision #{decision.pk} was already undone.")
