@@ -3,6 +3,7 @@ serialises them, so no image ends up in two pending groups."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
 from typing import Any
@@ -50,10 +51,8 @@ def test_two_concurrent_refreshes_never_put_an_image_in_two_pending_groups(monke
         found = read(kind, seeds)
         if kind == "near_duplicate" and not getattr(waited, "done", False):
             waited.done = True
-            try:
+            with contextlib.suppress(threading.BrokenBarrierError):  # the other one waits for the lock
                 both_read.wait()
-            except threading.BrokenBarrierError:  # the other worker is waiting for the lock
-                pass
         return found
 
     monkeypatch.setattr(groups_module, "_component", component_then_wait)
@@ -75,9 +74,7 @@ def test_two_concurrent_refreshes_never_put_an_image_in_two_pending_groups(monke
     assert not errors, errors
 
     pending = DuplicateGroup.objects.filter(status="pending", kind="near_duplicate")
-    memberships = Counter(
-        DuplicateGroupMember.objects.filter(group__in=pending).values_list("image_id", flat=True)
-    )
+    memberships = Counter(DuplicateGroupMember.objects.filter(group__in=pending).values_list("image_id", flat=True))
     assert sorted(memberships) == sorted(ids)
     assert set(memberships.values()) == {1}, f"images in two pending groups: {memberships}"
     assert pending.count() == 1
