@@ -24,7 +24,6 @@ from duplicates.models import (
     DuplicateGroupDecision,
     DuplicateGroupMember,
     DuplicatePair,
-    sha_pair_key,
 )
 from gallery.models import Image
 from gallery.services import image_restore, image_trash
@@ -202,20 +201,13 @@ def duplicate_group_resolve(
             changes.append([pair.pk, pair.review_status])
             if plan.action == GroupAction.KEEP_ALL:  # remembered by content, like a pair dismissed by hand
                 pair_decisions.append(
-                    DuplicateDecision(
+                    DuplicateDecision.for_pair(
                         pair=pair,
-                        image_a_id=pair.image_a_id,
-                        image_b_id=pair.image_b_id,
-                        image_a_sha256=pair.image_a.sha256,
-                        image_b_sha256=pair.image_b.sha256,
-                        sha_pair=sha_pair_key(pair.image_a.sha256, pair.image_b.sha256),
                         action=DuplicateDecision.Action.NOT_DUPLICATE,
-                        previous_status=pair.review_status,
+                        previous=pair.review_status,
                         new_status=new_status,
-                        kind=pair.kind,
-                        similarity=pair.similarity,
-                        source="group",
                         user=_user_or_none(user),
+                        source="group",
                     )
                 )
         DuplicatePair.objects.filter(pk__in=[pair.pk for pair in pairs]).update(

@@ -13,7 +13,7 @@ from django.utils import timezone
 from core.errors import ServiceError
 from duplicates.evidence import suggest_keep
 from duplicates.groups import duplicate_groups_refresh, groups_lock
-from duplicates.models import DuplicateDecision, DuplicatePair, sha_pair_key
+from duplicates.models import DuplicateDecision, DuplicatePair
 from duplicates.selectors import image_facts
 from duplicates.trash import images_restore, images_trash
 from gallery.models import Image
@@ -61,23 +61,18 @@ def duplicate_decision_log(
     deleted_name: str = "",
 ) -> DuplicateDecision:
     """Log one decision with both files' content hashes, so it outlives the pair and its images."""
-    return DuplicateDecision.objects.create(
+    decision = DuplicateDecision.for_pair(
         pair=pair,
-        image_a_id=pair.image_a_id,
-        image_b_id=pair.image_b_id,
-        image_a_sha256=pair.image_a.sha256,
-        image_b_sha256=pair.image_b.sha256,
-        sha_pair=sha_pair_key(pair.image_a.sha256, pair.image_b.sha256),
         action=action,
-        suggested=suggested,
-        previous_status=previous,
+        previous=previous,
         new_status=pair.review_status,
-        kind=pair.kind,
-        similarity=pair.similarity,
-        deleted_name=deleted_name[:255],
-        source=source[:10],
         user=user_or_none(user),
+        source=source,
+        suggested=suggested,
+        deleted_name=deleted_name,
     )
+    decision.save()
+    return decision
 
 
 def duplicate_pair_resolve(*, pair: DuplicatePair, action: str, user: User, source: str = "") -> DuplicateDecision:
