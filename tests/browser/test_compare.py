@@ -85,6 +85,14 @@ def test_compare_zoom_pan_side_by_side_and_step_with_the_keyboard(session):
 
     page.keyboard.press("Escape")
     page.wait_for_function("!document.getElementById('compare').open")
+
+    # From the keyboard: Enter on a focused picture opens the compare view and decides nothing.
+    card.locator(".member [data-compare]").nth(1).focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.getElementById('compare').open")
+    page.keyboard.press("Escape")
+    page.wait_for_function("!document.getElementById('compare').open")
+    assert card.get_attribute("data-status") == "pending"
     group.refresh_from_db()
     assert group.status == "pending"
 
