@@ -10,7 +10,13 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from duplicates import selectors
-from duplicates.models import CalibrationRun, DuplicateDecision, DuplicatePair
+from duplicates.models import (
+    CalibrationRun,
+    DuplicateDecision,
+    DuplicateGroup,
+    DuplicateGroupMember,
+    DuplicatePair,
+)
 from duplicates.services import review
 from gallery.admin import thumbnail_html
 from gallery.models import Image
@@ -214,3 +220,81 @@ class CalibrationRunAdmin(admin.ModelAdmin):
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
         """New runs start from the calibration page (sample size, target precision, a background task)."""
         return HttpResponseRedirect(reverse("duplicates:calibration"))
+
+
+class GroupSizeFilter(admin.SimpleListFilter):
+    title = "size"
+    parameter_name = "size"
+    BUCKETS = {"2": (2, 2), "3-5": (3, 5), "6-10": (6, 10), "11+": (11, None)}
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(key, f"{key} images") for key in self.BUCKETS]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[DuplicateGroup]) -> QuerySet[DuplicateGroup]:
+        bucket = self.BUCKETS.get(self.value() or "")
+        if bucket is None:
+            return queryset
+        low, high = bucket
+        queryset = queryset.filter(size__gte=low)
+        return queryset if high is None else queryset.filter(size__lte=high)
+
+
+class DuplicateGroupMemberInline(admin.TabularInline):
+    """The group's members as they are (read-only: decisions go through the review card or the API)."""
+
+    model = DuplicateGroupMember
+    fields = ["picture", "image_link", "decision", "added_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DuplicateGroupMember]:
+        return super().get_queryset(request).select_related("image").defer("image__embedding")
+
+    def has_add_permission(self, request: HttpRequest, obj: DuplicateGroup | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: DuplicateGroup | None = None) -> bool:
+        return False
+
+    @admin.display(description="Picture")
+    def picture(self, member: DuplicateGroupMember) -> str:
+        return thumbnail_html(member.image, 96)
+
+    @admin.display(description="Image")
+    def image_link(self, member: DuplicateGroupMember) -> str:
+        image = member.image
+        return format_html(
+            '<a href="{}">#{} {}</a> · {} x {}',
+            reverse("gallery:image-detail", args=[image.pk]),
+            image.pk,
+            image.original_name,
+            image.width,
+            image.height,
+        )
+
+
+@admin.register(DuplicateGroup)
+class DuplicateGroupAdmin(admin.ModelAdmin):
+    """Groups for staff to find and inspect; deciding happens on the review card (linked) or through the API."""
+
+    list_display = ["id", "kind", "status", "size", "max_similarity", "suggested_keep_id", "review_link", "updated_at"]
+    list_filter = ["kind", "status", GroupSizeFilter]
+    search_fields = ["=id", "=members__image__id"]
+    readonly_fields = [field.name for field in DuplicateGroup._meta.fields] + ["review_link"]
+    inlines = [DuplicateGroupMemberInline]
+    ordering = ["-size", "-max_similarity", "id"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: DuplicateGroup | None = None) -> bool:
+        return False  # a group is derived from its pairs (pending) or the record of a decision
+
+    def has_change_permission(self, request: HttpRequest, obj: DuplicateGroup | None = None) -> bool:
+        return False
+
+    @admin.display(description="Review")
+    def review_link(self, group: DuplicateGroup) -> str:
+        return format_html('<a href="{}?group={}">review card</a>', reverse("duplicates:review"), group.pk)

@@ -17,14 +17,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import ServiceError
-from duplicates.groups import duplicate_groups_refresh
+from duplicates.groups import duplicate_groups_refresh, groups_lock
 from duplicates.models import (
     DuplicateDecision,
     DuplicateGroup,
     DuplicateGroupDecision,
     DuplicateGroupMember,
     DuplicatePair,
-    sha_pair_key,
 )
 from gallery.models import Image
 from gallery.services import image_restore, image_trash
@@ -173,6 +172,7 @@ def duplicate_group_resolve(
 ) -> DuplicateGroupDecision:
     """Decide on the members the reviewer saw: trash some and keep the rest, keep all, or stack them."""
     with transaction.atomic():
+        groups_lock()
         try:
             locked = DuplicateGroup.objects.select_for_update().get(pk=group.pk)
         except DuplicateGroup.DoesNotExist:
@@ -201,20 +201,13 @@ def duplicate_group_resolve(
             changes.append([pair.pk, pair.review_status])
             if plan.action == GroupAction.KEEP_ALL:  # remembered by content, like a pair dismissed by hand
                 pair_decisions.append(
-                    DuplicateDecision(
+                    DuplicateDecision.for_pair(
                         pair=pair,
-                        image_a_id=pair.image_a_id,
-                        image_b_id=pair.image_b_id,
-                        image_a_sha256=pair.image_a.sha256,
-                        image_b_sha256=pair.image_b.sha256,
-                        sha_pair=sha_pair_key(pair.image_a.sha256, pair.image_b.sha256),
                         action=DuplicateDecision.Action.NOT_DUPLICATE,
-                        previous_status=pair.review_status,
+                        previous=pair.review_status,
                         new_status=new_status,
-                        kind=pair.kind,
-                        similarity=pair.similarity,
-                        source="group",
                         user=_user_or_none(user),
+                        source="group",
                     )
                 )
         DuplicatePair.objects.filter(pk__in=[pair.pk for pair in pairs]).update(
@@ -277,6 +270,7 @@ def duplicate_group_decision_undo(*, decision: DuplicateGroupDecision, user: Use
     """Undo a group decision: trashed images come back, pairs return to their earlier status, the group is
     pending again (with whoever joined since)."""
     with transaction.atomic():
+        groups_lock()
         decision = DuplicateGroupDecision.objects.select_for_update().get(pk=decision.pk)
         if decision.undone_at is not None:
             raise GroupReviewError("already_undone", f"Decision #{decision.pk} was already undone.")

@@ -4,18 +4,52 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Case, Count, F, Prefetch, Q, QuerySet, Value, When
 
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicateGroupMember, DuplicatePair
 from gallery.models import Image
 
 GROUP_STATUS_FILTERS = {*DuplicateGroup.Status.values, "all"}
+EVIDENCE_KEYS = ("cosine", "phash_distance", "geometric_inliers", "time_gap_seconds", "same_camera")
+# What a review shows and compares of a member's image (the API's image block, the highlights, the card):
+# loading only these keeps a page of large groups from building hundreds of full Image rows.
+MEMBER_IMAGE_FIELDS = (
+    "id",
+    "original_name",
+    "sha256",
+    "width",
+    "height",
+    "format",
+    "file_size",
+    "camera_make",
+    "camera_model",
+    "taken_at",
+    "rating",
+    "quality_scores",
+    "created_at",
+)
 
 
-def duplicate_group_list(*, kind: str = "", status: str = "pending", min_size: int = 2) -> QuerySet[DuplicateGroup]:
-    """Groups, largest and most alike first, with their members and images (two queries per page)."""
-    members = DuplicateGroupMember.objects.select_related("image").defer("image__embedding").order_by("image_id")
-    groups = DuplicateGroup.objects.select_related("resolved_by").prefetch_related(Prefetch("members", members))
+def _members(limit: int | None) -> QuerySet[DuplicateGroupMember]:
+    """A group's members, the suggested copy first then by id; with a limit, only the first ones are read
+    (the database cuts each group at the limit, so an 88-image group costs no more than a 16-image one)."""
+    members = (
+        DuplicateGroupMember.objects.select_related("image")
+        .only("id", "group_id", "image_id", "decision", "added_at", *(f"image__{name}" for name in MEMBER_IMAGE_FIELDS))
+        .alias(rank=Case(When(image_id=F("group__suggested_keep_id"), then=Value(0)), default=Value(1)))
+        .order_by("rank", "image_id")
+    )
+    return members if limit is None else members[:limit]
+
+
+def duplicate_group_list(
+    *, kind: str = "", status: str = "pending", min_size: int = 2, member_limit: int | None = None
+) -> QuerySet[DuplicateGroup]:
+    """Groups, largest and most alike first, with their members (`review_members`, up to member_limit each)
+    and images: two queries per page, whatever the groups' sizes."""
+    groups = DuplicateGroup.objects.select_related("resolved_by").prefetch_related(
+        Prefetch("members", _members(member_limit), to_attr="review_members")
+    )
     if kind in DuplicatePair.Kind.values:
         groups = groups.filter(kind=kind)
     if status in DuplicateGroup.Status.values:
@@ -97,19 +131,30 @@ def _highlights(images: list[Image]) -> dict[int, list[str]]:
 def group_reviews(groups: list[DuplicateGroup], *, member_limit: int | None = None) -> list[GroupReview]:
     """Members with evidence and highlights for a page of groups: each member's pair with the suggested copy
     (one query for the page), what sets it apart, the latest decision. With member_limit, a card shows the
-    suggested copy and the first others up to the limit; the rest stay out of any decision made on it."""
+    suggested copy and the first others up to the limit; the rest stay out of any decision made on it.
+    The groups come from duplicate_group_list (their `review_members`, the suggested copy first); with the
+    same member_limit there, the others are not loaded and one more query counts them."""
     shown: dict[int, list[DuplicateGroupMember]] = {}
     for group in groups:
-        memberships = sorted(group.members.all(), key=lambda m: (m.image_id != group.suggested_keep_id, m.image_id))
+        memberships = group.review_members  # type: ignore[attr-defined]
         shown[group.pk] = memberships if member_limit is None else memberships[:member_limit]
+    totals = {group.pk: len(group.review_members) for group in groups}  # type: ignore[attr-defined]
+    if member_limit is not None:
+        cut = [pk for pk, members in shown.items() if len(members) >= member_limit]
+        if cut:
+            rows = DuplicateGroupMember.objects.filter(group_id__in=cut).values("group_id").annotate(n=Count("id"))
+            totals.update({row["group_id"]: row["n"] for row in rows.order_by()})
     keeps = {group.suggested_keep_id for group in groups if group.suggested_keep_id is not None}
     others = {member.image_id for members in shown.values() for member in members}
-    pairs: dict[tuple[int, int], DuplicatePair] = {}
+    pairs: dict[tuple[int, int], dict[str, object]] = {}
     if keeps:
+        # The evidence's few keys read in the database: whole evidence blobs (with both images' facts) decoded
+        # for every member were a large part of a page of big groups.
         rows = DuplicatePair.objects.filter(
             Q(image_a_id__in=keeps, image_b_id__in=others) | Q(image_b_id__in=keeps, image_a_id__in=others)
-        ).only("id", "image_a_id", "image_b_id", "similarity", "kind", "evidence")
-        pairs = {(pair.image_a_id, pair.image_b_id): pair for pair in rows}
+        ).values_list("id", "image_a_id", "image_b_id", "similarity", *(f"evidence__{name}" for name in EVIDENCE_KEYS))
+        for pk, a, b, similarity, *values in rows.order_by():
+            pairs[(a, b)] = {"pair": pk, "similarity": similarity, **dict(zip(EVIDENCE_KEYS, values, strict=True))}
     latest: dict[int, DuplicateGroupDecision] = {}
     decisions = DuplicateGroupDecision.objects.filter(group__in=groups, undone_at__isnull=True).order_by("-at", "-id")
     for decision in decisions.select_related("user"):
@@ -126,20 +171,13 @@ def group_reviews(groups: list[DuplicateGroup], *, member_limit: int | None = No
                 pair = pairs.get((min(keep, member.image_id), max(keep, member.image_id)))
             evidence: dict[str, object] = {}
             if pair is not None:
-                evidence = {
-                    "other": keep,
-                    "pair": pair.pk,
-                    **{
-                        name: pair.evidence.get(name)
-                        for name in ("cosine", "phash_distance", "geometric_inliers", "time_gap_seconds", "same_camera")
-                    },
-                }
+                evidence = {"other": keep, **{name: value for name, value in pair.items() if name != "similarity"}}
             members.append(
                 MemberReview(
                     membership=member,
                     image=member.image,
                     suggested=member.image_id == keep,
-                    similarity=pair.similarity if pair is not None else None,
+                    similarity=pair["similarity"] if pair is not None else None,  # type: ignore[arg-type]
                     evidence=evidence,
                     highlights=marks[member.image_id],
                 )
@@ -155,12 +193,24 @@ def group_reviews(groups: list[DuplicateGroup], *, member_limit: int | None = No
                 members=members,
                 suggested_trash=trash,
                 last_decision=latest.get(group.pk),
-                hidden=len(group.members.all()) - len(memberships),
+                hidden=totals[group.pk] - len(memberships),
             )
         )
     return reviews
 
 
 def group_decision_list(*, group_id: int | None = None) -> QuerySet[DuplicateGroupDecision]:
-    decisions = DuplicateGroupDecision.objects.select_related("user", "undone_by")
+    """The group decisions log, newest first (with who made and who undid each)."""
+    decisions = DuplicateGroupDecision.objects.select_related("user", "undone_by").order_by("-at", "-id")
     return decisions.filter(group_id=group_id) if group_id is not None else decisions
+
+
+def undoable_group_decisions(*, decisions: list[DuplicateGroupDecision]) -> set[int]:
+    """Which of these decisions can be undone now: not undone, and the latest standing one of a group that
+    still exists (one query for the page)."""
+    groups = {decision.group_id for decision in decisions if decision.group_id is not None and not decision.undone_at}
+    latest: dict[int, int] = {}
+    standing = DuplicateGroupDecision.objects.filter(group_id__in=groups, undone_at__isnull=True)
+    for group_id, pk in standing.order_by("-at", "-id").values_list("group_id", "id"):
+        latest.setdefault(group_id, pk)
+    return {decision.pk for decision in decisions if latest.get(decision.group_id) == decision.pk}

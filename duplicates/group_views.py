@@ -15,15 +15,17 @@ from duplicates import group_selectors, selectors
 from duplicates.group_review import (
     GroupAction,
     GroupReviewError,
+    duplicate_group_decision_undo,
     duplicate_group_resolve,
     duplicate_group_undo_latest,
 )
-from duplicates.models import DuplicateGroup, DuplicatePair
+from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicatePair
 
 GROUPS_PER_PAGE = 10
 # Members per card: the strip scrolls sideways inside the card, which stays one screen high at 1440x900;
 # larger groups show the rest on their own page (?group=id), and a decision covers only the members shown.
 MEMBERS_PER_CARD = 16
+BROWSER_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 
 
 def _choice(value: str, allowed: list[str], default: str) -> str:
@@ -41,12 +43,12 @@ def _ids(values: list[str]) -> list[int] | None:
 def _page(request: HttpRequest, status: int = 200) -> HttpResponse:
     kind = _choice(request.GET.get("kind", ""), DuplicatePair.Kind.values, DuplicatePair.Kind.NEAR_DUPLICATE)
     state = _choice(request.GET.get("status", ""), [*DuplicateGroup.Status.values, "all"], "pending")
-    groups = group_selectors.duplicate_group_list(kind=kind, status=state)
     single = request.GET.get("group", "")
+    limit = None if single.isdigit() else MEMBERS_PER_CARD
+    groups = group_selectors.duplicate_group_list(kind=kind, status=state, member_limit=limit)
     if single.isdigit():
         groups = group_selectors.duplicate_group_list(status="all", min_size=0).filter(pk=int(single))
     page = Paginator(groups, GROUPS_PER_PAGE).get_page(request.GET.get("page"))
-    limit = None if single.isdigit() else MEMBERS_PER_CARD
     reviews = group_selectors.group_reviews(list(page.object_list), member_limit=limit)
     pending = [review for review in reviews if review.group.status == DuplicateGroup.Status.PENDING]
     query = request.GET.copy()
@@ -66,6 +68,8 @@ def _page(request: HttpRequest, status: int = 200) -> HttpResponse:
             "page_groups": pending,
             "query_string": query.urlencode(),
             "here": request.get_full_path(),
+            # The compare view shows these originals as they are; other formats as a large WebP rendition.
+            "browser_formats": BROWSER_FORMATS,
         },
         status=status,
     )
@@ -164,3 +168,18 @@ def groups_apply_suggestions(request: HttpRequest) -> HttpResponse:
     for message in refused:
         messages.error(request, message)
     return _back(request)
+
+
+@staff_member_required
+@require_POST
+def group_decision_undo(request: HttpRequest, pk: int) -> HttpResponse:
+    """Undo from the decision log: trashed images come back and the group is pending again."""
+    decision = get_object_or_404(DuplicateGroupDecision, pk=pk)
+    try:
+        duplicate_group_decision_undo(decision=decision, user=request.user)
+    except GroupReviewError as error:
+        messages.error(request, f"Group decision #{pk}: {error.message}")
+    else:
+        messages.success(request, f"Group decision #{pk} undone: group #{decision.group_number} is pending again.")
+    target = request.POST.get("next", "")
+    return redirect(target if target.startswith("/duplicates/") else "duplicates:decisions")

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from duplicates.evidence import suggest_keep
 from duplicates.grouping import MIN_SHARED, SIMILAR_MIN_SHARED, group_pairs
-from duplicates.models import DuplicateGroup, DuplicateGroupMember, DuplicatePair
+from duplicates.models import DuplicateGroup, DuplicateGroupMember, DuplicatePair, GroupRefreshLock
 from duplicates.selectors import image_facts
 from gallery.models import Image
 
@@ -59,6 +60,20 @@ def best_of(images: list[Image]) -> tuple[Image, str]:
     if not rest:
         return best, ""
     return best, suggest_keep(image_facts(best), image_facts(winner(rest))).reason
+
+
+def groups_lock() -> None:
+    """Hold the group lock until the current transaction ends, so that one writer at a time reads the pairs
+    and rewrites the pending groups, across processes and machines (two refreshes reading the same pairs
+    would each make a group of the same images). An UPDATE of one row: a row lock on PostgreSQL, the
+    database's write lock on SQLite; services that lock pairs or groups take it first, so that no two
+    writers wait on each other."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("groups_lock() holds until the transaction ends: call it inside transaction.atomic()")
+    now = timezone.now()
+    if not GroupRefreshLock.objects.filter(pk=1).update(taken_at=now):
+        GroupRefreshLock.objects.bulk_create([GroupRefreshLock(pk=1, taken_at=now)], ignore_conflicts=True)
+        GroupRefreshLock.objects.filter(pk=1).update(taken_at=now)
 
 
 def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
@@ -220,9 +235,11 @@ def duplicate_groups_refresh(*, image_ids: Iterable[int], kinds: Iterable[str] =
     if not seeds:
         return summary
     wanted = list(kinds)
-    for kind in KINDS:  # near-duplicates first: the similar band leaves out pairs inside their groups
-        if kind in wanted:
-            _refresh_kind(kind, seeds, summary)
+    with transaction.atomic():
+        groups_lock()  # the reads below see every refresh committed before this one
+        for kind in KINDS:  # near-duplicates first: the similar band leaves out pairs inside their groups
+            if kind in wanted:
+                _refresh_kind(kind, seeds, summary)
     return summary
 
 

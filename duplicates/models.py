@@ -94,12 +94,29 @@ class DetectionCheck(models.Model):
         return f"#{self.image_id} checked {self.checked_at:%Y-%m-%d %H:%M} ({self.settings_key})"
 
 
+class ReviewLogEntry(models.Model):
+    """What every review log entry records: who decided and when, and who undid it and when (if anyone)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        abstract = True
+        ordering = ["-at", "-id"]
+
+
 class DuplicateDecisionQuerySet(models.QuerySet["DuplicateDecision"]):
     def active(self) -> DuplicateDecisionQuerySet:
         return self.filter(undone_at__isnull=True)
 
 
-class DuplicateDecision(models.Model):
+class DuplicateDecision(ReviewLogEntry):
     """One review decision, who made it and when; it outlives the pair and names the files by sha256.
 
     A pair disappears when one of its images is deleted; the decision stays, and because it names both
@@ -128,22 +145,47 @@ class DuplicateDecision(models.Model):
     similarity = models.FloatField(null=True, blank=True)
     deleted_name = models.CharField(max_length=255, blank=True, help_text="File name of the deleted image.")
     source = models.CharField(max_length=10, blank=True, help_text="admin, web, api or remembered")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
-    undone_at = models.DateTimeField(null=True, blank=True)
-    undone_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
 
     objects = DuplicateDecisionQuerySet.as_manager()
 
-    class Meta:
-        ordering = ["-at", "-id"]
+    class Meta(ReviewLogEntry.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} #{self.image_a_id} ~ #{self.image_b_id}"
+
+    @classmethod
+    def for_pair(
+        cls,
+        *,
+        pair: DuplicatePair,
+        action: str,
+        previous: str,
+        new_status: str,
+        user: models.Model | None,
+        source: str,
+        suggested: bool = False,
+        deleted_name: str = "",
+    ) -> DuplicateDecision:
+        """The (unsaved) log entry of a decision on a pair, naming both files by content so that it outlives
+        the pair and its images (pair review and group review both log through here)."""
+        return cls(
+            pair=pair,
+            image_a_id=pair.image_a_id,
+            image_b_id=pair.image_b_id,
+            image_a_sha256=pair.image_a.sha256,
+            image_b_sha256=pair.image_b.sha256,
+            sha_pair=sha_pair_key(pair.image_a.sha256, pair.image_b.sha256),
+            action=action,
+            suggested=suggested,
+            previous_status=previous,
+            new_status=new_status,
+            kind=pair.kind,
+            similarity=pair.similarity,
+            deleted_name=deleted_name[:255],
+            source=source[:10],
+            user=user,
+        )
 
     @property
     def is_delete(self) -> bool:
@@ -272,7 +314,7 @@ class DuplicateGroupMember(models.Model):
         return f"#{self.image_id} in group #{self.group_id}"
 
 
-class DuplicateGroupDecision(models.Model):
+class DuplicateGroupDecision(ReviewLogEntry):
     """One decision on a whole group, logged with everything its undo needs (pairs' previous statuses, the
     images it moved to the trash). It outlives the group: ids are kept as plain numbers too."""
 
@@ -295,17 +337,19 @@ class DuplicateGroupDecision(models.Model):
     previous_status = models.CharField(max_length=10, choices=DuplicateGroup.Status.choices)
     bytes_trashed = models.PositiveBigIntegerField(default=0)
     source = models.CharField(max_length=10, blank=True, help_text="web, api or admin")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
-    undone_at = models.DateTimeField(null=True, blank=True)
-    undone_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
 
-    class Meta:
-        ordering = ["-at", "-id"]
+    class Meta(ReviewLogEntry.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} (group #{self.group_number})"
+
+
+class GroupRefreshLock(models.Model):
+    """One row whose update serialises the writers of pending groups across processes and machines (see
+    duplicates.groups.groups_lock): a row lock on PostgreSQL, the database's write lock on SQLite."""
+
+    taken_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"group refresh lock (last taken {self.taken_at})"

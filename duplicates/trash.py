@@ -12,7 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.db.models import Q
 
-from duplicates.groups import duplicate_groups_refresh
+from duplicates.groups import duplicate_groups_refresh, groups_lock
 from duplicates.models import DuplicatePair
 from gallery.models import Image
 from gallery.services import image_purge, image_restore, image_trash
@@ -30,6 +30,7 @@ def _neighbours(image_ids: list[int]) -> set[int]:
 def images_trash(*, images: list[Image], user: User) -> list[Image]:
     """Move images to the trash and take them out of their pending groups."""
     with transaction.atomic():
+        groups_lock()
         for image in images:
             image_trash(image=image, user=user)
         library_changed(image_ids=[image.pk for image in images])  # searches drop them when this commits
@@ -44,6 +45,7 @@ def images_restore(*, images: list[Image], reopen: bool = False) -> list[Image]:
     to pending: the decision that trashed it no longer holds, so its group comes back for review.
     """
     with transaction.atomic():
+        groups_lock()
         for image in images:
             image_restore(image=image)
         library_changed(image_ids=[image.pk for image in images])  # searches find them again

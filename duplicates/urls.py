@@ -14,6 +14,7 @@ urlpatterns = [
     path("duplicates/<int:pk>/undo/", views.pair_undo, name="pair-undo"),
     path("duplicates/decisions/", views.decisions, name="decisions"),
     path("duplicates/decisions/<int:pk>/undo/", views.decision_undo, name="decision-undo"),
+    path("duplicates/decisions/groups/<int:pk>/undo/", group_views.group_decision_undo, name="group-decision-undo"),
     path("duplicates/scan/", views.scan, name="scan"),
     path("duplicates/calibration/", views.calibration, name="calibration"),
     path("duplicates/calibration/<int:pk>/plot.png", views.calibration_plot, name="calibration-plot"),

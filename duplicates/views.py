@@ -12,7 +12,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.errors import ServiceError
-from duplicates import selectors
+from duplicates import group_selectors, selectors
 from duplicates.forms import CalibrationForm, ResolveForm, ReviewFilterForm, ThresholdsApplyForm, ThresholdsUndoForm
 from duplicates.models import CalibrationRun, DuplicateDecision, DuplicatePair
 from duplicates.services.calibration import calibration_run_create
@@ -139,8 +139,25 @@ def decision_undo(request: HttpRequest, pk: int) -> HttpResponse:
 
 @staff_member_required
 def decisions(request: HttpRequest) -> HttpResponse:
+    """The log: group decisions (each with its undo) above the pair decisions, each list paged on its own."""
     page = Paginator(selectors.decision_list(), DECISIONS_PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "duplicates/decisions.html", {"page": page, "here": request.get_full_path()})
+    groups = Paginator(group_selectors.group_decision_list(), DECISIONS_PAGE_SIZE).get_page(request.GET.get("gpage"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    group_query = request.GET.copy()
+    group_query.pop("gpage", None)
+    return render(
+        request,
+        "duplicates/decisions.html",
+        {
+            "page": page,
+            "group_page": groups,
+            "undoable": group_selectors.undoable_group_decisions(decisions=list(groups.object_list)),
+            "query_string": query.urlencode(),
+            "group_query_string": group_query.urlencode(),
+            "here": request.get_full_path(),
+        },
+    )
 
 
 @staff_member_required

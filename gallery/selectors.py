@@ -19,13 +19,17 @@ IMAGE_ORDERINGS: dict[str, tuple[str, list[OrderBy]]] = {
 }
 
 
-def image_list(*, status: str = "", rating: str = "", query: str = "", order: str = "added") -> ImageQuerySet:
+def image_list(
+    *, status: str = "", rating: str = "", query: str = "", order: str = "added", hide_stacked: bool = True
+) -> ImageQuerySet:
     """Images filtered by status, rating ("3", "3+" or "unrated") and a name search, in a gallery order (the
-    trash left out; a stack shows as its cover, counting the copies under it)."""
+    trash left out), each counting the copies stacked under it; with hide_stacked (the grid), a stack shows
+    as its cover alone."""
+    images = Image.objects.in_library()
+    if hide_stacked:
+        images = images.filter(stack_cover__isnull=True)
     images = _filtered(
-        Image.objects.in_library()
-        .filter(stack_cover__isnull=True)
-        .select_related("uploaded_by")
+        images.select_related("uploaded_by")
         .defer("embedding")
         .annotate(stack_count=Count("stacked", filter=Q(stacked__trashed_at__isnull=True))),
         rating=rating,

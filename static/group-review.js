@@ -150,6 +150,8 @@
     const target = event.target;
     if (target && (target.tagName === "TEXTAREA" || target.tagName === "SELECT" ||
         (target.tagName === "INPUT" && target.type !== "checkbox"))) return;
+    // Enter on a focused button or link is that control's own action (a member's picture opens the compare view).
+    if (event.key === "Enter" && target && (target.tagName === "BUTTON" || target.tagName === "A")) return;
     const dialog = document.getElementById("shortcuts");
     if (dialog && dialog.open) return;
     const all = cards();

@@ -27,22 +27,7 @@ class MemberEvidenceSerializer(serializers.Serializer):
     same_camera = serializers.BooleanField(allow_null=True)
 
 
-URL_MARKER = 987654321012
 EVIDENCE_FIELDS = ("other", "pair", "cosine", "phash_distance", "geometric_inliers", "time_gap_seconds", "same_camera")
-IMAGE_FIELDS = [
-    name for name in PairImageSerializer.Meta.fields if name not in ("thumbnail_url", "file_url", "page_url")
-]
-
-
-def _url_templates(request: object) -> dict[str, str]:
-    """The three image URLs with URL_MARKER for the id, made absolute once per response."""
-    paths = {
-        "thumbnail_url": reverse("gallery:image-thumbnail", args=[URL_MARKER]),
-        "file_url": reverse("gallery:image-file", args=[URL_MARKER]),
-        "page_url": reverse("gallery:image-detail", args=[URL_MARKER]),
-    }
-    build = getattr(request, "build_absolute_uri", None)
-    return {name: build(path) if build else path for name, path in paths.items()}
 
 
 class GroupMemberSerializer(serializers.Serializer):
@@ -63,17 +48,9 @@ class GroupMemberSerializer(serializers.Serializer):
         return {name: member.evidence.get(name) for name in EVIDENCE_FIELDS} if member.evidence else None
 
     def to_representation(self, member: MemberReview) -> dict[str, object]:
-        """By hand: a page of large groups has hundreds of members, and DRF's per-field machinery (and a
-        reverse() per URL) was most of the group list's time (bench/group_review.py)."""
-        urls = self.context.setdefault("_url_templates", _url_templates(self.context.get("request")))
-        image = member.image
-        facts = {name: getattr(image, name) for name in IMAGE_FIELDS}
-        for name in ("taken_at", "created_at"):
-            facts[name] = facts[name].isoformat().replace("+00:00", "Z") if facts[name] is not None else None
-        for name, template in urls.items():
-            facts[name] = template.replace(f"/{URL_MARKER}/", f"/{image.pk}/", 1)
+        """By hand (a page of large groups has hundreds of members); the image as the pair list shows it."""
         return {
-            "image": facts,
+            "image": self.fields["image"].to_representation(member.image),
             "suggested": member.suggested,
             "decision": member.membership.decision,
             "added_at": member.membership.added_at.isoformat().replace("+00:00", "Z"),
@@ -133,6 +110,13 @@ class DuplicateGroupSerializer(serializers.Serializer):
     resolved_by = serializers.CharField(source="group.resolved_by.username", allow_null=True, default=None)
     suggestion = serializers.SerializerMethodField()
     members = GroupMemberSerializer(many=True)
+    hidden_members = serializers.IntegerField(
+        source="hidden",
+        help_text=(
+            "Members not listed (over member_limit). A decision covers the ids you send; `suggestion`, `keep_all` "
+            "and `stack` without `members` cover every member."
+        ),
+    )
     last_decision = DuplicateGroupDecisionSerializer(allow_null=True)
     review_url = serializers.SerializerMethodField()
 

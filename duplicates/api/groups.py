@@ -28,6 +28,7 @@ from duplicates.api.group_serializers import (
 )
 from duplicates.group_review import (
     GroupReviewError,
+    duplicate_group_decision_undo,
     duplicate_group_resolve,
     duplicate_group_undo_latest,
 )
@@ -52,6 +53,12 @@ def conflict(error: GroupReviewError, request: Request) -> Response:
     if error.group is not None:
         extra["group"] = group_payload(error.group.pk, request)
     return error_response(error.code, error.message, http_status=error.status, **extra)
+
+
+# Members listed per group by default (the web card shows as many): a page of the largest groups listed
+# whole was 700 members and half a megabyte; GET /api/duplicate-groups/{id}/ lists them all.
+MEMBER_LIMIT = 16
+MAX_MEMBER_LIMIT = 1000
 
 
 def _int_param(request: Request, name: str, default: int) -> int:
@@ -80,8 +87,18 @@ class DuplicateGroupViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             allowed = ", ".join(sorted(group_selectors.GROUP_STATUS_FILTERS))
             raise ValidationError({"status": [f"status must be one of {allowed}."]})
         return group_selectors.duplicate_group_list(
-            kind=kind, status=status_filter, min_size=_int_param(self.request, "min_size", 2)
+            kind=kind,
+            status=status_filter,
+            min_size=_int_param(self.request, "min_size", 2),
+            member_limit=self._member_limit(),
         )
+
+    def _member_limit(self) -> int | None:
+        """?member_limit=N members per group (the suggested copy first), 0 for all; default MEMBER_LIMIT."""
+        limit = _int_param(self.request, "member_limit", MEMBER_LIMIT)
+        if limit > MAX_MEMBER_LIMIT:
+            raise ValidationError({"member_limit": [f"member_limit must be at most {MAX_MEMBER_LIMIT} (0: all)."]})
+        return limit or None
 
     @extend_schema(
         parameters=[
@@ -90,12 +107,21 @@ class DuplicateGroupViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 "status", str, enum=sorted(group_selectors.GROUP_STATUS_FILTERS), description="Default: pending"
             ),
             OpenApiParameter("min_size", int, description="Only groups of at least this many images (default 2)"),
+            OpenApiParameter(
+                "member_limit",
+                int,
+                description=(
+                    f"Members listed per group, the suggested copy first (default {MEMBER_LIMIT}, 0: all); "
+                    "`hidden_members` counts the others, the suggestion covers the listed ones, and "
+                    "GET /api/duplicate-groups/{id}/ lists them all."
+                ),
+            ),
         ],
         responses={200: DuplicateGroupSerializer(many=True)},
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         page = self.paginate_queryset(self.get_queryset())
-        reviews = group_selectors.group_reviews(list(page))
+        reviews = group_selectors.group_reviews(list(page), member_limit=self._member_limit())
         return self.get_paginated_response(self.get_serializer(reviews, many=True).data)
 
     @extend_schema(responses={200: DuplicateGroupSerializer})
@@ -174,6 +200,34 @@ class DuplicateGroupViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         group_id: int, code: int, *, decision: dict[str, Any] | None = None, error: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         return {"id": group_id, "status": code, "decision": decision, "error": error}
+
+
+class DuplicateGroupDecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The log of group decisions, newest first; the latest standing one of a group can be undone (staff only)."""
+
+    serializer_class = DuplicateGroupDecisionSerializer
+    permission_classes = [permissions.IsAdminUser]
+    lookup_value_regex = "[0-9]{1,18}"
+
+    def get_queryset(self) -> QuerySet[DuplicateGroupDecision]:
+        group = _int_param(self.request, "group", 0) if self.action == "list" else 0
+        return group_selectors.group_decision_list(group_id=group or None)
+
+    @extend_schema(parameters=[OpenApiParameter("group", int, description="Only this group's decisions")])
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses={200: GroupResolveResultSerializer})
+    @action(detail=True, methods=["post"])
+    def undo(self, request: Request, pk: str | None = None) -> Response:
+        """Undo this decision: 409 unless it is its group's latest standing one (undo the later one first)."""
+        decision = self.get_object()
+        try:
+            decision = duplicate_group_decision_undo(decision=decision, user=request.user)
+        except GroupReviewError as error:
+            return conflict(error, request)
+        group = group_payload(decision.group_id, request) if decision.group_id is not None else None
+        return Response({"decision": DuplicateGroupDecisionSerializer(decision).data, "group": group})
 
 
 class TrashViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from duplicates.api.groups import DuplicateGroupViewSet, TrashViewSet
+from duplicates.api.groups import DuplicateGroupDecisionViewSet, DuplicateGroupViewSet, TrashViewSet
 from duplicates.api.thresholds import ThresholdsApplyView, ThresholdsUndoView, ThresholdsView
 from duplicates.api.views import DuplicateDecisionViewSet, DuplicatePairViewSet
 
@@ -9,6 +9,7 @@ router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
 router.register("duplicates/decisions", DuplicateDecisionViewSet, basename="duplicate-decision")
 router.register("duplicates", DuplicatePairViewSet, basename="duplicate-pair")
+router.register("duplicate-groups/decisions", DuplicateGroupDecisionViewSet, basename="duplicate-group-decision")
 router.register("duplicate-groups", DuplicateGroupViewSet, basename="duplicate-group")
 router.register("trash", TrashViewSet, basename="trash")
 urlpatterns = [

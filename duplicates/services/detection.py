@@ -27,7 +27,7 @@ from duplicates import geometry
 from duplicates.detection import Bands, NeighbourSearch, band_of, canonical_pairs, needs_verification, neighbours_above
 from duplicates.evidence import pair_evidence
 from duplicates.features import Verifier, fingerprint_distance, image_fingerprint
-from duplicates.groups import duplicate_groups_rebuild, duplicate_groups_refresh
+from duplicates.groups import duplicate_groups_rebuild, duplicate_groups_refresh, groups_lock
 from duplicates.models import DetectionCheck, DuplicateDecision, DuplicatePair, sha_pair_key
 from duplicates.selectors import (
     detection_settings_key,
@@ -219,6 +219,8 @@ def _detect_chunk(ids: list[int], run: _Run) -> DetectSummary:
             )
     summary.pairs = len(to_update) + len(to_create)
     with transaction.atomic():
+        if summary.pairs:
+            groups_lock()  # first: the pairs written here and the groups refreshed from them commit together
         if to_update:
             DuplicatePair.objects.bulk_update(
                 to_update,

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from core.errors import ServiceError
 from duplicates.evidence import suggest_keep
-from duplicates.groups import duplicate_groups_refresh
-from duplicates.models import DuplicateDecision, DuplicatePair, sha_pair_key
+from duplicates.groups import duplicate_groups_refresh, groups_lock
+from duplicates.models import DuplicateDecision, DuplicatePair
 from duplicates.selectors import image_facts
 from duplicates.trash import images_restore, images_trash
 from gallery.models import Image
@@ -61,23 +61,18 @@ def duplicate_decision_log(
     deleted_name: str = "",
 ) -> DuplicateDecision:
     """Log one decision with both files' content hashes, so it outlives the pair and its images."""
-    return DuplicateDecision.objects.create(
+    decision = DuplicateDecision.for_pair(
         pair=pair,
-        image_a_id=pair.image_a_id,
-        image_b_id=pair.image_b_id,
-        image_a_sha256=pair.image_a.sha256,
-        image_b_sha256=pair.image_b.sha256,
-        sha_pair=sha_pair_key(pair.image_a.sha256, pair.image_b.sha256),
         action=action,
-        suggested=suggested,
-        previous_status=previous,
+        previous=previous,
         new_status=pair.review_status,
-        kind=pair.kind,
-        similarity=pair.similarity,
-        deleted_name=deleted_name[:255],
-        source=source[:10],
         user=user_or_none(user),
+        source=source,
+        suggested=suggested,
+        deleted_name=deleted_name,
     )
+    decision.save()
+    return decision
 
 
 def duplicate_pair_resolve(*, pair: DuplicatePair, action: str, user: User, source: str = "") -> DuplicateDecision:
@@ -88,6 +83,7 @@ def duplicate_pair_resolve(*, pair: DuplicatePair, action: str, user: User, sour
             "invalid_action", f"Unknown action {action!r}; use one of {', '.join(ResolveAction.ALL)}.", status=400
         )
     with transaction.atomic():
+        groups_lock()  # first: this decision refreshes the groups
         try:
             locked = DuplicatePair.objects.select_for_update().select_related("image_a", "image_b").get(pk=pair.pk)
         except DuplicatePair.DoesNotExist:
@@ -138,6 +134,7 @@ def duplicate_pair_resolve(*, pair: DuplicatePair, action: str, user: User, sour
 def duplicate_decision_undo(*, decision: DuplicateDecision, user: User) -> DuplicateDecision:
     """Put the pair back to the status it had before this decision (the pair's latest standing decision)."""
     with transaction.atomic():
+        groups_lock()  # first: this undo refreshes the groups
         decision = DuplicateDecision.objects.select_for_update().get(pk=decision.pk)
         if decision.undone_at is not None:
             raise ReviewError("already_undone", f"Decision #{decision.pk} was already undone.")

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from django import template
+from django.urls import get_script_prefix, get_urlconf, reverse
 
 from duplicates.models import DuplicatePair
 from duplicates.selectors import thresholds_overview
 from gallery.models import Image
 
 register = template.Library()
+URL_MARKER = 987654321012
+
+
+@lru_cache(maxsize=64)
+def _url_template(name: str, prefix: str, urlconf: str | None) -> str:
+    return reverse(name, args=[URL_MARKER], urlconf=urlconf)
+
+
+@register.filter
+def image_url(pk: int, name: str) -> str:
+    """{% url name pk %} for the many images of a review page: reversed once per process, then the id put in."""
+    return _url_template(name, get_script_prefix(), get_urlconf()).replace(f"/{URL_MARKER}/", f"/{pk}/", 1)
 
 
 @register.simple_tag

@@ -21,6 +21,9 @@ class ImageListQuerySerializer(serializers.Serializer):
         choices=sorted(RATING_FILTERS), required=False, allow_blank=True, help_text="0-5, '3+' or 'unrated'"
     )
     q = serializers.CharField(required=False, allow_blank=True, max_length=100, trim_whitespace=False)
+    hide_stacked = serializers.BooleanField(
+        required=False, default=False, help_text="true: list a stack as its cover only (as the library grid does)"
+    )
 
 
 class ImageSerializer(serializers.ModelSerializer):
@@ -71,6 +74,27 @@ class ImageSerializer(serializers.ModelSerializer):
 
     def get_page_url(self, image: Image) -> str:
         return self._absolute(reverse("gallery:image-detail", args=[image.pk]))
+
+
+class LibraryImageSerializer(ImageSerializer):
+    """An image of /api/images/, with its place in a stack (the list annotates stack_count)."""
+
+    stack_of = serializers.PrimaryKeyRelatedField(
+        source="stack_cover",
+        read_only=True,
+        allow_null=True,
+        help_text="The image this one is stacked under (the stack's cover); null for a cover or an unstacked image.",
+    )
+    stack_size = serializers.SerializerMethodField(
+        help_text="Images in the stack this image heads: itself and the copies stacked under it (1: no stack)."
+    )
+
+    class Meta(ImageSerializer.Meta):
+        fields = [*ImageSerializer.Meta.fields[:-3], "stack_of", "stack_size", *ImageSerializer.Meta.fields[-3:]]
+        read_only_fields = fields
+
+    def get_stack_size(self, image: Image) -> int:
+        return 1 + getattr(image, "stack_count", 0)
 
 
 class ImageUploadSerializer(serializers.Serializer):

@@ -20,6 +20,7 @@ from gallery.api.serializers import (
     ImageListQuerySerializer,
     ImageSerializer,
     ImageUploadSerializer,
+    LibraryImageSerializer,
     UploadOutcomeSerializer,
 )
 from gallery.models import Image
@@ -40,18 +41,21 @@ def outcome_payload(outcome: services.UploadOutcome, request: Request) -> dict[s
 # An upload interrupted by a dropped database connection is run again: identical bytes find the stored image.
 @retry_after_lost_connection("POST")
 class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
-    serializer_class = ImageSerializer
+    serializer_class = LibraryImageSerializer
     lookup_value_regex = "[0-9]{1,18}"  # an id the database can hold; anything else is a 404, not an overflow
     parser_classes = [MultiPartParser, FormParser]
 
     def get_queryset(self) -> QuerySet[Image]:
         if self.action != "list":
-            return selectors.image_list()
+            return selectors.image_list(hide_stacked=False)  # a stacked copy is still an image of the library
         filters = ImageListQuerySerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
         params = filters.validated_data
         return selectors.image_list(
-            status=params.get("status", ""), rating=params.get("rating", ""), query=params.get("q", "")
+            status=params.get("status", ""),
+            rating=params.get("rating", ""),
+            query=params.get("q", ""),
+            hide_stacked=params.get("hide_stacked", False),
         )
 
     def get_permissions(self) -> list[permissions.BasePermission]:
@@ -67,6 +71,9 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             OpenApiParameter("status", str, enum=Image.Status.values),
             OpenApiParameter("rating", str, description="0-5, '3+' for at least 3 stars, or 'unrated'"),
             OpenApiParameter("q", str, description="Part of the file name or camera model"),
+            OpenApiParameter(
+                "hide_stacked", bool, description="true: a stack as its cover only, like the library grid"
+            ),
         ]
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -103,9 +110,9 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     def perform_destroy(self, instance: Image) -> None:
         image_delete(image=instance)
 
-    @extend_schema(request=None, responses={200: ImageSerializer})
+    @extend_schema(request=None, responses={200: LibraryImageSerializer})
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
         """Queue a rejected or failed image for embedding again (staff)."""
         image = image_retry(image=self.get_object())
-        return Response(ImageSerializer(image, context={"request": request}).data)
+        return Response(LibraryImageSerializer(image, context={"request": request}).data)

@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 
+from duplicates.groups import duplicate_groups_refresh
+from duplicates.models import DuplicateGroup, DuplicatePair
 from gallery.models import Image
+from gallery.services import image_create
 from pipeline.services import image_ingest
-from tests.images import shared_path
+from tests.images import photo_jpeg, shared_path
 
 
 def group_files(group: str, count: int, *, skip: int = 0) -> list[Path]:
@@ -48,3 +51,26 @@ def ingest(committed: Callable[..., Any]) -> Callable[[dict[str, list[Path]]], d
         return ids
 
     return run
+
+
+def make_groups(sizes: list[int], *, seed: int) -> list[DuplicateGroup]:
+    """Families of real (made) photos, every two of a family paired as near-duplicates, grouped by the
+    refresh the detection step runs."""
+    groups = []
+    for number, size in enumerate(sizes):
+        images = [
+            image_create(data=photo_jpeg(seed + number * 100 + k, size=(96 + k, 72)), original_name=f"f{k}.jpg").image
+            for k in range(size)
+        ]
+        for x, first in enumerate(images):
+            for second in images[x + 1 :]:
+                DuplicatePair.objects.create(
+                    image_a=first,
+                    image_b=second,
+                    kind=DuplicatePair.Kind.NEAR_DUPLICATE,
+                    similarity=0.95,
+                    evidence={"cosine": 0.95, "phash_distance": 4, "geometric_inliers": None, "same_camera": True},
+                )
+        duplicate_groups_refresh(image_ids=[image.pk for image in images])
+        groups.append(DuplicateGroup.objects.get(kind="near_duplicate", members__image_id=images[0].pk))
+    return groups

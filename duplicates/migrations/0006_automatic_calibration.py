@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('duplicates', '0004_duplicate_groups_and_trash'),
+        ('duplicates', '0005_group_refresh_lock'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
