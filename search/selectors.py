@@ -21,7 +21,7 @@ from typing import IO
 import numpy as np
 from django.conf import settings
 from django.db import connections
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, Q
 from django_q.models import Schedule
 
 from gallery.image_file import decode_upload
@@ -89,6 +89,26 @@ class LibraryState:
     index: VectorIndex | None
     tail: TailSnapshot | None
     removed: np.ndarray  # sorted ids in the index that were deleted, trashed or re-embedded away since
+    mark: int = 0  # every change up to this id is applied...
+    gaps: tuple[int, ...] = ()  # ...except these ids, not committed when the mark was taken
+
+    def unseen_changes(self) -> Q:
+        """The change-log rows this state has not applied: a search checks for them in its results query."""
+        return unseen_changes(mark=self.mark, gaps=self.gaps)
+
+
+def unseen_changes(*, mark: int, gaps: Iterable[int]) -> Q:
+    """Change ids above the mark or among the gaps; runs of gaps (a rolled-back bulk import leaves thousands)
+    as ranges, so the query stays short whatever their number."""
+    condition = Q(id__gt=mark)
+    ordered = sorted(gaps)
+    start = 0
+    for position in range(1, len(ordered) + 1):
+        if position == len(ordered) or ordered[position] != ordered[position - 1] + 1:
+            low, high = ordered[start], ordered[position - 1]
+            condition |= Q(id=low) if low == high else Q(id__range=(low, high))
+            start = position
+    return condition
 
 
 @dataclass
@@ -122,19 +142,32 @@ class LibraryView:
         self._current: _Loaded | None = None
         self._refreshed_at = 0.0
         self._switching_to: int | None = None
+        self._gaps_expire_at = float("inf")
         self.loads = 0  # full reads of the tail (start, rebuild, retired index): for tests and the bench
 
     def current(self) -> LibraryState:
         """The state after every change committed so far (a new build may still be loading)."""
         with self._lock:
-            stale = time.monotonic() - self._refreshed_at > services.CHANGE_LOG_RETENTION.total_seconds() / 2
-            if self._current is None or stale:
+            if self._current is None or self._stale():
                 self._adopt(self._load(self._newest_build()))
             else:
                 self._catch_up()
             self._refreshed_at = time.monotonic()
             assert self._state is not None
             return self._state
+
+    def published(self) -> LibraryState:
+        """The state as last brought up to date, without reading the change log: for a search that checks
+        `state.unseen_changes()` in the same query as its results, and calls current() if there are any.
+        Reads the log itself only when nothing is loaded yet, or skipped change ids are due to be dropped."""
+        state = self._state
+        if state is None or self._stale() or time.monotonic() >= self._gaps_expire_at:
+            return self.current()
+        return state
+
+    def _stale(self) -> bool:
+        """Not refreshed for half the log's retention: changes may have been pruned unseen, so reload."""
+        return time.monotonic() - self._refreshed_at > services.CHANGE_LOG_RETENTION.total_seconds() / 2
 
     def wait_for_switch(self, timeout: float = 60.0) -> None:
         """Block until a background switch to a new build has finished (tests, bench)."""
@@ -148,7 +181,7 @@ class LibraryView:
     def _catch_up(self) -> None:
         loaded = self._current
         assert loaded is not None
-        changes = LibraryChange.objects.filter(Q(id__gt=loaded.mark) | Q(id__in=list(loaded.gaps)))
+        changes = LibraryChange.objects.filter(unseen_changes(mark=loaded.mark, gaps=loaded.gaps))
         rows = list(changes.order_by("id").values_list("id", "kind", "image_id"))
         if not rows and not loaded.gaps:
             return
@@ -260,7 +293,10 @@ class LibraryView:
             index=loaded.index,
             tail=loaded.tail.snapshot() if loaded.tail is not None and len(loaded.tail) else None,
             removed=np.array(sorted(loaded.removed), dtype=np.int64),
+            mark=loaded.mark,
+            gaps=tuple(sorted(loaded.gaps)),
         )
+        self._gaps_expire_at = min(loaded.gaps.values(), default=float("inf")) + GAP_SECONDS
 
 
 def _track_gaps(loaded: _Loaded, seen: list[int]) -> None:
@@ -309,14 +345,15 @@ class LibrarySearch:
     """k-NN over the whole library: the served index's candidates re-ranked by exact cosine on the stored
     vectors, merged with an exact search over the in-memory tail (vectors embedded since the build).
 
-    Takes the process's current library state once, so a batch of queries (duplicate detection) sees one
-    state. A search reads O(k) rows from the database (the candidates' vectors), whatever the tail.
+    Takes one library state (by default the process's current one), so a batch of queries (duplicate
+    detection) sees one state. The index file carries the candidates' full vectors and the tail is in
+    memory: a search reads nothing from the database (an index saved without them reads O(k) rows).
     Scores are exact cosine plus `weight` times the rating term (0: purely visual).
     """
 
-    def __init__(self, *, model_name: str) -> None:
+    def __init__(self, *, model_name: str, state: LibraryState | None = None) -> None:
         self.model_name = model_name
-        self.state = library_view(model_name=model_name).current()
+        self.state = state if state is not None else library_view(model_name=model_name).current()
         self.build, self.index = self.state.build, self.state.index
 
     @property
@@ -364,7 +401,28 @@ class LibrarySearch:
             )
         if not partials:
             return np.full((queries.shape[0], k), -np.inf, np.float32), np.full((queries.shape[0], k), -1, np.int64)
-        return merge_results(*partials, k=k)
+        return partials[0] if len(partials) == 1 else merge_results(*partials, k=k)
+
+    def similarities(self, query: np.ndarray, ids: list[int]) -> dict[int, float]:
+        """Exact cosine of the query with these images' vectors as this state searched them (tail first,
+        then the index file; the database only for an index saved without its vectors)."""
+        unit = np.asarray(query, dtype=np.float32).reshape(-1)
+        unit = unit / max(float(np.linalg.norm(unit)), 1e-12)
+        wanted = np.asarray(ids, dtype=np.int64)
+        found: dict[int, float] = {}
+        if self.state.tail is not None:
+            tail_ids, tail_vectors, _ = self.state.tail.stored(wanted)
+            found.update(zip(tail_ids.tolist(), (tail_vectors @ unit).tolist(), strict=True))
+        rest = np.array([pk for pk in ids if pk not in found], dtype=np.int64)
+        if rest.shape[0] and self.index is not None and self.index.has_stored_vectors:
+            index_ids, index_vectors, _ = self.index.stored(rest)
+            found.update(zip(index_ids.tolist(), (index_vectors @ unit).tolist(), strict=True))
+        rest = np.array([pk for pk in ids if pk not in found], dtype=np.int64)
+        if rest.shape[0]:
+            db_ids, db_vectors, _ = stored_vectors(model_name=self.model_name, ids=rest.tolist())
+            norms = np.maximum(np.linalg.norm(db_vectors, axis=1), 1e-12)
+            found.update(zip(db_ids.tolist(), ((db_vectors @ unit) / norms).tolist(), strict=True))
+        return found
 
     def _index_candidates(
         self,
@@ -385,7 +443,7 @@ class LibrarySearch:
             _, candidates = self.index.search(queries, k=fetch, query_ratings=query_ratings, exclude_ids=excluded)
             wanted = candidates[candidates >= 0]
             if self.state.tail is not None:
-                wanted = wanted[~np.isin(wanted, self.state.tail.ids)]
+                wanted = wanted[~self.state.tail.contains(wanted)]
             if self.index.has_stored_vectors:
                 return candidates, self.index.stored(wanted)
             known = stored_vectors(model_name=self.model_name, ids=wanted.tolist())
@@ -398,19 +456,28 @@ class LibrarySearch:
 def similar_images(
     *, vector: np.ndarray, k: int, rating: int | None = None, exclude_ids: tuple[int, ...] = ()
 ) -> SearchResult:
-    """The k library images most similar to a vector, rating-aware, with the fallback when nothing matches."""
+    """The k library images most similar to a vector, rating-aware, with the fallback when nothing matches.
+
+    One database query in the common case: the result rows, read together with whether the library changed
+    since the state searched (then the changes are applied and the search runs again)."""
     model_name = settings.IMGSIM_MODEL
     query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
-    library = LibrarySearch(model_name=model_name)
-    scores, ids = library.search(
-        query,
-        k=k,
-        query_ratings=[None if rating is None else float(rating)],
-        weight=settings.IMGSIM_RATING_WEIGHT,
-        exclude_ids=exclude_ids,
-    )
-    ranked = [(int(pk), float(score)) for pk, score in zip(ids[0], scores[0], strict=True) if pk >= 0]
-    results = _with_images(query[0], ranked)
+    view = library_view(model_name=model_name)
+    state, checking = view.published(), True
+    while True:
+        library = LibrarySearch(model_name=model_name, state=state)
+        scores, ids = library.search(
+            query,
+            k=k,
+            query_ratings=[None if rating is None else float(rating)],
+            weight=settings.IMGSIM_RATING_WEIGHT,
+            exclude_ids=exclude_ids,
+        )
+        ranked = [(int(pk), float(score)) for pk, score in zip(ids[0], scores[0], strict=True) if pk >= 0]
+        results, changed = _with_images(library, query[0], ranked, check=state if checking else None)
+        if not changed:
+            break
+        state, checking = view.current(), False  # apply what changed, search again, and trust that state
     threshold = thresholds_for(model_name).match
     matched = any(result.similarity >= threshold for result in results)
     if matched or rating is None:
@@ -419,18 +486,28 @@ def similar_images(
     return SearchResult(fallback, False, True, threshold, rating, k, library.version, library.size)
 
 
-def _with_images(query: np.ndarray, ranked: list[tuple[int, float]]) -> list[SimilarImage]:
-    """Result rows with their Image and the exact visual cosine (the ranking score may include the rating)."""
-    if not ranked:
-        return []
-    images = Image.objects.in_bulk([pk for pk, _ in ranked])
-    results = []
-    for pk, score in ranked:
-        image = images.get(pk)
-        if image is None or image.vector is None:
-            continue  # deleted between the search and now
-        results.append(SimilarImage(image=image, similarity=float(image.vector @ query), score=score))
-    return results
+def _with_images(
+    library: LibrarySearch, query: np.ndarray, ranked: list[tuple[int, float]], *, check: LibraryState | None
+) -> tuple[list[SimilarImage], bool]:
+    """Result rows with their Image (without the embedding: the cosine comes from the searched vectors), and
+    whether the change log has rows `check` has not applied, read in the same query (same snapshot)."""
+    rows = Image.objects.defer("embedding").filter(pk__in=[pk for pk, _ in ranked])
+    if check is not None:
+        unseen = LibraryChange.objects.filter(check.unseen_changes())
+        rows = rows.annotate(library_changed=Exists(unseen))
+    images = {image.pk: image for image in rows} if ranked else {}
+    if check is not None:
+        # No row to carry the answer (no results, or all deleted meanwhile): ask on its own.
+        changed = any(image.library_changed for image in images.values()) if images else unseen.exists()
+        if changed:
+            return [], True
+    similarity = library.similarities(query, list(images))
+    results = [
+        SimilarImage(image=images[pk], similarity=similarity[pk], score=score)
+        for pk, score in ranked
+        if pk in images and pk in similarity  # deleted between the search and now
+    ]
+    return results, False
 
 
 def _rating_fallback(
