@@ -66,7 +66,8 @@ class SearchResult:
 IDS_PER_QUERY = 2000
 # A change id skipped over (its transaction still open, or rolled back) is asked for again this long.
 GAP_SECONDS = TAIL_MARGIN.total_seconds()
-MAX_GAPS = 1000
+# Outstanding ids are queried as runs (first, last), so many cost little; the bound is for memory.
+MAX_GAPS = 100_000
 
 
 def stored_vectors(*, model_name: str, ids: Iterable[int]) -> VectorRows:
@@ -90,24 +91,30 @@ class LibraryState:
     tail: TailSnapshot | None
     removed: np.ndarray  # sorted ids in the index that were deleted, trashed or re-embedded away since
     mark: int = 0  # every change up to this id is applied...
-    gaps: tuple[int, ...] = ()  # ...except these ids, not committed when the mark was taken
+    gaps: tuple[tuple[int, int], ...] = ()  # ...except these runs of ids, not committed when it was read
 
     def unseen_changes(self) -> Q:
         """The change-log rows this state has not applied: a search checks for them in its results query."""
         return unseen_changes(mark=self.mark, gaps=self.gaps)
 
 
-def unseen_changes(*, mark: int, gaps: Iterable[int]) -> Q:
-    """Change ids above the mark or among the gaps; runs of gaps (a rolled-back bulk import leaves thousands)
-    as ranges, so the query stays short whatever their number."""
-    condition = Q(id__gt=mark)
+def gap_runs(gaps: Iterable[int]) -> tuple[tuple[int, int], ...]:
+    """Outstanding change ids as (first, last) runs: a rolled-back bulk import leaves thousands in a row."""
     ordered = sorted(gaps)
-    start = 0
-    for position in range(1, len(ordered) + 1):
-        if position == len(ordered) or ordered[position] != ordered[position - 1] + 1:
-            low, high = ordered[start], ordered[position - 1]
-            condition |= Q(id=low) if low == high else Q(id__range=(low, high))
-            start = position
+    runs: list[tuple[int, int]] = []
+    for pk in ordered:
+        if runs and pk == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], pk)
+        else:
+            runs.append((pk, pk))
+    return tuple(runs)
+
+
+def unseen_changes(*, mark: int, gaps: tuple[tuple[int, int], ...]) -> Q:
+    """Change ids above the mark or within the outstanding runs: a short query whatever their number."""
+    condition = Q(id__gt=mark)
+    for low, high in gaps:
+        condition |= Q(id=low) if low == high else Q(id__range=(low, high))
     return condition
 
 
@@ -181,7 +188,7 @@ class LibraryView:
     def _catch_up(self) -> None:
         loaded = self._current
         assert loaded is not None
-        changes = LibraryChange.objects.filter(unseen_changes(mark=loaded.mark, gaps=loaded.gaps))
+        changes = LibraryChange.objects.filter(unseen_changes(mark=loaded.mark, gaps=gap_runs(loaded.gaps)))
         rows = list(changes.order_by("id").values_list("id", "kind", "image_id"))
         if not rows and not loaded.gaps:
             return
@@ -294,7 +301,7 @@ class LibraryView:
             tail=loaded.tail.snapshot() if loaded.tail is not None and len(loaded.tail) else None,
             removed=np.array(sorted(loaded.removed), dtype=np.int64),
             mark=loaded.mark,
-            gaps=tuple(sorted(loaded.gaps)),
+            gaps=gap_runs(loaded.gaps),
         )
         self._gaps_expire_at = min(loaded.gaps.values(), default=float("inf")) + GAP_SECONDS
 
@@ -482,7 +489,7 @@ def similar_images(
     matched = any(result.similarity >= threshold for result in results)
     if matched or rating is None:
         return SearchResult(results, matched, False, threshold, rating, k, library.version, library.size)
-    fallback = _rating_fallback(query[0], rating=rating, k=k, exclude_ids=exclude_ids, model_name=model_name)
+    fallback = _rating_fallback(library, query[0], rating=rating, k=k, exclude_ids=exclude_ids)
     return SearchResult(fallback, False, True, threshold, rating, k, library.version, library.size)
 
 
@@ -511,27 +518,28 @@ def _with_images(
 
 
 def _rating_fallback(
-    query: np.ndarray, *, rating: int, k: int, exclude_ids: tuple[int, ...], model_name: str
+    library: LibrarySearch, query: np.ndarray, *, rating: int, k: int, exclude_ids: tuple[int, ...]
 ) -> list[SimilarImage]:
-    """Images ranked by closeness of rating first and visual similarity second (unrated ones are not used)."""
-    rated = Image.objects.searchable(model_name=model_name).filter(rating__isnull=False).exclude(id__in=exclude_ids)
-    results: list[SimilarImage] = []
+    """Images ranked by closeness of rating first and visual similarity second (unrated ones are not used).
+
+    Per rating step it reads the ids of at most FALLBACK_SCAN_LIMIT images (the newest); their vectors come
+    from the library state the search used, and only the k chosen rows are read, without their embeddings.
+    """
+    rated = Image.objects.searchable(model_name=library.model_name).filter(rating__isnull=False)
+    rated = rated.exclude(id__in=exclude_ids)
+    chosen: list[tuple[int, float]] = []
     for distance in range(6):
         stars = {value for value in (rating - distance, rating + distance) if 0 <= value <= 5}
         if not stars:
             continue
-        group = list(rated.filter(rating__in=stars).order_by("-id")[:FALLBACK_SCAN_LIMIT])
-        scored = sorted(
-            (
-                SimilarImage(image=image, similarity=float(image.vector @ query), score=float(image.vector @ query))
-                for image in group
-            ),
-            key=lambda result: (-result.similarity, result.image.pk),
-        )
-        results.extend(scored[: k - len(results)])
-        if len(results) >= k:
+        group = list(rated.filter(rating__in=stars).order_by("-id").values_list("id", flat=True)[:FALLBACK_SCAN_LIMIT])
+        similarity = library.similarities(query, group)
+        ranked = sorted(similarity.items(), key=lambda item: (-item[1], item[0]))
+        chosen.extend(ranked[: k - len(chosen)])
+        if len(chosen) >= k:
             break
-    return results
+    images = Image.objects.defer("embedding").in_bulk([pk for pk, _ in chosen])
+    return [SimilarImage(image=images[pk], similarity=value, score=value) for pk, value in chosen if pk in images]
 
 
 def similar_to_image(*, image: Image, k: int, rating: int | None = None) -> SearchResult:
