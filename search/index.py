@@ -218,7 +218,7 @@ def _top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.
     if take == 0 or rows == 0:
         return out_scores, out_ids
     if take < n:
-        columns = np.argpartition(-scores, take - 1, axis=1)[:, :take]
+        columns = np.argpartition(scores, n - take, axis=1)[:, n - take :]  # the largest, no negated copy
     else:
         columns = np.broadcast_to(np.arange(n), (rows, n))
     top_scores = np.take_along_axis(scores, columns, axis=1)

@@ -172,6 +172,12 @@ class LibraryView:
             return self.current()
         return state
 
+    def confirmed(self, state: LibraryState, *, at: float) -> None:
+        """A search read no unseen change for `state` in a query started at `at` (time.monotonic()): the
+        state was current then, as if current() had run."""
+        if state is self._state:
+            self._refreshed_at = max(self._refreshed_at, at)
+
     def _stale(self) -> bool:
         """Not refreshed for half the log's retention: changes may have been pruned unseen, so reload."""
         return time.monotonic() - self._refreshed_at > services.CHANGE_LOG_RETENTION.total_seconds() / 2
@@ -481,8 +487,11 @@ def similar_images(
             exclude_ids=exclude_ids,
         )
         ranked = [(int(pk), float(score)) for pk, score in zip(ids[0], scores[0], strict=True) if pk >= 0]
+        asked_at = time.monotonic()
         results, changed = _with_images(library, query[0], ranked, check=state if checking else None)
         if not changed:
+            if checking:
+                view.confirmed(state, at=asked_at)
             break
         state, checking = view.current(), False  # apply what changed, search again, and trust that state
     threshold = thresholds_for(model_name).match

@@ -5,6 +5,7 @@ grow with the tail."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -270,3 +271,29 @@ def test_thousands_of_skipped_change_ids_keep_a_searchs_query_short():
     LibraryChange.objects.create(id=mark + 17, kind=LibraryChange.Kind.IMAGE, image_id=ids[0])  # commits late
     assert ids[0] not in top_ids(library[ids[0]])
     assert ids[0] in view.current().removed
+
+
+@pytest.mark.django_db
+def test_a_process_that_keeps_searching_is_not_reloaded_for_staleness(monkeypatch):
+    """Each search checks the change log in its results query, so a busy process stays current without
+    reloading; one that has not looked for half the log's retention reloads (pruned changes may be unseen)."""
+    library = synthetic_library(80)
+    services.index_rebuild()
+    query = next(iter(library.values()))
+    view = selectors.library_view(model_name=MODEL)
+    top_ids(query)
+    loads = view.loads
+    offset = [0.0]
+    real_monotonic = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real_monotonic() + offset[0])
+    hours = 3600.0
+
+    offset[0] = 7 * hours
+    top_ids(query)
+    offset[0] = 14 * hours  # 14 h after the last reload, 7 h after the last search
+    top_ids(query)
+    assert view.loads == loads
+
+    offset[0] = 27 * hours  # nobody searched for 13 h
+    top_ids(query)
+    assert view.loads == loads + 1

@@ -270,6 +270,12 @@ def test_api_similar_by_id_and_index_status(api, committed):
     body = api.get(f"/api/images/{image_id}/similar/?k=3").json()
     assert [groups[item["image"]["id"]] for item in body["results"]] == ["g02"] * 3
     assert image_id not in [item["image"]["id"] for item in body["results"]]
+    for item in body["results"]:  # each result's links are its own (reversed once per answer, ids filled in)
+        shown = item["image"]
+        assert shown["page_url"] == f"http://testserver/images/{shown['id']}/"
+        assert shown["thumbnail_url"] == f"http://testserver/images/{shown['id']}/thumbnail/"
+        assert shown["file_url"] == f"http://testserver/images/{shown['id']}/file/"
+        assert api.get(shown["thumbnail_url"]).status_code == 200
     status = api.get("/api/index/").json()
     assert (status["model"], status["indexed"], status["pending"], status["kind"]) == (
         "mobilenet_v2",
