@@ -3,9 +3,10 @@
 A search runs: query vector -> served index (PCA + HNSW, or exact for small libraries) -> exact re-rank on
 the full vectors the index file carries -> merged with an exact search over the in-memory tail (vectors
 embedded or changed since the build) -> rating-aware ordering -> the rating fallback when nothing reaches
-the match threshold. Each process keeps that state in a LibraryView, brought up to date before a search
-from the change log (search.models.LibraryChange): deleted, trashed or failed images are excluded inside
-faiss, so a search reads the log rows it has not seen and the k result rows, whatever the library size.
+the match threshold. Each process keeps that state in a LibraryView, kept up to date from the change log
+(search.models.LibraryChange): deleted, trashed or failed images are excluded inside faiss. A search runs on
+the view as it is and reads one query, whatever the library and tail sizes: the k result rows, with whether
+the log has rows the view has not applied (then they are applied and the search runs again).
 """
 
 from __future__ import annotations
