@@ -25,8 +25,9 @@ import os
 import struct
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -159,6 +160,78 @@ def _padded(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return scores, ids
 
 
+# Fewer queries than this per call are scored one by one with faiss's single-threaded SIMD kernels; more go to
+# BLAS. A multi-threaded BLAS product waits for its threads to be scheduled: on the loaded 2-core machine
+# one query against 5,000 tail vectors took 20 ms through numpy's matmul and 0.15 ms on one core
+# (bench/search_product.py). Batches (duplicate detection: 256 queries) amortise that wait.
+BATCH_FROM_QUERIES = 8
+
+
+@contextmanager
+def faiss_threads(count: int | None) -> Iterator[None]:
+    """faiss's OpenMP threads for this thread's calls inside the block (None: unchanged). One query on one
+    thread: a parallel region for it only adds the wait for the other threads to be scheduled."""
+    if count is None:
+        yield
+        return
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
+
+
+def inner_products(queries: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """queries @ items.T in float32: one core for a few queries (no thread hand-off), BLAS for batches."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    items = np.ascontiguousarray(items, dtype=np.float32)
+    if queries.shape[0] >= BATCH_FROM_QUERIES:
+        return queries @ items.T
+    out = np.empty((queries.shape[0], items.shape[0]), dtype=np.float32)
+    if items.shape[0]:
+        for row in range(queries.shape[0]):
+            faiss.fvec_inner_products_ny(
+                faiss.swig_ptr(out[row]),
+                faiss.swig_ptr(queries[row]),
+                faiss.swig_ptr(items),
+                items.shape[1],
+                items.shape[0],
+            )
+    return out
+
+
+def _rating_term(query_features: np.ndarray, item_features: np.ndarray) -> np.ndarray:
+    """(queries, items) rating term from rating_features(weight=1) rows: elementwise, no BLAS call."""
+    return query_features[:, 0:1] * item_features[:, 0] + query_features[:, 1:2] * item_features[:, 1]
+
+
+def _top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k best (score, id) by score then smaller id, padded with -inf / -1; -inf scores are padding.
+
+    ids is (n,), shared by every row, or (rows, n). Vectorised over rows: no Python loop per query.
+    """
+    rows, n = scores.shape
+    out_scores = np.full((rows, k), -np.inf, dtype=np.float32)
+    out_ids = np.full((rows, k), -1, dtype=np.int64)
+    take = min(k, n)
+    if take == 0 or rows == 0:
+        return out_scores, out_ids
+    if take < n:
+        columns = np.argpartition(scores, n - take, axis=1)[:, n - take :]  # the largest, no negated copy
+    else:
+        columns = np.broadcast_to(np.arange(n), (rows, n))
+    top_scores = np.take_along_axis(scores, columns, axis=1)
+    top_ids = ids[columns] if ids.ndim == 1 else np.take_along_axis(ids, columns, axis=1)
+    order = np.lexsort((top_ids, -top_scores), axis=-1)
+    top_scores = np.take_along_axis(top_scores, order, axis=1)
+    top_ids = np.take_along_axis(top_ids, order, axis=1)
+    missing = np.isneginf(top_scores)
+    out_scores[:, :take] = top_scores
+    out_ids[:, :take] = np.where(missing, -1, top_ids)
+    return out_scores, out_ids
+
+
 def exact_search(
     *,
     query_vectors: np.ndarray,
@@ -189,26 +262,35 @@ def exact_search(
     excluded = np.zeros(item_ids.shape[0], dtype=bool)
     if exclude_ids is not None:
         excluded = np.isin(item_ids, np.fromiter(exclude_ids, dtype=np.int64))
+    return _scored_top_k(queries, query_features, items, item_features, item_ids, ~excluded, k=k, weight=weight)
 
+
+def _scored_top_k(
+    queries: np.ndarray,
+    query_features: np.ndarray,
+    items: np.ndarray,
+    item_features: np.ndarray,
+    item_ids: np.ndarray,
+    usable: np.ndarray,
+    *,
+    k: int,
+    weight: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force top k of unit queries over unit items (cosine + weight x rating term), unusable rows left out."""
     out_scores = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
     out_ids = np.full((queries.shape[0], k), -1, dtype=np.int64)
-    available = int(item_ids.shape[0] - excluded.sum())
-    take = min(k, available)
-    if take == 0:
+    if not np.any(usable):
         return out_scores, out_ids
+    dead = ~usable
     # Bound the (queries x items) score block to ~64 MB however big the tail is.
     chunk = max(1, (1 << 24) // max(1, item_ids.shape[0]))
     for start in range(0, queries.shape[0], chunk):
         stop = min(queries.shape[0], start + chunk)
-        block = queries[start:stop] @ items.T
-        block += weight * (query_features[start:stop] @ item_features.T)
-        block[:, excluded] = -np.inf
-        top = np.argpartition(-block, take - 1, axis=1)[:, :take] if take < block.shape[1] else None
-        for row in range(stop - start):
-            columns = top[row] if top is not None else np.flatnonzero(~excluded)
-            order = np.lexsort((item_ids[columns], -block[row, columns]))[:take]
-            out_scores[start + row, :take] = block[row, columns[order]]
-            out_ids[start + row, :take] = item_ids[columns[order]]
+        block = inner_products(queries[start:stop], items)
+        if weight:
+            block += weight * _rating_term(query_features[start:stop], item_features)
+        block[:, dead] = -np.inf
+        out_scores[start:stop], out_ids[start:stop] = _top_k(block, item_ids, k)
     return out_scores, out_ids
 
 
@@ -228,36 +310,53 @@ def rerank(
     ids/vectors/ratings are the full stored vectors of (at least) the candidates, in any order; a
     candidate missing from them (deleted since the build) is dropped. -1 candidates are padding.
     """
-    queries = np.asarray(query_vectors)
+    queries = _unit_rows(query_vectors, name="query_vectors")
     candidates = np.asarray(candidate_ids, dtype=np.int64)
     if candidates.ndim != 2 or candidates.shape[0] != queries.shape[0]:
         raise ValueError(f"candidate_ids must be (queries, m), got {candidates.shape}")
     known_ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-    known_vectors = np.asarray(vectors)
     known_ratings = _item_rating_array(ratings, known_ids.shape[0])
-    per_query_ratings = _query_rating_array(query_ratings, queries.shape[0])
+    if not known_ids.shape[0] or not candidates.shape[1]:
+        return _top_k(np.full(candidates.shape, -np.inf, np.float32), candidates, k)
+    items = _unit_rows(vectors, name="vectors")
+    if items.shape[1] != queries.shape[1]:
+        raise ValueError(f"queries have {queries.shape[1]} dims, vectors {items.shape[1]}")
     order = np.argsort(known_ids, kind="stable")
     sorted_ids = known_ids[order]
-
-    out_scores = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
-    out_ids = np.full((queries.shape[0], k), -1, dtype=np.int64)
-    for row in range(queries.shape[0]):
-        wanted = np.unique(candidates[row][candidates[row] >= 0])
-        positions = np.searchsorted(sorted_ids, wanted)
-        found = positions < sorted_ids.shape[0]
-        found[found] = sorted_ids[positions[found]] == wanted[found]
-        rows = order[positions[found]]
-        rating = per_query_ratings[row]
-        out_scores[row : row + 1], out_ids[row : row + 1] = exact_search(
-            query_vectors=queries[row : row + 1],
-            query_ratings=[None if math.isnan(rating) else rating],
-            ids=known_ids[rows],
-            vectors=known_vectors[rows],
-            ratings=known_ratings[rows],
-            k=k,
-            weight=weight,
+    positions = np.minimum(np.searchsorted(sorted_ids, candidates), sorted_ids.shape[0] - 1)
+    found = (candidates >= 0) & (sorted_ids[positions] == candidates)
+    found &= ~_repeated(candidates)
+    rows = np.where(found, order[positions], -1)  # row of each candidate in `items`; -1 scores -inf
+    scores = np.empty(candidates.shape, dtype=np.float32)
+    with faiss_threads(1 if queries.shape[0] < BATCH_FROM_QUERIES else None):
+        faiss.fvec_inner_products_by_idx(
+            faiss.swig_ptr(scores),
+            faiss.swig_ptr(queries),
+            faiss.swig_ptr(items),
+            faiss.swig_ptr(np.ascontiguousarray(rows)),
+            queries.shape[1],
+            queries.shape[0],
+            candidates.shape[1],
         )
-    return out_scores, out_ids
+    if weight:
+        query_features = rating_features(_query_rating_array(query_ratings, queries.shape[0]), weight=1.0)
+        item_features = rating_features(known_ratings, weight=1.0)[np.maximum(rows, 0)]
+        scores += weight * (
+            query_features[:, 0:1] * item_features[:, :, 0] + query_features[:, 1:2] * item_features[:, :, 1]
+        )
+    scores[~found] = -np.inf
+    return _top_k(scores, candidates, k)
+
+
+def _repeated(ids: np.ndarray) -> np.ndarray:
+    """Per row, True where an id already occurred earlier in the row (stable: the first one stays)."""
+    order = np.argsort(ids, axis=1, kind="stable")
+    in_order = np.take_along_axis(ids, order, axis=1)
+    repeated_in_order = np.zeros(ids.shape, dtype=bool)
+    repeated_in_order[:, 1:] = in_order[:, 1:] == in_order[:, :-1]
+    repeated = np.empty_like(repeated_in_order)
+    np.put_along_axis(repeated, order, repeated_in_order, axis=1)
+    return repeated
 
 
 def merge_results(*results: tuple[np.ndarray, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -269,17 +368,12 @@ def merge_results(*results: tuple[np.ndarray, np.ndarray], k: int) -> tuple[np.n
         raise ValueError("merge_results needs at least one (scores, ids) pair")
     scores = np.concatenate([np.asarray(s, dtype=np.float32) for s, _ in results], axis=1)
     ids = np.concatenate([np.asarray(i, dtype=np.int64) for _, i in results], axis=1)
-    out_scores = np.full((scores.shape[0], k), -np.inf, dtype=np.float32)
-    out_ids = np.full((scores.shape[0], k), -1, dtype=np.int64)
-    for row in range(scores.shape[0]):
-        valid = ids[row] >= 0
-        row_ids, row_scores = ids[row][valid], scores[row][valid]
-        order = np.lexsort((row_ids, -row_scores))
-        _, first = np.unique(row_ids[order], return_index=True)
-        best = order[np.sort(first)][:k]
-        out_scores[row, : best.shape[0]] = row_scores[best]
-        out_ids[row, : best.shape[0]] = row_ids[best]
-    return out_scores, out_ids
+    scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
+    # Best score first within each id, so that the first occurrence kept is the best one.
+    order = np.lexsort((-scores, ids), axis=-1)
+    ids, scores = np.take_along_axis(ids, order, axis=1), np.take_along_axis(scores, order, axis=1)
+    scores[_repeated(ids)] = -np.inf
+    return _top_k(scores, ids, k)
 
 
 def _fit_projection(vectors: np.ndarray, *, pca_dim: int, seed: int) -> tuple[np.ndarray, float, int]:
@@ -739,9 +833,35 @@ class TailSnapshot:
     vectors: np.ndarray  # unit rows, float32
     features: np.ndarray  # rating_features(ratings, weight=1.0)
     alive: np.ndarray  # False for rows replaced or removed since they were added
+    _sorted_ids: np.ndarray = field(init=False, repr=False, compare=False)
+    _sorted_rows: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Live ids sorted with their rows: membership and lookups by binary search, no per-search set.
+        live_rows = np.flatnonzero(self.alive)
+        order = np.argsort(self.ids[live_rows], kind="stable")
+        object.__setattr__(self, "_sorted_ids", self.ids[live_rows][order])
+        object.__setattr__(self, "_sorted_rows", live_rows[order])
 
     def __len__(self) -> int:
-        return int(np.count_nonzero(self.alive))
+        return int(self._sorted_ids.shape[0])
+
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        """Which of `ids` are live rows of this tail."""
+        return self._rows_of(ids) >= 0
+
+    def _rows_of(self, ids: np.ndarray) -> np.ndarray:
+        wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if not self._sorted_ids.shape[0]:
+            return np.full(wanted.shape[0], -1, dtype=np.int64)
+        positions = np.minimum(np.searchsorted(self._sorted_ids, wanted), self._sorted_ids.shape[0] - 1)
+        return np.where(self._sorted_ids[positions] == wanted, self._sorted_rows[positions], -1)
+
+    def stored(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, unit vectors, rating features) of those `ids` the tail holds, in the order given."""
+        rows = self._rows_of(ids)
+        rows = rows[rows >= 0]
+        return self.ids[rows], self.vectors[rows], self.features[rows]
 
     def search(
         self,
@@ -752,38 +872,22 @@ class TailSnapshot:
         weight: float,
         exclude_ids: Iterable[int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact search over the live rows, scored like exact_search (cosine + weight x rating term)."""
+        """Exact search over the live rows, scored like exact_search (cosine + weight x rating term): one pass
+        over the tail's vectors per query (single-threaded SIMD; BLAS for batches), the rest vectorised."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         queries = _unit_rows(queries, name="queries")
-        out_scores = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
-        out_ids = np.full((queries.shape[0], k), -1, dtype=np.int64)
+        if queries.shape[1] != self.vectors.shape[1] and len(self):
+            raise ValueError(f"queries have {queries.shape[1]} dims, the tail holds {self.vectors.shape[1]}")
         usable = self.alive
         if exclude_ids is not None:
-            excluded = np.fromiter(exclude_ids, dtype=np.int64)
-            if excluded.shape[0]:
-                usable = usable & ~np.isin(self.ids, excluded)
-        available = int(np.count_nonzero(usable))
-        take = min(k, available)
-        if take == 0:
-            return out_scores, out_ids
-        if queries.shape[1] != self.vectors.shape[1]:
-            raise ValueError(f"queries have {queries.shape[1]} dims, the tail holds {self.vectors.shape[1]}")
+            rows = self._rows_of(np.fromiter(exclude_ids, dtype=np.int64))
+            rows = rows[rows >= 0]
+            if rows.shape[0]:
+                usable = usable.copy()
+                usable[rows] = False
         query_features = rating_features(_query_rating_array(query_ratings, queries.shape[0]), weight=1.0)
-        chunk = max(1, (1 << 24) // max(1, self.ids.shape[0]))
-        for start in range(0, queries.shape[0], chunk):
-            stop = min(queries.shape[0], start + chunk)
-            block = queries[start:stop] @ self.vectors.T
-            if weight:
-                block += weight * (query_features[start:stop] @ self.features.T)
-            block[:, ~usable] = -np.inf
-            top = np.argpartition(-block, take - 1, axis=1)[:, :take] if take < block.shape[1] else None
-            for row in range(stop - start):
-                columns = top[row] if top is not None else np.flatnonzero(usable)
-                order = np.lexsort((self.ids[columns], -block[row, columns]))[:take]
-                out_scores[start + row, :take] = block[row, columns[order]]
-                out_ids[start + row, :take] = self.ids[columns[order]]
-        return out_scores, out_ids
+        return _scored_top_k(queries, query_features, self.vectors, self.features, self.ids, usable, k=k, weight=weight)
 
 
 class VectorTail:

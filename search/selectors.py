@@ -3,9 +3,10 @@
 A search runs: query vector -> served index (PCA + HNSW, or exact for small libraries) -> exact re-rank on
 the full vectors the index file carries -> merged with an exact search over the in-memory tail (vectors
 embedded or changed since the build) -> rating-aware ordering -> the rating fallback when nothing reaches
-the match threshold. Each process keeps that state in a LibraryView, brought up to date before a search
-from the change log (search.models.LibraryChange): deleted, trashed or failed images are excluded inside
-faiss, so a search reads the log rows it has not seen and the k result rows, whatever the library size.
+the match threshold. Each process keeps that state in a LibraryView, kept up to date from the change log
+(search.models.LibraryChange): deleted, trashed or failed images are excluded inside faiss. A search runs on
+the view as it is and reads one query, whatever the library and tail sizes: the k result rows, with whether
+the log has rows the view has not applied (then they are applied and the search runs again).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import IO
 import numpy as np
 from django.conf import settings
 from django.db import connections
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, Q
 from django_q.models import Schedule
 
 from gallery.image_file import decode_upload
@@ -66,7 +67,8 @@ class SearchResult:
 IDS_PER_QUERY = 2000
 # A change id skipped over (its transaction still open, or rolled back) is asked for again this long.
 GAP_SECONDS = TAIL_MARGIN.total_seconds()
-MAX_GAPS = 1000
+# Outstanding ids are queried as runs (first, last), so many cost little; the bound is for memory.
+MAX_GAPS = 100_000
 
 
 def stored_vectors(*, model_name: str, ids: Iterable[int]) -> VectorRows:
@@ -89,6 +91,32 @@ class LibraryState:
     index: VectorIndex | None
     tail: TailSnapshot | None
     removed: np.ndarray  # sorted ids in the index that were deleted, trashed or re-embedded away since
+    mark: int = 0  # every change up to this id is applied...
+    gaps: tuple[tuple[int, int], ...] = ()  # ...except these runs of ids, not committed when it was read
+
+    def unseen_changes(self) -> Q:
+        """The change-log rows this state has not applied: a search checks for them in its results query."""
+        return unseen_changes(mark=self.mark, gaps=self.gaps)
+
+
+def gap_runs(gaps: Iterable[int]) -> tuple[tuple[int, int], ...]:
+    """Outstanding change ids as (first, last) runs: a rolled-back bulk import leaves thousands in a row."""
+    ordered = sorted(gaps)
+    runs: list[tuple[int, int]] = []
+    for pk in ordered:
+        if runs and pk == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], pk)
+        else:
+            runs.append((pk, pk))
+    return tuple(runs)
+
+
+def unseen_changes(*, mark: int, gaps: tuple[tuple[int, int], ...]) -> Q:
+    """Change ids above the mark or within the outstanding runs: a short query whatever their number."""
+    condition = Q(id__gt=mark)
+    for low, high in gaps:
+        condition |= Q(id=low) if low == high else Q(id__range=(low, high))
+    return condition
 
 
 @dataclass
@@ -122,19 +150,38 @@ class LibraryView:
         self._current: _Loaded | None = None
         self._refreshed_at = 0.0
         self._switching_to: int | None = None
+        self._gaps_expire_at = float("inf")
         self.loads = 0  # full reads of the tail (start, rebuild, retired index): for tests and the bench
 
     def current(self) -> LibraryState:
         """The state after every change committed so far (a new build may still be loading)."""
         with self._lock:
-            stale = time.monotonic() - self._refreshed_at > services.CHANGE_LOG_RETENTION.total_seconds() / 2
-            if self._current is None or stale:
+            if self._current is None or self._stale():
                 self._adopt(self._load(self._newest_build()))
             else:
                 self._catch_up()
             self._refreshed_at = time.monotonic()
             assert self._state is not None
             return self._state
+
+    def published(self) -> LibraryState:
+        """The state as last brought up to date, without reading the change log: for a search that checks
+        `state.unseen_changes()` in the same query as its results, and calls current() if there are any.
+        Reads the log itself only when nothing is loaded yet, or skipped change ids are due to be dropped."""
+        state = self._state
+        if state is None or self._stale() or time.monotonic() >= self._gaps_expire_at:
+            return self.current()
+        return state
+
+    def confirmed(self, state: LibraryState, *, at: float) -> None:
+        """A search read no unseen change for `state` in a query started at `at` (time.monotonic()): the
+        state was current then, as if current() had run."""
+        if state is self._state:
+            self._refreshed_at = max(self._refreshed_at, at)
+
+    def _stale(self) -> bool:
+        """Not refreshed for half the log's retention: changes may have been pruned unseen, so reload."""
+        return time.monotonic() - self._refreshed_at > services.CHANGE_LOG_RETENTION.total_seconds() / 2
 
     def wait_for_switch(self, timeout: float = 60.0) -> None:
         """Block until a background switch to a new build has finished (tests, bench)."""
@@ -148,7 +195,7 @@ class LibraryView:
     def _catch_up(self) -> None:
         loaded = self._current
         assert loaded is not None
-        changes = LibraryChange.objects.filter(Q(id__gt=loaded.mark) | Q(id__in=list(loaded.gaps)))
+        changes = LibraryChange.objects.filter(unseen_changes(mark=loaded.mark, gaps=gap_runs(loaded.gaps)))
         rows = list(changes.order_by("id").values_list("id", "kind", "image_id"))
         if not rows and not loaded.gaps:
             return
@@ -263,7 +310,10 @@ class LibraryView:
             index=loaded.index,
             tail=loaded.tail.snapshot() if loaded.tail is not None and len(loaded.tail) else None,
             removed=np.array(sorted(loaded.removed), dtype=np.int64),
+            mark=loaded.mark,
+            gaps=gap_runs(loaded.gaps),
         )
+        self._gaps_expire_at = min(loaded.gaps.values(), default=float("inf")) + GAP_SECONDS
 
 
 def _track_gaps(loaded: _Loaded, seen: list[int]) -> None:
@@ -313,14 +363,15 @@ class LibrarySearch:
     """k-NN over the whole library: the served index's candidates re-ranked by exact cosine on the stored
     vectors, merged with an exact search over the in-memory tail (vectors embedded since the build).
 
-    Takes the process's current library state once, so a batch of queries (duplicate detection) sees one
-    state. A search reads O(k) rows from the database (the candidates' vectors), whatever the tail.
+    Takes one library state (by default the process's current one), so a batch of queries (duplicate
+    detection) sees one state. The index file carries the candidates' full vectors and the tail is in
+    memory: a search reads nothing from the database (an index saved without them reads O(k) rows).
     Scores are exact cosine plus `weight` times the rating term (0: purely visual).
     """
 
-    def __init__(self, *, model_name: str) -> None:
+    def __init__(self, *, model_name: str, state: LibraryState | None = None) -> None:
         self.model_name = model_name
-        self.state = library_view(model_name=model_name).current()
+        self.state = state if state is not None else library_view(model_name=model_name).current()
         self.build, self.index = self.state.build, self.state.index
 
     @property
@@ -368,7 +419,28 @@ class LibrarySearch:
             )
         if not partials:
             return np.full((queries.shape[0], k), -np.inf, np.float32), np.full((queries.shape[0], k), -1, np.int64)
-        return merge_results(*partials, k=k)
+        return partials[0] if len(partials) == 1 else merge_results(*partials, k=k)
+
+    def similarities(self, query: np.ndarray, ids: list[int]) -> dict[int, float]:
+        """Exact cosine of the query with these images' vectors as this state searched them (tail first,
+        then the index file; the database only for an index saved without its vectors)."""
+        unit = np.asarray(query, dtype=np.float32).reshape(-1)
+        unit = unit / max(float(np.linalg.norm(unit)), 1e-12)
+        wanted = np.asarray(ids, dtype=np.int64)
+        found: dict[int, float] = {}
+        if self.state.tail is not None:
+            tail_ids, tail_vectors, _ = self.state.tail.stored(wanted)
+            found.update(zip(tail_ids.tolist(), (tail_vectors @ unit).tolist(), strict=True))
+        rest = np.array([pk for pk in ids if pk not in found], dtype=np.int64)
+        if rest.shape[0] and self.index is not None and self.index.has_stored_vectors:
+            index_ids, index_vectors, _ = self.index.stored(rest)
+            found.update(zip(index_ids.tolist(), (index_vectors @ unit).tolist(), strict=True))
+        rest = np.array([pk for pk in ids if pk not in found], dtype=np.int64)
+        if rest.shape[0]:
+            db_ids, db_vectors, _ = stored_vectors(model_name=self.model_name, ids=rest.tolist())
+            norms = np.maximum(np.linalg.norm(db_vectors, axis=1), 1e-12)
+            found.update(zip(db_ids.tolist(), ((db_vectors @ unit) / norms).tolist(), strict=True))
+        return found
 
     def _index_candidates(
         self,
@@ -389,7 +461,7 @@ class LibrarySearch:
             _, candidates = self.index.search(queries, k=fetch, query_ratings=query_ratings, exclude_ids=excluded)
             wanted = candidates[candidates >= 0]
             if self.state.tail is not None:
-                wanted = wanted[~np.isin(wanted, self.state.tail.ids)]
+                wanted = wanted[~self.state.tail.contains(wanted)]
             if self.index.has_stored_vectors:
                 return candidates, self.index.stored(wanted)
             known = stored_vectors(model_name=self.model_name, ids=wanted.tolist())
@@ -402,63 +474,86 @@ class LibrarySearch:
 def similar_images(
     *, vector: np.ndarray, k: int, rating: int | None = None, exclude_ids: tuple[int, ...] = ()
 ) -> SearchResult:
-    """The k library images most similar to a vector, rating-aware, with the fallback when nothing matches."""
+    """The k library images most similar to a vector, rating-aware, with the fallback when nothing matches.
+
+    One database query in the common case: the result rows, read together with whether the library changed
+    since the state searched (then the changes are applied and the search runs again)."""
     model_name = settings.IMGSIM_MODEL
     query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
-    library = LibrarySearch(model_name=model_name)
-    scores, ids = library.search(
-        query,
-        k=k,
-        query_ratings=[None if rating is None else float(rating)],
-        weight=settings.IMGSIM_RATING_WEIGHT,
-        exclude_ids=exclude_ids,
-    )
-    ranked = [(int(pk), float(score)) for pk, score in zip(ids[0], scores[0], strict=True) if pk >= 0]
-    results = _with_images(query[0], ranked)
+    view = library_view(model_name=model_name)
+    state, checking = view.published(), True
+    while True:
+        library = LibrarySearch(model_name=model_name, state=state)
+        scores, ids = library.search(
+            query,
+            k=k,
+            query_ratings=[None if rating is None else float(rating)],
+            weight=settings.IMGSIM_RATING_WEIGHT,
+            exclude_ids=exclude_ids,
+        )
+        ranked = [(int(pk), float(score)) for pk, score in zip(ids[0], scores[0], strict=True) if pk >= 0]
+        asked_at = time.monotonic()
+        results, changed = _with_images(library, query[0], ranked, check=state if checking else None)
+        if not changed:
+            if checking:
+                view.confirmed(state, at=asked_at)
+            break
+        state, checking = view.current(), False  # apply what changed, search again, and trust that state
     threshold = thresholds_for(model_name).match
     matched = any(result.similarity >= threshold for result in results)
     if matched or rating is None:
         return SearchResult(results, matched, False, threshold, rating, k, library.version, library.size)
-    fallback = _rating_fallback(query[0], rating=rating, k=k, exclude_ids=exclude_ids, model_name=model_name)
+    fallback = _rating_fallback(library, query[0], rating=rating, k=k, exclude_ids=exclude_ids)
     return SearchResult(fallback, False, True, threshold, rating, k, library.version, library.size)
 
 
-def _with_images(query: np.ndarray, ranked: list[tuple[int, float]]) -> list[SimilarImage]:
-    """Result rows with their Image and the exact visual cosine (the ranking score may include the rating)."""
-    if not ranked:
-        return []
-    images = Image.objects.in_bulk([pk for pk, _ in ranked])
-    results = []
-    for pk, score in ranked:
-        image = images.get(pk)
-        if image is None or image.vector is None:
-            continue  # deleted between the search and now
-        results.append(SimilarImage(image=image, similarity=float(image.vector @ query), score=score))
-    return results
+def _with_images(
+    library: LibrarySearch, query: np.ndarray, ranked: list[tuple[int, float]], *, check: LibraryState | None
+) -> tuple[list[SimilarImage], bool]:
+    """Result rows with their Image (without the embedding: the cosine comes from the searched vectors), and
+    whether the change log has rows `check` has not applied, read in the same query (same snapshot)."""
+    rows = Image.objects.defer("embedding").filter(pk__in=[pk for pk, _ in ranked])
+    if check is not None:
+        unseen = LibraryChange.objects.filter(check.unseen_changes())
+        rows = rows.annotate(library_changed=Exists(unseen))
+    images = {image.pk: image for image in rows} if ranked else {}
+    if check is not None:
+        # No row to carry the answer (no results, or all deleted meanwhile): ask on its own.
+        changed = any(image.library_changed for image in images.values()) if images else unseen.exists()
+        if changed:
+            return [], True
+    similarity = library.similarities(query, list(images))
+    results = [
+        SimilarImage(image=images[pk], similarity=similarity[pk], score=score)
+        for pk, score in ranked
+        if pk in images and pk in similarity  # deleted between the search and now
+    ]
+    return results, False
 
 
 def _rating_fallback(
-    query: np.ndarray, *, rating: int, k: int, exclude_ids: tuple[int, ...], model_name: str
+    library: LibrarySearch, query: np.ndarray, *, rating: int, k: int, exclude_ids: tuple[int, ...]
 ) -> list[SimilarImage]:
-    """Images ranked by closeness of rating first and visual similarity second (unrated ones are not used)."""
-    rated = Image.objects.searchable(model_name=model_name).filter(rating__isnull=False).exclude(id__in=exclude_ids)
-    results: list[SimilarImage] = []
+    """Images ranked by closeness of rating first and visual similarity second (unrated ones are not used).
+
+    Per rating step it reads the ids of at most FALLBACK_SCAN_LIMIT images (the newest); their vectors come
+    from the library state the search used, and only the k chosen rows are read, without their embeddings.
+    """
+    rated = Image.objects.searchable(model_name=library.model_name).filter(rating__isnull=False)
+    rated = rated.exclude(id__in=exclude_ids)
+    chosen: list[tuple[int, float]] = []
     for distance in range(6):
         stars = {value for value in (rating - distance, rating + distance) if 0 <= value <= 5}
         if not stars:
             continue
-        group = list(rated.filter(rating__in=stars).order_by("-id")[:FALLBACK_SCAN_LIMIT])
-        scored = sorted(
-            (
-                SimilarImage(image=image, similarity=float(image.vector @ query), score=float(image.vector @ query))
-                for image in group
-            ),
-            key=lambda result: (-result.similarity, result.image.pk),
-        )
-        results.extend(scored[: k - len(results)])
-        if len(results) >= k:
+        group = list(rated.filter(rating__in=stars).order_by("-id").values_list("id", flat=True)[:FALLBACK_SCAN_LIMIT])
+        similarity = library.similarities(query, group)
+        ranked = sorted(similarity.items(), key=lambda item: (-item[1], item[0]))
+        chosen.extend(ranked[: k - len(chosen)])
+        if len(chosen) >= k:
             break
-    return results
+    images = Image.objects.defer("embedding").in_bulk([pk for pk, _ in chosen])
+    return [SimilarImage(image=images[pk], similarity=value, score=value) for pk, value in chosen if pk in images]
 
 
 def similar_to_image(*, image: Image, k: int, rating: int | None = None) -> SearchResult:

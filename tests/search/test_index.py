@@ -16,6 +16,7 @@ import pytest
 
 import search.index as index_module
 from search.index import (
+    BATCH_FROM_QUERIES,
     IndexFileError,
     IndexParams,
     VectorIndex,
@@ -592,3 +593,45 @@ def test_stored_vectors_round_trip_mapped_from_the_file(tmp_path, library, hnsw_
     assert not hnsw_index.has_stored_vectors
     with pytest.raises(ValueError, match="exactly the index's ids"):
         hnsw_index.with_stored_vectors(ids=ids[:10], vectors=vectors[:10], ratings=None)
+
+
+def test_rerank_scores_a_repeated_candidate_once(library, queries):
+    ids, vectors, ratings = library
+    candidates = np.array([[ids[0], ids[1], ids[0], ids[2]]])
+
+    _, found = rerank(
+        query_vectors=queries[:1],
+        query_ratings=None,
+        candidate_ids=candidates,
+        ids=ids[:3],
+        vectors=vectors[:3],
+        ratings=ratings[:3],
+        k=4,
+        weight=0.0,
+    )
+
+    assert sorted(found[0, :3].tolist()) == sorted(ids[:3].tolist())
+    assert found[0, 3] == -1
+
+
+def test_a_batch_of_queries_scores_like_the_same_queries_one_by_one(library, queries):
+    """Batches go through BLAS, single queries through faiss's one-core kernel: the same results."""
+    ids, vectors, ratings = library
+    tail = VectorTail(dim=DIM)
+    tail.upsert(ids=ids[:500], vectors=vectors[:500], ratings=ratings[:500])
+    snapshot = tail.snapshot()
+    batch = queries[: BATCH_FROM_QUERIES + 2]
+    query_ratings = [float(n % 6) if n % 2 else None for n in range(batch.shape[0])]
+
+    together = snapshot.search(batch, k=7, query_ratings=query_ratings, weight=0.05, exclude_ids=[int(ids[3])])
+    for row in range(batch.shape[0]):
+        alone = snapshot.search(
+            batch[row : row + 1],
+            k=7,
+            query_ratings=query_ratings[row : row + 1],
+            weight=0.05,
+            exclude_ids=[int(ids[3])],
+        )
+        np.testing.assert_array_equal(alone[1][0], together[1][row])
+        np.testing.assert_allclose(alone[0][0], together[0][row], atol=1e-5)
+    assert not np.isin(together[1], [ids[3]]).any()

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from PIL import Image as PILImage
 
 from gallery.models import Image
@@ -178,7 +180,10 @@ def test_rating_fallback_when_nothing_matches(committed, settings):
     settings.IMGSIM_MATCH_THRESHOLD = 0.999  # nothing in an unrelated library reaches it
     query = photo_like_image(81, (320, 240))
     vector = services.embedder_get().embed_images([query])[0]
-    result = selectors.similar_images(vector=vector, k=4, rating=4)
+    with CaptureQueriesContext(connection) as queries:
+        result = selectors.similar_images(vector=vector, k=4, rating=4)
+    # Ids only per rating step, the chosen rows at the end: no stored embedding is read back.
+    assert not any('"embedding"' in entry["sql"].split(" FROM ")[0] for entry in queries.captured_queries)
     assert result.matched is False
     assert result.fallback is True
     ratings = [item.image.rating for item in result.results]
@@ -265,6 +270,12 @@ def test_api_similar_by_id_and_index_status(api, committed):
     body = api.get(f"/api/images/{image_id}/similar/?k=3").json()
     assert [groups[item["image"]["id"]] for item in body["results"]] == ["g02"] * 3
     assert image_id not in [item["image"]["id"] for item in body["results"]]
+    for item in body["results"]:  # each result's links are its own (reversed once per answer, ids filled in)
+        shown = item["image"]
+        assert shown["page_url"] == f"http://testserver/images/{shown['id']}/"
+        assert shown["thumbnail_url"] == f"http://testserver/images/{shown['id']}/thumbnail/"
+        assert shown["file_url"] == f"http://testserver/images/{shown['id']}/file/"
+        assert api.get(shown["thumbnail_url"]).status_code == 200
     status = api.get("/api/index/").json()
     assert (status["model"], status["indexed"], status["pending"], status["kind"]) == (
         "mobilenet_v2",
