@@ -53,6 +53,7 @@ def _page(request: HttpRequest, status: int = 200) -> HttpResponse:
     pending = [review for review in reviews if review.group.status == DuplicateGroup.Status.PENDING]
     query = request.GET.copy()
     query.pop("page", None)
+    thresholds = selectors.thresholds_overview()  # read once: the bands and the thresholds panel
     return render(
         request,
         "duplicates/review.html",
@@ -62,7 +63,8 @@ def _page(request: HttpRequest, status: int = 200) -> HttpResponse:
             "counts": group_selectors.duplicate_group_counts(),
             "kind": kind,
             "status": state,
-            "bands": selectors.duplicate_bands(),
+            "bands": selectors.duplicate_bands(thresholds=thresholds.thresholds),
+            "thresholds_overview": thresholds,
             "page_files": sum(len(review.suggested_trash) for review in pending),
             "page_bytes": sum(review.bytes_suggested_trash for review in pending),
             "page_groups": pending,

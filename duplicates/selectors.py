@@ -22,10 +22,10 @@ from search.thresholds import ThresholdsInForce, measured_defaults, thresholds_i
 STATUS_FILTERS = {"pending", "confirmed", "not_duplicate", "reviewed", "all"}
 
 
-def duplicate_bands(*, model_name: str | None = None) -> Bands:
+def duplicate_bands(*, model_name: str | None = None, thresholds: ThresholdsInForce | None = None) -> Bands:
     """The near-duplicate and similar thresholds in force for the configured backbone (read fresh: a worker
     that ran no search since thresholds were applied must not detect with the old ones)."""
-    thresholds = thresholds_in_force(model_name=model_name or settings.IMGSIM_MODEL)
+    thresholds = thresholds or thresholds_in_force(model_name=model_name or settings.IMGSIM_MODEL)
     return Bands(near_duplicate=thresholds.near_duplicate, similar=thresholds.similar)
 
 

@@ -8,7 +8,7 @@ from django import template
 from django.urls import get_script_prefix, get_urlconf, reverse
 
 from duplicates.models import DuplicatePair
-from duplicates.selectors import thresholds_overview
+from duplicates.selectors import ThresholdsOverview, thresholds_overview
 from gallery.models import Image
 
 register = template.Library()
@@ -35,9 +35,9 @@ def image_duplicate_pairs(image: Image) -> list[tuple[DuplicatePair, Image]]:
 
 
 @register.inclusion_tag("duplicates/_thresholds.html")
-def thresholds_in_force(*, manage: bool = False) -> dict[str, object]:
+def thresholds_in_force(*, manage: bool = False, overview: ThresholdsOverview | None = None) -> dict[str, object]:
     """The thresholds in force and where each comes from (review pages; the calibration page manages them)."""
-    return {"overview": thresholds_overview(), "manage": manage}
+    return {"overview": overview or thresholds_overview(), "manage": manage}
 
 
 @register.filter
