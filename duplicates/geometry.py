@@ -1,10 +1,13 @@
 """Geometric verification of a look-alike pair: ORB local features, ratio-test matches, RANSAC similarity.
 
-Two copies of one photo (crops, rescales, quarter turns, recompressions) share many local features that
-one rotation + scale + shift maps onto each other; two different photos of a similar scene do not. The
-embedding squashes every image to 224x224, so heavy crops (panorama strips) of a photo score low against
-it; this check recovers those pairs in the grey zone between the `similar` and `near_duplicate` bands.
-bench/duplicates.py measures what it adds (recall at the same precision) and what it costs.
+Two copies of one photo (crops, rescales, quarter turns, small rotations, recompressions) share many local
+features that one rotation + scale + shift maps onto each other; two different photos of a similar scene do
+not. ORB keypoints carry their own orientation, so any rotation (quarter turns included) is matched by the
+similarity model. A mirror image is not a rotation: its descriptors differ and no similarity maps it onto
+the original, so each picture's features also hold those of its mirrored copy, tried when the direct match
+fails. The embedding squashes every image to 224x224, so heavy crops (panorama strips) of a photo score low
+against it; this check recovers those pairs in the grey zone between the `similar` and `near_duplicate`
+bands. bench/duplicates.py measures what it adds (recall at the same precision) and what it costs.
 
 OpenCV is imported inside functions: the web process imports this module and shouldn't pay for it.
 """
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from typing import IO
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from core.pixels import upright_rgb
 
@@ -34,10 +37,12 @@ MIN_INLIERS = 20
 
 @dataclass(frozen=True)
 class LocalFeatures:
-    """Keypoint positions (n, 2) and their binary ORB descriptors (n, 32) of one picture."""
+    """Keypoint positions (n, 2) and their binary ORB descriptors (n, 32) of one picture, and the same of its
+    left-right mirror image (None when not computed)."""
 
     points: np.ndarray
     descriptors: np.ndarray | None
+    mirrored: LocalFeatures | None = None
 
     def __len__(self) -> int:
         return int(self.points.shape[0])
@@ -52,18 +57,37 @@ def load_for_matching(source: str | IO[bytes], *, size: int = MATCH_SIZE) -> Ima
     return grey
 
 
-def local_features(image: Image.Image) -> LocalFeatures:
-    """ORB keypoints and descriptors of a greyscale picture (single-threaded: workers share the cores)."""
+def local_features(image: Image.Image, *, mirrored: bool = True) -> LocalFeatures:
+    """ORB keypoints and descriptors of a greyscale picture, and of its mirror image unless `mirrored` is
+    False (single-threaded: workers share the cores)."""
+    grey = image.convert("L") if image.mode != "L" else image
+    points, descriptors = _orb(grey)
+    mirror = LocalFeatures(*_orb(ImageOps.mirror(grey))) if mirrored else None
+    return LocalFeatures(points=points, descriptors=descriptors, mirrored=mirror)
+
+
+def _orb(grey: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     import cv2
 
     cv2.setNumThreads(1)
-    pixels = np.asarray(image.convert("L") if image.mode != "L" else image, dtype=np.uint8)
-    keypoints, descriptors = cv2.ORB_create(nfeatures=ORB_FEATURES).detectAndCompute(pixels, None)
-    points = np.array([keypoint.pt for keypoint in keypoints], dtype=np.float32).reshape(-1, 2)
-    return LocalFeatures(points=points, descriptors=descriptors)
+    keypoints, descriptors = cv2.ORB_create(nfeatures=ORB_FEATURES).detectAndCompute(np.asarray(grey), None)
+    return np.array([keypoint.pt for keypoint in keypoints], dtype=np.float32).reshape(-1, 2), descriptors
 
 
 def count_inliers(first: LocalFeatures, second: LocalFeatures) -> int:
+    """RANSAC inliers of the pair, or of the first's mirror image with the second when the direct match
+    falls short of MIN_INLIERS (a mirrored copy); 0 when nothing matches."""
+    direct = similarity_inliers(first, second)
+    if direct >= MIN_INLIERS:
+        return direct
+    mirror = first.mirrored if first.mirrored is not None else second.mirrored
+    if mirror is None:
+        return direct
+    other = second if first.mirrored is not None else first
+    return max(direct, similarity_inliers(mirror, other))
+
+
+def similarity_inliers(first: LocalFeatures, second: LocalFeatures) -> int:
     """Matches consistent with one rotation + uniform scale + shift (RANSAC); 0 when nothing matches."""
     import cv2
 
