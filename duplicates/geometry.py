@@ -33,6 +33,9 @@ RANSAC_REPROJECTION_PX = 4.0
 # reach 20. Upscaling small pictures to MATCH_SIZE was tried: more copies pass, but far more unrelated
 # pairs too (interpolated texture matches), so pictures are only ever scaled down.
 MIN_INLIERS = 20
+# Names the verification a stored inlier count came from: a pair that failed an older check (before mirror
+# images were matched) is verified again, and a change re-detects the library (detection_settings_key).
+CHECK = "orb-ransac-mirror"
 
 
 @dataclass(frozen=True)

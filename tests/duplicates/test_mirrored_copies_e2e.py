@@ -14,8 +14,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 from PIL import ImageOps
 
-from duplicates.models import DuplicatePair
-from duplicates.selectors import duplicate_bands
+from duplicates.models import DetectionCheck, DuplicatePair
+from duplicates.selectors import detection_settings_key, duplicate_bands
+from duplicates.services.detection import duplicate_detection_run
 from gallery.models import Image
 from tests.images import shared_path
 
@@ -74,3 +75,27 @@ def test_a_mirrored_photo_of_a_look_alike_scene_is_not_a_near_duplicate(api, sta
     assert pair["kind"] == "similar"
     assert pair["evidence"]["geometric_inliers"] < 20
     assert not DuplicatePair.objects.filter(kind="near_duplicate").exists()
+
+
+def test_a_library_checked_before_mirror_matching_gets_its_mirrored_copies_found(api, staff_api, committed):
+    # given a photo and a mirrored, cropped copy of it, detected by the check that ignored mirror images
+    # (its settings key, and a grey-zone pair stored as similar with the inliers that check found)
+    root = shared_path("data", "neardup-dev", "images")
+    original = _upload(api, committed, "holiday.jpg", (root / "000000.jpg").read_bytes())
+    cropped = _upload(api, committed, "holiday-crop-mirror.jpg", _mirrored(root / "000128.jpg"))
+    current = detection_settings_key()
+    DetectionCheck.objects.update(settings_key=current.replace(":geo:orb-ransac-mirror", ":geo"))
+    pair = DuplicatePair.objects.get()
+    evidence = {key: value for key, value in pair.evidence.items() if key != "geometric_check"}
+    DuplicatePair.objects.filter(pk=pair.pk).update(kind="similar", evidence={**evidence, "geometric_inliers": 4})
+    # when the next detection run comes
+    summary = duplicate_detection_run()
+    # then both images were checked again, the pair verified again and found a near-duplicate, still pending
+    assert summary.detection.queried == 2
+    assert summary.detection.verified == 1
+    pair.refresh_from_db()
+    assert (pair.kind, pair.review_status) == ("near_duplicate", "pending")
+    assert pair.evidence["geometric_inliers"] >= 20
+    assert pair.evidence["geometric_check"] == "orb-ransac-mirror"
+    assert set(DetectionCheck.objects.values_list("settings_key", flat=True)) == {current}
+    assert frozenset((original, cropped)) in _pairs(staff_api)
