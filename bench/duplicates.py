@@ -293,7 +293,7 @@ def geometric_evidence(data: DevData, pairs: PairSet) -> Inliers:
     """Direct and mirrored RANSAC inliers of the grey-zone pairs, cached by file names."""
     params = (
         f"{geometry.MATCH_SIZE}-{geometry.ORB_FEATURES}-{geometry.RATIO_TEST}-{geometry.RANSAC_REPROJECTION_PX}"
-        f"-{getattr(geometry, 'MIN_SIDE', 0)}-{geometry.MIN_INLIERS}"
+        f"-{getattr(geometry, 'MIN_SIDE', 0)}-{geometry.MIN_INLIERS}-{geometry.CHECK}-{geometry.MAX_SCALE}"
     )
     cache = OUT / f"duplicates-inliers-by-name-{hashlib.sha256(params.encode()).hexdigest()[:16]}.json"
     known: dict[str, list[int]] = json.loads(cache.read_text()) if cache.exists() else {}
@@ -810,9 +810,28 @@ def flip_invariant(
             f"{chosen[0] if chosen else None}: recall {chosen[2] if chosen else 0:.4f}; "
             + ", ".join(f"{name} {value.recall:.3f}" for name, value in by_type.items() if "mirror" in name)
         )
+    defaults = MODEL_THRESHOLDS[MODEL]
+    everywhere = categories(data, pairs.first, pairs.second)
+    print(
+        f"   same-photo pairs per type: share reaching the similar floor {defaults.similar} (candidates at all: "
+        f"the recall ceiling) and the near-duplicate threshold {defaults.near_duplicate} (no geometry needed):"
+    )
+    for name, mask in everywhere.items():
+        wanted = mask & pairs.positive
+        cells = [
+            f"{(subject.cosine[wanted] >= t).mean():.4f}"
+            for t in (defaults.similar, defaults.near_duplicate)
+            for subject in (pairs, flip_pairs)
+        ]
+        print(
+            f"   {name:>28}: >= similar: product {cells[0]}, flip-invariant {cells[1]}; >= near_duplicate: "
+            f"product {cells[2]}, flip-invariant {cells[3]}"
+        )
+    ingest_cost(data, rounds=3)
+    if not args.flip_geometry:
+        return
     flip_candidates = candidate_pairs(flipped, flip_pairs, floor=args.similar, verbose=False)
     flip_inliers = geometric_evidence(flipped, flip_candidates)
-    defaults = MODEL_THRESHOLDS[MODEL]
     plain = sweep(data, pairs, candidates, mirror_rule, similar=defaults.similar, label="product embedding")
     flip = sweep(
         flipped,
@@ -844,7 +863,6 @@ def flip_invariant(
                 )
             },
         )
-    ingest_cost(data, rounds=3)
 
 
 def ingest_cost(data: DevData, *, rounds: int) -> None:
@@ -1001,6 +1019,9 @@ def main() -> None:
     parser.add_argument("--brackets", type=int, default=30, help="exposure brackets of the first N distractors")
     parser.add_argument("--family-seed", type=int, default=edited_families.DEFAULT_SEED)
     parser.add_argument("--flip", action="store_true", help="measure a flip-invariant embedding too")
+    parser.add_argument(
+        "--flip-geometry", action="store_true", help="with --flip: the full rule on it too (verifies its pairs)"
+    )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.skip_dev:

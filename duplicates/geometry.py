@@ -33,6 +33,8 @@ RANSAC_REPROJECTION_PX = 4.0
 # reach 20. Upscaling small pictures to MATCH_SIZE was tried: more copies pass, but far more unrelated
 # pairs too (interpolated texture matches), so pictures are only ever scaled down.
 MIN_INLIERS = 20
+# Largest scale between the two pictures (either way) a copy can have once both are at most MATCH_SIZE.
+MAX_SCALE = 8.0
 # Names the verification a stored inlier count came from: a pair that failed an older check (before mirror
 # images were matched) is verified again, and a change re-detects the library (detection_settings_key).
 CHECK = "orb-ransac-mirror"
@@ -91,7 +93,8 @@ def count_inliers(first: LocalFeatures, second: LocalFeatures) -> int:
 
 
 def similarity_inliers(first: LocalFeatures, second: LocalFeatures) -> int:
-    """Matches consistent with one rotation + uniform scale + shift (RANSAC); 0 when nothing matches."""
+    """Keypoints of the second picture that one rotation + uniform scale + shift (RANSAC) maps matches of the
+    first onto, each counted once; 0 when nothing matches or the scale is implausible for a copy."""
     import cv2
 
     if first.descriptors is None or second.descriptors is None or len(first) < 2 or len(second) < 2:
@@ -106,7 +109,14 @@ def similarity_inliers(first: LocalFeatures, second: LocalFeatures) -> int:
         return 0
     source = first.points[[match.queryIdx for match in good]]
     target = second.points[[match.trainIdx for match in good]]
-    _, mask = cv2.estimateAffinePartial2D(
+    transform, mask = cv2.estimateAffinePartial2D(
         source, target, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_REPROJECTION_PX
     )
-    return int(mask.sum()) if mask is not None else 0
+    if transform is None or mask is None:
+        return 0
+    # A near-zero scale maps every point onto one spot, where many-to-one matches all "fit": a blurred copy
+    # with 30 keypoints matched 42 points of an unrelated photo that way. Copies are never scaled that much.
+    scale = float(np.hypot(transform[0, 0], transform[1, 0]))
+    if not 1 / MAX_SCALE <= scale <= MAX_SCALE:
+        return 0
+    return len({match.trainIdx for match, inlier in zip(good, mask.ravel(), strict=True) if inlier})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageFilter, ImageOps
 
 from duplicates.geometry import (
     MIN_INLIERS,
@@ -104,3 +104,17 @@ def test_without_mirror_images_only_the_direct_match_counts():
     mirrored = local_features(load_for_matching(_jpeg(ImageOps.mirror(photo))), mirrored=False)
     assert plain.mirrored is None
     assert count_inliers(plain, mirrored) == similarity_inliers(plain, mirrored) < MIN_INLIERS
+
+
+def test_a_blurred_copy_with_few_keypoints_does_not_match_an_unrelated_photo():
+    """RANSAC can collapse every match onto one spot (scale ~0) where many-to-one matches all fit: a
+    blurred crop with ~30 keypoints once "matched" 42 points of an unrelated photo that way."""
+    photo = Image.open(shared_path("data", "distractors-dev", "train", "227040.jpg")).convert("RGB")
+    width, height = photo.size
+    blurred = photo.crop((width // 4, height // 5, width, height)).filter(ImageFilter.GaussianBlur(2.5))
+    features = _features(blurred)
+    assert len(features) < 100
+    unrelated = local_features(load_for_matching(str(shared_path("data", "neardup-dev", "images", "000139.jpg"))))
+    assert count_inliers(unrelated, features) < MIN_INLIERS
+    assert count_inliers(features, unrelated) < MIN_INLIERS
+    assert count_inliers(_features(photo), features) >= MIN_INLIERS  # its own original still matches

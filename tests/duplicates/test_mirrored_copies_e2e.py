@@ -14,6 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 from PIL import ImageOps
 
+from duplicates import geometry
 from duplicates.models import DetectionCheck, DuplicatePair
 from duplicates.selectors import detection_settings_key, duplicate_bands
 from duplicates.services.detection import duplicate_detection_run
@@ -84,7 +85,7 @@ def test_a_library_checked_before_mirror_matching_gets_its_mirrored_copies_found
     original = _upload(api, committed, "holiday.jpg", (root / "000000.jpg").read_bytes())
     cropped = _upload(api, committed, "holiday-crop-mirror.jpg", _mirrored(root / "000128.jpg"))
     current = detection_settings_key()
-    DetectionCheck.objects.update(settings_key=current.replace(":geo:orb-ransac-mirror", ":geo"))
+    DetectionCheck.objects.update(settings_key=current.replace(f":geo:{geometry.CHECK}", ":geo"))
     pair = DuplicatePair.objects.get()
     evidence = {key: value for key, value in pair.evidence.items() if key != "geometric_check"}
     DuplicatePair.objects.filter(pk=pair.pk).update(kind="similar", evidence={**evidence, "geometric_inliers": 4})
@@ -96,6 +97,6 @@ def test_a_library_checked_before_mirror_matching_gets_its_mirrored_copies_found
     pair.refresh_from_db()
     assert (pair.kind, pair.review_status) == ("near_duplicate", "pending")
     assert pair.evidence["geometric_inliers"] >= 20
-    assert pair.evidence["geometric_check"] == "orb-ransac-mirror"
+    assert pair.evidence["geometric_check"] == geometry.CHECK
     assert set(DetectionCheck.objects.values_list("settings_key", flat=True)) == {current}
     assert frozenset((original, cropped)) in _pairs(staff_api)
