@@ -750,7 +750,7 @@ def real_photos(args: argparse.Namespace) -> None:
         brackets(folder, data, similar=defaults.similar, near=defaults.near_duplicate)
     if args.flip:
         flip_invariant(args, data, pairs, candidates, mirror_rule)
-    groups_on_dev(data, candidates, mirror_rule, near=defaults.near_duplicate, similar=defaults.similar)
+    groups_on_dev(data, candidates, inliers.product(), near=defaults.near_duplicate, similar=defaults.similar)
 
 
 def brackets(folder: Path, data: DevData, *, similar: float, near: float) -> None:
