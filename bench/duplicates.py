@@ -5,9 +5,15 @@ Run from the repository root (no Django, no database):
     .venv/bin/python bench/duplicates.py                       # everything; ~15 min the first time
     .venv/bin/python bench/duplicates.py --skip-scale          # only the real-photo part
     .venv/bin/python bench/duplicates.py --sizes 10000 100000  # smaller scale part
+    .venv/bin/python bench/duplicates.py --skip-scale --skip-calibration --flip  # issue 10's figures
 
 (a) ../shared/data/neardup-dev (8 photos x ~100 variants, labels.csv: group_id) + distractors-dev (300
-unrelated photos, each its own group), embedded with the offline ImageNet MobileNet-V2. Byte-identical
+unrelated photos, each its own group) + families of edited copies of the distractors made by
+bench/edited_families.py (4 per photo, two edits each, cached in bench/out/), embedded with the offline
+ImageNet MobileNet-V2. Precision and recall are printed per family type (Copydays, original-copy per edit,
+both edited, one of them mirrored), for the geometric check with and without mirror images; exposure
+brackets of 30 photos are checked to land at least in the similar band; `--flip` also measures a
+flip-invariant embedding (the mean of f(x) and f(mirror x)) and what it costs at ingest. Byte-identical
 files are exact duplicates, caught by sha256 before anything is embedded, so each distinct file counts
 once and pairs are counted between distinct files. A pair is positive when both files are in one group.
 Printed: precision/recall per threshold for all pairs; the recall the product's k-NN candidate search
