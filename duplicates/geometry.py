@@ -37,8 +37,8 @@ RANSAC_REPROJECTION_PX = 4.0
 MIN_INLIERS = 20
 # Largest scale between the two pictures (either way) a copy can have once both are at most MATCH_SIZE.
 MAX_SCALE = 8.0
-# Names the verification a stored inlier count came from: a pair that failed an older check (before mirror
-# images were matched) is verified again, and a change re-detects the library (detection_settings_key).
+# Names the verification a stored inlier count came from: a pair verified by an older check (before mirror
+# images and the scale bound) is verified again, and a change re-detects the library (detection_settings_key).
 CHECK = "orb-ransac-mirror"
 
 

@@ -254,14 +254,12 @@ def _mark_checked(ids: list[int], *, settings_key: str, at: datetime) -> None:
 
 
 def _verified_before(pair: DuplicatePair | None) -> int | None:
-    """The pair's stored inlier count when it still holds: stored files never change, so a match found by
-    any check, or a failure under the current check, stands; a failure under an older check is re-checked."""
-    if pair is None or pair.evidence.get("geometric_inliers") is None:
+    """The pair's stored inlier count when the current check made it (stored files never change, so it still
+    holds); a count from an older check (no mirror images, degenerate many-to-one matches) is redone."""
+    if pair is None or pair.evidence.get("geometric_check") != geometry.CHECK:
         return None
-    inliers = int(pair.evidence["geometric_inliers"])
-    if inliers >= geometry.MIN_INLIERS or pair.evidence.get("geometric_check") == geometry.CHECK:
-        return inliers
-    return None
+    inliers = pair.evidence.get("geometric_inliers")
+    return None if inliers is None else int(inliers)
 
 
 def _kept_notes(evidence: dict) -> dict:

@@ -100,3 +100,25 @@ def test_a_library_checked_before_mirror_matching_gets_its_mirrored_copies_found
     assert pair.evidence["geometric_check"] == geometry.CHECK
     assert set(DetectionCheck.objects.values_list("settings_key", flat=True)) == {current}
     assert frozenset((original, cropped)) in _pairs(staff_api)
+
+
+def test_a_match_stored_by_the_older_check_is_verified_again(api, staff_api, committed):
+    # given two look-alike photos (one mirrored) stored as near-duplicates by the older check, which let
+    # degenerate many-to-one matches through
+    root = shared_path("data", "distractors-dev", "train")
+    _upload(api, committed, "photo.jpg", (root / "134008.jpg").read_bytes())
+    _upload(api, committed, "other-mirrored.jpg", _mirrored(root / "134052.jpg"))
+    DetectionCheck.objects.update(settings_key=detection_settings_key().replace(f":geo:{geometry.CHECK}", ":geo"))
+    pair = DuplicatePair.objects.get()
+    evidence = {key: value for key, value in pair.evidence.items() if key != "geometric_check"}
+    DuplicatePair.objects.filter(pk=pair.pk).update(
+        kind="near_duplicate", evidence={**evidence, "geometric_inliers": 42}
+    )
+    # when the next detection run comes
+    summary = duplicate_detection_run()
+    # then the pair was verified again and is only similar, still pending review
+    assert summary.detection.verified == 1
+    pair.refresh_from_db()
+    assert (pair.kind, pair.review_status) == ("similar", "pending")
+    assert pair.evidence["geometric_inliers"] < 20
+    assert pair.evidence["geometric_check"] == geometry.CHECK
