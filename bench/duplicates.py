@@ -892,8 +892,8 @@ def ingest_cost(data: DevData, *, rounds: int) -> None:
     print(
         f"   ingest cost ({len(files)} distractor photos 481x321, {rounds} alternating rounds): product "
         f"{np.median(plain):.1f} img/s, with the mirror image embedded too {np.median(both):.1f} img/s "
-        f"({np.median(both) / np.median(plain):.2f}x); on large photos decoding dominates less of the total "
-        "the smaller the photo, so the model's second pass costs most on small ones"
+        f"({np.median(both) / np.median(plain):.2f}x); large photos spend more of their time decoding, so the "
+        "second model pass costs them relatively less"
     )
 
 
