@@ -5,9 +5,15 @@ Run from the repository root (no Django, no database):
     .venv/bin/python bench/duplicates.py                       # everything; ~15 min the first time
     .venv/bin/python bench/duplicates.py --skip-scale          # only the real-photo part
     .venv/bin/python bench/duplicates.py --sizes 10000 100000  # smaller scale part
+    .venv/bin/python bench/duplicates.py --skip-scale --skip-calibration --flip  # issue 10's figures
 
 (a) ../shared/data/neardup-dev (8 photos x ~100 variants, labels.csv: group_id) + distractors-dev (300
-unrelated photos, each its own group), embedded with the offline ImageNet MobileNet-V2. Byte-identical
+unrelated photos, each its own group) + families of edited copies of the distractors made by
+bench/edited_families.py (4 per photo, two edits each, cached in bench/out/), embedded with the offline
+ImageNet MobileNet-V2. Precision and recall are printed per family type (Copydays, original-copy per edit,
+both edited, one of them mirrored), for the geometric check with and without mirror images; exposure
+brackets of 30 photos are checked to land at least in the similar band; `--flip` also measures a
+flip-invariant embedding (the mean of f(x) and f(mirror x)) and what it costs at ingest. Byte-identical
 files are exact duplicates, caught by sha256 before anything is embedded, so each distinct file counts
 once and pairs are counted between distinct files. A pair is positive when both files are in one group.
 Printed: precision/recall per threshold for all pairs; the recall the product's k-NN candidate search
@@ -42,9 +48,9 @@ if __name__ == "__main__":
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import numpy as np
-from PIL import Image
-from threadpoolctl import threadpool_limits
+from PIL import Image, ImageOps
 
+from bench import edited_families
 from bench.search import SyntheticEmbeddings
 from duplicates import calibration, geometry, grouping
 from duplicates.detection import K_MAX, K_START, Bands, canonical_pairs, neighbours_above
@@ -79,6 +85,12 @@ class DevData:
     vectors: np.ndarray
     total_files: int
     exact_copies: int  # files dropped as byte-identical to a kept one
+    kinds: np.ndarray  # per file: "copydays" (neardup-dev), "original" (distractors-dev) or "copy" (generated)
+    edits: list[tuple[str, ...]]  # per file: the generated copy's two edits (empty for the others)
+    captions: np.ndarray  # per file: the generated copy has a caption
+
+    def with_vectors(self, vectors: np.ndarray) -> DevData:
+        return replace(self, vectors=vectors)
 
 
 def dev_files() -> tuple[list[Path], list[str]]:
@@ -97,35 +109,72 @@ def embedder():  # search.embedding.Embedder, imported lazily (torch)
     return get_embedder(model_name=MODEL, weights_path=require(WEIGHTS))
 
 
-def load_dev() -> DevData:
+def embedded(files: list[Path], digests: list[str], *, what: str, mirrored: bool = False) -> np.ndarray:
+    """The product's embeddings of these files (of their mirror images with `mirrored`), cached by content."""
+    cache_key = hashlib.sha256(("\n".join(digests) + MODEL).encode()).hexdigest()[:16]
+    cache = OUT / f"duplicates-embeddings-{MODEL}{'-mirrored' if mirrored else ''}-{cache_key}.npy"
+    if cache.exists():
+        print(f"embeddings of {len(files)} {what} from {cache.relative_to(REPO)}")
+        return np.load(cache)
+    started = time.perf_counter()
+    if mirrored:
+        pictures = []
+        for path in files:
+            with Image.open(path) as image:
+                pictures.append(ImageOps.mirror(upright(image).convert("RGB")))
+        vectors = embedder().embed_images(pictures)
+    else:
+        result = embedder().embed_sources([str(path) for path in files])
+        if result.errors:
+            sys.exit(f"could not embed: {result.errors}")
+        vectors = result.vectors
+    OUT.mkdir(parents=True, exist_ok=True)
+    np.save(cache, vectors)
+    print(f"embedded {len(files)} {what} in {time.perf_counter() - started:.0f}s (cached in {cache.name})")
+    return vectors
+
+
+def load_dev(*, families: Path | None = None) -> DevData:
+    """neardup-dev + distractors-dev, plus the generated families' copies when a folder is given."""
     files, groups = dev_files()
+    kinds = ["copydays" if group.startswith("g") else "original" for group in groups]
+    edits: list[tuple[str, ...]] = [() for _ in files]
+    captions = [False for _ in files]
+    if families is not None:
+        members = [member for member in edited_families.read_labels(families) if member.kind == "copy"]
+        files += [families / member.file for member in members]
+        groups += [member.family for member in members]
+        kinds += ["copy"] * len(members)
+        edits += [member.edits for member in members]
+        captions += [member.caption for member in members]
     digests = [hashlib.sha256(path.read_bytes()).hexdigest() for path in files]
     keep: dict[str, int] = {}
     for position, digest in enumerate(digests):
         keep.setdefault(digest, position)
     order = sorted(keep.values())
-    distinct = [files[i] for i in order]
-    cache_key = hashlib.sha256(("\n".join(digests[i] for i in order) + MODEL).encode()).hexdigest()[:16]
-    cache = OUT / f"duplicates-embeddings-{MODEL}-{cache_key}.npy"
-    if cache.exists():
-        vectors = np.load(cache)
-        print(f"embeddings of {len(distinct)} distinct files from {cache.relative_to(REPO)}")
-    else:
-        started = time.perf_counter()
-        result = embedder().embed_sources([str(path) for path in distinct])
-        if result.errors:
-            sys.exit(f"could not embed: {result.errors}")
-        vectors = result.vectors
-        OUT.mkdir(parents=True, exist_ok=True)
-        np.save(cache, vectors)
-        print(f"embedded {len(distinct)} files in {time.perf_counter() - started:.0f}s (cached in {cache.name})")
+    # Two caches (the dev photos, the generated copies) so that other generator settings reuse the first.
+    dev = [i for i in order if kinds[i] != "copy"]
+    generated = [i for i in order if kinds[i] == "copy"]
+    parts = [embedded([files[i] for i in dev], [digests[i] for i in dev], what="distinct dev files")]
+    if generated:
+        parts.append(embedded([files[i] for i in generated], [digests[i] for i in generated], what="edited copies"))
+    order = dev + generated
     return DevData(
-        files=distinct,
+        files=[files[i] for i in order],
         groups=np.array([groups[i] for i in order]),
-        vectors=vectors,
+        vectors=np.vstack(parts),
         total_files=len(files),
-        exact_copies=len(files) - len(distinct),
+        exact_copies=len(files) - len(order),
+        kinds=np.array([kinds[i] for i in order]),
+        edits=[edits[i] for i in order],
+        captions=np.array([captions[i] for i in order], dtype=bool),
     )
+
+
+def mirrored_vectors(data: DevData) -> np.ndarray:
+    """Embeddings of every file's mirror image (for the flip-invariant embedding experiment)."""
+    digests = [hashlib.sha256(path.read_bytes()).hexdigest() for path in data.files]
+    return embedded(data.files, digests, what="mirror images", mirrored=True)
 
 
 @dataclass
@@ -221,38 +270,96 @@ def print_table(title: str, pairs: PairSet, grid: np.ndarray, rules: dict[str, n
         print(f"{t:>6.3f}{''.join(cells)}")
 
 
-def features_for(files: list[Path]) -> list[geometry.LocalFeatures]:
-    return [geometry.local_features(geometry.load_for_matching(str(path))) for path in files]
+def features_for(files: list[Path], *, mirrored: bool = True) -> list[geometry.LocalFeatures]:
+    return [geometry.local_features(geometry.load_for_matching(str(path)), mirrored=mirrored) for path in files]
 
 
-def geometric_evidence(data: DevData, pairs: PairSet) -> tuple[np.ndarray, float, float]:
-    """RANSAC inliers for the grey-zone pairs (others -1), cached; with ms per image and per pair."""
+def pair_name(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+@dataclass
+class Inliers:
+    """RANSAC inliers of the grey-zone candidate pairs (-1 outside it): direct, and the first picture's
+    mirror image against the second (computed only where the direct match fails, else -1)."""
+
+    direct: np.ndarray
+    mirror: np.ndarray
+
+    def verified(self, *, mirror: bool) -> np.ndarray:
+        passed = self.direct >= geometry.MIN_INLIERS
+        return passed | (self.mirror >= geometry.MIN_INLIERS) if mirror else passed
+
+    def product(self) -> np.ndarray:
+        """What geometry.count_inliers returns for the pair."""
+        return np.maximum(self.direct, self.mirror)
+
+
+def geometric_evidence(data: DevData, pairs: PairSet) -> Inliers:
+    """Direct and mirrored RANSAC inliers of the grey-zone pairs, cached by file names."""
     params = (
         f"{geometry.MATCH_SIZE}-{geometry.ORB_FEATURES}-{geometry.RATIO_TEST}-{geometry.RANSAC_REPROJECTION_PX}"
-        f"-{getattr(geometry, 'MIN_SIDE', 0)}"
+        f"-{getattr(geometry, 'MIN_SIDE', 0)}-{geometry.MIN_INLIERS}-{geometry.CHECK}-{geometry.MAX_SCALE}"
     )
-    names = [path.name for path in data.files]
-    cache = OUT / f"duplicates-inliers-{hashlib.sha256((params + ''.join(names)).encode()).hexdigest()[:16]}.json"
-    known: dict[str, int] = json.loads(cache.read_text()) if cache.exists() else {}
+    cache = OUT / f"duplicates-inliers-by-name-{hashlib.sha256(params.encode()).hexdigest()[:16]}.json"
+    known: dict[str, list[int]] = json.loads(cache.read_text()) if cache.exists() else {}
     grey = np.flatnonzero((pairs.cosine >= GREY_LOW) & (pairs.cosine < GREY_HIGH))
-    todo = [p for p in grey if f"{pairs.first[p]}-{pairs.second[p]}" not in known]
-    feature_ms = pair_ms = float("nan")
+    names = [pair_name(path) for path in data.files]
+    keys = {p: f"{names[pairs.first[p]]}|{names[pairs.second[p]]}" for p in grey}
+    todo = [p for p in grey if keys[p] not in known]
     if todo:
         print(f"geometric verification of {len(todo)} grey-zone pairs (cached afterwards)...", flush=True)
-        started = time.perf_counter()
-        features = features_for(data.files)
-        feature_ms = (time.perf_counter() - started) * 1000 / len(data.files)
-        started = time.perf_counter()
-        for p in todo:
-            known[f"{pairs.first[p]}-{pairs.second[p]}"] = geometry.count_inliers(
-                features[pairs.first[p]], features[pairs.second[p]]
-            )
-        pair_ms = (time.perf_counter() - started) * 1000 / len(todo)
+        needed = sorted({int(pairs.first[p]) for p in todo} | {int(pairs.second[p]) for p in todo})
+        features = dict(zip(needed, features_for([data.files[i] for i in needed]), strict=True))
+        for done, p in enumerate(todo):
+            first, second = features[int(pairs.first[p])], features[int(pairs.second[p])]
+            direct = geometry.similarity_inliers(first, second)
+            mirror = -1
+            if direct < geometry.MIN_INLIERS and first.mirrored is not None:
+                mirror = geometry.similarity_inliers(first.mirrored, second)
+            known[keys[p]] = [direct, mirror]
+            if done % 20000 == 19999:
+                cache.write_text(json.dumps(known))
         cache.write_text(json.dumps(known))
-    inliers = np.full(pairs.cosine.shape[0], -1, dtype=np.int64)
+    direct = np.full(pairs.cosine.shape[0], -1, dtype=np.int64)
+    mirror = np.full(pairs.cosine.shape[0], -1, dtype=np.int64)
     for p in grey:
-        inliers[p] = known[f"{pairs.first[p]}-{pairs.second[p]}"]
-    return inliers, feature_ms, pair_ms
+        direct[p], mirror[p] = known[keys[p]]
+    return Inliers(direct=direct, mirror=mirror)
+
+
+def verification_cost(data: DevData, pairs: PairSet, *, sample: int, rounds: int, seed: int) -> None:
+    """ms per grey-zone pair, direct matching only (before) and mirror-aware (after), timed alternately."""
+    rng = np.random.default_rng(seed)
+    grey = np.flatnonzero((pairs.cosine >= GREY_LOW) & (pairs.cosine < GREY_HIGH))
+    chosen = rng.choice(grey, size=min(sample, grey.shape[0]), replace=False)
+    images = sorted({int(pairs.first[p]) for p in chosen} | {int(pairs.second[p]) for p in chosen})
+    pictures = {i: geometry.load_for_matching(str(data.files[i])) for i in images}
+    timings: dict[str, list[float]] = {"before": [], "after": []}
+    features_ms: dict[str, list[float]] = {"before": [], "after": []}
+    for _ in range(rounds):
+        for label, mirrored in (("before", False), ("after", True)):
+            started = time.perf_counter()
+            features = {i: geometry.local_features(picture, mirrored=mirrored) for i, picture in pictures.items()}
+            features_ms[label].append((time.perf_counter() - started) * 1000 / len(images))
+            match = geometry.count_inliers if mirrored else geometry.similarity_inliers
+            started = time.perf_counter()
+            for p in chosen:
+                match(features[int(pairs.first[p])], features[int(pairs.second[p])])
+            timings[label].append((time.perf_counter() - started) * 1000 / len(chosen))
+    before, after = np.median(timings["before"]), np.median(timings["after"])
+    f_before, f_after = np.median(features_ms["before"]), np.median(features_ms["after"])
+    per_pair = len(images) / len(chosen)  # images whose features a pair needs, without a cache
+    print(
+        f"\nGeometric verification cost ({len(chosen)} random grey-zone pairs, {len(images)} images, 1 thread, "
+        f"median of {rounds} alternating rounds):\n"
+        f"   ORB features per image: before (direct only) {f_before:.2f} ms, after (+ mirror image) "
+        f"{f_after:.2f} ms ({f_after / f_before:.2f}x)\n"
+        f"   matching + RANSAC per pair: before {before:.2f} ms, after {after:.2f} ms ({after / before:.2f}x)\n"
+        f"   per pair with its share of features ({per_pair:.2f} images per pair here): before "
+        f"{before + per_pair * f_before:.2f} ms, after {after + per_pair * f_after:.2f} ms "
+        f"({(after + per_pair * f_after) / (before + per_pair * f_before):.2f}x)"
+    )
 
 
 def perceptual_hashes(files: list[Path]) -> list[int]:
@@ -435,9 +542,123 @@ def groups_on_dev(data: DevData, candidates: PairSet, inliers: np.ndarray, *, ne
         )
 
 
+def categories(data: DevData, first: np.ndarray, second: np.ndarray) -> dict[str, np.ndarray]:
+    """Which family type each pair belongs to (a pair can be in several): recall and precision per type."""
+    copy = data.kinds == "copy"
+    copydays = data.kinds == "copydays"
+    one_copy = copy[first] ^ copy[second]
+    the_copy = np.where(copy[first], first, second)
+    both = copy[first] & copy[second]
+    found = {"copydays (neardup-dev)": copydays[first] | copydays[second]}
+    if not copy.any():
+        return found
+    has = {edit: np.array([edit in made for made in data.edits]) for edit in edited_families.EDITS}
+    for edit in edited_families.EDITS:
+        found[f"original-copy: {edit}"] = one_copy & has[edit][the_copy]
+    found["original-copy: caption"] = one_copy & data.captions[the_copy]
+    found["original-copy: all"] = one_copy
+    found["both edited"] = both
+    found["both edited, one mirrored"] = both & (has["mirror"][first] ^ has["mirror"][second])
+    return found
+
+
+@dataclass
+class TypeRates:
+    precision: float
+    recall: float
+    positives: int
+    false_positives: int
+
+
+def rates_by_type(data: DevData, pairs: PairSet, candidates: PairSet, accepted: np.ndarray) -> dict[str, TypeRates]:
+    """Per family type: precision among the accepted pairs of that type, recall over ALL its same-photo pairs."""
+    everywhere = categories(data, pairs.first, pairs.second)
+    among = categories(data, candidates.first, candidates.second)
+    found = {}
+    for name, mask in everywhere.items():
+        positives = int((mask & pairs.positive).sum())
+        tp = int((accepted & candidates.positive & among[name]).sum())
+        fp = int((accepted & ~candidates.positive & among[name]).sum())
+        found[name] = TypeRates(tp / max(1, tp + fp), tp / max(1, positives), positives, fp)
+    return found
+
+
+def print_types(
+    title: str, data: DevData, pairs: PairSet, candidates: PairSet, rules: dict[str, np.ndarray]
+) -> dict[str, dict[str, TypeRates]]:
+    print(f"\n{title}")
+    print(f"{'family type':>28} {'pairs':>6}" + "".join(f" | {name[:25]:^25}" for name in rules))
+    print(f"{'':>28} {'':>6}" + " | precision  recall    FP" * len(rules))
+    table = {name: rates_by_type(data, pairs, candidates, accepted) for name, accepted in rules.items()}
+    overall = {name: rates(candidates, accepted) for name, accepted in rules.items()}
+    for kind in next(iter(table.values())):
+        cells = "".join(
+            f" | {row.precision:>9.5f} {row.recall:>7.4f} {row.false_positives:>5}"
+            for row in (table[name][kind] for name in rules)
+        )
+        print(f"{kind:>28} {next(iter(table.values()))[kind].positives:>6}{cells}")
+    cells = "".join(f" | {overall[name][0]:>9.5f} {overall[name][1]:>7.4f} {overall[name][3]:>5}" for name in rules)
+    print(f"{'all pairs':>28} {pairs.total_positives:>6}{cells}")
+    return table
+
+
+def sweep(
+    data: DevData, pairs: PairSet, candidates: PairSet, extra: np.ndarray, *, similar: float, label: str
+) -> tuple[float, float, float] | None:
+    """Overall precision/recall and the worst family type's recall per near-duplicate threshold; returns the
+    lowest threshold keeping precision >= target (and every higher one too) with its rates."""
+    print(f"\n{label}: near-duplicate threshold sweep, grey zone [{similar}, t) verified")
+    print(f"{'t':>6} {'precision':>9} {'recall':>7} {'FP':>4} | worst family type (recall)")
+    rows = []
+    for t in np.round(np.arange(0.78, 0.951, 0.01), 3):
+        accepted = accepted_by(candidates, near=t, low=similar, extra=extra)
+        precision, recall, _, fp = rates(candidates, accepted)
+        by_type = rates_by_type(data, pairs, candidates, accepted)
+        worst = min(by_type, key=lambda name: by_type[name].recall)
+        rows.append((float(t), precision, recall))
+        print(f"{t:>6.3f} {precision:>9.5f} {recall:>7.4f} {fp:>4} | {worst} ({by_type[worst].recall:.4f})")
+    good = [row[1] >= TARGET_PRECISION for row in rows]
+    if not good[-1]:
+        return None
+    return rows[max((i for i, ok in enumerate(good) if not ok), default=-1) + 1]
+
+
+def candidate_pairs(data: DevData, pairs: PairSet, *, floor: float, verbose: bool) -> PairSet:
+    if verbose:
+        print(f"\nk-NN candidates (each image queries the library; pairs from either side), floor {floor}:")
+        print(f"{'search':>22} {'pairs':>8} {'pos >= floor':>13} {'kept':>7} {'pos >= 0.85':>12} {'kept':>7}")
+    full_floor = int((pairs.positive & (pairs.cosine >= floor)).sum())
+    full_high = int((pairs.positive & (pairs.cosine >= 0.85)).sum())
+    searches = [("k = 20", 20, 20), ("k = 50", 50, 50)] if verbose else []
+    found = pairs
+    for label, k_start, k_max in [*searches, (f"adaptive {K_START}..{K_MAX}", K_START, K_MAX)]:
+        found = knn_pairs(data, pairs, k_start=k_start, k_max=k_max, floor=floor)
+        found_floor = int((found.positive & (found.cosine >= floor)).sum())
+        found_high = int((found.positive & (found.cosine >= 0.85)).sum())
+        if verbose:
+            print(
+                f"{label:>22} {found.cosine.shape[0]:>8,} {full_floor:>13,} {found_floor / full_floor:>7.4f} "
+                f"{full_high:>12,} {found_high / full_high:>7.4f}"
+            )
+    return found
+
+
+def families_folder(args: argparse.Namespace) -> Path | None:
+    if args.copies == 0:
+        return None
+    return edited_families.ensure_families(
+        cache=OUT, copies=args.copies, seed=args.family_seed, limit=args.families, brackets=args.brackets
+    )
+
+
 def real_photos(args: argparse.Namespace) -> None:
-    print(f"== (a) real photos: neardup-dev + distractors-dev, {MODEL} (offline ImageNet weights)")
-    data = load_dev()
+    folder = families_folder(args)
+    print(
+        "== (a) real photos: neardup-dev + distractors-dev"
+        + (f" + generated families ({folder.relative_to(REPO)})" if folder else "")
+        + f", {MODEL} (offline ImageNet weights)"
+    )
+    data = load_dev(families=folder)
     pairs = all_pairs(data)
     groups = len(set(data.groups.tolist()))
     print(
@@ -462,38 +683,17 @@ def real_photos(args: argparse.Namespace) -> None:
             f"precision {oracle[1]:.5f}, recall {oracle[2]:.4f}"
         )
 
-    floor = args.similar
-    print(f"\nk-NN candidates (each image queries the library; pairs from either side), floor {floor}:")
-    print(f"{'search':>22} {'pairs':>8} {'pos >= floor':>13} {'kept':>7} {'pos >= 0.85':>12} {'kept':>7}")
-    full_floor = int((pairs.positive & (pairs.cosine >= floor)).sum())
-    full_high = int((pairs.positive & (pairs.cosine >= 0.85)).sum())
-    candidates = None
-    for label, k_start, k_max in [
-        ("k = 20", 20, 20),
-        ("k = 50", 50, 50),
-        (f"adaptive {K_START}..{K_MAX}", K_START, K_MAX),
-    ]:
-        found = knn_pairs(data, pairs, k_start=k_start, k_max=k_max, floor=floor)
-        found_floor = int((found.positive & (found.cosine >= floor)).sum())
-        found_high = int((found.positive & (found.cosine >= 0.85)).sum())
-        print(
-            f"{label:>22} {found.cosine.shape[0]:>8,} {full_floor:>13,} {found_floor / full_floor:>7.4f} "
-            f"{full_high:>12,} {found_high / full_high:>7.4f}"
-        )
-        candidates = found
-    assert candidates is not None
-
-    inliers, feature_ms, pair_ms = geometric_evidence(data, candidates)
-    if feature_ms == feature_ms:  # measured this run (not from the cache)
-        print(f"ORB features {feature_ms:.1f} ms per image, matching + RANSAC {pair_ms:.1f} ms per pair (1 thread)")
+    low = args.similar
+    candidates = candidate_pairs(data, pairs, floor=low, verbose=True)
+    inliers = geometric_evidence(data, candidates)
     hashes = perceptual_hashes(data.files)
     distance = np.array(
         [hamming(hashes[a], hashes[b]) for a, b in zip(candidates.first, candidates.second, strict=True)]
     )
-    low = args.similar
     rules = {
         "cosine": None,
-        f"+ geometry >= {geometry.MIN_INLIERS} inliers": inliers >= geometry.MIN_INLIERS,
+        f"+ geometry >= {geometry.MIN_INLIERS} (direct)": inliers.verified(mirror=False),
+        f"+ geometry >= {geometry.MIN_INLIERS} (+ mirror)": inliers.verified(mirror=True),
         f"+ pHash <= {PHASH_MAX_DISTANCE} bits": distance <= PHASH_MAX_DISTANCE,
     }
     print_table(
@@ -511,13 +711,19 @@ def real_photos(args: argparse.Namespace) -> None:
             print(f"   {name:>30}: none")
         else:
             print(f"   {name:>30}: t = {chosen[0]:.3f}  precision {chosen[1]:.5f}  recall {chosen[2]:.4f}")
-    inliers_negative = inliers[(inliers >= 0) & ~candidates.positive]
-    inliers_positive = inliers[(inliers >= 0) & candidates.positive]
+    checked = inliers.product()
+    inliers_negative = checked[(checked >= 0) & ~candidates.positive]
+    inliers_positive = checked[(checked >= 0) & candidates.positive]
+    direct_negative = inliers.direct[(inliers.direct >= 0) & ~candidates.positive]
     print(
-        f"grey-zone inliers: negatives max {inliers_negative.max()}, 99.9th percentile "
-        f"{np.quantile(inliers_negative, 0.999):.0f}; positives passing {geometry.MIN_INLIERS}: "
-        f"{(inliers_positive >= geometry.MIN_INLIERS).mean():.3f}"
+        f"grey-zone inliers (mirror-aware): negatives max {inliers_negative.max()}, 99.9th percentile "
+        f"{np.quantile(inliers_negative, 0.999):.0f} (direct only: max {direct_negative.max()}, 99.9th "
+        f"{np.quantile(direct_negative, 0.999):.0f}); positives passing {geometry.MIN_INLIERS}: "
+        f"{(inliers_positive >= geometry.MIN_INLIERS).mean():.3f} (direct only "
+        f"{(inliers.direct[(inliers.direct >= 0) & candidates.positive] >= geometry.MIN_INLIERS).mean():.3f})"
     )
+    if not args.skip_cost:
+        verification_cost(data, candidates, sample=args.cost_pairs, rounds=3, seed=args.seed)
 
     if not args.skip_calibration:
         calibration_on_dev(data, candidates, rules, args)
@@ -531,7 +737,164 @@ def real_photos(args: argparse.Namespace) -> None:
         accepted = accepted_by(candidates, near=defaults.near_duplicate, low=defaults.similar, extra=extra)
         precision, recall, tp, fp = rates(candidates, accepted)
         print(f"   {name:>30}: precision {precision:.5f}  recall {recall:.4f}  ({tp:,} TP, {fp} FP)")
-    groups_on_dev(data, candidates, inliers, near=defaults.near_duplicate, similar=defaults.similar)
+    by_rule = {
+        name: accepted_by(candidates, near=defaults.near_duplicate, low=defaults.similar, extra=extra)
+        for name, extra in rules.items()
+        if "pHash" not in name
+    }
+    print_types(
+        f"Per family type at the defaults ({defaults.near_duplicate} / {defaults.similar}); recall over ALL "
+        "same-photo pairs of the type, precision among the accepted pairs of the type:",
+        data,
+        pairs,
+        candidates,
+        by_rule,
+    )
+    mirror_rule = inliers.verified(mirror=True)
+    sweep(data, pairs, candidates, mirror_rule, similar=defaults.similar, label="Mirror-aware geometry")
+    if folder is not None:
+        brackets(folder, data, similar=defaults.similar, near=defaults.near_duplicate)
+    if args.flip:
+        flip_invariant(args, data, pairs, candidates, mirror_rule)
+    groups_on_dev(data, candidates, inliers.product(), near=defaults.near_duplicate, similar=defaults.similar)
+
+
+def brackets(folder: Path, data: DevData, *, similar: float, near: float) -> None:
+    """Exposure brackets of one scene (the original and -2..+2 EV): at least in the similar band?"""
+    members = [member for member in edited_families.read_labels(folder) if member.kind == "bracket"]
+    if not members:
+        return
+    files = [folder / member.file for member in members]
+    vectors = embedded(files, [hashlib.sha256(path.read_bytes()).hexdigest() for path in files], what="brackets")
+    position = {pair_name(path): i for i, path in enumerate(data.files)}
+    scenes: dict[str, list[tuple[Path, np.ndarray]]] = {}
+    for member, path, vector in zip(members, files, vectors, strict=True):
+        original = data.files[position[f"{Path(member.source).parent.name}/{Path(member.source).name}"]]
+        scenes.setdefault(member.source, [(original, data.vectors[data.files.index(original)])])
+        scenes[member.source].append((path, vector))
+    bands: Counter[str] = Counter()
+    cosines = []
+    features: dict[Path, geometry.LocalFeatures] = {}
+    for shots in scenes.values():
+        for (a, va), (b, vb) in ((x, y) for i, x in enumerate(shots) for y in shots[i + 1 :]):
+            cosine = float(va @ vb)
+            cosines.append(cosine)
+            if cosine >= near:
+                bands["near_duplicate"] += 1
+            elif cosine < similar:
+                bands["none"] += 1
+            else:
+                for path in (a, b):
+                    if path not in features:
+                        features[path] = geometry.local_features(geometry.load_for_matching(str(path)))
+                verified = geometry.count_inliers(features[a], features[b]) >= geometry.MIN_INLIERS
+                bands["near_duplicate (verified)" if verified else "similar"] += 1
+    total = sum(bands.values())
+    stops = ", ".join(f"{ev:+.0f}" for ev in edited_families.BRACKET_EV)
+    print(
+        f"\nExposure brackets ({len(scenes)} scenes: the photo and {stops} "
+        f"EV, {total} pairs): cosine min {min(cosines):.3f}, median {np.median(cosines):.3f}; bands: "
+        + ", ".join(f"{name} {count} ({count / total:.3f})" for name, count in bands.most_common())
+    )
+
+
+def flip_invariant(
+    args: argparse.Namespace, data: DevData, pairs: PairSet, candidates: PairSet, mirror_rule: np.ndarray
+) -> None:
+    """Would a flip-invariant embedding (the mean of f(x) and f(mirror x)) add recall worth its cost?"""
+    mirrored = mirrored_vectors(data)
+    mean = data.vectors + mirrored
+    mean /= np.linalg.norm(mean, axis=1, keepdims=True)
+    flipped = data.with_vectors(mean.astype(np.float32))
+    flip_pairs = all_pairs(flipped)
+    print("\nFlip-invariant embedding (mean of f(x) and f(mirror x), re-normalised) against the product's:")
+    for label, subject in (("product", pairs), ("flip-invariant", flip_pairs)):
+        chosen = best_for_precision(subject, np.round(np.arange(0.5, 1.0, 0.005), 3), low=0, extra=None)
+        by_type = rates_by_type(data, subject, subject, subject.cosine >= (chosen[0] if chosen else 1.0))
+        print(
+            f"   {label:>15}, cosine alone over all pairs: precision >= {TARGET_PRECISION} from "
+            f"{chosen[0] if chosen else None}: recall {chosen[2] if chosen else 0:.4f}; "
+            + ", ".join(f"{name} {value.recall:.3f}" for name, value in by_type.items() if "mirror" in name)
+        )
+    defaults = MODEL_THRESHOLDS[MODEL]
+    everywhere = categories(data, pairs.first, pairs.second)
+    print(
+        f"   same-photo pairs per type: share reaching the similar floor {defaults.similar} (candidates at all: "
+        f"the recall ceiling) and the near-duplicate threshold {defaults.near_duplicate} (no geometry needed):"
+    )
+    for name, mask in everywhere.items():
+        wanted = mask & pairs.positive
+        cells = [
+            f"{(subject.cosine[wanted] >= t).mean():.4f}"
+            for t in (defaults.similar, defaults.near_duplicate)
+            for subject in (pairs, flip_pairs)
+        ]
+        print(
+            f"   {name:>28}: >= similar: product {cells[0]}, flip-invariant {cells[1]}; >= near_duplicate: "
+            f"product {cells[2]}, flip-invariant {cells[3]}"
+        )
+    ingest_cost(data, rounds=3)
+    if not args.flip_geometry:
+        return
+    flip_candidates = candidate_pairs(flipped, flip_pairs, floor=args.similar, verbose=False)
+    flip_inliers = geometric_evidence(flipped, flip_candidates)
+    plain = sweep(data, pairs, candidates, mirror_rule, similar=defaults.similar, label="product embedding")
+    flip = sweep(
+        flipped,
+        flip_pairs,
+        flip_candidates,
+        flip_inliers.verified(mirror=True),
+        similar=defaults.similar,
+        label="flip-invariant embedding",
+    )
+    for label, chosen in (("product", plain), ("flip-invariant", flip)):
+        if chosen is not None:
+            print(f"   {label}: lowest near-duplicate threshold at precision >= {TARGET_PRECISION}: {chosen[0]}")
+    if plain is not None and flip is not None:
+        print_types(
+            "Mirror-aware geometry, each embedding at its own lowest threshold with precision >= target:",
+            data,
+            pairs,
+            candidates,
+            {"product": accepted_by(candidates, near=plain[0], low=defaults.similar, extra=mirror_rule)},
+        )
+        print_types(
+            "",
+            flipped,
+            flip_pairs,
+            flip_candidates,
+            {
+                "flip-invariant": accepted_by(
+                    flip_candidates, near=flip[0], low=defaults.similar, extra=flip_inliers.verified(mirror=True)
+                )
+            },
+        )
+
+
+def ingest_cost(data: DevData, *, rounds: int) -> None:
+    """Embedding throughput of the product against embedding each photo and its mirror image, alternately."""
+    files = [path for path, kind in zip(data.files, data.kinds, strict=True) if kind == "original"][:96]
+    model = embedder()
+    model.embed_sources([str(path) for path in files[:8]])  # warm-up
+    plain, both = [], []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        model.embed_sources([str(path) for path in files])
+        plain.append(len(files) / (time.perf_counter() - started))
+        started = time.perf_counter()
+        model.embed_sources([str(path) for path in files])
+        pictures = []
+        for path in files:
+            with Image.open(path) as image:
+                pictures.append(ImageOps.mirror(upright(image).convert("RGB")))
+        model.embed_images(pictures)
+        both.append(len(files) / (time.perf_counter() - started))
+    print(
+        f"   ingest cost ({len(files)} distractor photos 481x321, {rounds} alternating rounds): product "
+        f"{np.median(plain):.1f} img/s, with the mirror image embedded too {np.median(both):.1f} img/s "
+        f"({np.median(both) / np.median(plain):.2f}x); large photos spend more of their time decoding, so the "
+        "second model pass costs them relatively less"
+    )
 
 
 def calibration_on_dev(
@@ -564,6 +927,15 @@ def calibration_on_dev(
 
 
 # --- (b) the cost per image at scale ---------------------------------------------------------------------
+
+
+def one_blas_thread():  # threadpoolctl.ThreadpoolController limits, or None
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # not a requirement of the project: run with OPENBLAS_NUM_THREADS=1 instead
+        print("   (threadpoolctl not installed: BLAS threads follow OPENBLAS_NUM_THREADS / OMP_NUM_THREADS)")
+        return None
+    return threadpool_limits(limits=1)
 
 
 def scale(args: argparse.Namespace) -> None:
@@ -600,7 +972,7 @@ def scale(args: argparse.Namespace) -> None:
             )
 
         index_ns, brute_ns, agree = [], [], []
-        limits = threadpool_limits(limits=1)  # one BLAS thread, like the one faiss thread
+        limits = one_blas_thread()  # one BLAS thread, like the one faiss thread
         for row in range(queries.shape[0]):
             one = queries[row : row + 1]
             started = time.perf_counter_ns()
@@ -612,7 +984,8 @@ def scale(args: argparse.Namespace) -> None:
             brute_ns.append(time.perf_counter_ns() - started)
             expected = set(top[scores[top] >= bands.similar].tolist())
             agree.append(len(expected & {n.id for n in found[0]}) / max(1, len(expected)))
-        limits.unregister()
+        if limits is not None:
+            limits.unregister()
         index_ms, brute_ms = np.median(index_ns) / 1e6, np.median(brute_ns) / 1e6
         rows.append((size, build_s, index_ms, brute_ms, float(np.mean(agree))))
         print(
@@ -643,6 +1016,18 @@ def main() -> None:
     parser.add_argument("--skip-dev", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-calibration", action="store_true", help="skip the label-free calibration part")
+    parser.add_argument("--skip-cost", action="store_true", help="skip timing the geometric verification")
+    parser.add_argument("--cost-pairs", type=int, default=300, help="grey-zone pairs timed for the cost")
+    parser.add_argument(
+        "--copies", type=int, default=edited_families.DEFAULT_COPIES, help="edited copies per family (0: none)"
+    )
+    parser.add_argument("--families", type=int, default=None, help="families from the first N distractors")
+    parser.add_argument("--brackets", type=int, default=30, help="exposure brackets of the first N distractors")
+    parser.add_argument("--family-seed", type=int, default=edited_families.DEFAULT_SEED)
+    parser.add_argument("--flip", action="store_true", help="measure a flip-invariant embedding too")
+    parser.add_argument(
+        "--flip-geometry", action="store_true", help="with --flip: the full rule on it too (verifies its pairs)"
+    )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.skip_dev:

@@ -81,7 +81,7 @@ def detection_settings_key(*, model_name: str | None = None) -> str:
     checked under another key is checked again, so a model or threshold change re-detects the library."""
     model = model_name or settings.IMGSIM_MODEL
     bands = duplicate_bands(model_name=model)
-    geometry_flag = "geo" if geometric_verification_enabled() else "nogeo"
+    geometry_flag = f"geo:{geometry.CHECK}" if geometric_verification_enabled() else "nogeo"
     return f"{model}:{bands.near_duplicate:.4f}:{bands.similar:.4f}:{geometry_flag}"[:100]
 
 

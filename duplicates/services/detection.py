@@ -185,8 +185,7 @@ def _detect_chunk(ids: list[int], run: _Run) -> DetectSummary:
         image_a, image_b = images[a_id], images[b_id]
         inliers = None
         if needs_verification(similarity, bands=run.bands):
-            previous = pair.evidence.get("geometric_inliers") if pair is not None else None
-            # Stored files never change, so an earlier verification of the same two files still holds.
+            previous = _verified_before(pair)
             inliers = previous if previous is not None else run.verifier.inliers(image_a, image_b)
         kind = band_of(similarity, bands=run.bands, inliers=inliers, min_inliers=geometry.MIN_INLIERS)
         if kind is None:
@@ -200,6 +199,8 @@ def _detect_chunk(ids: list[int], run: _Run) -> DetectSummary:
             dhash_distance=fingerprint_distance(first, second, 1),
             geometric_inliers=inliers,
         )
+        if inliers is not None:
+            evidence["geometric_check"] = geometry.CHECK
         if pair is not None:
             pair.similarity, pair.kind, pair.embedding_model = similarity, kind, run.model_name
             pair.evidence = {**evidence, **_kept_notes(pair.evidence)}
@@ -252,6 +253,15 @@ def _mark_checked(ids: list[int], *, settings_key: str, at: datetime) -> None:
         update_fields=["settings_key", "checked_at"],
         batch_size=PAIR_WRITE_BATCH,
     )
+
+
+def _verified_before(pair: DuplicatePair | None) -> int | None:
+    """The pair's stored inlier count when the current check made it (stored files never change, so it still
+    holds); a count from an older check (no mirror images, degenerate many-to-one matches) is redone."""
+    if pair is None or pair.evidence.get("geometric_check") != geometry.CHECK:
+        return None
+    inliers = pair.evidence.get("geometric_inliers")
+    return None if inliers is None else int(inliers)
 
 
 def _kept_notes(evidence: dict) -> dict:

@@ -1,20 +1,32 @@
-"""Geometric verification on real photos: crops and quarter turns of one photo match, other photos don't."""
+"""Geometric verification on real photos: crops, turns and mirror images of one photo match, other photos don't."""
 
 from __future__ import annotations
 
 import csv
 import io
 
-from PIL import Image
+from PIL import Image, ImageFilter, ImageOps
 
-from duplicates.geometry import MIN_INLIERS, count_inliers, load_for_matching, local_features
+from duplicates.geometry import (
+    MIN_INLIERS,
+    LocalFeatures,
+    count_inliers,
+    load_for_matching,
+    local_features,
+    similarity_inliers,
+)
 from tests.images import shared_path
 
 
-def _features(image: Image.Image):
+def _jpeg(image: Image.Image) -> io.BytesIO:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=85)
-    return local_features(load_for_matching(io.BytesIO(buffer.getvalue())))
+    buffer.seek(0)
+    return buffer
+
+
+def _features(image: Image.Image) -> LocalFeatures:
+    return local_features(load_for_matching(_jpeg(image)))
 
 
 def test_crops_rotations_and_rescales_of_one_photo_match_unrelated_photos_do_not():
@@ -44,3 +56,65 @@ def test_featureless_pictures_never_match():
     flat = local_features(Image.new("L", (300, 200), 128))
     assert len(flat) == 0
     assert count_inliers(flat, flat) == 0
+
+
+def test_quarter_turns_and_small_rotations_match_directly_a_mirror_image_does_not():
+    """The similarity model covers every rotation (ORB keypoints carry their orientation); a mirror image
+    is a reflection, which no rotation + scale + shift maps onto the original."""
+    photo = Image.open(shared_path("data", "distractors-dev", "train", "100075.jpg")).convert("RGB")
+    original = local_features(load_for_matching(_jpeg(photo)), mirrored=False)
+    for angle in (90, 180, 270, 4, -7):
+        turned = _features(photo.rotate(angle, expand=angle % 90 == 0, resample=Image.Resampling.BICUBIC))
+        assert similarity_inliers(original, turned) >= MIN_INLIERS, angle
+    assert similarity_inliers(original, _features(ImageOps.mirror(photo))) < MIN_INLIERS
+
+
+def test_a_photo_matches_its_mirrored_copies_through_its_mirror_image():
+    photo = Image.open(shared_path("data", "distractors-dev", "val", "101085.jpg")).convert("RGB")
+    original = _features(photo)
+    assert original.mirrored is not None
+    width, height = photo.size
+    copies = {
+        "mirror": ImageOps.mirror(photo),
+        "mirror, half size": ImageOps.mirror(photo).resize((width // 2, height // 2)),
+        "mirror, turned 5 degrees": ImageOps.mirror(photo).rotate(5, resample=Image.Resampling.BICUBIC),
+        "mirror, cropped": ImageOps.mirror(photo).crop((width // 6, 0, width, height * 5 // 6)),
+        "upside down (mirror + half turn)": ImageOps.flip(photo),
+    }
+    for name, copy in copies.items():
+        mirrored = _features(copy)
+        assert count_inliers(original, mirrored) >= MIN_INLIERS, name
+        assert count_inliers(mirrored, original) >= MIN_INLIERS, name  # either side's mirror image will do
+        # features computed without their mirror image on one side: the other side's is used
+        assert count_inliers(original, local_features(load_for_matching(_jpeg(copy)), mirrored=False)) >= MIN_INLIERS
+
+
+def test_mirror_images_of_other_photos_do_not_match():
+    photo = Image.open(shared_path("data", "distractors-dev", "val", "101085.jpg")).convert("RGB")
+    original = _features(photo)
+    others = sorted(shared_path("data", "distractors-dev", "train").glob("*.jpg"))[:15]
+    for path in others:
+        mirrored = _features(ImageOps.mirror(Image.open(path).convert("RGB")))
+        assert count_inliers(original, mirrored) < MIN_INLIERS, path.name
+
+
+def test_without_mirror_images_only_the_direct_match_counts():
+    photo = Image.open(shared_path("data", "distractors-dev", "val", "101085.jpg")).convert("RGB")
+    plain = local_features(load_for_matching(_jpeg(photo)), mirrored=False)
+    mirrored = local_features(load_for_matching(_jpeg(ImageOps.mirror(photo))), mirrored=False)
+    assert plain.mirrored is None
+    assert count_inliers(plain, mirrored) == similarity_inliers(plain, mirrored) < MIN_INLIERS
+
+
+def test_a_blurred_copy_with_few_keypoints_does_not_match_an_unrelated_photo():
+    """RANSAC can collapse every match onto one spot (scale ~0) where many-to-one matches all fit: a
+    blurred crop with ~30 keypoints once "matched" 42 points of an unrelated photo that way."""
+    photo = Image.open(shared_path("data", "distractors-dev", "train", "227040.jpg")).convert("RGB")
+    width, height = photo.size
+    blurred = photo.crop((width // 4, height // 5, width, height)).filter(ImageFilter.GaussianBlur(2.5))
+    features = _features(blurred)
+    assert len(features) < 100
+    unrelated = local_features(load_for_matching(str(shared_path("data", "neardup-dev", "images", "000139.jpg"))))
+    assert count_inliers(unrelated, features) < MIN_INLIERS
+    assert count_inliers(features, unrelated) < MIN_INLIERS
+    assert count_inliers(_features(photo), features) >= MIN_INLIERS  # its own original still matches
