@@ -27,6 +27,19 @@ def duplicate_bands(*, model_name: str | None = None) -> Bands:
     return Bands(near_duplicate=thresholds.near_duplicate, similar=thresholds.similar)
 
 
+# How far below the near-duplicate threshold a blurred copy may score and still be named a copy, per model.
+# Blur lowers cosine: bench/blurred_copies.py (offline MobileNet-V2, 208 library photos, 877 blurred copies of
+# them rejected as blurry, 449 of photos not in the library) measured 0 wrong notices at 0.78 (recall 45 %),
+# 1 at 0.76 (51 %), 7 at 0.74: 0.88 - 0.10. A model without a measured offset gets none (its near-duplicate
+# threshold): naming the wrong photo is worse than naming none.
+REJECTED_COPY_OFFSETS: dict[str, float] = {"mobilenet_v2": 0.10}
+
+
+def rejected_copy_threshold(*, model_name: str) -> float:
+    """The cosine at or above which a rejected (blurred) image is named a copy of its nearest library image."""
+    return thresholds_for(model_name).near_duplicate - REJECTED_COPY_OFFSETS.get(model_name, 0.0)
+
+
 def geometric_verification_enabled() -> bool:
     """On by default: bench/duplicates.py measured it raising recall at the same precision."""
     return settings.IMGSIM_DUPLICATE_GEOMETRY
