@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
-from PIL import ImageFilter
 
 from duplicates.models import DetectionCheck, DuplicateGroupMember, DuplicatePair
 from duplicates.selectors import images_awaiting_detection, rejected_copy_threshold
@@ -19,22 +18,15 @@ from pipeline.services import embedding_run, image_retry
 from search.selectors import LibrarySearch, forget_served_indexes, similar_images
 from search.services import index_rebuild
 from tests.duplicates.conftest import distractor_files
-from tests.images import shared_path
+from tests.images import blurred_jpeg, shared_path
 
 pytestmark = [pytest.mark.django_db, pytest.mark.ml]
 
-# Gaussian blur of 0.6 % of the long side (2.9 px on these 481 x 321 photos): the blur check rejects it
-# (sharpness about 0.45), and its cosine to the original (0.88 for 105019.jpg) stays well above the threshold.
-BLUR_FRACTION = 0.006
 
-
-def blurred(path: Path, fraction: float = BLUR_FRACTION) -> bytes:
-    """A blurred JPEG copy of a photo."""
-    with PILImage.open(path) as image:
-        rgb = image.convert("RGB")
-    buffer = io.BytesIO()
-    rgb.filter(ImageFilter.GaussianBlur(max(rgb.size) * fraction)).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
+def blurred(path: Path) -> bytes:
+    """Gaussian blur of 0.6 % of the long side: rejected as blurry (sharpness about 0.45); the cosine of
+    105019.jpg's copy to its original (0.88) stays well above the copy threshold."""
+    return blurred_jpeg(path, 0.006)
 
 
 def upload(api, data: bytes, name: str):
@@ -69,7 +61,8 @@ def test_blurred_copy_is_rejected_and_named_a_copy_in_the_api(api, blurred_copy)
     assert outcome["image"]["copy_of"] is None
 
     detail = api.get(f"/api/images/{copy.pk}/").json()
-    assert detail["status"] == "rejected" and detail["reason_code"] == "blurry"
+    assert detail["status"] == "rejected"
+    assert detail["reason_code"] == "blurry"
     assert detail["copy_check"] == "checked"
     assert detail["copy_of"]["id"] == original.pk
     assert detail["copy_of"]["similarity"] >= rejected_copy_threshold(model_name="mobilenet_v2")
@@ -80,7 +73,8 @@ def test_blurred_copy_is_rejected_and_named_a_copy_in_the_api(api, blurred_copy)
     listed = {row["id"]: row for row in api.get("/api/images/", {"status": "rejected"}).json()["results"]}
     assert listed[copy.pk]["copy_of"]["id"] == original.pk
     originals = {row["id"]: row for row in api.get("/api/images/", {"status": "indexed"}).json()["results"]}
-    assert originals[original.pk]["copy_of"] is None and originals[original.pk]["copy_check"] is None
+    assert originals[original.pk]["copy_of"] is None
+    assert originals[original.pk]["copy_check"] is None
 
 
 def test_image_page_names_the_original(web, blurred_copy):
@@ -103,20 +97,24 @@ def test_blurred_photo_that_is_not_in_the_library_is_rejected_without_copy_of(ap
     assert body["copy_check"] == "checked"
     assert body["copy_of"] is None
     page = web.get(f"/images/{body['id']}/").content.decode()
-    assert "Rejected: Blurry." in page and "blurred copy" not in page and "Checking whether" not in page
+    assert "Rejected: Blurry." in page
+    assert "blurred copy" not in page
+    assert "Checking whether" not in page
 
 
 def test_the_rejected_copy_never_becomes_searchable(api, staff_api, blurred_copy):
     original, copy, _ = blurred_copy
     copy.refresh_from_db()
-    assert copy.vector is not None and copy.status == Image.Status.REJECTED  # embedded for the check only
+    assert copy.vector is not None
+    assert copy.status == Image.Status.REJECTED
     library_ids = set(Image.objects.filter(status=Image.Status.INDEXED).values_list("id", flat=True))
 
     def assert_out_of_search() -> None:
         # Its own vector finds the original first and never itself, in the served index and its tail alike.
         result = similar_images(vector=copy.vector, k=10)
         found = [item.image.pk for item in result.results]
-        assert found[0] == original.pk and copy.pk not in found
+        assert found[0] == original.pk
+        assert copy.pk not in found
         assert LibrarySearch(model_name="mobilenet_v2").size == len(library_ids)
         similar = api.get(f"/api/images/{original.pk}/similar/", {"k": 10}).json()
         assert copy.pk not in [row["image"]["id"] for row in similar["results"]]
@@ -147,7 +145,8 @@ def test_the_rejected_copy_never_becomes_searchable(api, staff_api, blurred_copy
     # Another embedding run (the two-minute schedule) neither re-embeds nor re-checks it.
     embedding_run()
     copy.refresh_from_db()
-    assert copy.status == Image.Status.REJECTED and copy.copy_of_id == original.pk
+    assert copy.status == Image.Status.REJECTED
+    assert copy.copy_of_id == original.pk
     assert not DuplicatePair.objects.involving(copy.pk).exists()
 
 
@@ -156,9 +155,11 @@ def test_accept_anyway_turns_the_copy_into_a_near_duplicate_pair(staff_api, comm
     committed(image_retry, image=copy)
     copy.refresh_from_db()
     assert copy.status == Image.Status.INDEXED
-    assert copy.copy_of_id is None and copy.copy_similarity is None
+    assert copy.copy_of_id is None
+    assert copy.copy_similarity is None
     body = staff_api.get(f"/api/images/{copy.pk}/").json()
-    assert body["copy_of"] is None and body["copy_check"] is None
+    assert body["copy_of"] is None
+    assert body["copy_check"] is None
     assert DuplicatePair.objects.involving(copy.pk).filter(image_a_id=original.pk).exists()
 
 
@@ -173,8 +174,11 @@ def test_an_unreadable_rejected_file_is_checked_without_copy_and_stays_rejected(
 
     pk = committed(upload_and_lose_the_file)
     image = Image.objects.get(pk=pk)
-    assert image.status == Image.Status.REJECTED and image.reason_code == "blurry"
-    assert image.copy_checked_at is not None and image.copy_of_id is None and image.embedding is None
+    assert image.status == Image.Status.REJECTED
+    assert image.reason_code == "blurry"
+    assert image.copy_checked_at is not None
+    assert image.copy_of_id is None
+    assert image.embedding is None
     assert api.get(f"/api/images/{pk}/").json()["copy_check"] == "checked"
 
 
@@ -184,5 +188,6 @@ def test_other_rejections_are_not_embedded(api, committed, library):
         image.convert("RGB").resize((48, 32)).save(tiny, "JPEG", quality=90)
     body = committed(upload, api, tiny.getvalue(), "tiny.jpg").json()["image"]
     assert body["reason_code"] == "too_small"
-    assert body["copy_check"] is None and body["copy_of"] is None
+    assert body["copy_check"] is None
+    assert body["copy_of"] is None
     assert Image.objects.get(pk=body["id"]).embedding is None
