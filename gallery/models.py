@@ -111,7 +111,9 @@ class Image(models.Model):
         related_name="+",
         help_text="The library image this rejected (blurred) image looks like a copy of.",
     )
-    copy_similarity = models.FloatField(null=True, blank=True, help_text="Cosine to copy_of.")
+    copy_similarity = models.FloatField(
+        null=True, blank=True, help_text="Cosine to copy_of once both are blurred alike (duplicates.blur_match)."
+    )
     copy_checked_at = models.DateTimeField(
         null=True, blank=True, help_text="When a rejected image was compared with the library (None: not yet)."
     )

@@ -28,7 +28,9 @@ class CopyOfSerializer(serializers.Serializer):
     """The library image a rejected (blurred) upload looks like a copy of."""
 
     id = serializers.IntegerField()
-    similarity = serializers.FloatField(help_text="Cosine of the two embeddings.")
+    similarity = serializers.FloatField(
+        help_text="Cosine of the two images' embeddings once both are blurred alike (what the check decides on)."
+    )
     page_url = serializers.CharField()
     thumbnail_url = serializers.CharField()
 
