@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 # Rejected images compared per library search (one batched k-NN query).
 CHECK_CHUNK = 64
 # Nearest library images compared after blurring alike. bench/blurred_copies.py: the original is the nearest
-# for 92 % of the blurred copies, and among the first five for nearly all of them.
+# for 91.9 % of the blurred copies and among the first five for 97.0 % (92-93 % of the heaviest blurs).
 CANDIDATES = 5
 
 
