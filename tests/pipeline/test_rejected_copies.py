@@ -145,6 +145,11 @@ def test_the_rejected_copy_never_becomes_searchable(api, staff_api, blurred_copy
     assert not DuplicatePair.objects.involving(copy.pk).exists()
     assert not DuplicateGroupMember.objects.filter(image_id=copy.pk).exists()
     assert api.get("/api/index/").json()["searchable"] == len(library_ids)
+    # The library grid is as before: the copy is its own rejected card, never stacked under the original.
+    indexed = {row["id"] for row in api.get("/api/images/", {"status": "indexed"}).json()["results"]}
+    assert indexed == library_ids
+    assert Image.objects.get(pk=copy.pk).stack_cover_id is None
+    assert not Image.objects.filter(stack_cover_id=copy.pk).exists()
     # "Find similar" for the rejected image itself is refused, as before it had a vector.
     assert api.get(f"/api/images/{copy.pk}/similar/").status_code == 409
 
@@ -203,3 +208,16 @@ def test_other_rejections_are_not_embedded(api, committed, library):
     assert body["copy_check"] is None
     assert body["copy_of"] is None
     assert Image.objects.get(pk=body["id"]).embedding is None
+
+
+def test_without_the_model_the_rejected_image_is_checked_without_copy_and_stays_rejected(
+    api, committed, library, settings, tmp_path
+):
+    settings.IMGSIM_WEIGHTS = str(tmp_path / "missing.pth")
+    path = distractor_files(6)[-1]
+    pk = committed(upload, api, blurred(path), "no-model.jpg").json()["image"]["id"]
+    body = api.get(f"/api/images/{pk}/").json()
+    assert body["status"] == "rejected"  # not "failed": the rejection is what the user needs to know
+    assert body["copy_check"] == "checked"
+    assert body["copy_of"] is None
+    assert Image.objects.get(pk=pk).embedding is None
