@@ -12,7 +12,7 @@ check (duplicates/services/rejected_copies.py) decides on:
 For each reason it prints cosine to the original, whether the original is the nearest library image, the
 nearest library image of negatives, and a threshold sweep: recall (nearest is the original and at or above t)
 and false notices (nearest is another photo and at or above t, over positives and negatives). For the blur
-rejections it then measures the check's second stage: the five nearest library images compared again after
+rejections it then measures the check's second stage: the 5 or 10 nearest library images compared again after
 blurring query and candidate alike (duplicates.blur_match) at three radii, with the same sweep.
 Takes about 5 minutes of CPU (2 cores); the figures do not depend on the machine.
 """
@@ -42,7 +42,7 @@ MOTION_FRACTIONS = (0.03, 0.05)  # motion-blur length as a fraction of the long 
 BLUR_NAMES = [f"gaussian {f:.1%}" for f in BLUR_FRACTIONS] + [f"motion {f:.0%}" for f in MOTION_FRACTIONS]
 REBLUR_RADII = (2.5, 4.0, 6.0)
 REBLUR_SWEEP = [0.80, 0.84, 0.86, 0.88, 0.90, 0.92, 0.94]
-CANDIDATES = 5  # nearest library images re-compared after blurring both alike
+CANDIDATES = (5, 10)  # nearest library images re-compared after blurring both alike
 SWEEP = [0.60, 0.65, 0.70, 0.72, 0.74, 0.76, 0.78, 0.80, 0.82, 0.84, 0.86, 0.88]
 
 
@@ -168,16 +168,16 @@ def main() -> None:
 
 def reblur_report(samples, rows, pos, neg, scores, reblur) -> None:
     """The copy check's second stage: the CANDIDATES nearest library images, compared after blurring alike."""
-    for radius, (lib, queries) in reblur.items():
+    for (radius, (lib, queries)), count in [(item, n) for item in reblur.items() for n in CANDIDATES]:
         best: dict[int, tuple[int, float]] = {}
         for i in rows:
-            candidates = np.argsort(-scores[i])[:CANDIDATES]
+            candidates = np.argsort(-scores[i])[:count]
             again = lib[candidates] @ queries[samples[i][2]]
             best[i] = (int(candidates[again.argmax()]), float(again.max()))
         found = np.mean([best[i][0] == samples[i][1] for i in pos]) if pos else float("nan")
         true = np.array([best[i][1] for i in pos if best[i][0] == samples[i][1]] or [np.nan])
         print(
-            f"  blurred alike (radius {radius} px at 224, top {CANDIDATES}): original is the best {found:.1%};"
+            f"  blurred alike (radius {radius} px at 224, top {count}): original is the best {found:.1%};"
             f" its cosine min {true.min():.3f} median {np.median(true):.3f}"
         )
         wrong = [best[i][1] for i in pos if best[i][0] != samples[i][1]] + [best[i][1] for i in neg]
