@@ -32,7 +32,7 @@ def duplicate_bands(*, model_name: str | None = None) -> Bands:
 # brings two different photos closer too (median 0.77 for the best wrong one), hence above. Measured with
 # bench/blurred_copies.py (offline MobileNet-V2, 208 library photos; 877 blurred copies of them rejected as
 # blurry, 449 of photos not in the library): copies score 0.956 or more with their original, the best wrong
-# photo at most 0.904; 0.88 + 0.05 names 97.0 % of the copies with five candidates (the rest: their original
+# photo at most 0.904; 0.88 + 0.05 names 98.6 % of the copies with ten candidates (the rest: their original
 # is not among them; see rejected_copies.CANDIDATES) and no wrong photo, where the plain cosine names 44.9 %
 # at its first threshold without a wrong one (0.78). A model without a measured offset gets 0: its
 # near-duplicate threshold.
