@@ -70,6 +70,22 @@ def threshold_history(*, model_name: str | None = None, limit: int = 20) -> list
     rows = ThresholdSetting.objects.filter(model_name=model).select_related("applied_by", "undone_by")
     return list(rows.order_by("-id")[:limit])
 
+# How far above the near-duplicate threshold a rejected (blurred) image and its nearest library photos must
+# score, once both are blurred alike (duplicates.blur_match), to name it a copy, per model. Blurring alike
+# brings two different photos closer too (median 0.77 for the best wrong one), hence above. Measured with
+# bench/blurred_copies.py (offline MobileNet-V2, 208 library photos; 877 blurred copies of them rejected as
+# blurry, 449 of photos not in the library): copies score 0.956 or more with their original, the best wrong
+# photo at most 0.904; 0.88 + 0.05 names 98.6 % of the copies with ten candidates (the rest: their original
+# is not among them; see rejected_copies.CANDIDATES) and no wrong photo, where the plain cosine names 44.9 %
+# at its first threshold without a wrong one (0.78). A model without a measured offset gets 0: its
+# near-duplicate threshold.
+REJECTED_COPY_OFFSETS: dict[str, float] = {"mobilenet_v2": 0.05}
+
+
+def rejected_copy_threshold(*, model_name: str) -> float:
+    """The cosine (both blurred alike) at or above which a rejected image is named a copy of a library image."""
+    return min(0.99, thresholds_in_force(model_name=model_name).near_duplicate + REJECTED_COPY_OFFSETS.get(model_name, 0.0))
+
 
 def geometric_verification_enabled() -> bool:
     """On by default: bench/duplicates.py measured it raising recall at the same precision."""

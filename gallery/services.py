@@ -215,6 +215,8 @@ def image_accept_rejected(*, image: Image) -> Image:
         image.embed_attempts = 0
         image.claimed_until = None
         image.claim_token = ""
+        image.copy_of = None  # an accepted image's copies are duplicate pairs, found by detection
+        image.copy_similarity = None
         image.save(
             update_fields=[
                 "status",
@@ -223,6 +225,8 @@ def image_accept_rejected(*, image: Image) -> Image:
                 "embed_attempts",
                 "claimed_until",
                 "claim_token",
+                "copy_of",
+                "copy_similarity",
                 "updated_at",
             ]
         )

@@ -111,7 +111,7 @@ def _upload_page(
 
 @login_required
 def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    image = get_object_or_404(Image.objects.select_related("uploaded_by", "stack_cover"), pk=pk)
+    image = get_object_or_404(Image.objects.select_related("uploaded_by", "stack_cover", "copy_of"), pk=pk)
     stacked = image.stacked.filter(trashed_at__isnull=True).defer("embedding").order_by("id")
     # The zoomed view shows the original itself where every browser can; other formats get a large WebP.
     return render(

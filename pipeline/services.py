@@ -9,12 +9,14 @@ of new vectors is followed by a detection run. Detection itself is driven by its
 from __future__ import annotations
 
 import logging
+import time
 from typing import IO
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 
 from duplicates.services.detection import PendingDetectionSummary, duplicate_detection_run, duplicate_detection_schedule
+from duplicates.services.rejected_copies import rejected_copies_check
 from gallery.models import Image
 from gallery.services import (
     ImageCreateResult,
@@ -24,7 +26,7 @@ from gallery.services import (
     image_create_from_upload,
 )
 from gallery.services import image_delete as gallery_image_delete
-from search.services import EmbedRunSummary, embed_pending, library_changed
+from search.services import EmbedRunSummary, embed_pending, embed_rejected_pending, library_changed
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +41,16 @@ def embedding_schedule() -> None:
     transaction.on_commit(lambda: async_task(EMBED_TASK, task_name="embed pending images"))
 
 
+def _needs_embedding(result: ImageCreateResult) -> bool:
+    """New and accepted (queued), or rejected as blurry: embedded for the copy check, never searchable."""
+    image = result.image
+    return result.created and (image.status == Image.Status.QUEUED or image.copy_check == "pending")
+
+
 def image_ingest(*, data: bytes, original_name: str, uploaded_by: User = None) -> ImageCreateResult:
-    """Store an upload and, when it is new and accepted, queue its embedding (and so its detection)."""
+    """Store an upload and queue its embedding (and so its detection, or a rejected image's copy check)."""
     result = image_create(data=data, original_name=original_name, uploaded_by=uploaded_by)
-    if result.created and result.image.status == Image.Status.QUEUED:
+    if _needs_embedding(result):
         embedding_schedule()
     return result
 
@@ -50,7 +58,7 @@ def image_ingest(*, data: bytes, original_name: str, uploaded_by: User = None) -
 def image_ingest_upload(*, upload: IO[bytes], name: str, uploaded_by: User = None) -> UploadOutcome:
     """image_ingest for an uploaded file object; a refused file is an outcome with its reason, not an error."""
     outcome = image_create_from_upload(upload=upload, name=name, uploaded_by=uploaded_by)
-    if outcome.result is not None and outcome.result.created and outcome.result.image.status == Image.Status.QUEUED:
+    if outcome.result is not None and _needs_embedding(outcome.result):
         embedding_schedule()
     return outcome
 
@@ -74,16 +82,34 @@ def _detection_after_batch(image_ids: list[int]) -> None:
 
 def embedding_run(*, time_budget_seconds: float = 240.0) -> EmbedRunSummary:
     """The background embedding run: batches until the queue is empty or the budget is spent (then a
-    follow-up run is queued); each batch's new vectors queue a detection run."""
+    follow-up run is queued); each batch's new vectors queue a detection run. Then the rejected images
+    awaiting the copy check, after the queue, so a photo uploaded just before its blurred copy is in the
+    library when the copy is compared with it."""
+    started = time.monotonic()
     summary = embed_pending(time_budget_seconds=time_budget_seconds, after_batch=_detection_after_batch)
-    if summary.more_left:
+    rejected = EmbedRunSummary(embedded=0, failed=0, retried=0)
+    if not summary.more_left:
+        rejected = embed_rejected_pending(time_budget_seconds=time_budget_seconds - (time.monotonic() - started))
+    _copy_check()
+    if summary.more_left or rejected.more_left:
         embedding_schedule()
     return summary
+
+
+def _copy_check() -> None:
+    """Name the library photo each embedded rejected image copies; a failure here loses nothing (the next
+    run checks what is unchecked)."""
+    try:
+        rejected_copies_check()
+    except Exception:
+        logger.exception("the copy check of rejected images failed; the next embedding run retries it")
 
 
 def embed_and_detect_now() -> tuple[EmbedRunSummary, PendingDetectionSummary]:
     """Embed everything queued and detect its pairs in this process (manage.py import_images --embed-now)."""
     embedded = embed_pending(time_budget_seconds=float("inf"))
+    embed_rejected_pending(time_budget_seconds=float("inf"))
+    rejected_copies_check()
     return embedded, duplicate_detection_run(time_budget_seconds=float("inf"))
 
 

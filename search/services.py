@@ -242,6 +242,106 @@ def embed_pending(*, time_budget_seconds: float = 240.0, after_batch: AfterBatch
     return EmbedRunSummary(embedded=embedded, failed=failed, retried=retried, more_left=more_left)
 
 
+# --- rejected images: a vector for the copy check only ------------------------------------------------
+
+
+def _copy_check_give_up(ids: list[int], *, token: str, why: str) -> int:
+    """No vector can be had (unreadable file, model missing, attempts used up): checked, with no copy found."""
+    logger.warning("rejected images %s not compared with the library: %s", ids, why)
+    return Image.objects.filter(id__in=ids, claim_token=token).update(
+        copy_checked_at=timezone.now(), claimed_until=None, claim_token=""
+    )
+
+
+def _claim_rejected(*, size: int) -> tuple[str, list[Image]]:
+    """Lease rejected images that still need a vector for the copy check (same leases as the queue)."""
+    now = timezone.now()
+    waiting = Image.objects.awaiting_copy_check().filter(embedding__isnull=True)
+    exhausted = waiting.filter(claimed_until__lt=now, embed_attempts__gte=settings.IMGSIM_EMBED_MAX_ATTEMPTS)
+    for pk in exhausted.values_list("id", flat=True)[:size]:
+        logger.warning("rejected image %s not compared with the library: embedding kept being interrupted", pk)
+    exhausted.update(copy_checked_at=now, claimed_until=None, claim_token="")
+    claimable = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    ids = list(waiting.filter(claimable).order_by("id").values_list("id", flat=True)[:size])
+    if not ids:
+        return "", []
+    token = uuid.uuid4().hex
+    waiting.filter(claimable, id__in=ids).update(
+        claim_token=token, claimed_until=now + timedelta(seconds=settings.IMGSIM_EMBED_LEASE_SECONDS)
+    )
+    return token, list(waiting.filter(claim_token=token).order_by("id"))
+
+
+def embed_rejected_pending(*, time_budget_seconds: float = 240.0) -> EmbedRunSummary:
+    """Embed rejected images awaiting the copy check (Image.objects.awaiting_copy_check), batch by batch.
+
+    The vector is stored and the status stays rejected, so the image is never searchable, indexed or
+    detected (ImageQuerySet.searchable wants status indexed) and no change is logged for the library views;
+    the duplicates app compares it with the library. A person accepting the image meanwhile clears the
+    lease, so its vector is then the queue's to write.
+    """
+    started = time.monotonic()
+    embedded = failed = retried = 0
+    more_left = False
+    while True:
+        token, images = _claim_rejected(size=settings.IMGSIM_EMBED_BATCH_SIZE)
+        if not images:
+            break
+        try:
+            try:
+                embedder = embedder_get()
+            except WeightsUnavailableError as error:
+                failed += _copy_check_give_up([image.id for image in images], token=token, why=str(error))
+                break
+            _count_attempt(token=token, images=images)
+            readable: list[Image] = []
+            sources: list[bytes] = []
+            for image in images:
+                try:
+                    sources.append(_read_file(image))
+                    readable.append(image)
+                except OSError as error:
+                    failed += _copy_check_give_up([image.id], token=token, why=f"stored file unreadable: {error}")
+            result = embedder.embed_sources(sources)
+        except BaseException:
+            _release_claims_of(token=token)
+            raise
+        now = timezone.now()
+        for row, position in enumerate(result.ok_indices):
+            vector = np.ascontiguousarray(result.vectors[row], dtype=np.float32)
+            embedded += Image.objects.filter(
+                id=readable[position].id, claim_token=token, status=Image.Status.REJECTED
+            ).update(
+                embedding=vector.tobytes(),
+                embedding_model=embedder.model_name,
+                embedded_at=now,
+                claimed_until=None,
+                claim_token="",
+            )
+        for position, error in result.errors.items():
+            image = readable[position]
+            if image.embed_attempts >= settings.IMGSIM_EMBED_MAX_ATTEMPTS:
+                failed += _copy_check_give_up([image.id], token=token, why=error)
+            else:
+                retried += Image.objects.filter(id=image.id, claim_token=token).update(
+                    claimed_until=None, claim_token=""
+                )
+        if time.monotonic() - started > time_budget_seconds:
+            more_left = Image.objects.awaiting_copy_check().filter(embedding__isnull=True).exists()
+            break
+    if embedded or failed:
+        logger.info("embedded %d rejected images for the copy check, %d not comparable", embedded, failed)
+    return EmbedRunSummary(embedded=embedded, failed=failed, retried=retried, more_left=more_left)
+
+
+def _release_claims_of(*, token: str) -> None:
+    """After an error: the batch's rejected images are claimable again at once."""
+    try:
+        Image.objects.filter(claim_token=token).update(claimed_until=None, claim_token="")
+    except DatabaseError:
+        logger.warning("could not release claims %s; they expire with their lease", token, exc_info=True)
+
+
 # --- the index ------------------------------------------------------------------------------------------
 
 REBUILD_TASK = "search.tasks.index_rebuild"

@@ -79,7 +79,7 @@ def similar_to_image(request: HttpRequest, pk: int) -> HttpResponse:
         return render(request, "search/similar.html", context, status=400)
     k = form.cleaned_data["k"] or 10
     context["k"] = k
-    if image.vector is None:
+    if image.vector is None or image.status == Image.Status.REJECTED:  # a rejected image's vector is for its copy check
         context["not_ready"] = True
         return render(request, "search/similar.html", context, status=409)
     context["result"] = selectors.similar_to_image(image=image, k=k)

@@ -246,6 +246,7 @@
           const label = reasonLabels[body.image.reason_code] || body.image.reason_code;
           problem(item, "rejected", "rejected", `rejected: ${label.toLowerCase()}`, `Stored but not searchable: ${body.image.status_message} `);
           link(item, body.image);
+          showCopy(item, body.image);
         } else {
           stored(item, body.image);
         }
@@ -258,6 +259,43 @@
       };
       xhr.send(data);
     });
+  }
+
+  function showCopy(item, image) {
+    // A blurry upload is compared with the library in the background: once known, name the photo it copies.
+    if (!item.copy) {
+      item.copy = node("div", "copy-of muted");
+      item.note.after(item.copy);
+    }
+    item.copy.replaceChildren();
+    if (image.copy_of) {
+      const thumb = node("img");
+      thumb.alt = "";
+      thumb.src = image.copy_of.thumbnail_url;
+      const anchor = node("a", "", `#${image.copy_of.id}`);
+      anchor.href = image.copy_of.page_url;
+      const text = node("span", "", "It looks like a blurred copy of ");
+      text.append(anchor, ` (similarity ${image.copy_of.similarity.toFixed(3)}).`);
+      item.copy.append(thumb, text);
+      item.copy.classList.remove("muted");
+    } else if (image.copy_check === "pending") {
+      item.copy.textContent = "Checking whether it is a copy of a photo in the library…";
+      watchCopy(item, image);
+    } else {
+      item.copy.remove();
+      item.copy = null;
+    }
+  }
+
+  function watchCopy(item, image) {
+    setTimeout(async () => {
+      try {
+        const response = await fetch(`${config.apiUrl}${image.id}/`, {credentials: "same-origin"});
+        const body = await response.json();
+        if (body.copy_check === "pending") { watchCopy(item, body); return; }
+        showCopy(item, body);
+      } catch (error) { watchCopy(item, image); }
+    }, 1500);
   }
 
   function watch(item, image) {

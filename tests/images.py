@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 SHARED_DATA_DIR = SHARED_DIR / "data"
@@ -78,3 +78,11 @@ def jpeg_with_rating(seed: int, rating: int, size: tuple[int, int] = (320, 240))
     exif[0x010F] = "TestCam"
     exif[0x0110] = "Model 1"
     return photo_jpeg(seed, size, exif=exif.tobytes())
+
+
+def blurred_jpeg(path: Path, fraction: float = 0.006) -> bytes:
+    """A photo blurred (Gaussian of `fraction` of its long side) and saved as JPEG: a copy the blur check
+    rejects at 0.006 (2.9 px on a 481 x 321 distractors-dev photo) and the copy check names."""
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+    return encode(rgb.filter(ImageFilter.GaussianBlur(max(rgb.size) * fraction)), "JPEG", quality=90)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from gallery.models import Image
@@ -29,10 +30,31 @@ class ImageListQuerySerializer(serializers.Serializer):
     )
 
 
+class CopyOfSerializer(serializers.Serializer):
+    """The library image a rejected (blurred) upload looks like a copy of."""
+
+    id = serializers.IntegerField()
+    similarity = serializers.FloatField(
+        help_text="Cosine of the two images' embeddings once both are blurred alike (what the check decides on)."
+    )
+    page_url = serializers.CharField()
+    thumbnail_url = serializers.CharField()
+
+
 class ImageSerializer(serializers.ModelSerializer):
     thumbnail_url = serializers.SerializerMethodField()
     file_url = serializers.SerializerMethodField()
     page_url = serializers.SerializerMethodField()
+    copy_of = serializers.SerializerMethodField(
+        help_text="For an image rejected as blurry: the library image it looks like a copy of, or null."
+    )
+    copy_check = serializers.ChoiceField(
+        choices=["pending", "checked"],
+        allow_null=True,
+        read_only=True,
+        help_text="For an image rejected as blurry: 'pending' until compared with the library, then 'checked' "
+        "(copy_of is then final); null for every other image.",
+    )
 
     class Meta:
         model = Image
@@ -59,6 +81,8 @@ class ImageSerializer(serializers.ModelSerializer):
             "embedded_at",
             "embed_attempts",
             "created_at",
+            "copy_of",
+            "copy_check",
             "thumbnail_url",
             "file_url",
             "page_url",
@@ -76,6 +100,17 @@ class ImageSerializer(serializers.ModelSerializer):
         if template is None:
             template = templates[name] = self._absolute(reverse(name, args=[_STAND_IN_ID]))
         return template.replace(str(_STAND_IN_ID), str(image.pk), 1)
+
+    @extend_schema_field(CopyOfSerializer(allow_null=True))
+    def get_copy_of(self, image: Image) -> dict | None:
+        if image.copy_of_id is None or image.copy_similarity is None:
+            return None
+        return {
+            "id": image.copy_of_id,
+            "similarity": image.copy_similarity,
+            "page_url": self._absolute(reverse("gallery:image-detail", args=[image.copy_of_id])),
+            "thumbnail_url": self._absolute(reverse("gallery:image-thumbnail", args=[image.copy_of_id])),
+        }
 
     def get_thumbnail_url(self, image: Image) -> str:
         return self._image_url("gallery:image-thumbnail", image)

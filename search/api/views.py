@@ -87,7 +87,7 @@ class SimilarToImageView(APIView):
         query = SimilarQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         image = get_object_or_404(Image, pk=pk)
-        if image.vector is None:
+        if image.vector is None or image.status == Image.Status.REJECTED:  # vector only for its copy check
             return error_response(
                 "not_embedded",
                 f"Image {pk} has no embedding yet (status: {image.status}).",
