@@ -84,7 +84,8 @@ REJECTED_COPY_OFFSETS: dict[str, float] = {"mobilenet_v2": 0.05}
 
 def rejected_copy_threshold(*, model_name: str) -> float:
     """The cosine (both blurred alike) at or above which a rejected image is named a copy of a library image."""
-    return min(0.99, thresholds_in_force(model_name=model_name).near_duplicate + REJECTED_COPY_OFFSETS.get(model_name, 0.0))
+    near_duplicate = thresholds_in_force(model_name=model_name).near_duplicate
+    return min(0.99, near_duplicate + REJECTED_COPY_OFFSETS.get(model_name, 0.0))
 
 
 def geometric_verification_enabled() -> bool:
