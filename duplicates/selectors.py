@@ -70,6 +70,7 @@ def threshold_history(*, model_name: str | None = None, limit: int = 20) -> list
     rows = ThresholdSetting.objects.filter(model_name=model).select_related("applied_by", "undone_by")
     return list(rows.order_by("-id")[:limit])
 
+
 # How far above the near-duplicate threshold a rejected (blurred) image and its nearest library photos must
 # score, once both are blurred alike (duplicates.blur_match), to name it a copy, per model. Blurring alike
 # brings two different photos closer too (median 0.77 for the best wrong one), hence above. Measured with
