@@ -104,9 +104,11 @@ class PageProblems:
     def on_request_failed(self, request: Request) -> None:
         failure = request.failure or ""
         if "ERR_ABORTED" in failure and (
-            request.resource_type == "image" or any(p.search(request.url) for p in self.aborted_ok)
+            request.resource_type == "image"
+            or request.url.endswith("/favicon.svg")  # fetched as "other", cut off the same way
+            or any(p.search(request.url) for p in self.aborted_ok)
         ):
-            return  # images cut off by a navigation, or an upload the test cancelled
+            return  # images (and the favicon) cut off by a navigation, or an upload the test cancelled
         self.problems.append(f"request failed: {request.method} {request.url} {failure}")
 
     def on_response(self, response: Response) -> None:
