@@ -22,6 +22,8 @@ from django.db import connections, router
 
 # Sets per process between two counts of the table (Django counts on every set).
 CULL_EVERY = 100
+# Databases whose INSERT ... ON CONFLICT DO UPDATE this speaks (the tested ones); others get Django's set.
+UPSERT_VENDORS = ("postgresql", "sqlite")
 
 
 class SharedDatabaseCache(DatabaseCache):
@@ -31,7 +33,8 @@ class SharedDatabaseCache(DatabaseCache):
 
     def set(self, key: str, value: Any, timeout: float | None = DEFAULT_TIMEOUT, version: int | None = None) -> None:
         """One INSERT ... ON CONFLICT DO UPDATE, so a rate-limit hit costs one statement, not four or five."""
-        if next(self._sets) % CULL_EVERY == 0:
+        connection = connections[router.db_for_write(self.cache_model_class)]
+        if next(self._sets) % CULL_EVERY == 0 or connection.vendor not in UPSERT_VENDORS:
             super().set(key, value, timeout, version)  # counts the table and culls it if over MAX_ENTRIES
             return
         key = self.make_and_validate_key(key, version=version)
@@ -42,8 +45,6 @@ class SharedDatabaseCache(DatabaseCache):
             expires = datetime.fromtimestamp(backend_timeout, tz=UTC if settings.USE_TZ else None)
         expires = expires.replace(microsecond=0)
         encoded = base64.b64encode(pickle.dumps(value, self.pickle_protocol)).decode("latin1")
-        db = router.db_for_write(self.cache_model_class)
-        connection = connections[db]
         quote = connection.ops.quote_name
         with connection.cursor() as cursor:
             cursor.execute(
