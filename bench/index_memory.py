@@ -129,9 +129,16 @@ def main() -> None:
     parser.add_argument(
         "--files", nargs=2, type=Path, metavar=("FORMAT1", "FORMAT2"), help="measure these saved index files instead"
     )
+    parser.add_argument(
+        "--file", type=Path, help="measure only this served (format-2) index file, e.g. the 1M one search_product built"
+    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="imgsim-memory-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.file:
+        print(f"== index memory per process: {args.file.name}")
+        measure_one(args.file, web=args.web, tasks=args.tasks, searches=args.searches)
+        return
     if args.files:
         print(f"== index memory per process: {args.files[0].name} against {args.files[1].name}")
         measure(*args.files, web=args.web, tasks=args.tasks, searches=args.searches)
@@ -151,6 +158,30 @@ def main() -> None:
     measure(old, new, web=args.web, tasks=args.tasks, searches=args.searches)
     for path in (old, new):
         path.unlink()
+
+
+def measure_one(path: Path, *, web: int, tasks: int, searches: int) -> None:
+    """PSS, private and RSS of web + tasks processes all serving one saved index file."""
+    processes = web + tasks
+    print(
+        f"   file: {path.stat().st_size / 2**20:,.0f} MB; {processes} processes ({web} web + {tasks} task), "
+        f"{searches} searches each\n"
+    )
+    empty = run_processes(None, 1, 0)[0]
+    print(f"   a process with the same imports and no index: RSS {empty['Rss']} MB, PSS {empty['Pss']} MB\n")
+    figures = run_processes(path, processes, searches)
+    roles = ["web"] * web + ["task"] * tasks
+    print("   process  RSS MB  PSS MB  private MB  shared MB")
+    for role, f in zip(roles, figures, strict=True):
+        private = f["Private_Clean"] + f["Private_Dirty"]
+        shared = f["Shared_Clean"] + f["Shared_Dirty"]
+        print(f"   {role:<7} {f['Rss']:>7,} {f['Pss']:>7,} {private:>11,} {shared:>10,}")
+    pss = sum(f["Pss"] for f in figures)
+    index_pss = pss - processes * empty["Pss"]
+    print(
+        f"\n   machine total PSS {pss:,} MB ({pss / processes:,.0f} MB per process); the index's share "
+        f"{index_pss:,} MB for all, {index_pss / processes:,.0f} MB per process"
+    )
 
 
 def measure(old: Path, new: Path, *, web: int, tasks: int, searches: int) -> None:

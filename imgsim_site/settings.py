@@ -348,7 +348,8 @@ if IMGSIM_REDIS_URL:
 else:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            # Django's DatabaseCache, with one statement per set (core/cache.py)
+            "BACKEND": "core.cache.SharedDatabaseCache",
             "LOCATION": "imgsim_cache",
             "OPTIONS": {"MAX_ENTRIES": 100_000},
         }

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 import pytest
 from django.core.cache import caches
 from django.core.cache.backends.db import DatabaseCache
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from core import cache as core_cache
+from core.cache import SharedDatabaseCache
 from gallery.models import Image
 from tests.images import photo_jpeg
 
@@ -33,7 +38,7 @@ def upload(client, seed: int):
 
 
 def test_the_cache_is_the_database_table_every_worker_reads(settings):
-    assert settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
+    assert settings.CACHES["default"]["BACKEND"] == "core.cache.SharedDatabaseCache"
     another_worker = DatabaseCache(settings.CACHES["default"]["LOCATION"], {})
     caches["default"].set("shared-probe", 42)
     assert another_worker.get("shared-probe") == 42
@@ -96,3 +101,39 @@ def test_redis_holds_the_counters_when_configured(api, user, rates, settings):
         assert len(cache.get(f"throttle_upload_{user.pk}")) == 1
     finally:
         cache.delete(f"throttle_upload_{user.pk}")
+
+
+@pytest.fixture
+def fresh_count(monkeypatch):
+    """Number the shared cache's sets from 1, so the next CULL_EVERY - 1 sets are upserts."""
+    monkeypatch.setattr(SharedDatabaseCache, "_sets", itertools.count(1))
+
+
+def test_a_set_is_one_statement_and_every_worker_reads_it(settings, fresh_count):
+    cache = caches["default"]
+    another_worker = DatabaseCache(settings.CACHES["default"]["LOCATION"], {})
+    with CaptureQueriesContext(connection) as first:
+        cache.set("probe", [1.5, 2.5], 60)
+    with CaptureQueriesContext(connection) as second:
+        cache.set("probe", [3.5], 60)  # the key exists now: the same statement updates it
+    assert (len(first), len(second)) == (1, 1)
+    assert another_worker.get("probe") == [3.5]
+    cache.set("forever", "kept", None)
+    cache.set("gone", "expired", -1)
+    assert (another_worker.get("forever"), another_worker.get("gone", "missing")) == ("kept", "missing")
+    assert cache.get_many(["probe", "forever"]) == {"probe": [3.5], "forever": "kept"}
+
+
+def test_the_table_is_still_culled_every_nth_set(settings, fresh_count, monkeypatch):
+    monkeypatch.setattr(core_cache, "CULL_EVERY", 5)
+    cache = SharedDatabaseCache(
+        settings.CACHES["default"]["LOCATION"], {"OPTIONS": {"MAX_ENTRIES": 10, "CULL_FREQUENCY": 2}}
+    )
+    for n in range(40):
+        cache.set(f"key-{n}", n, 60)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM imgsim_cache")
+        rows = cursor.fetchone()[0]
+    # Without the cull all 40 would stay; with it at most MAX_ENTRIES + CULL_EVERY (+1 for the culling set).
+    assert rows <= 10 + 5 + 1
+    assert cache.get("key-39") == 39

@@ -122,4 +122,4 @@ def test_the_embedded_default_caches_in_the_database(tmp_path):
     for name in ("IMGSIM_REDIS_URL", "DATABASE_URL"):
         del env[name]
     code = "import imgsim_site.settings as s; print(s.CACHES['default']['BACKEND'], s.CACHES['default']['LOCATION'])"
-    assert run(["-c", code], env).stdout.split() == ["django.core.cache.backends.db.DatabaseCache", "imgsim_cache"]
+    assert run(["-c", code], env).stdout.split() == ["core.cache.SharedDatabaseCache", "imgsim_cache"]
