@@ -18,7 +18,6 @@ import argparse
 import csv
 import hashlib
 import io
-import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
+
+if __name__ == "__main__":
+    # Run as a script, bench/ is sys.path[0] and bench/duplicates.py would shadow the `duplicates` package.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from duplicates.calibration import rotated_without_corners
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = REPO.parent / "shared" / "data" / "distractors-dev"
@@ -71,14 +76,7 @@ def _colour(image: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 def _rotation(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Rotated 2-8 degrees either way, cropped to the largest upright rectangle without empty corners."""
-    degrees = rng.uniform(2, 8) * (1 if rng.random() < 0.5 else -1)
-    turned = image.rotate(degrees, resample=Image.Resampling.BICUBIC)
-    angle = math.radians(abs(degrees))
-    ratio = max(image.width / image.height, image.height / image.width)
-    keep = 1 / (math.cos(angle) + math.sin(angle) * ratio)
-    width, height = image.width * keep, image.height * keep
-    left, top = (image.width - width) / 2, (image.height - height) / 2
-    return turned.crop((round(left), round(top), round(left + width), round(top + height)))
+    return rotated_without_corners(image, rng.uniform(2, 8) * (1 if rng.random() < 0.5 else -1))
 
 
 def _mirror(image: Image.Image, rng: np.random.Generator) -> Image.Image:

@@ -66,9 +66,8 @@ def _brightness(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     return ImageEnhance.Brightness(image).enhance(factor)
 
 
-def _rotated(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """Rotated 3-6 degrees either way, cropped to the largest upright rectangle without empty corners."""
-    degrees = rng.uniform(3, 6) * (1 if rng.random() < 0.5 else -1)
+def rotated_without_corners(image: Image.Image, degrees: float) -> Image.Image:
+    """Rotated, then cropped to the largest upright rectangle of the same shape without empty corners."""
     turned = image.rotate(degrees, resample=Image.Resampling.BICUBIC)
     angle = math.radians(abs(degrees))
     ratio = max(image.width / image.height, image.height / image.width)
@@ -76,6 +75,11 @@ def _rotated(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     width, height = image.width * keep, image.height * keep
     left, top = (image.width - width) / 2, (image.height - height) / 2
     return turned.crop((round(left), round(top), round(left + width), round(top + height)))
+
+
+def _rotated(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Rotated 3-6 degrees either way (a tilted scan or a straightened horizon)."""
+    return rotated_without_corners(image, rng.uniform(3, 6) * (1 if rng.random() < 0.5 else -1))
 
 
 def _mirrored(image: Image.Image, rng: np.random.Generator) -> Image.Image:

@@ -6,6 +6,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from duplicates.group_selectors import MEMBER_IMAGE_FIELDS
 from duplicates.models import DuplicateDecision, DuplicatePair
 from duplicates.selectors import STATUS_FILTERS
 from duplicates.services.review import ResolveAction
@@ -31,24 +32,7 @@ class PairImageSerializer(ImageSerializer):
     """The facts of one image a reviewer compares."""
 
     class Meta(ImageSerializer.Meta):
-        fields = [
-            "id",
-            "original_name",
-            "sha256",
-            "width",
-            "height",
-            "format",
-            "file_size",
-            "camera_make",
-            "camera_model",
-            "taken_at",
-            "rating",
-            "quality_scores",
-            "created_at",
-            "thumbnail_url",
-            "file_url",
-            "page_url",
-        ]
+        fields = [*MEMBER_IMAGE_FIELDS, "thumbnail_url", "file_url", "page_url"]
         read_only_fields = fields
 
     def to_representation(self, image: Image) -> dict[str, object]:
