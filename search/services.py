@@ -132,12 +132,10 @@ def _count_attempt(*, token: str, images: list[Image]) -> None:
         image.embed_attempts += 1
 
 
-def _release_claims(*, token: str) -> int:
+def _release_claims(*, token: str, status: str = Image.Status.QUEUED) -> int:
     """Give the batch's images back at once (after an error), rather than after the whole lease."""
     try:
-        return Image.objects.filter(claim_token=token, status=Image.Status.QUEUED).update(
-            claimed_until=None, claim_token=""
-        )
+        return Image.objects.filter(claim_token=token, status=status).update(claimed_until=None, claim_token="")
     except DatabaseError:
         logger.warning("could not release embedding claims %s; they expire with their lease", token, exc_info=True)
         return 0
@@ -304,7 +302,7 @@ def embed_rejected_pending(*, time_budget_seconds: float = 240.0) -> EmbedRunSum
                     failed += _copy_check_give_up([image.id], token=token, why=f"stored file unreadable: {error}")
             result = embedder.embed_sources(sources)
         except BaseException:
-            _release_claims_of(token=token)
+            _release_claims(token=token, status=Image.Status.REJECTED)
             raise
         now = timezone.now()
         for row, position in enumerate(result.ok_indices):
@@ -332,14 +330,6 @@ def embed_rejected_pending(*, time_budget_seconds: float = 240.0) -> EmbedRunSum
     if embedded or failed:
         logger.info("embedded %d rejected images for the copy check, %d not comparable", embedded, failed)
     return EmbedRunSummary(embedded=embedded, failed=failed, retried=retried, more_left=more_left)
-
-
-def _release_claims_of(*, token: str) -> None:
-    """After an error: the batch's rejected images are claimable again at once."""
-    try:
-        Image.objects.filter(claim_token=token).update(claimed_until=None, claim_token="")
-    except DatabaseError:
-        logger.warning("could not release claims %s; they expire with their lease", token, exc_info=True)
 
 
 # --- the index ------------------------------------------------------------------------------------------
