@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFilter
 
-from duplicates.blur_match import reblurred
+from duplicates.blur_match import REBLUR_RADIUS, reblurred
 from gallery.image_file import decode_upload
 from gallery.quality import QualityThresholds, assess_quality
 from search.embedding import load_embedder, load_rgb_for_embedding, model_input_pixels
@@ -189,6 +189,26 @@ def reblur_report(samples, rows, pos, neg, scores, reblur) -> None:
             false_neg = sum(best[i][1] >= t for i in neg)
             recall = hit / len(pos) if pos else float("nan")
             print(f"    {t:.2f}  {recall:6.1%}  {false_pos} / {false_neg}")
+        if radius == REBLUR_RADIUS and count == max(CANDIDATES):
+            margin_report(samples, rows, pos, neg, scores, lib, queries, count)
+
+
+def margin_report(samples, rows, pos, neg, scores, lib, queries, count) -> None:
+    """A lower threshold when the best candidate stands out: (best - second best) >= margin after blurring alike."""
+    top: dict[int, tuple[int, float, float]] = {}
+    for i in rows:
+        candidates = np.argsort(-scores[i])[:count]
+        again = lib[candidates] @ queries[samples[i][2]]
+        order = np.argsort(-again)
+        top[i] = (int(candidates[order[0]]), float(again[order[0]]), float(again[order[0]] - again[order[1]]))
+    print("    threshold / margin: recall  false notices (copies / not in the library)")
+    for t in (0.80, 0.83, 0.85, 0.88, 0.90):
+        for margin in (0.0, 0.05, 0.08, 0.10, 0.12):
+            named = {i for i in rows if top[i][1] >= t and top[i][2] >= margin}
+            hit = sum(i in named and top[i][0] == samples[i][1] for i in pos)
+            false_pos = sum(i in named and top[i][0] != samples[i][1] for i in pos)
+            false_neg = sum(i in named for i in neg)
+            print(f"    {t:.2f} / {margin:.2f}  {hit / max(1, len(pos)):6.1%}  {false_pos} / {false_neg}")
 
 
 if __name__ == "__main__":

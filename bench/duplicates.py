@@ -20,7 +20,9 @@ Printed: precision/recall per threshold for all pairs; the recall the product's 
 keeps; the same with geometric verification (ORB + RANSAC) or a perceptual hash deciding the grey zone;
 the thresholds reaching precision >= 0.999 (chosen with the labels); and the thresholds the label-free
 calibration (duplicates/calibration.py, as `manage.py calibrate_duplicates` runs it) suggests, with their
-figures on the labels.
+figures on the labels. Last, per family type, what the user is told beyond each pair: files in one duplicate
+group (what a reviewer acts on), and the product's whole path, where uploads the quality checks reject as
+blurry stay out of the library and the rejected-copy check names the photo they copy.
 
 (b) Per-image detection cost at 10k, 100k and 1M library sizes with synthetic clustered vectors
 (bench/search.py's generator): the product's candidate step (PCA + HNSW index, exact re-rank on the full
@@ -56,7 +58,6 @@ from duplicates import calibration, geometry, grouping
 from duplicates.detection import K_MAX, K_START, Bands, canonical_pairs, neighbours_above
 from duplicates.evidence import hamming, phash, upright
 from search.index import IndexParams, build_index, rerank
-from search.thresholds import MODEL_THRESHOLDS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -67,6 +68,23 @@ TARGET_PRECISION = 0.999
 GREY_LOW = 0.60  # grey-zone pairs from here up are geometrically checked (and cached)
 GREY_HIGH = 0.95
 PHASH_MAX_DISTANCE = 10
+
+
+def django_ready() -> None:
+    """The product's modules that also read the database import its models, which need Django's settings;
+    nothing here touches the database."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imgsim_site.settings")
+    import django
+
+    django.setup()
+
+
+def measured_defaults():  # search.thresholds.ModelThresholds of MODEL
+    """The product's measured defaults for MODEL (applied thresholds live in the database: not used here)."""
+    django_ready()
+    from search.thresholds import MODEL_THRESHOLDS
+
+    return MODEL_THRESHOLDS[MODEL]
 
 
 def require(path: Path) -> Path:
@@ -460,6 +478,131 @@ def wrong_pairs(labels: np.ndarray, count: int, rng: np.random.Generator) -> tup
     return np.array(first, dtype=np.int64), np.array(second, dtype=np.int64)
 
 
+def gate_rejections(data: DevData) -> np.ndarray:
+    """Per file, the reason image_create's quality checks reject it at upload ("" when accepted), cached by name."""
+    from bench.blurred_copies import rejection  # decode_upload + assess_quality, as the upload path runs them
+
+    cache = OUT / "duplicates-gate-by-name.json"
+    known: dict[str, str] = json.loads(cache.read_text()) if cache.exists() else {}
+    names = [pair_name(path) for path in data.files]
+    todo = [i for i, name in enumerate(names) if name not in known]
+    if todo:
+        print(f"quality checks of {len(todo)} files (cached afterwards)...", flush=True)
+        for i in todo:
+            known[names[i]] = rejection(data.files[i].read_bytes())
+        cache.write_text(json.dumps(known))
+    return np.array([known[name] for name in names])
+
+
+def blurred_copy_notices(data: DevData, library: np.ndarray, rejected: np.ndarray, *, threshold: float) -> np.ndarray:
+    """Per file, the library file the rejected-copy check names (-1: none or not rejected as blurry): its
+    CANDIDATES nearest library files by plain cosine, compared again after blurring both alike, as
+    duplicates/services/rejected_copies.py does."""
+    django_ready()
+    from duplicates.blur_match import reblurred
+    from duplicates.services.rejected_copies import CANDIDATES
+    from search.embedding import load_rgb_for_embedding, model_input_pixels
+
+    named = np.full(len(data.files), -1, dtype=np.int64)
+    members = np.flatnonzero(library)
+    pixels: dict[int, np.ndarray] = {}
+
+    def blurred(i: int) -> np.ndarray:
+        if i not in pixels:
+            pixels[i] = reblurred(model_input_pixels(load_rgb_for_embedding(data.files[i].read_bytes())))
+        return pixels[i]
+
+    for query in np.flatnonzero(rejected):
+        scores = data.vectors[members] @ data.vectors[query]
+        nearest = members[np.argsort(-scores)[:CANDIDATES]]
+        vectors = embedder().embed_pixels(np.stack([blurred(int(query))] + [blurred(int(i)) for i in nearest]))
+        alike = vectors[1:] @ vectors[0]
+        if alike.max() >= threshold:
+            named[query] = nearest[int(np.argmax(alike))]
+    return named
+
+
+def shown_to_reviewer(
+    data: DevData, pairs: PairSet, candidates: PairSet, verified: np.ndarray, *, near: float, similar: float
+) -> None:
+    """Per family type, what the product tells the user about each same-photo pair, beyond the pair itself.
+
+    Since duplicate groups (issue 9) a reviewer acts on groups: two files in one near-duplicate group are shown
+    as copies of one photo whether or not their own pair was found. And uploads that the quality checks
+    reject as blurry never enter the library; the rejected-copy check names the library photo they copy.
+    Columns: the pair itself is a near-duplicate (what the tables above count); both files are in one
+    near-duplicate group (every file in the library); the product's path (uploads the quality checks reject
+    stay out; a pair counts when both files are in one group, or a rejected file is named a copy of the other
+    file or of a file in its group); the pair itself is at least similar (shown in the similar band).
+    """
+    near_mask = accepted_by(candidates, near=near, low=similar, extra=verified)
+    ids = np.arange(len(data.files), dtype=np.int64)
+
+    def group_of(usable: np.ndarray) -> np.ndarray:
+        keep = near_mask & usable[candidates.first] & usable[candidates.second]
+        home = np.full(len(data.files), -1, dtype=np.int64)
+        kept = candidates.subset(keep)
+        for number, members in enumerate(
+            grouping.group_pairs(ids=ids, first=kept.first, second=kept.second, cosine=kept.cosine)
+        ):
+            home[members] = number
+        return home
+
+    def together(home: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        return (home[first] >= 0) & (home[first] == home[second])
+
+    everyone = np.ones(len(data.files), dtype=bool)
+    grouped_all = together(group_of(everyone), pairs.first, pairs.second)
+
+    reasons = gate_rejections(data)
+    library = reasons == ""
+    blurry = reasons == "blurry"
+    home = group_of(library)
+    django_ready()
+    from duplicates.selectors import REJECTED_COPY_OFFSETS
+
+    threshold = min(0.99, near + REJECTED_COPY_OFFSETS.get(MODEL, 0.0))  # as rejected_copy_threshold, no database
+    named = blurred_copy_notices(data, library, blurry, threshold=threshold)
+    # A rejected file stands for the library file it is named a copy of (itself when in the library).
+    stand_in = np.where(library, ids, named)
+    first, second = stand_in[pairs.first], stand_in[pairs.second]
+    known = (first >= 0) & (second >= 0)
+    product = known & ((first == second) | together(home, np.maximum(first, 0), np.maximum(second, 0)))
+
+    at_least_similar = pairs.cosine >= similar
+    n = len(data.files)
+    found = np.zeros(n * n, dtype=bool)
+    found[candidates.first[near_mask] * n + candidates.second[near_mask]] = True
+    direct = found[pairs.first * n + pairs.second]
+    in_candidates = np.zeros(n * n, dtype=bool)
+    in_candidates[candidates.first * n + candidates.second] = True
+    at_least_similar &= in_candidates[pairs.first * n + pairs.second]
+
+    print(
+        f"\nWhat the user is told, per family type, at the defaults ({near} / {similar}). The quality checks "
+        f"reject {int((~library).sum())} of {n} files at upload ({int(blurry.sum())} as blurry; "
+        f"{int((named >= 0).sum())} of those are named a copy of a library file, "
+        f"{int(((named >= 0) & (data.groups[np.maximum(named, 0)] != data.groups)).sum())} of them wrongly). "
+        "Recall over ALL same-photo pairs of the type; FP: pairs of different photos counted."
+    )
+    columns = {
+        "pair is near-duplicate": direct,
+        "in one group": grouped_all,
+        "product path (+ gate)": product,
+        "pair at least similar": at_least_similar,
+    }
+    print(f"{'family type':>28} {'pairs':>6}" + "".join(f" | {name:^22}" for name in columns))
+    print(f"{'':>28} {'':>6}" + " |  precision recall   FP" * len(columns))
+    for kind, mask in {**categories(data, pairs.first, pairs.second), "all pairs": everyone[pairs.first]}.items():
+        positives = int((mask & pairs.positive).sum())
+        cells = ""
+        for shown in columns.values():
+            tp = int((shown & mask & pairs.positive).sum())
+            fp = int((shown & mask & ~pairs.positive).sum())
+            cells += f" | {tp / max(1, tp + fp):>10.5f} {tp / max(1, positives):>6.4f} {fp:>4}"
+        print(f"{kind:>28} {positives:>6}{cells}")
+
+
 def groups_on_dev(data: DevData, candidates: PairSet, inliers: np.ndarray, *, near: float, similar: float) -> None:
     """Group purity and completeness of each grouping rule on the product's near-duplicate pairs."""
     near_mask = accepted_by(candidates, near=near, low=similar, extra=inliers >= geometry.MIN_INLIERS)
@@ -728,7 +871,7 @@ def real_photos(args: argparse.Namespace) -> None:
     if not args.skip_calibration:
         calibration_on_dev(data, candidates, rules, args)
 
-    defaults = MODEL_THRESHOLDS[MODEL]
+    defaults = measured_defaults()
     print(
         f"\nThe product's {MODEL} defaults (search/thresholds.py): near_duplicate {defaults.near_duplicate}, "
         f"similar {defaults.similar}, geometric verification in between:"
@@ -757,6 +900,7 @@ def real_photos(args: argparse.Namespace) -> None:
     if args.flip:
         flip_invariant(args, data, pairs, candidates, mirror_rule)
     groups_on_dev(data, candidates, inliers.product(), near=defaults.near_duplicate, similar=defaults.similar)
+    shown_to_reviewer(data, pairs, candidates, mirror_rule, near=defaults.near_duplicate, similar=defaults.similar)
 
 
 def brackets(folder: Path, data: DevData, *, similar: float, near: float) -> None:
@@ -816,7 +960,7 @@ def flip_invariant(
             f"{chosen[0] if chosen else None}: recall {chosen[2] if chosen else 0:.4f}; "
             + ", ".join(f"{name} {value.recall:.3f}" for name, value in by_type.items() if "mirror" in name)
         )
-    defaults = MODEL_THRESHOLDS[MODEL]
+    defaults = measured_defaults()
     everywhere = categories(data, pairs.first, pairs.second)
     print(
         f"   same-photo pairs per type: share reaching the similar floor {defaults.similar} (candidates at all: "
