@@ -1,16 +1,19 @@
 """The review pages on a phone (375 px wide) and a desktop (1280): the thresholds confirmation (old -> new),
-the group review and the pair list fit the width (no sideways scrolling of the page or of a table) and
-their texts do not overlap. IMGSIM_SCREENSHOT_DIR=/some/dir keeps a PNG of each."""
+the group review, the pair list and the 403 page a non-staff user gets fit the width (no sideways scrolling
+of the page or of a table) and their texts do not overlap. IMGSIM_SCREENSHOT_DIR=/some/dir keeps a PNG of
+each."""
 
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth import get_user_model
 from playwright.sync_api import Page, expect
 
 from duplicates.groups import duplicate_groups_refresh
 from duplicates.models import DuplicatePair
 from duplicates.services import calibration as calibration_services
 from pipeline.services import image_ingest
+from tests.browser.conftest import PASSWORD, _sign_in
 from tests.browser.photos import distinct_photos, variants
 
 pytestmark = pytest.mark.browser
@@ -109,3 +112,20 @@ def test_group_review_and_pair_list_fit_a_phone(session):
             fits(page, path)
             assert page.evaluate(OVERLAPS, texts) == [], path
             assert page.evaluate(SPLIT_BADGES) == [], path
+
+
+def test_a_non_staff_user_gets_the_403_page_and_a_way_back(session, browser_context, live_server):
+    ana = get_user_model().objects.create_user(username="ana", password=PASSWORD)
+    _sign_in(browser_context, live_server, ana)
+    session.problems.expect(r"/duplicates/$", 403)
+    page = session.page
+    page.set_viewport_size(PHONE_375)
+    response = session.go("/duplicates/")
+    assert response is not None
+    assert response.status == 403
+    expect(page.locator("#error-403 h1")).to_have_text("Staff access is needed")
+    expect(page.locator("#error-403")).to_contain_text("signed in as ana")
+    fits(page, "the 403 page")
+    session.shot("forbidden")
+    page.get_by_role("link", name="Go to the library").click()
+    expect(page.get_by_role("heading", name="Library")).to_be_visible()
