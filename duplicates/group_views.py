@@ -4,13 +4,13 @@ static/group-review.js, through the API without reloading the page and with the 
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.views.decorators.http import require_POST
 
+from core.access import staff_required
 from duplicates import group_selectors, selectors
 from duplicates.group_review import (
     GroupAction,
@@ -77,7 +77,7 @@ def _page(request: HttpRequest, status: int = 200) -> HttpResponse:
     )
 
 
-@staff_member_required
+@staff_required
 def review(request: HttpRequest) -> HttpResponse:
     return _page(request)
 
@@ -87,7 +87,7 @@ def _back(request: HttpRequest) -> HttpResponse:
     return redirect(target if target.startswith("/duplicates/") else "duplicates:review")
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def group_resolve(request: HttpRequest, pk: int) -> HttpResponse:
     """The card's form: `action`, the `member` ids shown, the `keep` ids ticked, the `version` shown."""
@@ -124,7 +124,7 @@ def group_resolve(request: HttpRequest, pk: int) -> HttpResponse:
     return _back(request)
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def group_undo(request: HttpRequest, pk: int) -> HttpResponse:
     group = get_object_or_404(DuplicateGroup, pk=pk)
@@ -137,7 +137,7 @@ def group_undo(request: HttpRequest, pk: int) -> HttpResponse:
     return _back(request)
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def groups_apply_suggestions(request: HttpRequest) -> HttpResponse:
     """ "Apply the suggestion to every group on this page": `group` ids with their `version-<id>` as shown."""
@@ -172,7 +172,7 @@ def groups_apply_suggestions(request: HttpRequest) -> HttpResponse:
     return _back(request)
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def group_decision_undo(request: HttpRequest, pk: int) -> HttpResponse:
     """Undo from the decision log: trashed images come back and the group is pending again."""

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from core.access import staff_required
 from duplicates.trash import images_purge, images_restore
 from gallery import selectors as gallery_selectors
 
 TRASH_PAGE_SIZE = 48
 
 
-@staff_member_required
+@staff_required
 def trash(request: HttpRequest) -> HttpResponse:
     images = gallery_selectors.trash_list()
     page = Paginator(images, TRASH_PAGE_SIZE).get_page(request.GET.get("page"))
@@ -27,7 +27,7 @@ def trash(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def trash_restore(request: HttpRequest, pk: int) -> HttpResponse:
     image = get_object_or_404(gallery_selectors.trash_list(), pk=pk)
@@ -36,7 +36,7 @@ def trash_restore(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("duplicates:trash")
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def trash_purge(request: HttpRequest, pk: int) -> HttpResponse:
     image = get_object_or_404(gallery_selectors.trash_list(), pk=pk)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -11,6 +10,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
+from core.access import staff_required
 from core.errors import ServiceError
 from duplicates import group_selectors, selectors
 from duplicates.forms import CalibrationForm, ResolveForm, ReviewFilterForm, ThresholdsApplyForm, ThresholdsUndoForm
@@ -38,7 +38,7 @@ def _back(request: HttpRequest, fallback: str) -> HttpResponse:
     return redirect(fallback)
 
 
-@staff_member_required
+@staff_required
 def pair_review(request: HttpRequest) -> HttpResponse:
     """Pairs one by one (the evidence behind the groups)."""
     filters = ReviewFilterForm(request.GET or None)
@@ -67,7 +67,7 @@ def pair_review(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_member_required
+@staff_required
 def pair_detail(request: HttpRequest, pk: int) -> HttpResponse:
     pair = get_object_or_404(selectors.duplicate_pair_list(status="all"), pk=pk)
     return render(
@@ -82,7 +82,7 @@ def pair_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def pair_resolve(request: HttpRequest, pk: int) -> HttpResponse:
     pair = get_object_or_404(DuplicatePair, pk=pk)
@@ -115,7 +115,7 @@ def _undone(request: HttpRequest, decision: DuplicateDecision) -> None:
     )
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def pair_undo(request: HttpRequest, pk: int) -> HttpResponse:
     pair = get_object_or_404(DuplicatePair, pk=pk)
@@ -126,7 +126,7 @@ def pair_undo(request: HttpRequest, pk: int) -> HttpResponse:
     return _back(request, reverse("duplicates:pair-detail", args=[pair.pk]))
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def decision_undo(request: HttpRequest, pk: int) -> HttpResponse:
     decision = get_object_or_404(DuplicateDecision, pk=pk)
@@ -137,7 +137,7 @@ def decision_undo(request: HttpRequest, pk: int) -> HttpResponse:
     return _back(request, reverse("duplicates:decisions"))
 
 
-@staff_member_required
+@staff_required
 def decisions(request: HttpRequest) -> HttpResponse:
     """The log: group decisions (each with its undo) above the pair decisions, each list paged on its own."""
     page = Paginator(selectors.decision_list(), DECISIONS_PAGE_SIZE).get_page(request.GET.get("page"))
@@ -160,7 +160,7 @@ def decisions(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def scan(request: HttpRequest) -> HttpResponse:
     duplicates_scan_schedule(requested_by=request.user.get_username())
@@ -168,7 +168,7 @@ def scan(request: HttpRequest) -> HttpResponse:
     return _back(request, reverse("duplicates:pairs"))
 
 
-@staff_member_required
+@staff_required
 @require_http_methods(["GET", "POST"])
 def calibration(request: HttpRequest) -> HttpResponse:
     form = CalibrationForm(request.POST or None)
@@ -206,7 +206,7 @@ def calibration(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_member_required
+@staff_required
 def calibration_plot(request: HttpRequest, pk: int) -> FileResponse:
     run = get_object_or_404(CalibrationRun, pk=pk)
     if not run.plot:
@@ -222,7 +222,7 @@ def _thresholds_change_page(request: HttpRequest, context: dict[str, object], *,
     return render(request, "duplicates/thresholds_change.html", context, status=status)
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def calibration_apply(request: HttpRequest, pk: int) -> HttpResponse:
     """Apply a calibration's thresholds: first a confirmation with old -> new, then (confirm) for real."""
@@ -246,7 +246,7 @@ def calibration_apply(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("duplicates:calibration")
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def thresholds_undo_view(request: HttpRequest) -> HttpResponse:
     """Undo the applied thresholds in force: the ones before them (or the defaults) are back."""

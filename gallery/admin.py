@@ -23,6 +23,23 @@ def thumbnail_html(image: Image, size: int = 96) -> str:
     )
 
 
+class BlurredCopyFilter(admin.SimpleListFilter):
+    """Rejected blurry uploads that the copy check named a copy of a library image (duplicates' copy check)."""
+
+    title = "blurred copy of a library image"
+    parameter_name = "blurred_copy"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Image]) -> QuerySet[Image]:
+        if self.value() == "yes":
+            return queryset.filter(copy_of__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(copy_of__isnull=True)
+        return queryset
+
+
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
     list_display = [
@@ -37,7 +54,7 @@ class ImageAdmin(admin.ModelAdmin):
         "created_at",
     ]
     list_display_links = ["id", "preview", "original_name"]
-    list_filter = ["status", "reason_code", "rating", "format", "embedding_model"]
+    list_filter = ["status", "reason_code", BlurredCopyFilter, "rating", "format", "embedding_model"]
     search_fields = ["original_name", "sha256", "camera_model"]
     readonly_fields = [
         "preview_large",
@@ -51,6 +68,9 @@ class ImageAdmin(admin.ModelAdmin):
         "quality_scores",
         "quality_score",
         "quality_threshold",
+        "copy_of_link",
+        "copy_similarity",
+        "copy_checked_at",
         "embedding_model",
         "embedded_at",
         "embed_attempts",
@@ -58,7 +78,7 @@ class ImageAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    exclude = ["claim_token"]
+    exclude = ["claim_token", "copy_of"]  # copy_of is the copy check's finding: shown as copy_of_link
     actions = ["retry_embedding", "delete_with_files"]
     list_per_page = 50
 
@@ -69,6 +89,19 @@ class ImageAdmin(admin.ModelAdmin):
     @admin.display(description="Preview")
     def preview_large(self, image: Image) -> str:
         return thumbnail_html(image, 320)
+
+    @admin.display(description="Blurred copy of")
+    def copy_of_link(self, image: Image) -> str:
+        """The library image the copy check named, linked to its admin page (a thumbnail to compare by eye)."""
+        original = image.copy_of
+        if original is None:
+            return "—"
+        return format_html(
+            '<a href="{}">{}<br>{}</a>',
+            reverse("admin:gallery_image_change", args=[original.pk]),
+            thumbnail_html(original, 160),
+            str(original),
+        )
 
     def get_actions(self, request: HttpRequest) -> dict:
         actions = super().get_actions(request)

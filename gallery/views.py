@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -15,6 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view
 
+from core.access import staff_required
 from core.api.throttles import UploadRateThrottle, throttled_message, web_form_throttle_wait
 from core.middleware import retry_after_lost_connection
 from core.request_limits import shows_request_limit_errors
@@ -176,7 +176,7 @@ def image_file(request: HttpRequest, pk: int) -> FileResponse:
     return response
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def image_delete(request: HttpRequest, pk: int) -> HttpResponse:
     image = get_object_or_404(Image, pk=pk)
@@ -186,7 +186,7 @@ def image_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("gallery:image-list")
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def image_retry(request: HttpRequest, pk: int) -> HttpResponse:
     image = pipeline_services.image_retry(image=get_object_or_404(Image, pk=pk))

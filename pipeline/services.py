@@ -14,7 +14,10 @@ from typing import IO
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
+from django.db.models import Model
 
+from core.planner_statistics import planner_statistics_refresh
+from duplicates.models import DetectionCheck, DuplicateGroup, DuplicateGroupMember, DuplicatePair
 from duplicates.services.detection import PendingDetectionSummary, duplicate_detection_run, duplicate_detection_schedule
 from duplicates.services.rejected_copies import rejected_copies_check
 from gallery.models import Image
@@ -26,6 +29,7 @@ from gallery.services import (
     image_create_from_upload,
 )
 from gallery.services import image_delete as gallery_image_delete
+from search.models import LibraryChange
 from search.services import EmbedRunSummary, embed_pending, embed_rejected_pending, library_changed
 
 logger = logging.getLogger(__name__)
@@ -111,6 +115,15 @@ def embed_and_detect_now() -> tuple[EmbedRunSummary, PendingDetectionSummary]:
     embed_rejected_pending(time_budget_seconds=float("inf"))
     rejected_copies_check()
     return embedded, duplicate_detection_run(time_budget_seconds=float("inf"))
+
+
+def import_statistics_refresh(*, embedded: bool) -> list[str]:
+    """After a folder import, the planner's statistics of the tables it filled: the images, and when it
+    embedded and detected in the same process, the change log and detection's checks, pairs and groups."""
+    models: list[type[Model]] = [Image]
+    if embedded:
+        models += [LibraryChange, DetectionCheck, DuplicatePair, DuplicateGroup, DuplicateGroupMember]
+    return planner_statistics_refresh(models=models)
 
 
 def image_delete(*, image: Image) -> None:

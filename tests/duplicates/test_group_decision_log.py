@@ -86,8 +86,8 @@ def test_api_lists_filters_and_undoes_group_decisions(staff_api, committed):
 def test_group_decision_log_is_staff_only(web, api, staff_api, committed):
     (group,) = make_groups([2], seed=41)
     decision = committed(resolve_suggestion, staff_api, group)
-    assert web.get("/duplicates/decisions/").status_code == 302  # to the admin sign-in
-    assert web.post(f"/duplicates/decisions/groups/{decision.pk}/undo/").status_code == 302
+    assert web.get("/duplicates/decisions/").status_code == 403  # signed in, not staff: the 403 page
+    assert web.post(f"/duplicates/decisions/groups/{decision.pk}/undo/").status_code == 403
     assert api.get("/api/duplicate-groups/decisions/").status_code == 403
     assert api.post(f"/api/duplicate-groups/decisions/{decision.pk}/undo/").status_code == 403
     decision.refresh_from_db()

@@ -405,7 +405,7 @@ def test_trash_web_page_restores_and_purges(library, staff_web, web, committed):
     from duplicates.trash import images_trash
 
     images_trash(images=list(Image.objects.filter(pk__in=[old, other])), user=None)
-    assert web.get("/trash/").status_code == 302  # staff only
+    assert web.get("/trash/").status_code == 403  # staff only
     html = staff_web.get("/trash/").content.decode()
     assert f'data-image="{old}"' in html
     assert f"/images/{old}/thumbnail/" in html
@@ -424,7 +424,7 @@ def test_trash_web_page_restores_and_purges(library, staff_web, web, committed):
 
 
 def test_web_review_page_shows_one_card_per_group_and_resolves_with_the_form(library, staff_web, web, committed):
-    assert web.get("/duplicates/").status_code == 302  # staff only
+    assert web.get("/duplicates/").status_code == 403  # staff only
     page = staff_web.get("/duplicates/")
     assert page.status_code == 200
     html = page.content.decode()

@@ -300,9 +300,9 @@ def test_web_delete_and_the_decision_log(staff_web, library, committed):
 
 
 def test_web_pages_are_for_staff_and_the_image_page_lists_pairs(web, staff_web, library):
-    assert web.get("/duplicates/").status_code == 302  # signed-in non-staff: sent to the admin login
+    assert web.get("/duplicates/").status_code == 403  # signed-in non-staff: the 403 page
     pair = first_pair()
-    assert web.post(f"/duplicates/{pair.pk}/resolve/", {"action": "confirm"}).status_code == 302
+    assert web.post(f"/duplicates/{pair.pk}/resolve/", {"action": "confirm"}).status_code == 403
     pair.refresh_from_db()
     assert pair.review_status == "pending"
     html = web.get(f"/images/{pair.image_a_id}/").content.decode()

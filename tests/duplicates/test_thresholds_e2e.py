@@ -253,8 +253,8 @@ def test_thresholds_are_staff_only(api, web, client, staff_api):
         assert caller.get("/api/thresholds/").status_code == 403
         assert caller.post("/api/thresholds/apply/", {"calibration_run": run.pk}).status_code == 403
         assert caller.post("/api/thresholds/undo/").status_code == 403
-    assert web.post(f"/duplicates/calibration/{run.pk}/apply/", {"confirm": "on"}).status_code == 302  # to sign in
-    assert web.post("/duplicates/thresholds/undo/").status_code == 302
+    assert web.post(f"/duplicates/calibration/{run.pk}/apply/", {"confirm": "on"}).status_code == 403  # not staff
+    assert web.post("/duplicates/thresholds/undo/").status_code == 403
     assert not ThresholdSetting.objects.exists()
     # staff see the thresholds in force, where they come from, and the log
     body = staff_api.get("/api/thresholds/").json()

@@ -106,7 +106,7 @@ def test_thumbnail_and_original_are_served(web, committed):
 def test_staff_can_accept_a_rejected_image(web, staff_web, committed):
     committed(post_files, web, SimpleUploadedFile("grey.png", encode(PILImage.new("RGB", (200, 200), "grey"), "PNG")))
     image = Image.objects.get()
-    assert web.post(f"/images/{image.pk}/retry/").status_code == 302  # non-staff: sent to the admin login
+    assert web.post(f"/images/{image.pk}/retry/").status_code == 403  # non-staff: the 403 page
     assert Image.objects.get().status == Image.Status.REJECTED
     committed(staff_web.post, f"/images/{image.pk}/retry/")
     assert Image.objects.get().status == Image.Status.INDEXED

@@ -101,6 +101,29 @@ def test_image_page_names_the_original(web, blurred_copy):
     assert "blurred copy" not in web.get(f"/images/{original.pk}/").content.decode()
 
 
+def test_admin_shows_the_original_and_filters_blurred_copies(staff_web, blurred_copy):
+    original, copy, _ = blurred_copy
+    change = staff_web.get(f"/admin/gallery/image/{copy.pk}/change/").content.decode()
+    assert "Blurred copy of" in change
+    assert f'href="/admin/gallery/image/{original.pk}/change/"' in change
+    assert f'src="/images/{original.pk}/thumbnail/"' in change
+    assert 'name="copy_of"' not in change  # the copy check's finding, read-only
+    assert (
+        f'href="/admin/gallery/image/{copy.pk}/change/"'
+        not in staff_web.get(f"/admin/gallery/image/{original.pk}/change/").content.decode()
+    )
+
+    def listed(query: str) -> set[int]:
+        response = staff_web.get(f"/admin/gallery/image/{query}")
+        assert response.status_code == 200
+        return {image.pk for image in response.context["cl"].result_list}
+
+    assert "By blurred copy of a library image" in staff_web.get("/admin/gallery/image/").content.decode()
+    assert listed("?blurred_copy=yes") == {copy.pk}
+    assert copy.pk not in listed("?blurred_copy=no")
+    assert original.pk in listed("?blurred_copy=no")
+
+
 def test_blurred_photo_that_is_not_in_the_library_is_rejected_without_copy_of(api, web, committed, library):
     stranger = sorted(shared_path("data", "distractors-dev", "val").glob("*.jpg"))[0]
     response = committed(upload, api, blurred(stranger), "blurred-stranger.jpg")

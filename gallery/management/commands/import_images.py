@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from gallery.image_file import UploadRejected
 from gallery.services import image_create, read_upload_bytes
-from pipeline.services import embed_and_detect_now, embedding_schedule
+from pipeline.services import embed_and_detect_now, embedding_schedule, import_statistics_refresh
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mpo"}
 
@@ -102,3 +102,7 @@ class Command(BaseCommand):
         elif outcomes["accepted"]:
             embedding_schedule()
             self.stdout.write("The background worker embeds the accepted images (python manage.py qcluster).")
+        if outcomes["accepted"] or outcomes["rejected"]:
+            analysed = import_statistics_refresh(embedded=embed_now and bool(outcomes["accepted"]))
+            if analysed:
+                self.stdout.write(f"Planner statistics updated (ANALYZE): {', '.join(analysed)}.")
