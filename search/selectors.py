@@ -95,10 +95,6 @@ class LibraryState:
     mark: int = 0  # every change up to this id is applied...
     gaps: tuple[tuple[int, int], ...] = ()  # ...except these runs of ids, not committed when it was read
 
-    def unseen_changes(self) -> Q:
-        """The change-log rows this state has not applied."""
-        return unseen_changes(mark=self.mark, gaps=self.gaps)
-
     def has_unseen_changes(self) -> RawSQL:
         """Whether the change log has rows this state has not applied, as a boolean column: a search reads it
         in its results query."""
@@ -202,7 +198,7 @@ class LibraryView:
 
     def published(self) -> LibraryState:
         """The state as last brought up to date, without reading the change log: for a search that checks
-        `state.unseen_changes()` in the same query as its results, and calls current() if there are any.
+        `state.has_unseen_changes()` in the same query as its results, and calls current() if there are any.
         Reads the log itself only when nothing is loaded yet, or skipped change ids are due to be dropped."""
         state = self._state
         if state is None or self._stale() or time.monotonic() >= self._gaps_expire_at:
@@ -554,7 +550,7 @@ def _with_images(
     images = {image.pk: image for image in rows} if ranked else {}
     if check is not None:
         # No row to carry the answer (no results, or all deleted meanwhile): ask on its own.
-        changed = any(image.library_changed for image in images.values()) if images else _asked(check)
+        changed = any(image.library_changed for image in images.values()) if images else _log_moved(check)
         if changed:
             return [], True
     similarity = library.similarities(query, list(images))
@@ -566,7 +562,7 @@ def _with_images(
     return results, False
 
 
-def _asked(state: LibraryState) -> bool:
+def _log_moved(state: LibraryState) -> bool:
     """state.has_unseen_changes() on its own, for a search with no result row to read it with."""
     condition = state.has_unseen_changes()
     with connections[LibraryChange.objects.db].cursor() as cursor:
