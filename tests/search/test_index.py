@@ -635,3 +635,49 @@ def test_a_batch_of_queries_scores_like_the_same_queries_one_by_one(library, que
         np.testing.assert_array_equal(alone[1][0], together[1][row])
         np.testing.assert_allclose(alone[0][0], together[0][row], atol=1e-5)
     assert not np.isin(together[1], [ids[3]]).any()
+
+
+@pytest.mark.parametrize("k", [1, 2, 10])
+def test_a_large_batch_over_the_tail_finds_what_scoring_every_row_finds(library, monkeypatch, k):
+    """A batch of a few hundred queries (duplicate detection) goes through faiss's blocked k-NN instead of the
+    whole score matrix: the same ids and scores as each query alone, with retired rows, excluded ids and exact
+    copies tied at the k-th place (the smaller id wins)."""
+    ids, vectors, ratings = library
+    tail = VectorTail(dim=DIM)
+    tail.upsert(ids=ids[:3000], vectors=vectors[:3000], ratings=ratings[:3000])
+    tail.upsert(ids=ids[3000:3300], vectors=vectors[:300], ratings=ratings[:300])  # copies under larger ids
+    many = np.random.default_rng(3).permutation(ids[3300:3400])  # 100 more copies of one: more than faiss returns
+    tail.upsert(ids=many, vectors=np.repeat(vectors[299:300], 100, axis=0), ratings=ratings[3300:3400])
+    tail.upsert(ids=ids[10:20], vectors=vectors[20:30], ratings=ratings[20:30])  # re-embedded
+    tail.remove(ids[40:60].tolist())
+    snapshot = tail.snapshot()
+    batch = vectors[:300]  # each query's best two are a tie: itself and its copy
+    calls = []
+    blocked = index_module._blocked_top_k
+    monkeypatch.setattr(index_module, "_blocked_top_k", lambda *a, **kw: calls.append(1) or blocked(*a, **kw))
+
+    scores, found = snapshot.search(batch, k=k, query_ratings=None, weight=0.0, exclude_ids=[int(ids[7])])
+
+    assert calls
+    for row in range(batch.shape[0]):  # one by one: faiss's one-core kernel over every row
+        alone = snapshot.search(batch[row : row + 1], k=k, query_ratings=None, weight=0.0, exclude_ids=[int(ids[7])])
+        np.testing.assert_array_equal(found[row], alone[1][0])
+        np.testing.assert_allclose(scores[row], alone[0][0], atol=1e-5)
+    assert not np.isin(found, ids[40:60]).any()
+    assert found[0, 0] == ids[0]  # tied with its copy ids[3000]
+    assert found[299].tolist() == sorted([ids[299], ids[3299], *many.tolist()])[:k]
+
+
+def test_among_vectors_tied_at_the_kth_place_the_smaller_ids_are_kept(library, queries):
+    """Ties at the k-th score go to the smaller ids, however the tied rows are laid out."""
+    ids, vectors, _ = library
+    copies = np.repeat(vectors[:1], 40, axis=0)
+    copy_ids = np.random.default_rng(5).permutation(np.arange(40, dtype=np.int64) * 7 + 100)
+    items = np.vstack([vectors[1:200], copies])
+    item_ids = np.r_[ids[1:200], copy_ids]
+
+    _, found = exact_search(
+        query_vectors=vectors[:1], query_ratings=None, ids=item_ids, vectors=items, ratings=None, k=5, weight=0.0
+    )
+
+    assert found[0].tolist() == sorted(copy_ids.tolist())[:5]

@@ -298,3 +298,46 @@ def test_a_process_that_keeps_searching_is_not_reloaded_for_staleness(monkeypatc
     offset[0] = 27 * hours  # nobody searched for 13 h
     top_ids(query)
     assert view.loads == loads + 1
+
+
+@pytest.mark.django_db
+def test_a_searchs_change_check_reads_the_log_by_id_whatever_its_length_statistics_and_skipped_runs():
+    """After a bulk import the log has thousands of rows the planner has no statistics for (PostgreSQL
+    before its next ANALYZE), and concurrent writers leave runs of skipped ids: the check in every search's
+    query still reads the log by primary key (not a scan of the whole log), and sees a late commit in any run,
+    also beyond the runs it probes one by one."""
+    library = synthetic_library(60)
+    services.index_rebuild()
+    ids = list(library)
+    LibraryChange.objects.bulk_create(
+        LibraryChange(kind=LibraryChange.Kind.IMAGE, image_id=n) for n in range(1_000_000, 1_020_000)
+    )
+    view = selectors.library_view(model_name=MODEL)
+    view.current()  # the view applies the import (no such images: nothing to search)
+    mark = LibraryChange.objects.order_by("-id").values_list("id", flat=True).first()
+    runs = selectors.GAP_PROBES + 5
+    for n in range(1, runs + 1):  # ids mark+2, mark+4, ... commit; the ones between are skipped
+        LibraryChange.objects.create(id=mark + 2 * n, kind=LibraryChange.Kind.THRESHOLDS)
+    view.current()
+    assert len(view.published().gaps) >= runs
+    top_ids(library[ids[2]])  # the first search after a load also reads the thresholds in force
+
+    with CaptureQueriesContext(connection) as queries:
+        top_ids(library[ids[0]])
+    assert len(queries.captured_queries) == 1
+    sql = queries.captured_queries[0]["sql"]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"EXPLAIN {sql}")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            assert "Seq Scan on search_librarychange" not in plan, plan
+        else:
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
+            plan = "\n".join(str(row[-1]) for row in cursor.fetchall())
+            assert "SCAN U0" not in plan, plan
+            assert "SCAN search_librarychange" not in plan, plan
+
+    Image.objects.filter(pk=ids[0]).update(status=Image.Status.FAILED)
+    LibraryChange.objects.create(id=mark + 2 * runs - 1, kind=LibraryChange.Kind.IMAGE, image_id=ids[0])
+    assert ids[0] not in top_ids(library[ids[0]])
+    assert ids[0] in view.published().removed
