@@ -187,7 +187,7 @@ class LibraryView:
     # Tests switch synchronously, to see a rebuild in the very next search.
     switch_in_background = True
     # A tail graph is extended once this many rows came after the rows it covers (they are scanned exactly
-    # meanwhile: ~0.1 ms per 2,000 rows; extending copies the graph and adds them, ~0.3 ms of one core per row).
+    # meanwhile: ~0.15 ms per 2,000 rows; extending copies the graph and adds them, ~0.2 ms of one core per row).
     graph_step = 2000
 
     def __init__(self, *, model_name: str) -> None:
@@ -199,6 +199,7 @@ class LibraryView:
         self._switching_to: int | None = None
         self._gaps_expire_at = float("inf")
         self._graphing: threading.Thread | None = None  # extending the tail's graph, off the request path
+        self._graph_failed: tuple[VectorTail, int] | None = None  # (tail, rows) a graph could not be made for
         self.loads = 0  # full reads of the tail (start, rebuild, retired index): for tests and the bench
         self.graphs = 0  # tail graphs made and attached: for tests and the bench
 
@@ -260,6 +261,9 @@ class LibraryView:
         tail = loaded.tail
         if len(tail) < threshold or tail.rows - tail.graph_rows < self.graph_step:
             return
+        failed = self._graph_failed
+        if failed is not None and failed[0] is tail and tail.rows - failed[1] < self.graph_step:
+            return  # not again for every change: after graph_step more rows
         self._graphing = threading.Thread(
             target=self._make_graph, args=(tail, tail.snapshot()), name="tail-graph", daemon=True
         )
@@ -278,6 +282,7 @@ class LibraryView:
                     self._publish()
         except Exception:
             logger.exception("making the tail's graph failed; the tail is searched exactly")
+            self._graph_failed = (tail, snapshot.ids.shape[0])
         finally:
             with self._lock:
                 self._graphing = None

@@ -50,7 +50,7 @@ def graph_searches(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[l
 
     monkeypatch.setattr(TailGraph, "search", counted)
     yield calls
-    selectors.library_view(model_name=MODEL).wait_for_tail_graph()  # no thread outlives the test
+    selectors.library_view(model_name=MODEL).wait_for_tail_graph(timeout=60)  # no thread outlives the test
 
 
 def exactly(state: LibraryState) -> LibraryState:
@@ -234,3 +234,33 @@ def test_batches_of_queries_scan_the_tail_exactly(monkeypatch):
     )
     np.testing.assert_array_equal(ids, exact_ids)
     np.testing.assert_array_equal(scores, exact_scores)
+
+
+@pytest.mark.django_db
+def test_a_graph_that_cannot_be_made_leaves_the_tail_exact_and_is_retried_only_after_more_rows(
+    graph_searches, monkeypatch
+):
+    synthetic_library(100, vectors=clustered(100, seed=1))
+    services.index_rebuild()
+    view = selectors.library_view(model_name=MODEL)
+    attempts: list[int] = []
+
+    def failing(self: TailSnapshot) -> TailGraph:
+        attempts.append(self.ids.shape[0])
+        raise MemoryError("no room for the graph")
+
+    monkeypatch.setattr(TailSnapshot, "graph_extended", failing)
+    tail = synthetic_library(350, start=1000, vectors=clustered(350, seed=2))
+    view.current()  # what the next search does
+    view.wait_for_tail_graph(timeout=10)
+    synthetic_library(20, start=2000, vectors=clustered(20, seed=3))  # a change: not a reason to try again
+    view.current()
+    view.wait_for_tail_graph(timeout=10)
+    pk, vector = next(iter(tail.items()))
+    assert [item.image.pk for item in selectors.similar_images(vector=vector, k=1).results] == [pk]
+    assert attempts == [350]
+    assert view.current().tail.graph is None
+    synthetic_library(100, start=3000, vectors=clustered(100, seed=4))
+    view.current()
+    view.wait_for_tail_graph(timeout=10)
+    assert attempts == [350, 470]
