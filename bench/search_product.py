@@ -526,6 +526,24 @@ def rebuild() -> float:
     return seconds
 
 
+def wait_for_tail_graph() -> None:
+    """Measure the steady state: wait while this process makes the tail's graph in its background thread."""
+    from django.conf import settings
+
+    from search import selectors
+
+    view = selectors.library_view(model_name=settings.IMGSIM_MODEL)
+    if not hasattr(view, "wait_for_tail_graph"):  # code from before the tail graph
+        return
+    started = time.perf_counter()
+    view.wait_for_tail_graph()
+    tail = view.current().tail
+    graph = tail.graph if tail is not None else None
+    covered = f"{graph.rows:,} of {len(tail.ids):,} tail rows" if graph is not None and tail is not None else "none"
+    waited = time.perf_counter() - started
+    print(f"   tail graph (from {settings.IMGSIM_TAIL_GRAPH_FROM:,} rows): {covered}, waited {waited:.1f}s")
+
+
 def during_rebuild(*, rows: list[dict[str, object]], sample_ids: list[int], url: str, workdir: Path) -> None:
     """Searches while another process rebuilds (as the task worker does), until this one has switched."""
     from django.conf import settings
@@ -654,6 +672,7 @@ def main() -> None:
         started = time.perf_counter()
         searched_count()  # the first search after the import applies it (once per process)
         print(f"\n   +{more:,} vectors; first search after them {1000 * (time.perf_counter() - started):.0f} ms")
+        wait_for_tail_graph()
         measure(f"{tail:,} since the build", queries=args.queries, sample_ids=ids + new, rows=rows, api=not args.no_api)
         if args.profile:
             profile(f"{tail:,} since the build", sample_ids=ids + new)

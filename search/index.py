@@ -5,7 +5,9 @@ for k results runs in three steps, and the caller owns the vectors for the last 
 
 1. ``VectorIndex.search(queries, k=index.candidate_count(k))`` -> candidate ids (approximate for HNSW);
 2. ``rerank(...)`` with the candidates' full vectors -> exact cosine + rating term, best k;
-3. ``exact_search(...)`` over the vectors added since the build (the "tail"), then ``merge_results``.
+3. ``exact_search(...)`` over the vectors added since the build (the "tail"), then ``merge_results``
+   (the product's tail is a VectorTail; from a few thousand rows its older rows are searched through a
+   TailGraph, the candidates re-scored exactly).
 
 Scores from step 1 live in the indexed space (PCA cosine for HNSW); steps 2 and 3 score on the full
 vectors, so only their results are comparable and mergeable.
@@ -899,6 +901,51 @@ def choose_kind(*, count: int, full_dim: int, params: IndexParams) -> IndexKind:
     return "hnsw"
 
 
+# The tail's HNSW graph (TailGraph): item rating features are indexed at this weight, as in the served index (a
+# small pull towards equal ratings in the graph); queries carry theirs scaled so that the inner product is the
+# searched score, cosine + weight x rating term, whatever the search's weight.
+TAIL_GRAPH_RATING_WEIGHT = 0.05
+# M 32, efConstruction 64, efSearch 64, 4 x k candidates re-scored exactly: on 20,000 tail vectors of the bench
+# (bench/README.md, fourth session) the tail's part of a search 0.58 ms against 1.46 ms exact (one thread), merged
+# top-10 lists identical to the exact tail's for 300 / 300 queries at 100k + 20k; built in 3.7 s (one thread).
+TAIL_GRAPH_M = 32
+TAIL_GRAPH_EF_CONSTRUCTION = 64
+TAIL_GRAPH_EF_SEARCH = 64
+TAIL_GRAPH_CANDIDATES_PER_RESULT = 4
+
+
+@dataclass(frozen=True)
+class TailGraph:
+    """An HNSW graph (faiss, inner product) over the first `rows` rows of one generation of a tail's arrays:
+    faiss labels are row numbers. Never added to once made: a longer one is a copy with the newer rows added
+    (VectorTail.snapshot().graph_extended()), so searches on other threads never see a graph being changed."""
+
+    index: faiss.IndexHNSWFlat
+    rows: int
+    generation: int  # VectorTail's: rows are renumbered when it compacts, and its graph is dropped
+
+    def search(self, queries: np.ndarray, *, want: int, usable: np.ndarray) -> np.ndarray:
+        """(queries, want) row numbers, best first by the indexed score, -1 padding; rows not `usable` (retired
+        since, or excluded by the search) are filtered inside faiss, so `want` usable rows still come back."""
+        search_params = faiss.SearchParametersHNSW()
+        search_params.efSearch = max(TAIL_GRAPH_EF_SEARCH, want)
+        bitmap = None
+        if not usable.all():
+            bitmap = np.packbits(usable, bitorder="little")  # must outlive the search: faiss holds a pointer
+            selector = faiss.IDSelectorBitmap(bitmap.shape[0], faiss.swig_ptr(bitmap))  # n: bytes
+            search_params.sel = selector
+        with faiss_threads(1):
+            _, rows = self.index.search(queries, want, params=search_params)
+        return rows
+
+
+def tail_graph_queries(queries: np.ndarray, query_features: np.ndarray, *, weight: float) -> np.ndarray:
+    """Unit queries with their rating features scaled so that the graph's inner product with an item is
+    cosine + weight x rating term (item features are indexed at TAIL_GRAPH_RATING_WEIGHT)."""
+    scale = weight / math.sqrt(TAIL_GRAPH_RATING_WEIGHT)
+    return np.ascontiguousarray(np.hstack([queries, query_features * scale]), dtype=np.float32)
+
+
 @dataclass(frozen=True)
 class TailSnapshot:
     """The tail as one search sees it: immutable views, so searches never lock against updates."""
@@ -907,6 +954,8 @@ class TailSnapshot:
     vectors: np.ndarray  # unit rows, float32
     features: np.ndarray  # rating_features(ratings, weight=1.0)
     alive: np.ndarray  # False for rows replaced or removed since they were added
+    generation: int = 0  # the VectorTail's row numbering (see TailGraph)
+    graph: TailGraph | None = None  # over the first graph.rows rows; the rows after it are scanned exactly
     _sorted_ids: np.ndarray = field(init=False, repr=False, compare=False)
     _sorted_rows: np.ndarray = field(init=False, repr=False, compare=False)
 
@@ -961,7 +1010,82 @@ class TailSnapshot:
                 usable = usable.copy()
                 usable[rows] = False
         query_features = rating_features(_query_rating_array(query_ratings, queries.shape[0]), weight=1.0)
-        return _scored_top_k(queries, query_features, self.vectors, self.features, self.ids, usable, k=k, weight=weight)
+        graph = self.graph
+        if graph is None or queries.shape[0] >= BATCH_FROM_QUERIES:  # batches: BLAS over every row, exact
+            return _scored_top_k(
+                queries, query_features, self.vectors, self.features, self.ids, usable, k=k, weight=weight
+            )
+        covered = graph.rows
+        scores, ids = self._graph_candidates(queries, query_features, usable, k=k, weight=weight)
+        if usable[covered:].any():  # rows added since the graph was made: scanned exactly
+            recent = _scored_top_k(
+                queries,
+                query_features,
+                self.vectors[covered:],
+                self.features[covered:],
+                self.ids[covered:],
+                usable[covered:],
+                k=k,
+                weight=weight,
+            )
+            scores, ids = np.concatenate([scores, recent[0]], axis=1), np.concatenate([ids, recent[1]], axis=1)
+        # A few dozen distinct candidates per query: sorted whole, by score then smaller id (as _top_k keeps).
+        order = np.lexsort((ids, -scores), axis=-1)[:, :k]
+        out_scores = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
+        out_ids = np.full((queries.shape[0], k), -1, dtype=np.int64)
+        out_scores[:, : order.shape[1]] = np.take_along_axis(scores, order, axis=1)
+        out_ids[:, : order.shape[1]] = np.take_along_axis(ids, order, axis=1)
+        out_ids[np.isneginf(out_scores)] = -1
+        return out_scores, out_ids
+
+    def _graph_candidates(
+        self, queries: np.ndarray, query_features: np.ndarray, usable: np.ndarray, *, k: int, weight: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the graph's candidates among the rows it covers, k x TAIL_GRAPH_CANDIDATES_PER_RESULT
+        per query, scored again exactly with the kernel and rating term of the exact scan (a row scores the same
+        either way); padding scores -inf with id -1."""
+        assert self.graph is not None
+        rows = self.graph.search(
+            tail_graph_queries(queries, query_features, weight=weight),
+            want=k * TAIL_GRAPH_CANDIDATES_PER_RESULT,
+            usable=usable[: self.graph.rows],
+        )
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        scores = np.empty(rows.shape, dtype=np.float32)
+        faiss.fvec_inner_products_by_idx(  # -1 rows are padding, scored -inf below
+            faiss.swig_ptr(scores),
+            faiss.swig_ptr(queries),
+            faiss.swig_ptr(self.vectors),
+            faiss.swig_ptr(rows),
+            queries.shape[1],
+            queries.shape[0],
+            rows.shape[1],
+        )
+        picked = np.maximum(rows, 0)
+        if weight:
+            item_features = self.features[picked]
+            scores += weight * (
+                query_features[:, 0:1] * item_features[:, :, 0] + query_features[:, 1:2] * item_features[:, :, 1]
+            )
+        scores[rows < 0] = -np.inf
+        return scores, np.where(rows >= 0, self.ids[picked], -1)
+
+    def graph_extended(self) -> TailGraph:
+        """A graph over every row of this snapshot: a copy of its graph with the newer rows added, or a new one.
+        Slow (~0.2 ms per row added, one thread): for a background thread, never a request."""
+        count = self.ids.shape[0]
+        graph = self.graph
+        if graph is not None and graph.generation == self.generation and graph.rows <= count:
+            index, start = faiss.clone_index(graph.index), graph.rows
+        else:
+            index = faiss.IndexHNSWFlat(self.vectors.shape[1] + RATING_DIMS, TAIL_GRAPH_M, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = TAIL_GRAPH_EF_CONSTRUCTION
+            start = 0
+        scale = math.sqrt(TAIL_GRAPH_RATING_WEIGHT)
+        for begin in range(start, count, 4096):  # a bounded copy at a time, not the whole tail's
+            end = min(begin + 4096, count)
+            index.add(np.ascontiguousarray(np.hstack([self.vectors[begin:end], self.features[begin:end] * scale])))
+        return TailGraph(index=index, rows=count, generation=self.generation)
 
 
 class VectorTail:
@@ -980,6 +1104,8 @@ class VectorTail:
         self._alive = np.zeros(0, bool)
         self._row_of: dict[int, int] = {}
         self._snapshot: TailSnapshot | None = None
+        self._generation = 0  # +1 when rows are renumbered (compaction): graphs of older ones no longer apply
+        self._graph: TailGraph | None = None
 
     def __len__(self) -> int:
         return len(self._row_of)
@@ -1021,9 +1147,33 @@ class VectorTail:
         if self._snapshot is None:
             n = self._size
             self._snapshot = TailSnapshot(
-                ids=self._ids[:n], vectors=self._vectors[:n], features=self._features[:n], alive=self._alive[:n].copy()
+                ids=self._ids[:n],
+                vectors=self._vectors[:n],
+                features=self._features[:n],
+                alive=self._alive[:n].copy(),
+                generation=self._generation,
+                graph=self._graph,
             )
         return self._snapshot
+
+    @property
+    def graph_rows(self) -> int:
+        """Rows the graph covers (0: none); the rows after them are searched exactly."""
+        return self._graph.rows if self._graph is not None else 0
+
+    @property
+    def rows(self) -> int:
+        """Rows held, retired ones included (they keep their row numbers until a compaction)."""
+        return self._size
+
+    def attach_graph(self, graph: TailGraph) -> bool:
+        """Search the rows `graph` covers through it from the next snapshot on; False when it no longer applies
+        (the rows were renumbered since, or a graph covering as many is attached already)."""
+        if graph.generation != self._generation or graph.rows > self._size or graph.rows <= self.graph_rows:
+            return False
+        self._graph = graph
+        self._snapshot = None
+        return True
 
     def _reserve(self, rows: int) -> None:
         """Grow by doubling into new arrays, so the views of earlier snapshots are never written to."""
@@ -1045,3 +1195,5 @@ class VectorTail:
         self._size = int(keep.shape[0])
         self._row_of = {pk: row for row, pk in enumerate(self._ids.tolist())}
         self._snapshot = None
+        self._generation += 1
+        self._graph = None

@@ -24,11 +24,18 @@ MODEL = "mobilenet_v2"
 DIM = 1280
 
 
-def synthetic_library(count: int, *, seed: int = 3, start: int = 0) -> dict[int, np.ndarray]:
-    """Images with stored unit vectors (no files are read by search): id -> vector."""
-    rng = np.random.default_rng(seed)
-    vectors = rng.normal(size=(count, DIM)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+def synthetic_library(
+    count: int,
+    *,
+    seed: int = 3,
+    start: int = 0,
+    vectors: np.ndarray | None = None,
+    ratings: list[int | None] | None = None,
+) -> dict[int, np.ndarray]:
+    """Images with stored unit vectors (no files are read by search): id -> vector. Random ones unless given."""
+    if vectors is None:
+        vectors = np.random.default_rng(seed).normal(size=(count, DIM)).astype(np.float32)
+    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     now = timezone.now()
     images = Image.objects.bulk_create(
         Image(
@@ -42,6 +49,7 @@ def synthetic_library(count: int, *, seed: int = 3, start: int = 0) -> dict[int,
             embedding=vectors[n].tobytes(),
             embedding_model=MODEL,
             embedded_at=now,
+            rating=None if ratings is None else ratings[n],
         )
         for n in range(count)
     )
