@@ -536,6 +536,8 @@ def wait_for_tail_graph() -> None:
     if not hasattr(view, "wait_for_tail_graph"):  # code from before the tail graph
         return
     started = time.perf_counter()
+    if hasattr(view, "graph_wanted"):  # this process searches singly, as a web worker does (the bench's searches)
+        view.graph_wanted()
     view.wait_for_tail_graph()
     tail = view.current().tail
     graph = tail.graph if tail is not None else None

@@ -33,6 +33,7 @@ from gallery.models import Image
 from gallery.services import read_upload_bytes
 from search import services
 from search.index import (
+    BATCH_FROM_QUERIES,
     IndexFileError,
     TailSnapshot,
     VectorIndex,
@@ -202,6 +203,9 @@ class LibraryView:
         self._graph_failed: tuple[VectorTail, int] | None = None  # (tail, rows) a graph could not be made for
         self.loads = 0  # full reads of the tail (start, rebuild, retired index): for tests and the bench
         self.graphs = 0  # tail graphs made and attached: for tests and the bench
+        # Set by the first search of fewer than BATCH_FROM_QUERIES queries, the only kind a graph serves: a task
+        # worker that only runs detection's batches never spends a core and memory on one.
+        self._graph_wanted = False
 
     def current(self) -> LibraryState:
         """The state after every change committed so far (a new build may still be loading)."""
@@ -250,13 +254,23 @@ class LibraryView:
                 return
             running.join(max(0.0, deadline - time.monotonic()))
 
+    def graph_wanted(self) -> None:
+        """A search of a few queries ran in this process: keep a graph of a big tail from now on."""
+        if self._graph_wanted:
+            return
+        with self._lock:
+            self._graph_wanted = True
+            self._consider_graph()
+
     def _consider_graph(self) -> None:
         """Start a background thread that makes the tail's graph over its rows as of now, when the tail holds
-        IMGSIM_TAIL_GRAPH_FROM live rows (0: never) and graph_step rows came after the graph's. Caller holds
-        the lock."""
+        IMGSIM_TAIL_GRAPH_FROM live rows (0: never) and graph_step rows came after the graph's, in a process that
+        runs single searches (graph_wanted). Caller holds the lock."""
         loaded = self._current
         threshold = settings.IMGSIM_TAIL_GRAPH_FROM
-        if self._graphing is not None or loaded is None or loaded.tail is None or not threshold:
+        if not self._graph_wanted or not threshold or self._graphing is not None:
+            return
+        if loaded is None or loaded.tail is None:
             return
         tail = loaded.tail
         if len(tail) < threshold or tail.rows - tail.graph_rows < self.graph_step:
@@ -512,6 +526,8 @@ class LibrarySearch:
                     )
                 )
         if self.state.tail is not None:
+            if queries.shape[0] < BATCH_FROM_QUERIES and len(self.state.tail) >= settings.IMGSIM_TAIL_GRAPH_FROM > 0:
+                library_view(model_name=self.model_name).graph_wanted()
             partials.append(
                 self.state.tail.search(
                     queries, k=k, query_ratings=query_ratings, weight=weight, exclude_ids=exclude_ids

@@ -49,6 +49,7 @@ def graph_searches(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[l
         return real_search(self, *args, **kwargs)
 
     monkeypatch.setattr(TailGraph, "search", counted)
+    selectors.library_view(model_name=MODEL).graph_wanted()  # as the first single search of a web process does
     yield calls
     selectors.library_view(model_name=MODEL).wait_for_tail_graph(timeout=60)  # no thread outlives the test
 
@@ -264,3 +265,26 @@ def test_a_graph_that_cannot_be_made_leaves_the_tail_exact_and_is_retried_only_a
     view.current()
     view.wait_for_tail_graph(timeout=10)
     assert attempts == [350, 470]
+
+
+@pytest.mark.django_db
+def test_only_a_process_that_runs_single_searches_makes_a_graph(settings, monkeypatch):
+    """A task worker runs detection's batches, which never use a graph: it makes none. The first search of a
+    few queries (a web request) asks for one."""
+    settings.IMGSIM_TAIL_GRAPH_FROM = 300
+    monkeypatch.setattr(selectors.LibraryView, "graph_step", 100)
+    synthetic_library(100, vectors=clustered(100, seed=1))
+    services.index_rebuild()
+    view = selectors.library_view(model_name=MODEL)
+    tail = synthetic_library(400, start=1000, vectors=clustered(400, seed=2))
+    batch = clustered(index.BATCH_FROM_QUERIES, seed=3)
+    LibrarySearch(model_name=MODEL).search(batch, k=5)
+    view.wait_for_tail_graph(timeout=60)
+    assert view.graphs == 0
+    assert view.current().tail.graph is None
+
+    pk, vector = next(iter(tail.items()))
+    assert [item.image.pk for item in selectors.similar_images(vector=vector, k=1).results] == [pk]
+    view.wait_for_tail_graph(timeout=60)
+    assert view.graphs == 1
+    assert view.current().tail.graph.rows == 400
