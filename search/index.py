@@ -204,8 +204,9 @@ def inner_products(queries: np.ndarray, items: np.ndarray) -> np.ndarray:
 
 
 def _rating_term(query_features: np.ndarray, item_features: np.ndarray) -> np.ndarray:
-    """(queries, items) rating term from rating_features(weight=1) rows: elementwise, no BLAS call."""
-    return query_features[:, 0:1] * item_features[:, 0] + query_features[:, 1:2] * item_features[:, 1]
+    """(queries, items) rating term from rating_features(weight=1) rows: elementwise, no BLAS call. Items are
+    (items, 2), shared by every query, or (queries, items, 2), each query's own candidates."""
+    return query_features[:, 0:1] * item_features[..., 0] + query_features[:, 1:2] * item_features[..., 1]
 
 
 def _top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -1029,14 +1030,7 @@ class TailSnapshot:
                 weight=weight,
             )
             scores, ids = np.concatenate([scores, recent[0]], axis=1), np.concatenate([ids, recent[1]], axis=1)
-        # A few dozen distinct candidates per query: sorted whole, by score then smaller id (as _top_k keeps).
-        order = np.lexsort((ids, -scores), axis=-1)[:, :k]
-        out_scores = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
-        out_ids = np.full((queries.shape[0], k), -1, dtype=np.int64)
-        out_scores[:, : order.shape[1]] = np.take_along_axis(scores, order, axis=1)
-        out_ids[:, : order.shape[1]] = np.take_along_axis(ids, order, axis=1)
-        out_ids[np.isneginf(out_scores)] = -1
-        return out_scores, out_ids
+        return _top_k(scores, ids, k)  # the graph's rows and the newer ones are distinct: no id twice
 
     def _graph_candidates(
         self, queries: np.ndarray, query_features: np.ndarray, usable: np.ndarray, *, k: int, weight: float
@@ -1063,10 +1057,7 @@ class TailSnapshot:
         )
         picked = np.maximum(rows, 0)
         if weight:
-            item_features = self.features[picked]
-            scores += weight * (
-                query_features[:, 0:1] * item_features[:, :, 0] + query_features[:, 1:2] * item_features[:, :, 1]
-            )
+            scores += weight * _rating_term(query_features, self.features[picked])
         scores[rows < 0] = -np.inf
         return scores, np.where(rows >= 0, self.ids[picked], -1)
 
