@@ -32,7 +32,7 @@ from PIL import Image, ImageFilter
 
 from duplicates.blur_match import REBLUR_RADIUS, reblurred
 from gallery.image_file import decode_upload
-from gallery.quality import QualityThresholds, assess_quality
+from gallery.quality import QualityReport, QualityThresholds, assess_quality
 from search.embedding import load_embedder, load_rgb_for_embedding, model_input_pixels
 from tests.images import OFFLINE_WEIGHTS, shared_path
 
@@ -77,9 +77,14 @@ def copies(image: Image.Image) -> dict[str, list[bytes]]:
     }
 
 
-def rejection(data: bytes) -> str:
+def quality_report(data: bytes) -> QualityReport:
+    """What image_create's quality checks measure and decide for these upload bytes."""
     decoded = decode_upload(data, max_pixels=MAX_PIXELS)
-    report = assess_quality(decoded.preview, thresholds=QualityThresholds(), size=(decoded.width, decoded.height))
+    return assess_quality(decoded.preview, thresholds=QualityThresholds(), size=(decoded.width, decoded.height))
+
+
+def rejection(data: bytes) -> str:
+    report = quality_report(data)
     return report.rejection.reason if report.rejection is not None else ""
 
 

@@ -24,7 +24,6 @@ pairs of different photos gained (FP), overall precision and recall, and the fiv
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -64,10 +63,7 @@ class Baseline:
 
     def on_all_pairs(self, subset: bench.PairSet, mask: np.ndarray) -> np.ndarray:
         """A mask over a subset of pairs as a mask over all pairs."""
-        n = len(self.data.files)
-        found = np.zeros(n * n, dtype=bool)
-        found[subset.first[mask] * n + subset.second[mask]] = True
-        return found[self.pairs.first * n + self.pairs.second]
+        return bench.among(self.pairs, subset.first[mask], subset.second[mask], files=len(self.data.files))
 
     def report(self, label: str, accepted: np.ndarray) -> None:
         gained = accepted & ~self.accepted
@@ -96,28 +92,6 @@ def rank_below(scores: np.ndarray, floor: float, depth: int) -> np.ndarray:
     return rank
 
 
-def inliers_of(base: Baseline, chosen: np.ndarray, cache_name: str) -> np.ndarray:
-    """Mirror-aware RANSAC inliers of these pairs (positions in base.pairs), cached by file names."""
-    cache = bench.OUT / cache_name
-    known: dict[str, int] = json.loads(cache.read_text()) if cache.exists() else {}
-    names = [bench.pair_name(path) for path in base.data.files]
-    keys = [f"{names[base.pairs.first[p]]}|{names[base.pairs.second[p]]}" for p in chosen]
-    todo = [(p, key) for p, key in zip(chosen, keys, strict=True) if key not in known]
-    if todo:
-        print(f"   geometric check of {len(todo)} pairs (cached afterwards)...", flush=True)
-        features: dict[int, geometry.LocalFeatures] = {}
-
-        def of(i: int) -> geometry.LocalFeatures:
-            if i not in features:
-                features[i] = geometry.local_features(geometry.load_for_matching(str(base.data.files[i])))
-            return features[i]
-
-        for p, key in todo:
-            known[key] = geometry.count_inliers(of(int(base.pairs.first[p])), of(int(base.pairs.second[p])))
-        cache.write_text(json.dumps(known))
-    return np.array([known[key] for key in keys], dtype=np.int64)
-
-
 def below_floor(base: Baseline, args: argparse.Namespace) -> None:
     print(f"\n== below-floor: the N best neighbours in [{args.low}, {SIMILAR}) of each image, geometric check")
     scores = base.data.vectors @ base.data.vectors.T
@@ -132,7 +106,7 @@ def below_floor(base: Baseline, args: argparse.Namespace) -> None:
     base.report("product rule (baseline)", base.accepted)
     for top in args.below_top:
         chosen = np.flatnonzero((pair_rank < top) & (base.pairs.cosine >= args.low) & (base.pairs.cosine < SIMILAR))
-        inliers = inliers_of(base, chosen, "levers-below-floor-inliers.json")
+        inliers = bench.geometric_evidence(base.data, base.pairs, chosen=chosen).product()[chosen]
         print(f"   N = {top}: {chosen.shape[0]} pairs checked ({chosen.shape[0] / base.files:.2f} per image)")
         for needed in (geometry.MIN_INLIERS, 40):
             accepted = base.accepted.copy()
@@ -161,23 +135,10 @@ def inliers_by_cosine(base: Baseline, args: argparse.Namespace) -> None:
 
 def blur_aware(base: Baseline, args: argparse.Namespace) -> None:
     from duplicates.blur_match import reblurred
-    from gallery.image_file import decode_upload
-    from gallery.quality import QualityThresholds, assess_quality
     from search.embedding import load_rgb_for_embedding, model_input_pixels
 
     print(f"\n== blur-aware: pairs with an image of sharpness < {args.soft}, compared after blurring both alike")
-    names = [bench.pair_name(path) for path in base.data.files]
-    cache = bench.OUT / "levers-sharpness.json"
-    known: dict[str, float] = json.loads(cache.read_text()) if cache.exists() else {}
-    for name, path in zip(names, base.data.files, strict=True):
-        if name not in known:
-            decoded = decode_upload(path.read_bytes(), max_pixels=100_000_000)
-            report = assess_quality(
-                decoded.preview, thresholds=QualityThresholds(), size=(decoded.width, decoded.height)
-            )
-            known[name] = report.scores["sharpness"]
-    cache.write_text(json.dumps(known))
-    sharpness = np.array([known[name] for name in names])
+    _, sharpness = bench.quality_checks(base.data)
     scores = base.data.vectors @ base.data.vectors.T
     np.fill_diagonal(scores, -2.0)
     nearest = np.argsort(-scores, axis=1)[:, :10]

@@ -242,10 +242,15 @@ def knn_pairs(data: DevData, pairs: PairSet, *, k_start: int, k_max: int, floor:
             query_ids=ids, query_vectors=data.vectors, search=search, floor=floor, k_start=k_start, k_max=k_max
         ),
     )
-    n = len(data.files)
-    wanted = np.zeros(n * n, dtype=bool)
-    wanted[[a * n + b for a, b in found]] = True
-    return pairs.subset(wanted[pairs.first * n + pairs.second])
+    keys = np.array(list(found), dtype=np.int64).reshape(-1, 2)
+    return pairs.subset(among(pairs, keys[:, 0], keys[:, 1], files=len(data.files)))
+
+
+def among(pairs: PairSet, first: np.ndarray, second: np.ndarray, *, files: int) -> np.ndarray:
+    """Mask over `pairs`: which of them are among the given (first < second) pairs of positions."""
+    listed = np.zeros(files * files, dtype=bool)
+    listed[first * files + second] = True
+    return listed[pairs.first * files + pairs.second]
 
 
 def rates(pairs: PairSet, accepted: np.ndarray) -> tuple[float, float, int, int]:
@@ -313,20 +318,21 @@ class Inliers:
         return np.maximum(self.direct, self.mirror)
 
 
-def geometric_evidence(data: DevData, pairs: PairSet) -> Inliers:
-    """Direct and mirrored RANSAC inliers of the grey-zone pairs, cached by file names."""
+def geometric_evidence(data: DevData, pairs: PairSet, *, chosen: np.ndarray | None = None) -> Inliers:
+    """Direct and mirrored RANSAC inliers of the chosen pairs (positions; by default the grey zone), cached by
+    file names."""
     params = (
         f"{geometry.MATCH_SIZE}-{geometry.ORB_FEATURES}-{geometry.RATIO_TEST}-{geometry.RANSAC_REPROJECTION_PX}"
         f"-{getattr(geometry, 'MIN_SIDE', 0)}-{geometry.MIN_INLIERS}-{geometry.CHECK}-{geometry.MAX_SCALE}"
     )
     cache = OUT / f"duplicates-inliers-by-name-{hashlib.sha256(params.encode()).hexdigest()[:16]}.json"
     known: dict[str, list[int]] = json.loads(cache.read_text()) if cache.exists() else {}
-    grey = np.flatnonzero((pairs.cosine >= GREY_LOW) & (pairs.cosine < GREY_HIGH))
+    grey = np.flatnonzero((pairs.cosine >= GREY_LOW) & (pairs.cosine < GREY_HIGH)) if chosen is None else chosen
     names = [pair_name(path) for path in data.files]
     keys = {p: f"{names[pairs.first[p]]}|{names[pairs.second[p]]}" for p in grey}
     todo = [p for p in grey if keys[p] not in known]
     if todo:
-        print(f"geometric verification of {len(todo)} grey-zone pairs (cached afterwards)...", flush=True)
+        print(f"geometric verification of {len(todo)} pairs (cached afterwards)...", flush=True)
         needed = sorted({int(pairs.first[p]) for p in todo} | {int(pairs.second[p]) for p in todo})
         features = dict(zip(needed, features_for([data.files[i] for i in needed]), strict=True))
         for done, p in enumerate(todo):
@@ -478,20 +484,23 @@ def wrong_pairs(labels: np.ndarray, count: int, rng: np.random.Generator) -> tup
     return np.array(first, dtype=np.int64), np.array(second, dtype=np.int64)
 
 
-def gate_rejections(data: DevData) -> np.ndarray:
-    """Per file, the reason image_create's quality checks reject it at upload ("" when accepted), cached by name."""
-    from bench.blurred_copies import rejection  # decode_upload + assess_quality, as the upload path runs them
+def quality_checks(data: DevData) -> tuple[np.ndarray, np.ndarray]:
+    """Per file, the reason image_create's quality checks reject it at upload ("" when accepted) and its
+    sharpness, cached by name."""
+    from bench.blurred_copies import quality_report  # decode_upload + assess_quality, as the upload path runs them
 
-    cache = OUT / "duplicates-gate-by-name.json"
-    known: dict[str, str] = json.loads(cache.read_text()) if cache.exists() else {}
+    cache = OUT / "duplicates-quality-by-name.json"
+    known: dict[str, list] = json.loads(cache.read_text()) if cache.exists() else {}
     names = [pair_name(path) for path in data.files]
     todo = [i for i, name in enumerate(names) if name not in known]
     if todo:
         print(f"quality checks of {len(todo)} files (cached afterwards)...", flush=True)
         for i in todo:
-            known[names[i]] = rejection(data.files[i].read_bytes())
+            report = quality_report(data.files[i].read_bytes())
+            reason = report.rejection.reason if report.rejection is not None else ""
+            known[names[i]] = [reason, report.scores["sharpness"]]
         cache.write_text(json.dumps(known))
-    return np.array([known[name] for name in names])
+    return np.array([known[name][0] for name in names]), np.array([known[name][1] for name in names])
 
 
 def blurred_copy_notices(data: DevData, library: np.ndarray, rejected: np.ndarray, *, threshold: float) -> np.ndarray:
@@ -554,7 +563,7 @@ def shown_to_reviewer(
     everyone = np.ones(len(data.files), dtype=bool)
     grouped_all = together(group_of(everyone), pairs.first, pairs.second)
 
-    reasons = gate_rejections(data)
+    reasons, _ = quality_checks(data)
     library = reasons == ""
     blurry = reasons == "blurry"
     home = group_of(library)
@@ -569,14 +578,9 @@ def shown_to_reviewer(
     known = (first >= 0) & (second >= 0)
     product = known & ((first == second) | together(home, np.maximum(first, 0), np.maximum(second, 0)))
 
-    at_least_similar = pairs.cosine >= similar
     n = len(data.files)
-    found = np.zeros(n * n, dtype=bool)
-    found[candidates.first[near_mask] * n + candidates.second[near_mask]] = True
-    direct = found[pairs.first * n + pairs.second]
-    in_candidates = np.zeros(n * n, dtype=bool)
-    in_candidates[candidates.first * n + candidates.second] = True
-    at_least_similar &= in_candidates[pairs.first * n + pairs.second]
+    direct = among(pairs, candidates.first[near_mask], candidates.second[near_mask], files=n)
+    at_least_similar = (pairs.cosine >= similar) & among(pairs, candidates.first, candidates.second, files=n)
 
     print(
         f"\nWhat the user is told, per family type, at the defaults ({near} / {similar}). The quality checks "
