@@ -58,6 +58,20 @@ def _isolated_settings(settings: Any, tmp_path: Path, monkeypatch: pytest.Monkey
     forget_served_indexes()
 
 
+@pytest.fixture(autouse=True)
+def _model_only_where_marked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that builds a network must say so (marker ml): `make quick` leaves those out and must stay
+    quick, so an unmarked test that builds one fails here instead of slowing the quick check down."""
+    if request.node.get_closest_marker("ml") is not None:
+        return
+    import search.embedding
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        pytest.fail("this test builds a neural network: mark it @pytest.mark.ml (make quick leaves those out)")
+
+    monkeypatch.setattr(search.embedding, "_build_architecture", refuse)
+
+
 @pytest.fixture(scope="session")
 def offline_weights() -> Path:
     return shared_path("models", "mobilenet_v2_imagenet_features.pth")

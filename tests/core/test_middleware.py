@@ -70,6 +70,7 @@ def test_persistent_connections_are_health_checked(tmp_path):
     assert tuned["db"]["CONN_MAX_AGE"] == 5
 
 
+@pytest.mark.ml
 def test_a_connection_dropped_between_requests_is_replaced(web, api):
     api.post("/api/images/", {"file": photo_upload()}, format="multipart")
     assert web.get("/").status_code == 200
@@ -81,6 +82,7 @@ def test_a_connection_dropped_between_requests_is_replaced(web, api):
     assert "beach.jpg" in response.content.decode()
 
 
+@pytest.mark.ml
 def test_api_read_is_answered_on_a_fresh_connection(api):
     api.post("/api/images/", {"file": photo_upload()}, format="multipart")
 
@@ -92,6 +94,7 @@ def test_api_read_is_answered_on_a_fresh_connection(api):
     assert [item["original_name"] for item in response.json()["results"]] == ["beach.jpg"]
 
 
+@pytest.mark.ml
 def test_web_page_read_is_answered_on_a_fresh_connection(web, api):
     api.post("/api/images/", {"file": photo_upload()}, format="multipart")
 
@@ -103,6 +106,7 @@ def test_web_page_read_is_answered_on_a_fresh_connection(web, api):
     assert "beach.jpg" in response.content.decode()
 
 
+@pytest.mark.ml
 def test_read_that_fails_twice_is_a_json_503_on_the_api(api):
     api.post("/api/images/", {"file": photo_upload()}, format="multipart")
 
@@ -116,6 +120,7 @@ def test_read_that_fails_twice_is_a_json_503_on_the_api(api):
     assert api.get("/api/images/").status_code == 200  # and the next request works
 
 
+@pytest.mark.ml
 def test_upload_interrupted_by_a_dropped_connection_is_run_again_and_stored_once(api, settings):
     with connection_dropped_at('INSERT INTO "gallery_image"') as dropped:
         response = api.post("/api/images/", {"file": photo_upload()}, format="multipart")
@@ -131,6 +136,7 @@ def test_upload_interrupted_by_a_dropped_connection_is_run_again_and_stored_once
     )
 
 
+@pytest.mark.ml
 def test_upload_with_a_token_interrupted_is_run_again_with_the_same_authentication(user):
     from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
@@ -145,6 +151,7 @@ def test_upload_with_a_token_interrupted_is_run_again_with_the_same_authenticati
     assert Image.objects.get().uploaded_by == user
 
 
+@pytest.mark.ml
 def test_upload_that_fails_twice_is_503_and_stores_nothing(api, settings):
     with connection_dropped_at('INSERT INTO "gallery_image"', times=2) as dropped:
         response = api.post("/api/images/", {"file": photo_upload()}, format="multipart")
@@ -162,6 +169,7 @@ def test_upload_that_fails_twice_is_503_and_stores_nothing(api, settings):
     assert Image.objects.count() == 1
 
 
+@pytest.mark.ml
 def test_web_upload_form_interrupted_once_is_stored(web):
     with connection_dropped_at('INSERT INTO "gallery_image"') as dropped:
         response = web.post("/upload/", {"files": [photo_upload()]})
@@ -185,6 +193,7 @@ def test_web_upload_form_interrupted_twice_is_a_friendly_503_page(web, settings)
     assert stored_files(settings) == []
 
 
+@pytest.mark.ml
 def test_a_write_not_declared_repeatable_is_503_and_changes_nothing(api, staff_api, settings):
     image_id = api.post("/api/images/", {"file": photo_upload()}, format="multipart").json()["image"]["id"]
     files_before = sorted(stored_files(settings))

@@ -325,6 +325,7 @@ def test_a_model_without_measured_defaults_calibrates_itself_once_the_library_is
     assert (CalibrationRun.objects.count(), ThresholdSetting.objects.count()) == (1, 1)
 
 
+@pytest.mark.ml
 @pytest.mark.django_db
 def test_auto_calibration_is_claimed_by_one_worker_and_a_killed_one_frees_the_claim(model_without_defaults, settings):
     from tests.search.test_library_view import synthetic_library

@@ -35,6 +35,7 @@ def big_endian_grey_tiff(size: tuple[int, int] = (128, 128)) -> bytes:
     return data
 
 
+@pytest.mark.ml
 def test_big_endian_sixteen_bit_tiff_is_stored_via_the_api(api, committed, settings):
     response = committed(
         api.post, "/api/images/", {"file": SimpleUploadedFile("g.tif", big_endian_grey_tiff())}, format="multipart"
@@ -46,6 +47,7 @@ def test_big_endian_sixteen_bit_tiff_is_stored_via_the_api(api, committed, setti
     assert 60 < np.asarray(thumbnail.convert("L")).mean() < 200  # scaled from 16 bits, not clipped to white
 
 
+@pytest.mark.ml
 def test_big_endian_sixteen_bit_tiff_in_a_multi_file_request(api, committed, settings):
     files = [SimpleUploadedFile("a.jpg", photo_jpeg(1)), SimpleUploadedFile("g.tif", big_endian_grey_tiff())]
     response = committed(api.post, "/api/images/", {"files": files}, format="multipart")
@@ -67,12 +69,14 @@ def test_big_endian_sixteen_bit_tiff_as_a_query(api, web, settings):
     assert stored_files(settings) == []
 
 
+@pytest.mark.ml
 def test_big_endian_sixteen_bit_tiff_on_the_upload_page(web, committed):
     response = committed(web.post, "/upload/", {"files": [SimpleUploadedFile("g.tif", big_endian_grey_tiff())]})
     assert response.status_code == 200
     assert Image.objects.get().format == "TIFF"
 
 
+@pytest.mark.ml
 @pytest.mark.parametrize("mode", ["I;16", "I;16L", "I", "F"])
 def test_every_wide_grey_mode_is_handled(api, committed, mode):
     rng = np.random.default_rng(3)
@@ -141,6 +145,7 @@ def script_jpeg() -> bytes:
     return photo_jpeg(11, exif=exif.tobytes())
 
 
+@pytest.mark.ml
 def test_original_uploaded_as_html_is_served_as_a_jpeg_attachment(api, staff_web, committed, settings):
     response = committed(
         api.post, "/api/images/", {"file": SimpleUploadedFile("holiday.html", script_jpeg(), "text/html")}
@@ -164,6 +169,7 @@ def test_original_uploaded_as_html_is_served_as_a_jpeg_attachment(api, staff_web
     assert "&lt;script&gt;alert" in page
 
 
+@pytest.mark.ml
 def test_a_row_stored_with_a_hostile_extension_is_still_served_safely(api, staff_web, committed, settings):
     """Rows stored before the fix keep their .html name: the type comes from the format column."""
     response = committed(api.post, "/api/images/", {"file": SimpleUploadedFile("x.jpg", script_jpeg())})

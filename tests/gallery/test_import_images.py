@@ -35,6 +35,7 @@ def run(*args) -> str:
     return out.getvalue()
 
 
+@pytest.mark.ml
 def test_import_summarises_each_outcome(tmp_path, committed):
     folder = make_folder(tmp_path / "photos")
     output = committed(run, str(folder), "--embed-now", "--no-progress")
@@ -45,6 +46,7 @@ def test_import_summarises_each_outcome(tmp_path, committed):
     assert Image.objects.filter(status="rejected").count() == 1
 
 
+@pytest.mark.ml
 def test_import_gives_the_planner_statistics_of_the_tables_it_filled(tmp_path, committed):
     """On PostgreSQL the tables are analysed at once (the pair list was 7.8 s a request on a fresh bulk load
     before autovacuum got to it); SQLite is left with its built-in estimates (core/planner_statistics.py)."""
@@ -69,6 +71,7 @@ def test_import_gives_the_planner_statistics_of_the_tables_it_filled(tmp_path, c
             assert cursor.fetchone()[0] == 0
 
 
+@pytest.mark.ml
 def test_import_is_safe_to_rerun(tmp_path, committed):
     folder = make_folder(tmp_path / "photos")
     committed(run, str(folder), "--no-progress")

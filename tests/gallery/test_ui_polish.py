@@ -47,6 +47,7 @@ def test_favicon_is_linked_and_the_ico_path_redirects_to_it(web):
     assert response["Location"] == "/static/favicon.svg"
 
 
+@pytest.mark.ml
 def test_library_filters_are_labelled_and_tab_counts_follow_them(web, committed):
     committed(upload, web, "rated.jpg", jpeg_with_rating(31, 5))
     committed(upload, web, "plain.jpg", photo_jpeg(32))
@@ -70,6 +71,7 @@ def test_rejections_read_as_words_not_codes(web, committed):
     assert ">solid_color<" not in html
 
 
+@pytest.mark.ml
 def test_empty_library_and_empty_filter_say_different_things(web, committed):
     assert 'id="empty-library"' in web.get("/").content.decode()
     committed(upload, web, "plain.jpg", photo_jpeg(32))
@@ -79,6 +81,7 @@ def test_empty_library_and_empty_filter_say_different_things(web, committed):
     assert "The library has 1 image." in html
 
 
+@pytest.mark.ml
 def test_sorting_by_rating_and_date_taken(web, committed):
     committed(upload, web, "three.jpg", jpeg_with_rating(41, 3))
     committed(upload, web, "five.jpg", jpeg_with_rating(42, 5))
@@ -96,12 +99,14 @@ def test_sorting_by_rating_and_date_taken(web, committed):
     assert web.get("/?sort=bogus").status_code == 200  # an unknown order is ignored, not an error
 
 
+@pytest.mark.ml
 def test_thumbnails_reserve_their_space(web, committed):
     committed(upload, web, "wide.jpg", photo_jpeg(44, (640, 320)))
     html = web.get("/").content.decode()
     assert 'decoding="async" width="480" height="240"' in html
 
 
+@pytest.mark.ml
 def test_image_page_large_preview_zoom_and_camera_named_once(web, committed):
     path = shared_path("data", "exif", "immich-test-assets", "files", "metadata", "rating", "mongolels.jpg")
     committed(upload, web, path.name, path.read_bytes())
@@ -120,6 +125,7 @@ def test_image_page_large_preview_zoom_and_camera_named_once(web, committed):
     assert web.get("/images/999999/preview/large/").status_code == 404
 
 
+@pytest.mark.ml
 def test_tiff_zooms_to_a_large_webp(web, committed):
     committed(upload, web, "scan.tiff", encode(PILImage.open(io.BytesIO(photo_jpeg(45, (900, 600)))), "TIFF"))
     image = Image.objects.get()

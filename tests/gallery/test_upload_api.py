@@ -24,6 +24,7 @@ def stored_files(settings) -> list[str]:
     return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()) if root.exists() else []
 
 
+@pytest.mark.ml
 def test_upload_stores_image_and_embeds_it_after_commit(api, committed):
     response = committed(upload, api, photo_jpeg(1, (640, 480)), "holiday.jpg")
 
@@ -46,6 +47,7 @@ def test_upload_stores_image_and_embeds_it_after_commit(api, committed):
     assert api.get(detail["thumbnail_url"]).status_code == 200
 
 
+@pytest.mark.ml
 def test_same_bytes_again_names_the_existing_image(api, committed):
     data = photo_jpeg(2)
     first = committed(upload, api, data, "a.jpg").json()
@@ -57,12 +59,14 @@ def test_same_bytes_again_names_the_existing_image(api, committed):
     assert Image.objects.count() == 1
 
 
+@pytest.mark.ml
 def test_exif_rating_and_camera_are_stored(api, committed):
     body = committed(upload, api, jpeg_with_rating(3, rating=4)).json()
     assert body["image"]["rating"] == 4
     assert body["image"]["camera_make"] == "TestCam"
 
 
+@pytest.mark.ml
 def test_real_photo_with_star_rating(api, committed):
     data = shared_path(
         "data", "exif", "immich-test-assets", "files", "metadata", "rating", "mongolels.jpg"
@@ -72,6 +76,7 @@ def test_real_photo_with_star_rating(api, committed):
     assert body["image"]["rating"] == 3
 
 
+@pytest.mark.ml
 def test_exif_orientation_is_applied_to_the_stored_size(api, committed):
     exif = PILImage.Exif()
     exif[0x0112] = 6  # rotate 90 degrees on display
@@ -85,6 +90,7 @@ def test_exif_orientation_is_applied_to_the_stored_size(api, committed):
     ("fmt", "name"),
     [("PNG", "a.png"), ("WEBP", "a.webp"), ("GIF", "a.gif"), ("BMP", "a.bmp"), ("TIFF", "a.tiff")],
 )
+@pytest.mark.ml
 def test_every_allowed_format_is_accepted(api, committed, fmt, name):
     data = encode(photo_like_image(5, (200, 150)), fmt)
     response = committed(upload, api, data, name, "application/octet-stream")
@@ -113,6 +119,7 @@ def test_too_small_image_is_rejected(api, committed):
     assert (body["image"]["quality_score"], body["image"]["quality_threshold"]) == (40, 64)
 
 
+@pytest.mark.ml
 def test_size_check_judges_the_file_not_the_preview(api, committed):
     body = committed(upload, api, photo_jpeg(14, (2400, 90))).json()  # a panorama strip, preview 1024x38
     assert body["outcome"] == "accepted", body["image"]["status_message"]
@@ -174,6 +181,7 @@ def test_request_without_file_is_refused(api):
     assert response.json()["error"]["code"] == "invalid"
 
 
+@pytest.mark.ml
 def test_several_files_get_one_outcome_each(api, committed):
     files = [
         SimpleUploadedFile("good.jpg", photo_jpeg(10), "image/jpeg"),
@@ -193,6 +201,7 @@ def test_upload_needs_authentication(client, settings):
     assert Image.objects.count() == 0
 
 
+@pytest.mark.ml
 def test_list_filters_by_status_and_rating_and_paginates(api, committed):
     for seed, rating in [(20, 5), (21, 3), (22, None)]:
         data = jpeg_with_rating(seed, rating) if rating is not None else photo_jpeg(seed)
@@ -233,6 +242,7 @@ def test_page_size_is_capped_at_the_pagination_maximum(api):
     assert len(api.get(body["next"]).json()["results"]) == 5
 
 
+@pytest.mark.ml
 def test_delete_is_staff_only_and_removes_files(api, staff_api, committed, settings):
     image_id = committed(upload, api, photo_jpeg(13)).json()["image"]["id"]
     assert stored_files(settings)

@@ -37,6 +37,7 @@ def test_upload_page_renders_dropzone(web):
     assert b"upload.js" in response.content
 
 
+@pytest.mark.ml
 def test_upload_form_fallback_reports_each_outcome(web, committed):
     response = committed(
         post_files,
@@ -62,6 +63,7 @@ def test_upload_form_with_only_bad_files_answers_4xx(web):
     assert Image.objects.count() == 0
 
 
+@pytest.mark.ml
 def test_gallery_shows_thumbnails_badges_and_filters(web, committed):
     committed(post_files, web, SimpleUploadedFile("rated.jpg", jpeg_with_rating(31, 5), "image/jpeg"))
     committed(post_files, web, SimpleUploadedFile("plain.jpg", photo_jpeg(32), "image/jpeg"))
@@ -75,6 +77,7 @@ def test_gallery_shows_thumbnails_badges_and_filters(web, committed):
     assert "plain.jpg" not in filtered
 
 
+@pytest.mark.ml
 def test_gallery_paginates(web, committed, monkeypatch):
     monkeypatch.setattr("gallery.views.GALLERY_PAGE_SIZE", 2)
     for seed in range(33, 38):
@@ -92,6 +95,7 @@ def test_detail_page_explains_a_rejection(web, committed):
     assert image.status_message in page
 
 
+@pytest.mark.ml
 def test_thumbnail_and_original_are_served(web, committed):
     data = photo_jpeg(39)
     committed(post_files, web, SimpleUploadedFile("orig.jpg", data, "image/jpeg"))
@@ -103,6 +107,7 @@ def test_thumbnail_and_original_are_served(web, committed):
     assert b"".join(original.streaming_content) == data
 
 
+@pytest.mark.ml
 def test_staff_can_accept_a_rejected_image(web, staff_web, committed):
     committed(post_files, web, SimpleUploadedFile("grey.png", encode(PILImage.new("RGB", (200, 200), "grey"), "PNG")))
     image = Image.objects.get()
@@ -112,6 +117,7 @@ def test_staff_can_accept_a_rejected_image(web, staff_web, committed):
     assert Image.objects.get().status == Image.Status.INDEXED
 
 
+@pytest.mark.ml
 def test_staff_can_delete_from_the_detail_page(staff_web, committed, settings):
     committed(post_files, staff_web, SimpleUploadedFile("d.jpg", photo_jpeg(40), "image/jpeg"))
     image = Image.objects.get()
@@ -120,6 +126,7 @@ def test_staff_can_delete_from_the_detail_page(staff_web, committed, settings):
     assert not any(path.is_file() for path in settings.MEDIA_ROOT.rglob("*"))
 
 
+@pytest.mark.ml
 def test_original_keeps_a_hostile_file_name_out_of_the_header(web, committed):
     committed(post_files, web, SimpleUploadedFile('evil"\r\nX-Injected: 1 é.jpg', photo_jpeg(41), "image/jpeg"))
     image = Image.objects.get()

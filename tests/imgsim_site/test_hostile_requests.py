@@ -72,6 +72,7 @@ def test_web_pages_answer_fuzzed_query_strings(staff_web, url):
     assert staff_web.get(url).status_code in (200, 400, 404)
 
 
+@pytest.mark.ml
 def test_valid_filters_still_filter(api, committed):
     committed(image_ingest, data=photo_jpeg(5), original_name="x.jpg")  # stored, embedded: indexed
     assert api.get("/api/images/?rating=unrated&status=indexed").json()["count"] == 1

@@ -81,6 +81,7 @@ def test_resnet18_gives_unit_float32_vectors_of_512(resnet):
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.ml
 def test_same_seed_gives_the_same_vectors_and_another_seed_does_not(resnet):
     images = photos(2)
     again = embedding.seeded_embedder(model_name="resnet18", seed=0)
@@ -105,6 +106,7 @@ def test_different_images_give_different_vectors(resnet):
     assert float(vectors[0] @ vectors[1]) < 0.9999
 
 
+@pytest.mark.ml
 def test_optimised_model_equals_the_eager_fp32_reference_on_real_photos(resnet):
     """BN folding and channels-last must not move vectors: duplicate thresholds are tight."""
     reference = embedding.seeded_embedder(model_name="resnet18", seed=0, optimize=False)
@@ -116,6 +118,7 @@ def test_optimised_model_equals_the_eager_fp32_reference_on_real_photos(resnet):
     assert cosines.min() >= 0.9999
 
 
+@pytest.mark.ml
 def test_pixels_are_normalised_like_torchvision_transforms(resnet):
     """Same tensor as Resize((224, 224)) + ToTensor + Normalize, so vectors match the prototype's."""
     from torchvision import transforms
@@ -190,6 +193,7 @@ def test_weights_of_another_backbone_are_refused_naming_both():
     assert "look like weights for mobilenet_v2" in message
 
 
+@pytest.mark.ml
 def test_resnet18_weights_are_refused_for_mobilenet(tmp_path):
     path = tmp_path / "resnet18.pth"
     torch.save(embedding._build_architecture(embedding.BACKBONES["resnet18"]).state_dict(), path)
@@ -198,11 +202,13 @@ def test_resnet18_weights_are_refused_for_mobilenet(tmp_path):
         embedding.load_embedder(model_name="mobilenet_v2", weights_path=path)
 
 
+@pytest.mark.ml
 def test_missing_weights_file_is_reported(tmp_path):
     with pytest.raises(WeightsUnavailableError, match="does not exist"):
         embedding.load_embedder(model_name="resnet18", weights_path=tmp_path / "nowhere.pth")
 
 
+@pytest.mark.ml
 def test_a_file_that_is_not_torch_weights_is_reported(tmp_path):
     path = tmp_path / "notes.pth"
     path.write_bytes(b"these are not weights")
@@ -211,6 +217,7 @@ def test_a_file_that_is_not_torch_weights_is_reported(tmp_path):
         embedding.load_embedder(model_name="resnet18", weights_path=path)
 
 
+@pytest.mark.ml
 def test_checkpoint_with_state_dict_entry_and_classifier_loads(tmp_path, resnet):
     """A DataParallel training checkpoint ({"state_dict": ..., "epoch": ...}) with its own classifier."""
     source = embedding.seeded_embedder(model_name="resnet18", seed=0, optimize=False)
@@ -234,6 +241,7 @@ def _no_network(monkeypatch, torch_home: Path) -> None:
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse_download)
 
 
+@pytest.mark.ml
 def test_without_weights_or_network_the_error_says_how_to_get_them(monkeypatch, tmp_path):
     _no_network(monkeypatch, tmp_path)
     embedding.forget_embedders()
@@ -248,6 +256,7 @@ def test_without_weights_or_network_the_error_says_how_to_get_them(monkeypatch, 
     assert "IMGSIM_MODEL=mobilenet_v2" in message
 
 
+@pytest.mark.ml
 def test_weights_already_in_the_torch_hub_cache_are_used_and_the_embedder_is_kept(monkeypatch, tmp_path, resnet):
     _no_network(monkeypatch, tmp_path)
     embedding.forget_embedders()

@@ -31,6 +31,7 @@ def expire_leases() -> None:
     Image.objects.filter(claimed_until__isnull=False).update(claimed_until=timezone.now() - timedelta(seconds=1))
 
 
+@pytest.mark.ml
 def test_batches_embed_every_queued_image(api, settings):
     settings.IMGSIM_EMBED_BATCH_SIZE = 2
     queue_images(api, range(60, 65))
@@ -46,6 +47,7 @@ def start_and_die() -> None:
     expire_leases()
 
 
+@pytest.mark.ml
 def test_a_killed_worker_loses_no_image(api):
     (image_id,) = queue_images(api, [66])
     token, claimed = services._claim_batch(size=10)
@@ -60,6 +62,7 @@ def test_a_killed_worker_loses_no_image(api):
     assert image.embed_attempts == 2
 
 
+@pytest.mark.ml
 def test_kills_while_the_model_loads_do_not_count_as_attempts(api, settings):
     settings.IMGSIM_EMBED_MAX_ATTEMPTS = 2
     (image_id,) = queue_images(api, [72])
@@ -87,6 +90,7 @@ def test_a_model_that_fails_to_load_releases_the_claims_uncounted(api, monkeypat
     assert not Image.objects.filter(claimed_until__isnull=False).exists()
 
 
+@pytest.mark.ml
 def test_a_database_error_mid_batch_releases_the_claims_at_once(api, monkeypatch):
     ids = queue_images(api, [75, 76])
     real = services.embedder_get()
@@ -122,6 +126,7 @@ def test_after_max_attempts_the_image_is_failed_with_the_reason(api, settings):
     assert "2 attempts" in shown["status_message"]
 
 
+@pytest.mark.ml
 def test_missing_weights_fail_visibly_and_retry_works_once_fixed(api, staff_api, settings, tmp_path, committed):
     settings.IMGSIM_WEIGHTS = str(tmp_path / "missing.pth")
     (image_id,) = queue_images(api, [68])
@@ -139,6 +144,7 @@ def test_missing_weights_fail_visibly_and_retry_works_once_fixed(api, staff_api,
     assert Image.objects.get(pk=image_id).status == Image.Status.INDEXED
 
 
+@pytest.mark.ml
 def test_an_unreadable_stored_file_fails_that_image_only(api):
     first, second = queue_images(api, [69, 70])
     Image.objects.get(pk=first).file.storage.delete(Image.objects.get(pk=first).file.name)
@@ -148,6 +154,7 @@ def test_an_unreadable_stored_file_fails_that_image_only(api):
     assert Image.objects.get(pk=second).status == Image.Status.INDEXED
 
 
+@pytest.mark.ml
 def test_library_page_explains_a_missing_model(api, web, staff_web, settings, tmp_path):
     settings.IMGSIM_WEIGHTS = str(tmp_path / "missing.pth")
     queue_images(api, [71])

@@ -31,6 +31,7 @@ def test_the_delay_doubles_from_a_minute_up_to_an_hour():
     assert services.repair_retry_delay(failures=1000) == timedelta(hours=1)
 
 
+@pytest.mark.ml
 def test_a_failed_repair_is_retried_with_backoff_and_shown_in_the_api(api, settings, tmp_path):
     for seed in (90, 91, 92):
         response = api.post("/api/images/", {"file": SimpleUploadedFile(f"{seed}.jpg", photo_jpeg(seed))})
@@ -73,6 +74,7 @@ def test_a_failed_repair_is_retried_with_backoff_and_shown_in_the_api(api, setti
     assert not Schedule.objects.filter(name=services.REPAIR_RETRY_SCHEDULE).exists()
 
 
+@pytest.mark.ml
 def test_a_failed_manual_rebuild_is_not_retried(settings, tmp_path, api):
     response = api.post("/api/images/", {"file": SimpleUploadedFile("93.jpg", photo_jpeg(93))})
     assert response.status_code == 201

@@ -66,6 +66,7 @@ def top_ids(vector: np.ndarray, k: int = 5, **kwargs: Any) -> list[int]:
     return [item.image.pk for item in selectors.similar_images(vector=vector, k=k, **kwargs).results]
 
 
+@pytest.mark.ml
 @pytest.mark.django_db
 def test_new_deleted_reembedded_failed_images_and_a_rebuild_reach_a_long_lived_view(committed, staff_api):
     library = synthetic_library(300)
@@ -198,6 +199,7 @@ def test_library_changed_refuses_to_run_outside_the_writes_transaction():
     assert not LibraryChange.objects.exists()
 
 
+@pytest.mark.ml
 @pytest.mark.django_db
 def test_deleting_an_image_logs_the_change_with_the_delete(committed):
     image = committed(image_ingest, data=photo_jpeg(6), original_name="a.jpg").image
