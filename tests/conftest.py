@@ -62,7 +62,7 @@ def _isolated_settings(settings: Any, tmp_path: Path, monkeypatch: pytest.Monkey
 def _model_only_where_marked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """A test that builds a network must say so (marker ml): `make quick` leaves those out and must stay
     quick, so an unmarked test that builds one fails here instead of slowing the quick check down."""
-    if request.node.get_closest_marker("ml") is not None:
+    if request.node.get_closest_marker("ml") or request.node.get_closest_marker("browser"):
         return
     import search.embedding
 
