@@ -19,7 +19,7 @@ once and pairs are counted between distinct files. A pair is positive when both 
 Printed: precision/recall per threshold for all pairs; the recall the product's k-NN candidate search
 keeps; the same with geometric verification (ORB + RANSAC) or a perceptual hash deciding the grey zone;
 the thresholds reaching precision >= 0.999 (chosen with the labels); and the thresholds the label-free
-calibration (duplicates/calibration.py, as `manage.py calibrate_duplicates` runs it) suggests, with their
+calibration (duplicates/threshold_measurement.py, as `manage.py calibrate_duplicates` runs it) suggests, with their
 figures on the labels. Last, per family type, what the user is told beyond each pair: files in one duplicate
 group (what a reviewer acts on), and the product's whole path, where uploads the quality checks reject as
 blurry stay out of the library and the rejected-copy check names the photo they copy.
@@ -54,8 +54,8 @@ from PIL import Image, ImageOps
 
 from bench import edited_families
 from bench.search import SyntheticEmbeddings
-from duplicates import calibration, geometry, grouping
-from duplicates.detection import K_MAX, K_START, Bands, canonical_pairs, neighbours_above
+from duplicates import geometry, group_linking, threshold_measurement
+from duplicates.candidate_pairs import K_MAX, K_START, Bands, canonical_pairs, neighbours_above
 from duplicates.evidence import hamming, phash, upright
 from search.index import IndexParams, build_index, rerank
 
@@ -395,24 +395,27 @@ def perceptual_hashes(files: list[Path]) -> list[int]:
     return hashes
 
 
-def calibrate_on_dev(data: DevData, *, sample_size: int, seed: int) -> calibration.CalibrationResult:
+def calibrate_on_dev(data: DevData, *, sample_size: int, seed: int) -> threshold_measurement.CalibrationResult:
     """What `manage.py calibrate_duplicates` suggests for this library, labels unseen."""
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(len(data.files), size=min(sample_size, len(data.files)), replace=False))
     key = hashlib.sha256(
-        f"{seed}-{sample.tolist()}-{sorted(calibration.TRANSFORMS)}".encode() + data.vectors[:4].tobytes()
+        f"{seed}-{sample.tolist()}-{sorted(threshold_measurement.TRANSFORMS)}".encode() + data.vectors[:4].tobytes()
     ).hexdigest()[:16]
     cache = OUT / f"duplicates-calibration-copies-{key}.npz"
     if cache.exists():
         stored = np.load(cache)
         copy_vectors, copy_source, copy_transform = stored["vectors"], stored["source"], stored["transform"].tolist()
     else:
-        print(f"embedding {len(sample) * len(calibration.TRANSFORMS)} edited copies (cached afterwards)...", flush=True)
+        print(
+            f"embedding {len(sample) * len(threshold_measurement.TRANSFORMS)} edited copies (cached afterwards)...",
+            flush=True,
+        )
         pictures, copy_source, copy_transform = [], [], []
         copy_rng = np.random.default_rng(seed + 1)
         for position in sample:
             with Image.open(data.files[position]) as image:
-                for name, picture in calibration.edited_copies(image, rng=copy_rng):
+                for name, picture in threshold_measurement.edited_copies(image, rng=copy_rng):
                     pictures.append(picture)
                     copy_source.append(int(position))
                     copy_transform.append(name)
@@ -421,9 +424,9 @@ def calibrate_on_dev(data: DevData, *, sample_size: int, seed: int) -> calibrati
         np.savez(cache, vectors=copy_vectors, source=copy_source, transform=np.array(copy_transform))
     ids = np.arange(len(data.files), dtype=np.int64)
     positives = np.einsum("ij,ij->i", copy_vectors, data.vectors[copy_source])
-    floor = calibration.suspect_floor(positives)
+    floor = threshold_measurement.suspect_floor(positives)
     suspects = {
-        int(s): calibration.copy_suspects(
+        int(s): threshold_measurement.copy_suspects(
             source_id=int(s),
             vectors=np.vstack([data.vectors[s], copy_vectors[copy_source == s]]),
             floor=floor,
@@ -445,8 +448,8 @@ def calibrate_on_dev(data: DevData, *, sample_size: int, seed: int) -> calibrati
         }
         for source, others in suspects.items()
     }
-    return calibration.calibrate(
-        calibration.CalibrationSet(
+    return threshold_measurement.calibrate(
+        threshold_measurement.CalibrationSet(
             copy_vectors=copy_vectors,
             copy_source=copy_source,
             copy_transform=copy_transform,
@@ -552,7 +555,7 @@ def shown_to_reviewer(
         home = np.full(len(data.files), -1, dtype=np.int64)
         kept = candidates.subset(keep)
         for number, members in enumerate(
-            grouping.group_pairs(ids=ids, first=kept.first, second=kept.second, cosine=kept.cosine)
+            group_linking.group_pairs(ids=ids, first=kept.first, second=kept.second, cosine=kept.cosine)
         ):
             home[members] = number
         return home
@@ -635,14 +638,16 @@ def groups_on_dev(data: DevData, candidates: PairSet, inliers: np.ndarray, *, ne
     draws = {count: [wrong_pairs(data.groups, count, rng) for _ in range(5)] for count in (1, 5, 20)}
     for name, params in rules.items():
         started = time.perf_counter()
-        groups = grouping.group_pairs(ids=ids, first=pairs.first, second=pairs.second, cosine=pairs.cosine, **params)
+        groups = group_linking.group_pairs(
+            ids=ids, first=pairs.first, second=pairs.second, cosine=pairs.cosine, **params
+        )
         elapsed = (time.perf_counter() - started) * 1000
         purity, completeness, count, largest = group_scores(groups, data.groups)
         polluted = []
         for extra in (1, 5, 20):
             values = []
             for first, second in draws[extra]:
-                noisy = grouping.group_pairs(
+                noisy = group_linking.group_pairs(
                     ids=ids,
                     first=np.concatenate([pairs.first, first]),
                     second=np.concatenate([pairs.second, second]),
@@ -655,7 +660,7 @@ def groups_on_dev(data: DevData, candidates: PairSet, inliers: np.ndarray, *, ne
             f"{name:>24} | {purity:>7.4f} {completeness:>8.4f} {count:>6} {largest:>7} | {polluted[0]:>15.4f} "
             f"{polluted[1]:>6.4f} {polluted[2]:>6.4f} | {elapsed:>6.0f}"
         )
-    grouped = grouping.group_pairs(ids=ids, first=pairs.first, second=pairs.second, cosine=pairs.cosine)
+    grouped = group_linking.group_pairs(ids=ids, first=pairs.first, second=pairs.second, cosine=pairs.cosine)
     home = {member: number for number, members in enumerate(grouped) for member in members}
     band = candidates.subset(similar_mask)
     outside = np.array(
@@ -677,7 +682,7 @@ def groups_on_dev(data: DevData, candidates: PairSet, inliers: np.ndarray, *, ne
         "star (leader)": {"rule": "leader"},
         **{f"shared, min_shared {m}": {"rule": "shared", "min_shared": m} for m in (0.5, 0.75, 0.9)},
     }.items():
-        similar_groups = grouping.group_pairs(
+        similar_groups = group_linking.group_pairs(
             ids=ids, first=band.first, second=band.second, cosine=band.cosine, **params
         )
         purity, _, count, largest = group_scores(similar_groups, data.groups)
@@ -1050,7 +1055,7 @@ def calibration_on_dev(
 ) -> None:
     print(
         f"\nCalibration on this library (label-free, {args.calibration_sample} sampled images x "
-        f"{len(calibration.TRANSFORMS)} edits, as calibrate_duplicates runs it):"
+        f"{len(threshold_measurement.TRANSFORMS)} edits, as calibrate_duplicates runs it):"
     )
     result = calibrate_on_dev(data, sample_size=args.calibration_sample, seed=args.seed)
     print(
@@ -1060,7 +1065,7 @@ def calibration_on_dev(
     for name, stats in result.per_transform.items():
         print(f"   {name:>12}: cosine to original mean {stats['mean']:.3f} min {stats['min']:.3f}")
     plot = OUT / "duplicates-calibration-dev.png"
-    plot.write_bytes(calibration.plot_png(result, title=f"{MODEL} on neardup-dev + distractors-dev"))
+    plot.write_bytes(threshold_measurement.plot_png(result, title=f"{MODEL} on neardup-dev + distractors-dev"))
     print(f"   plot: {plot.relative_to(REPO)}")
     near, similar = result.suggested_near_duplicate, result.suggested_similar
     print(
@@ -1159,7 +1164,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=400, help="synthetic queries per size (half are timed)")
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--similar", type=float, default=0.70, help="the similar band / grey-zone floor")
-    parser.add_argument("--calibration-sample", type=int, default=calibration.DEFAULT_SAMPLE_SIZE)
+    parser.add_argument("--calibration-sample", type=int, default=threshold_measurement.DEFAULT_SAMPLE_SIZE)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-dev", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")

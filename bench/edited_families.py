@@ -30,7 +30,7 @@ if __name__ == "__main__":
     # Run as a script, bench/ is sys.path[0] and bench/duplicates.py would shadow the `duplicates` package.
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from duplicates.calibration import rotated_without_corners
+from duplicates.threshold_measurement import rotated_without_corners
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = REPO.parent / "shared" / "data" / "distractors-dev"

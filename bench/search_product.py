@@ -408,7 +408,7 @@ def bare_detection_ms(sample_ids: list[int]) -> float:
     vectors already in memory (no database, no tail), adaptive k, the same 256 images in one batch."""
     from django.conf import settings
 
-    from duplicates.detection import neighbours_above
+    from duplicates.candidate_pairs import neighbours_above
     from search import selectors
     from search.index import rerank
 
@@ -440,7 +440,7 @@ def duplicate_detection_ms(sample_ids: list[int]) -> float:
     """Candidate search per image, as the embedding task runs it: stored vectors, adaptive k-NN, 256 a batch."""
     from django.conf import settings
 
-    from duplicates.detection import neighbours_above
+    from duplicates.candidate_pairs import neighbours_above
     from duplicates.selectors import library_neighbour_search
     from search.selectors import stored_vectors
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django import forms
 
-from duplicates.calibration import DEFAULT_SAMPLE_SIZE, DEFAULT_TARGET_PRECISION
 from duplicates.models import DuplicatePair
 from duplicates.services.review import ResolveAction
+from duplicates.threshold_measurement import DEFAULT_SAMPLE_SIZE, DEFAULT_TARGET_PRECISION
 
 
 class ReviewFilterForm(forms.Form):

@@ -1,7 +1,7 @@
 """Keeping duplicate groups in step with the pairs: which images form a pending group, and its suggestion.
 
 Pending groups are derived: the pairs of one band (not dismissed as "not a duplicate", both images out of the
-trash) are grouped by duplicates/grouping.py, and a group needs at least one pending pair inside it (pairs a
+trash) are grouped by duplicates/group_linking.py, and a group needs at least one pending pair inside it (pairs a
 reviewer already confirmed make no new work). The similar band is grouped apart, without the pairs that lie
 inside one near-duplicate group. A refresh recomputes only the connected part of the library around the
 images it is given, and keeps each existing pending group's id for the new group that shares most of its
@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from duplicates.evidence import suggest_keep
-from duplicates.grouping import MIN_SHARED, SIMILAR_MIN_SHARED, group_pairs
+from duplicates.group_linking import MIN_SHARED, SIMILAR_MIN_SHARED, group_pairs
 from duplicates.models import DuplicateGroup, DuplicateGroupMember, DuplicatePair, GroupRefreshLock
 from duplicates.selectors import image_facts
 from gallery.models import Image

@@ -255,7 +255,7 @@ class DuplicateGroupQuerySet(models.QuerySet["DuplicateGroup"]):
 
 
 class DuplicateGroup(models.Model):
-    """Images joined by look-alike pairs (duplicates/grouping.py decides who belongs): the unit of review.
+    """Images joined by look-alike pairs (duplicates/group_linking.py decides who belongs): the unit of review.
 
     Pending groups follow the pairs (duplicate_groups_refresh); a resolved or stacked group keeps the members
     it was decided on, as the record its undo works from. `version` counts decisions: a reviewer sends the

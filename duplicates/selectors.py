@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, QuerySet
 
 from duplicates import geometry
-from duplicates.detection import Bands, NeighbourSearch, band_of, needs_verification
+from duplicates.candidate_pairs import Bands, NeighbourSearch, band_of, needs_verification
 from duplicates.evidence import ImageFacts, KeepSuggestion, suggest_keep
 from duplicates.models import CalibrationRun, DetectionCheck, DuplicateDecision, DuplicatePair
 from gallery.models import Image

@@ -1,7 +1,7 @@
 """Calibration: measured thresholds for the configured backbone from edited copies of the library's own images.
 
 The measuring itself (edits, precision and recall per threshold, the plot) is pure and lives in
-duplicates/calibration.py; this module samples the library, embeds the copies and stores the run.
+duplicates/threshold_measurement.py; this module samples the library, embeds the copies and stores the run.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from duplicates import calibration, geometry
+from duplicates import geometry, threshold_measurement
 from duplicates.features import Verifier
 from duplicates.models import CalibrationRun, DuplicatePair
 from duplicates.selectors import geometric_verification_enabled
@@ -56,7 +56,7 @@ def calibration_run_create(
 
 
 def calibration_run_execute(*, run: CalibrationRun, seed: int = 0) -> CalibrationRun:
-    """Sample, edit, embed and compare (duplicates/calibration.py); store the result and the plot."""
+    """Sample, edit, embed and compare (duplicates/threshold_measurement.py); store the result and the plot."""
     CalibrationRun.objects.filter(pk=run.pk).update(status=CalibrationRun.Status.RUNNING)
     try:
         model_name = run.model_name
@@ -83,7 +83,7 @@ def calibration_run_execute(*, run: CalibrationRun, seed: int = 0) -> Calibratio
         for pk in source_vectors:
             try:
                 with images[pk].file.open("rb") as handle, PILImage.open(handle) as picture:
-                    copies = calibration.edited_copies(picture, rng=copy_rng)
+                    copies = threshold_measurement.edited_copies(picture, rng=copy_rng)
             except (OSError, ValueError, PILImage.DecompressionBombError) as error:
                 logger.warning("calibration skips image %s: %s", pk, error)
                 continue
@@ -95,8 +95,8 @@ def calibration_run_execute(*, run: CalibrationRun, seed: int = 0) -> Calibratio
         copy_vectors = np.vstack(vectors)
         copy_sources = np.array(sources, dtype=np.int64)
         probable = _probable_copies(source_vectors, copy_vectors, copy_sources, pool_ids, pool_vectors, images)
-        result = calibration.calibrate(
-            calibration.CalibrationSet(
+        result = threshold_measurement.calibrate(
+            threshold_measurement.CalibrationSet(
                 copy_vectors=copy_vectors,
                 copy_source=copy_sources,
                 copy_transform=transforms,
@@ -115,10 +115,10 @@ def calibration_run_execute(*, run: CalibrationRun, seed: int = 0) -> Calibratio
         run.suggested_near_duplicate = result.suggested_near_duplicate
         run.suggested_similar = result.suggested_similar
         title = (
-            f"{model_name}: {len(set(sources))} sampled images x {len(calibration.TRANSFORMS)} edits, "
+            f"{model_name}: {len(set(sources))} sampled images x {len(threshold_measurement.TRANSFORMS)} edits, "
             f"{len(ids)} in library"
         )
-        run.plot.save("plot.png", ContentFile(calibration.plot_png(result, title=title)), save=False)
+        run.plot.save("plot.png", ContentFile(threshold_measurement.plot_png(result, title=title)), save=False)
         run.status = CalibrationRun.Status.DONE
     except Exception as error:
         logger.exception("calibration run %s failed", run.pk)
@@ -152,9 +152,9 @@ def _probable_copies(
     )
     verifier = Verifier(enabled=geometric_verification_enabled())
     positives = np.einsum("ij,ij->i", copy_vectors, np.stack([source_vectors[int(pk)] for pk in copy_sources]))
-    floor = calibration.suspect_floor(positives)
+    floor = threshold_measurement.suspect_floor(positives)
     suspects_by_source = {
-        pk: calibration.copy_suspects(
+        pk: threshold_measurement.copy_suspects(
             source_id=pk,
             vectors=np.vstack([vector, copy_vectors[copy_sources == pk]]),
             floor=floor,

@@ -24,7 +24,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from duplicates import geometry
-from duplicates.detection import Bands, NeighbourSearch, band_of, canonical_pairs, needs_verification, neighbours_above
+from duplicates.candidate_pairs import (
+    Bands,
+    NeighbourSearch,
+    band_of,
+    canonical_pairs,
+    needs_verification,
+    neighbours_above,
+)
 from duplicates.evidence import pair_evidence
 from duplicates.features import Verifier, fingerprint_distance, image_fingerprint
 from duplicates.groups import duplicate_groups_rebuild, duplicate_groups_refresh, groups_lock

@@ -17,8 +17,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.errors import ServiceError
-from duplicates import calibration, geometry
-from duplicates.detection import band_of, needs_verification
+from duplicates import geometry, threshold_measurement
+from duplicates.candidate_pairs import band_of, needs_verification
 from duplicates.features import Verifier
 from duplicates.groups import duplicate_groups_refresh
 from duplicates.models import CalibrationRun, DuplicatePair
@@ -275,8 +275,8 @@ def auto_calibration_run() -> CalibrationRun | None:
     try:
         with transaction.atomic():
             run = calibration_run_create(
-                sample_size=calibration.DEFAULT_SAMPLE_SIZE,
-                target_precision=calibration.DEFAULT_TARGET_PRECISION,
+                sample_size=threshold_measurement.DEFAULT_SAMPLE_SIZE,
+                target_precision=threshold_measurement.DEFAULT_TARGET_PRECISION,
                 schedule=False,
                 automatic=True,
             )

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from duplicates import geometry
-from duplicates.detection import Bands, band_of
+from duplicates.candidate_pairs import Bands, band_of
 from duplicates.groups import duplicate_groups_rebuild
 from duplicates.models import CalibrationRun, DuplicateDecision, DuplicateGroup, DuplicatePair
 from duplicates.services.calibration import calibration_run_create, calibration_run_execute

@@ -9,10 +9,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from duplicates.calibration import DEFAULT_SAMPLE_SIZE, DEFAULT_TARGET_PRECISION, CalibrationResult
 from duplicates.models import CalibrationRun
 from duplicates.selectors import duplicate_bands
 from duplicates.services.calibration import calibration_run_create, calibration_run_execute
+from duplicates.threshold_measurement import DEFAULT_SAMPLE_SIZE, DEFAULT_TARGET_PRECISION, CalibrationResult
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from duplicates.calibration import (
+from duplicates.threshold_measurement import (
     TRANSFORMS,
     CalibrationSet,
     calibrate,

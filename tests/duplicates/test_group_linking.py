@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from duplicates.grouping import group_pairs
+from duplicates.group_linking import group_pairs
 
 
 def clique(ids: list[int], score: float = 0.95) -> list[tuple[int, int, float]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from duplicates.detection import Bands, band_of, canonical_pairs, needs_verification, neighbours_above
+from duplicates.candidate_pairs import Bands, band_of, canonical_pairs, needs_verification, neighbours_above
 
 BANDS = Bands(near_duplicate=0.85, similar=0.70)
 
