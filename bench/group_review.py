@@ -159,8 +159,8 @@ def main() -> None:
     from django.db import connection
     from django.test import Client
 
-    from duplicates.groups import duplicate_groups_rebuild, duplicate_groups_refresh
     from duplicates.models import DuplicateGroup
+    from duplicates.services.groups import duplicate_groups_rebuild, duplicate_groups_refresh
     from gallery.models import Image
 
     call_command("migrate", verbosity=0)

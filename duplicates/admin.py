@@ -17,7 +17,7 @@ from duplicates.models import (
     DuplicateGroupMember,
     DuplicatePair,
 )
-from duplicates.services import review
+from duplicates.services import pair_review
 from gallery.admin import thumbnail_html
 from gallery.models import Image
 
@@ -108,20 +108,20 @@ class DuplicatePairAdmin(admin.ModelAdmin):
         done = 0
         for pair in queryset:
             try:
-                review.duplicate_pair_resolve(pair=pair, action=action, user=request.user, source="admin")
+                pair_review.duplicate_pair_resolve(pair=pair, action=action, user=request.user, source="admin")
                 done += 1
-            except review.ReviewError as error:
+            except pair_review.ReviewError as error:
                 self.message_user(request, f"{pair}: {error.message}", messages.WARNING)
         return done
 
     @admin.action(description="Not a duplicate: keep both (remembered)")
     def mark_not_duplicate(self, request: HttpRequest, queryset: QuerySet[DuplicatePair]) -> None:
-        done = self._resolve_each(request, queryset, review.ResolveAction.NOT_DUPLICATE)
+        done = self._resolve_each(request, queryset, pair_review.ResolveAction.NOT_DUPLICATE)
         self.message_user(request, f"{done} pair(s) marked as not duplicates.", messages.SUCCESS)
 
     @admin.action(description="Confirm as duplicates (keep both for now)")
     def mark_confirmed(self, request: HttpRequest, queryset: QuerySet[DuplicatePair]) -> None:
-        done = self._resolve_each(request, queryset, review.ResolveAction.CONFIRM)
+        done = self._resolve_each(request, queryset, pair_review.ResolveAction.CONFIRM)
         self.message_user(request, f"{done} pair(s) confirmed as duplicates.", messages.SUCCESS)
 
     @admin.action(description="Move the image the suggestion ranks lower to the trash (asks first; undoable)")
@@ -145,10 +145,10 @@ class DuplicatePairAdmin(admin.ModelAdmin):
             if pair.image_a_id in deleted or pair.image_b_id in deleted:
                 continue  # one image of it went with an earlier pair of the selection: this pair is gone too
             try:
-                decision = review.duplicate_pair_resolve(
-                    pair=pair, action=review.ResolveAction.KEEP_SUGGESTED, user=request.user, source="admin"
+                decision = pair_review.duplicate_pair_resolve(
+                    pair=pair, action=pair_review.ResolveAction.KEEP_SUGGESTED, user=request.user, source="admin"
                 )
-            except review.ReviewError as error:
+            except pair_review.ReviewError as error:
                 self.message_user(request, f"{pair}: {error.message}", messages.WARNING)
                 continue
             deleted.add(decision.deleted_image_id)
@@ -185,9 +185,9 @@ class DuplicateDecisionAdmin(admin.ModelAdmin):
         done = 0
         for decision in queryset.order_by("-at", "-id"):  # newest first, so a pair's later decision goes first
             try:
-                review.duplicate_decision_undo(decision=decision, user=request.user)
+                pair_review.duplicate_decision_undo(decision=decision, user=request.user)
                 done += 1
-            except review.ReviewError as error:
+            except pair_review.ReviewError as error:
                 self.message_user(request, f"#{decision.pk}: {error.message}", messages.WARNING)
         self.message_user(request, f"{done} decision(s) undone.", messages.SUCCESS)
 

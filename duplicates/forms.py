@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from duplicates.models import DuplicatePair
-from duplicates.services.review import ResolveAction
+from duplicates.services.pair_review import ResolveAction
 from duplicates.threshold_measurement import DEFAULT_SAMPLE_SIZE, DEFAULT_TARGET_PRECISION
 
 

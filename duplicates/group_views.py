@@ -12,14 +12,14 @@ from django.views.decorators.http import require_POST
 
 from core.access import staff_required
 from duplicates import group_selectors, selectors
-from duplicates.group_review import (
+from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicatePair
+from duplicates.services.group_review import (
     GroupAction,
     GroupReviewError,
     duplicate_group_decision_undo,
     duplicate_group_resolve,
     duplicate_group_undo_latest,
 )
-from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicatePair
 
 GROUPS_PER_PAGE = 10
 # Members per card: the strip scrolls sideways inside the card, which stays one screen high at 1440x900;

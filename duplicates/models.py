@@ -347,7 +347,7 @@ class DuplicateGroupDecision(ReviewLogEntry):
 
 class GroupRefreshLock(models.Model):
     """One row whose update serialises the writers of pending groups across processes and machines (see
-    duplicates.groups.groups_lock): a row lock on PostgreSQL, the database's write lock on SQLite."""
+    duplicates.services.groups.groups_lock): a row lock on PostgreSQL, the database's write lock on SQLite."""
 
     taken_at = models.DateTimeField(null=True, blank=True)
 

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from core.access import staff_required
-from duplicates.trash import images_purge, images_restore
+from duplicates.services.trash import images_purge, images_restore
 from gallery import selectors as gallery_selectors
 
 TRASH_PAGE_SIZE = 48

@@ -17,7 +17,7 @@ from duplicates.forms import CalibrationForm, ResolveForm, ReviewFilterForm, Thr
 from duplicates.models import CalibrationRun, DuplicateDecision, DuplicatePair
 from duplicates.services.calibration import calibration_run_create
 from duplicates.services.detection import duplicates_scan_schedule
-from duplicates.services.review import (
+from duplicates.services.pair_review import (
     ResolveAction,
     ReviewError,
     duplicate_decision_undo,

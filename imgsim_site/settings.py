@@ -424,7 +424,7 @@ SPECTACULAR_SETTINGS = {
         "DuplicateDecisionActionEnum": "duplicates.models.DuplicateDecision.Action",
         "ImageStatusEnum": "gallery.models.Image.Status",
         "DuplicateGroupDecisionActionEnum": "duplicates.models.DuplicateGroupDecision.Action",
-        "DuplicateGroupResolveActionEnum": "duplicates.group_review.GroupAction.CHOICES",
+        "DuplicateGroupResolveActionEnum": "duplicates.services.group_review.GroupAction.CHOICES",
     },
 }
 

@@ -26,14 +26,14 @@ from duplicates.api.group_serializers import (
     GroupResolveSerializer,
     TrashedImageSerializer,
 )
-from duplicates.group_review import (
+from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicatePair
+from duplicates.services.group_review import (
     GroupReviewError,
     duplicate_group_decision_undo,
     duplicate_group_resolve,
     duplicate_group_undo_latest,
 )
-from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicatePair
-from duplicates.trash import images_purge, images_restore
+from duplicates.services.trash import images_purge, images_restore
 from gallery import selectors as gallery_selectors
 from gallery.models import Image
 

@@ -9,7 +9,7 @@ from rest_framework import serializers
 from duplicates.group_selectors import MEMBER_IMAGE_FIELDS
 from duplicates.models import DuplicateDecision, DuplicatePair
 from duplicates.selectors import STATUS_FILTERS
-from duplicates.services.review import ResolveAction
+from duplicates.services.pair_review import ResolveAction
 from gallery.api.serializers import MAX_ID, ImageSerializer
 from gallery.models import Image
 from search.api.serializers import ResultCountField

@@ -27,7 +27,7 @@ from duplicates.api.serializers import (
     UploadCheckSerializer,
 )
 from duplicates.models import DuplicateDecision, DuplicatePair
-from duplicates.services import review
+from duplicates.services import pair_review
 from gallery import services as gallery_services
 
 
@@ -83,7 +83,7 @@ class DuplicatePairViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         form = ResolveSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         pair = self.get_object()
-        decision = review.duplicate_pair_resolve(
+        decision = pair_review.duplicate_pair_resolve(
             pair=pair, action=form.validated_data["action"], user=request.user, source="api"
         )
         return Response(resolve_payload(decision, request))
@@ -92,7 +92,7 @@ class DuplicatePairViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     @action(detail=True, methods=["post"])
     def undo(self, request: Request, pk: str | None = None) -> Response:
         """Undo the pair's latest decision (staff): it goes back to the status it had before."""
-        decision = review.duplicate_pair_undo_latest(pair=self.get_object(), user=request.user)
+        decision = pair_review.duplicate_pair_undo_latest(pair=self.get_object(), user=request.user)
         return Response(resolve_payload(decision, request))
 
     @extend_schema(
@@ -139,5 +139,5 @@ class DuplicateDecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     @action(detail=True, methods=["post"])
     def undo(self, request: Request, pk: str | None = None) -> Response:
         """Undo this decision (staff); only a pair's latest decision, and never a deletion."""
-        decision = review.duplicate_decision_undo(decision=self.get_object(), user=request.user)
+        decision = pair_review.duplicate_decision_undo(decision=self.get_object(), user=request.user)
         return Response(resolve_payload(decision, request), status=status.HTTP_200_OK)

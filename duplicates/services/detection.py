@@ -34,7 +34,6 @@ from duplicates.candidate_pairs import (
 )
 from duplicates.evidence import pair_evidence
 from duplicates.features import Verifier, fingerprint_distance, image_fingerprint
-from duplicates.groups import duplicate_groups_rebuild, duplicate_groups_refresh, groups_lock
 from duplicates.models import DetectionCheck, DuplicateDecision, DuplicatePair, sha_pair_key
 from duplicates.selectors import (
     detection_settings_key,
@@ -44,7 +43,8 @@ from duplicates.selectors import (
     images_awaiting_detection,
     library_neighbour_search,
 )
-from duplicates.services.review import duplicate_decision_log
+from duplicates.services.groups import duplicate_groups_rebuild, duplicate_groups_refresh, groups_lock
+from duplicates.services.pair_review import duplicate_decision_log
 from gallery.models import Image
 from search.models import IndexBuild
 from search.selectors import IDS_PER_QUERY, index_status, stored_vectors

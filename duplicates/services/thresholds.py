@@ -20,12 +20,12 @@ from core.errors import ServiceError
 from duplicates import geometry, threshold_measurement
 from duplicates.candidate_pairs import band_of, needs_verification
 from duplicates.features import Verifier
-from duplicates.groups import duplicate_groups_refresh
 from duplicates.models import CalibrationRun, DuplicatePair
 from duplicates.selectors import duplicate_bands, geometric_verification_enabled, latest_calibration
 from duplicates.services.calibration import CALIBRATION_MIN_IMAGES, calibration_run_create, calibration_run_execute
 from duplicates.services.detection import duplicate_detection_schedule
-from duplicates.services.review import User, user_or_none
+from duplicates.services.groups import duplicate_groups_refresh
+from duplicates.services.pair_review import User, user_or_none
 from gallery.models import Image
 from search.models import ThresholdSetting
 from search.services import threshold_setting_apply, threshold_setting_undo, thresholds_validate

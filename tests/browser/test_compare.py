@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from duplicates.groups import duplicate_groups_refresh
 from duplicates.models import DuplicateGroup, DuplicatePair
+from duplicates.services.groups import duplicate_groups_refresh
 from gallery.services import image_create
 from tests.browser.conftest import PHONE
 from tests.duplicates.conftest import group_files

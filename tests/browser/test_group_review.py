@@ -3,8 +3,8 @@ fits 1440x900, the keyboard decides and undoes without reloading, and the next p
 
 from __future__ import annotations
 
-from duplicates.groups import duplicate_groups_refresh
 from duplicates.models import DuplicateGroup
+from duplicates.services.groups import duplicate_groups_refresh
 from gallery.models import Image
 from pipeline.services import image_ingest
 from tests.duplicates.conftest import distractor_files, group_files

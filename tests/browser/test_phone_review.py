@@ -9,9 +9,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from playwright.sync_api import Page, expect
 
-from duplicates.groups import duplicate_groups_refresh
 from duplicates.models import DuplicatePair
 from duplicates.services import calibration as calibration_services
+from duplicates.services.groups import duplicate_groups_refresh
 from pipeline.services import image_ingest
 from tests.browser.conftest import PASSWORD, _sign_in
 from tests.browser.photos import distinct_photos, variants

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from duplicates.groups import duplicate_groups_refresh
 from duplicates.models import DuplicateGroup, DuplicatePair
+from duplicates.services.groups import duplicate_groups_refresh
 from gallery.models import Image
 from gallery.services import image_create
 from pipeline.services import image_ingest

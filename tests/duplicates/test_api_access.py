@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from duplicates.models import DuplicateDecision, DuplicatePair
-from duplicates.services.review import duplicate_pair_resolve
+from duplicates.services.pair_review import duplicate_pair_resolve
 from gallery.services import image_create
 from tests.images import photo_jpeg
 

@@ -16,7 +16,7 @@ from django.core.management import call_command
 from duplicates.models import DuplicateDecision, DuplicatePair
 from duplicates.selectors import duplicate_bands
 from duplicates.services.detection import duplicate_pairs_detect
-from duplicates.services.review import duplicate_pair_resolve
+from duplicates.services.pair_review import duplicate_pair_resolve
 from gallery.models import Image
 from gallery.services import image_delete
 from pipeline.services import image_ingest

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 
-from duplicates import groups as groups_module
-from duplicates.groups import duplicate_groups_refresh
 from duplicates.models import DuplicateGroup, DuplicateGroupMember, DuplicatePair
+from duplicates.services import groups as groups_module
+from duplicates.services.groups import duplicate_groups_refresh
 from gallery.services import image_create
 from tests.images import photo_jpeg
 

@@ -15,8 +15,8 @@ from django_q.models import Schedule
 from rest_framework.test import APIClient
 
 from duplicates.api.serializers import PairImageSerializer
-from duplicates.groups import duplicate_groups_refresh
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicatePair
+from duplicates.services.groups import duplicate_groups_refresh
 from gallery.api.serializers import ImageSerializer
 from gallery.models import Image
 from pipeline.services import image_ingest
@@ -402,7 +402,7 @@ def test_scheduled_purge_after_the_trash_period(library, staff_api, committed, s
 
 def test_trash_web_page_restores_and_purges(library, staff_web, web, committed):
     old, other = ids_of(library, "d")
-    from duplicates.trash import images_trash
+    from duplicates.services.trash import images_trash
 
     images_trash(images=list(Image.objects.filter(pk__in=[old, other])), user=None)
     assert web.get("/trash/").status_code == 403  # staff only

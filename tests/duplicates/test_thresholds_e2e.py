@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from duplicates import geometry
 from duplicates.candidate_pairs import Bands, band_of
-from duplicates.groups import duplicate_groups_rebuild
 from duplicates.models import CalibrationRun, DuplicateDecision, DuplicateGroup, DuplicatePair
 from duplicates.services.calibration import calibration_run_create, calibration_run_execute
+from duplicates.services.groups import duplicate_groups_rebuild
 from duplicates.services.thresholds import auto_calibration_run
 from search.models import LibraryChange, ThresholdSetting
 from search.thresholds import MODEL_THRESHOLDS

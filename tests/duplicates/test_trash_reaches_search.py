@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from duplicates.trash import images_purge, images_restore, images_trash
+from duplicates.services.trash import images_purge, images_restore, images_trash
 from gallery.models import Image
 from search import selectors, services
 from tests.search.test_library_view import synthetic_library, top_ids

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from duplicates.trash import images_trash
+from duplicates.services.trash import images_trash
 from gallery.models import Image
 from tests.duplicates.conftest import make_groups
 

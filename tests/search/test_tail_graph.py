@@ -14,7 +14,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from duplicates.trash import images_trash
+from duplicates.services.trash import images_trash
 from gallery.models import Image
 from pipeline.services import image_delete
 from search import index, selectors, services

@@ -12,10 +12,10 @@ from django.utils import timezone
 
 from core.errors import ServiceError
 from duplicates.evidence import suggest_keep
-from duplicates.groups import duplicate_groups_refresh, groups_lock
 from duplicates.models import DuplicateDecision, DuplicatePair
 from duplicates.selectors import image_facts
-from duplicates.trash import images_restore, images_trash
+from duplicates.services.groups import duplicate_groups_refresh, groups_lock
+from duplicates.services.trash import images_restore, images_trash
 from gallery.models import Image
 
 User = AbstractBaseUser | AnonymousUser | None

@@ -17,7 +17,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import ServiceError
-from duplicates.groups import duplicate_groups_refresh, groups_lock
 from duplicates.models import (
     DuplicateDecision,
     DuplicateGroup,
@@ -25,6 +24,7 @@ from duplicates.models import (
     DuplicateGroupMember,
     DuplicatePair,
 )
+from duplicates.services.groups import duplicate_groups_refresh, groups_lock
 from gallery.models import Image
 from gallery.services import image_restore, image_trash
 from search.services import library_changed

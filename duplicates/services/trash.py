@@ -12,8 +12,8 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.db.models import Q
 
-from duplicates.groups import duplicate_groups_refresh, groups_lock
 from duplicates.models import DuplicatePair
+from duplicates.services.groups import duplicate_groups_refresh, groups_lock
 from gallery.models import Image
 from gallery.services import image_purge, image_restore, image_trash
 from search.services import library_changed
