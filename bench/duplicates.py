@@ -571,7 +571,7 @@ def shown_to_reviewer(
     blurry = reasons == "blurry"
     home = group_of(library)
     django_ready()
-    from duplicates.selectors import REJECTED_COPY_OFFSETS
+    from duplicates.selectors.thresholds import REJECTED_COPY_OFFSETS
 
     threshold = min(0.99, near + REJECTED_COPY_OFFSETS.get(MODEL, 0.0))  # as rejected_copy_threshold, no database
     named = blurred_copy_notices(data, library, blurry, threshold=threshold)

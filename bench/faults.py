@@ -505,7 +505,7 @@ def check_pairs() -> dict[str, object]:
     from django.conf import settings
 
     from duplicates.models import DuplicatePair
-    from duplicates.selectors import duplicate_bands
+    from duplicates.selectors.thresholds import duplicate_bands
     from gallery.models import Image
 
     model = settings.IMGSIM_MODEL

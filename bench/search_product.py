@@ -441,7 +441,7 @@ def duplicate_detection_ms(sample_ids: list[int]) -> float:
     from django.conf import settings
 
     from duplicates.candidate_pairs import neighbours_above
-    from duplicates.selectors import library_neighbour_search
+    from duplicates.selectors.detection import library_neighbour_search
     from search.selectors import stored_vectors
 
     ids = sample_ids[:256]

@@ -9,7 +9,6 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from duplicates import selectors
 from duplicates.models import (
     CalibrationRun,
     DuplicateDecision,
@@ -17,6 +16,7 @@ from duplicates.models import (
     DuplicateGroupMember,
     DuplicatePair,
 )
+from duplicates.selectors import pairs as pair_selectors
 from duplicates.services import pair_review
 from gallery.admin import thumbnail_html
 from gallery.models import Image
@@ -76,7 +76,7 @@ class DuplicatePairAdmin(admin.ModelAdmin):
 
     @admin.display(description="A · B (suggested keep outlined)")
     def pictures(self, pair: DuplicatePair) -> str:
-        keep = selectors.keep_suggestion(pair).keep.id
+        keep = pair_selectors.keep_suggestion(pair).keep.id
         return format_html(
             "{}{}",
             _side_html(pair.image_a, keep=keep == pair.image_a_id, letter="A"),
@@ -97,7 +97,7 @@ class DuplicatePairAdmin(admin.ModelAdmin):
             ("same camera", evidence.get("same_camera")),
         ]
         shown = [(label, value) for label, value in parts if value is not None]
-        reason = selectors.keep_suggestion(pair).reason
+        reason = pair_selectors.keep_suggestion(pair).reason
         return format_html(
             "{}<br><span style='color:#667085'>keep: {}</span>",
             format_html_join(", ", "{}: {}", shown) or "—",
@@ -128,7 +128,7 @@ class DuplicatePairAdmin(admin.ModelAdmin):
     def delete_suggested(self, request: HttpRequest, queryset: QuerySet[DuplicatePair]) -> HttpResponse | None:
         pairs = list(queryset.select_related("image_a", "image_b"))
         if request.POST.get("confirmed") != "yes":
-            reviews = selectors.pair_reviews(pairs)
+            reviews = pair_selectors.pair_reviews(pairs)
             return TemplateResponse(
                 request,
                 "duplicates/admin_confirm_delete.html",

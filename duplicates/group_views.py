@@ -11,8 +11,9 @@ from django.template.defaultfilters import filesizeformat
 from django.views.decorators.http import require_POST
 
 from core.access import staff_required
-from duplicates import group_selectors, selectors
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicatePair
+from duplicates.selectors import groups as group_selectors
+from duplicates.selectors import thresholds as threshold_selectors
 from duplicates.services.group_review import (
     GroupAction,
     GroupReviewError,
@@ -53,7 +54,7 @@ def _page(request: HttpRequest, status: int = 200) -> HttpResponse:
     pending = [review for review in reviews if review.group.status == DuplicateGroup.Status.PENDING]
     query = request.GET.copy()
     query.pop("page", None)
-    thresholds = selectors.thresholds_overview()  # read once: the bands and the thresholds panel
+    thresholds = threshold_selectors.thresholds_overview()  # read once: the bands and the thresholds panel
     return render(
         request,
         "duplicates/review.html",
@@ -63,7 +64,7 @@ def _page(request: HttpRequest, status: int = 200) -> HttpResponse:
             "counts": group_selectors.duplicate_group_counts(),
             "kind": kind,
             "status": state,
-            "bands": selectors.duplicate_bands(thresholds=thresholds.thresholds),
+            "bands": threshold_selectors.duplicate_bands(thresholds=thresholds.thresholds),
             "thresholds_overview": thresholds,
             "page_files": sum(len(review.suggested_trash) for review in pending),
             "page_bytes": sum(review.bytes_suggested_trash for review in pending),

@@ -12,9 +12,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from core.access import staff_required
 from core.errors import ServiceError
-from duplicates import group_selectors, selectors
 from duplicates.forms import CalibrationForm, ResolveForm, ReviewFilterForm, ThresholdsApplyForm, ThresholdsUndoForm
 from duplicates.models import CalibrationRun, DuplicateDecision, DuplicatePair
+from duplicates.selectors import detection as detection_selectors
+from duplicates.selectors import groups as group_selectors
+from duplicates.selectors import pairs as pair_selectors
+from duplicates.selectors import thresholds as threshold_selectors
 from duplicates.services.calibration import calibration_run_create
 from duplicates.services.detection import duplicates_scan_schedule
 from duplicates.services.pair_review import (
@@ -45,7 +48,7 @@ def pair_review(request: HttpRequest) -> HttpResponse:
     cleaned = filters.cleaned_data if filters.is_valid() else {}
     kind = cleaned.get("kind") or DuplicatePair.Kind.NEAR_DUPLICATE
     status = cleaned.get("status") or DuplicatePair.ReviewStatus.PENDING
-    page = Paginator(selectors.duplicate_pair_list(status=status, kind=kind), REVIEW_PAGE_SIZE).get_page(
+    page = Paginator(pair_selectors.duplicate_pair_list(status=status, kind=kind), REVIEW_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
     query = request.GET.copy()
@@ -55,12 +58,12 @@ def pair_review(request: HttpRequest) -> HttpResponse:
         "duplicates/pairs.html",
         {
             "page": page,
-            "reviews": selectors.pair_reviews(list(page.object_list)),
-            "counts": selectors.duplicate_pair_counts(),
+            "reviews": pair_selectors.pair_reviews(list(page.object_list)),
+            "counts": pair_selectors.duplicate_pair_counts(),
             "kind": kind,
             "status": status,
-            "bands": selectors.duplicate_bands(),
-            "geometry": selectors.geometric_verification_enabled(),
+            "bands": threshold_selectors.duplicate_bands(),
+            "geometry": detection_selectors.geometric_verification_enabled(),
             "query_string": query.urlencode(),
             "here": request.get_full_path(),
         },
@@ -69,14 +72,14 @@ def pair_review(request: HttpRequest) -> HttpResponse:
 
 @staff_required
 def pair_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    pair = get_object_or_404(selectors.duplicate_pair_list(status="all"), pk=pk)
+    pair = get_object_or_404(pair_selectors.duplicate_pair_list(status="all"), pk=pk)
     return render(
         request,
         "duplicates/pair_detail.html",
         {
-            "review": selectors.pair_reviews([pair])[0],
-            "decisions": selectors.decision_list(pair_id=pair.pk),
-            "bands": selectors.duplicate_bands(),
+            "review": pair_selectors.pair_reviews([pair])[0],
+            "decisions": pair_selectors.decision_list(pair_id=pair.pk),
+            "bands": threshold_selectors.duplicate_bands(),
             "here": request.get_full_path(),
         },
     )
@@ -140,7 +143,7 @@ def decision_undo(request: HttpRequest, pk: int) -> HttpResponse:
 @staff_required
 def decisions(request: HttpRequest) -> HttpResponse:
     """The log: group decisions (each with its undo) above the pair decisions, each list paged on its own."""
-    page = Paginator(selectors.decision_list(), DECISIONS_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(pair_selectors.decision_list(), DECISIONS_PAGE_SIZE).get_page(request.GET.get("page"))
     groups = Paginator(group_selectors.group_decision_list(), DECISIONS_PAGE_SIZE).get_page(request.GET.get("gpage"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -180,9 +183,9 @@ def calibration(request: HttpRequest) -> HttpResponse:
         )
         messages.success(request, f"Calibration #{run.pk} is queued; this page shows it when it is done.")
         return redirect("duplicates:calibration")
-    latest = selectors.latest_calibration()
+    latest = threshold_selectors.latest_calibration()
     runs = list(CalibrationRun.objects.all()[:10])
-    overview = selectors.thresholds_overview()
+    overview = threshold_selectors.thresholds_overview()
     pairs_aside = (latest.result or {}).get("probable_copies", []) if latest else []
     return render(
         request,
@@ -192,7 +195,7 @@ def calibration(request: HttpRequest) -> HttpResponse:
             "latest": latest,
             "runs": runs,
             "overview": overview,
-            "history": selectors.threshold_history(),
+            "history": threshold_selectors.threshold_history(),
             # Only the newest finished run of the model in use may be applied.
             "can_apply": latest is not None and latest.model_name == overview.thresholds.model_name,
             # The page polls itself while a run is queued or running and reloads when it is done.
@@ -218,7 +221,7 @@ def calibration_plot(request: HttpRequest, pk: int) -> FileResponse:
 
 
 def _thresholds_change_page(request: HttpRequest, context: dict[str, object], *, status: int = 200) -> HttpResponse:
-    context = {"overview": selectors.thresholds_overview(), **context}
+    context = {"overview": threshold_selectors.thresholds_overview(), **context}
     return render(request, "duplicates/thresholds_change.html", context, status=status)
 
 
@@ -256,7 +259,7 @@ def thresholds_undo_view(request: HttpRequest) -> HttpResponse:
         undone = thresholds_undo(user=request.user, setting_id=setting_id)
     except ServiceError as error:
         return _thresholds_change_page(request, {"error": error.message}, status=error.status)
-    now = selectors.thresholds_overview().thresholds
+    now = threshold_selectors.thresholds_overview().thresholds
     messages.success(
         request,
         f"Undone thresholds #{undone.pk}. In force now: near-duplicate ≥ {now.near_duplicate:.3f} ({now.source}), "

@@ -10,8 +10,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from duplicates.api.serializers import PairImageSerializer
-from duplicates.group_selectors import GroupReview, MemberReview
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicateGroupMember
+from duplicates.selectors.groups import GroupReview, MemberReview
 from duplicates.services.group_review import GroupAction
 from gallery.api.serializers import ImageSerializer
 from gallery.models import Image

@@ -16,7 +16,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api.errors import error_response
-from duplicates import group_selectors
 from duplicates.api.group_serializers import (
     BulkResolveResultSerializer,
     BulkResolveSerializer,
@@ -27,6 +26,7 @@ from duplicates.api.group_serializers import (
     TrashedImageSerializer,
 )
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicatePair
+from duplicates.selectors import groups as group_selectors
 from duplicates.services.group_review import (
     GroupReviewError,
     duplicate_group_decision_undo,

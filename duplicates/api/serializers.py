@@ -6,9 +6,9 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from duplicates.group_selectors import MEMBER_IMAGE_FIELDS
 from duplicates.models import DuplicateDecision, DuplicatePair
-from duplicates.selectors import STATUS_FILTERS
+from duplicates.selectors.groups import MEMBER_IMAGE_FIELDS
+from duplicates.selectors.pairs import STATUS_FILTERS
 from duplicates.services.pair_review import ResolveAction
 from gallery.api.serializers import MAX_ID, ImageSerializer
 from gallery.models import Image
@@ -101,7 +101,7 @@ class DuplicatePairSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(KeepSuggestionSerializer)
     def get_suggestion(self, pair: DuplicatePair) -> dict[str, object]:
-        from duplicates.selectors import keep_suggestion
+        from duplicates.selectors.pairs import keep_suggestion
 
         advice = keep_suggestion(pair)
         return KeepSuggestionSerializer(

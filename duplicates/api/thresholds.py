@@ -12,7 +12,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import ServiceError
-from duplicates import selectors
 from duplicates.api.threshold_serializers import (
     ThresholdsApplySerializer,
     ThresholdsChangeResultSerializer,
@@ -20,13 +19,14 @@ from duplicates.api.threshold_serializers import (
     ThresholdsUndoSerializer,
 )
 from duplicates.models import CalibrationRun
+from duplicates.selectors import thresholds as threshold_selectors
 from duplicates.services.thresholds import calibration_thresholds_apply, thresholds_undo
 from search.models import ThresholdSetting
 from search.thresholds import thresholds_in_force
 
 
 def thresholds_payload() -> dict[str, Any]:
-    overview = selectors.thresholds_overview()
+    overview = threshold_selectors.thresholds_overview()
     return ThresholdsSerializer(
         {
             "in_force": overview.thresholds.as_dict(),
@@ -35,7 +35,7 @@ def thresholds_payload() -> dict[str, Any]:
                 "waits_for": overview.auto_calibration_at,
                 "indexed": overview.indexed,
             },
-            "history": selectors.threshold_history(),
+            "history": threshold_selectors.threshold_history(),
         }
     ).data
 

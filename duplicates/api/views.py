@@ -15,7 +15,6 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
 from core.api.throttles import SearchRateThrottle
-from duplicates import selectors
 from duplicates.api.serializers import (
     CheckUploadSerializer,
     DecisionListQuerySerializer,
@@ -27,12 +26,18 @@ from duplicates.api.serializers import (
     UploadCheckSerializer,
 )
 from duplicates.models import DuplicateDecision, DuplicatePair
+from duplicates.selectors import detection as detection_selectors
+from duplicates.selectors import pairs as pair_selectors
 from duplicates.services import pair_review
 from gallery import services as gallery_services
 
 
 def resolve_payload(decision: DuplicateDecision, request: Request) -> dict[str, Any]:
-    pair = selectors.duplicate_pair_list(status="all").filter(pk=decision.pair_id).first() if decision.pair_id else None
+    pair = (
+        pair_selectors.duplicate_pair_list(status="all").filter(pk=decision.pair_id).first()
+        if decision.pair_id
+        else None
+    )
     return ResolveResultSerializer({"decision": decision, "pair": pair}, context={"request": request}).data
 
 
@@ -45,11 +50,11 @@ class DuplicatePairViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
 
     def get_queryset(self) -> QuerySet[DuplicatePair]:
         if self.action != "list":
-            return selectors.duplicate_pair_list(status="all")
+            return pair_selectors.duplicate_pair_list(status="all")
         filters = PairListQuerySerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
         params = filters.validated_data
-        return selectors.duplicate_pair_list(
+        return pair_selectors.duplicate_pair_list(
             status=params["status"], kind=params.get("kind") or params.get("band") or "", image_id=params.get("image")
         )
 
@@ -68,7 +73,7 @@ class DuplicatePairViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("status", str, enum=sorted(selectors.STATUS_FILTERS), description="Default: pending"),
+            OpenApiParameter("status", str, enum=sorted(pair_selectors.STATUS_FILTERS), description="Default: pending"),
             OpenApiParameter("kind", str, enum=DuplicatePair.Kind.values, description="The band (alias: band)"),
             OpenApiParameter("image", int, description="Only pairs of this image"),
         ]
@@ -111,7 +116,7 @@ class DuplicatePairViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         data = gallery_services.read_upload_bytes(
             form.validated_data["file"], max_bytes=settings.IMGSIM_MAX_UPLOAD_BYTES
         )
-        result = selectors.check_upload(data=data, k=form.validated_data["k"])
+        result = detection_selectors.check_upload(data=data, k=form.validated_data["k"])
         return Response(UploadCheckSerializer(result, context={"request": request}).data)
 
 
@@ -123,10 +128,10 @@ class DuplicateDecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     def get_queryset(self) -> QuerySet[DuplicateDecision]:
         if self.action != "list":
-            return selectors.decision_list()
+            return pair_selectors.decision_list()
         filters = DecisionListQuerySerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
-        return selectors.decision_list(pair_id=filters.validated_data.get("pair"))
+        return pair_selectors.decision_list(pair_id=filters.validated_data.get("pair"))
 
     def get_permissions(self) -> list[permissions.BasePermission]:
         return [permissions.IsAdminUser()]  # the log names reviewers and deleted files: staff only

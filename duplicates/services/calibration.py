@@ -18,7 +18,7 @@ from PIL import Image as PILImage
 from duplicates import geometry, threshold_measurement
 from duplicates.features import Verifier
 from duplicates.models import CalibrationRun, DuplicatePair
-from duplicates.selectors import geometric_verification_enabled
+from duplicates.selectors.detection import geometric_verification_enabled
 from duplicates.services.pair_review import User, user_or_none
 from gallery.models import Image
 from search.selectors import stored_vectors

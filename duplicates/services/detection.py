@@ -2,8 +2,9 @@
 
 Detection is its own step. An image is "checked" once a DetectionCheck row with the settings in force is
 committed together with the pairs the check found; images without one are found by
-selectors.images_awaiting_detection and checked by the next detection run (queued after every embedding
-batch, and by a schedule every two minutes), so a worker killed at any moment leaves nothing unchecked.
+selectors.detection.images_awaiting_detection and checked by the next detection run (queued after every
+embedding batch, and by a schedule every two minutes), so a worker killed at any moment leaves nothing
+unchecked.
 
 Detection never touches a human decision: a re-detection updates a pair's similarity, band and evidence but
 not its review status, and a pair that is new (a re-upload of a file that was reviewed before) takes the
@@ -35,14 +36,14 @@ from duplicates.candidate_pairs import (
 from duplicates.evidence import pair_evidence
 from duplicates.features import Verifier, fingerprint_distance, image_fingerprint
 from duplicates.models import DetectionCheck, DuplicateDecision, DuplicatePair, sha_pair_key
-from duplicates.selectors import (
+from duplicates.selectors.detection import (
     detection_settings_key,
-    duplicate_bands,
     geometric_verification_enabled,
-    image_facts,
     images_awaiting_detection,
     library_neighbour_search,
 )
+from duplicates.selectors.pairs import image_facts
+from duplicates.selectors.thresholds import duplicate_bands
 from duplicates.services.groups import duplicate_groups_rebuild, duplicate_groups_refresh, groups_lock
 from duplicates.services.pair_review import duplicate_decision_log
 from gallery.models import Image

@@ -21,7 +21,7 @@ from django.utils import timezone
 from duplicates.evidence import suggest_keep
 from duplicates.group_linking import MIN_SHARED, SIMILAR_MIN_SHARED, group_pairs
 from duplicates.models import DuplicateGroup, DuplicateGroupMember, DuplicatePair, GroupRefreshLock
-from duplicates.selectors import image_facts
+from duplicates.selectors.pairs import image_facts
 from gallery.models import Image
 
 IDS_PER_QUERY = 2000

@@ -13,7 +13,7 @@ from django.utils import timezone
 from core.errors import ServiceError
 from duplicates.evidence import suggest_keep
 from duplicates.models import DuplicateDecision, DuplicatePair
-from duplicates.selectors import image_facts
+from duplicates.selectors.pairs import image_facts
 from duplicates.services.groups import duplicate_groups_refresh, groups_lock
 from duplicates.services.trash import images_restore, images_trash
 from gallery.models import Image

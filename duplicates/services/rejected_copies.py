@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from duplicates.blur_match import reblurred
-from duplicates.selectors import rejected_copy_threshold
+from duplicates.selectors.thresholds import rejected_copy_threshold
 from gallery.models import Image
 from search.embedding import Embedder, ImageDecodeError, load_rgb_for_embedding, model_input_pixels
 from search.selectors import LibrarySearch

@@ -21,7 +21,8 @@ from duplicates import geometry, threshold_measurement
 from duplicates.candidate_pairs import band_of, needs_verification
 from duplicates.features import Verifier
 from duplicates.models import CalibrationRun, DuplicatePair
-from duplicates.selectors import duplicate_bands, geometric_verification_enabled, latest_calibration
+from duplicates.selectors.detection import geometric_verification_enabled
+from duplicates.selectors.thresholds import duplicate_bands, latest_calibration
 from duplicates.services.calibration import CALIBRATION_MIN_IMAGES, calibration_run_create, calibration_run_execute
 from duplicates.services.detection import duplicate_detection_schedule
 from duplicates.services.groups import duplicate_groups_refresh

@@ -14,7 +14,7 @@ import pytest
 from django.core.management import call_command
 
 from duplicates.models import DuplicateDecision, DuplicatePair
-from duplicates.selectors import duplicate_bands
+from duplicates.selectors.thresholds import duplicate_bands
 from duplicates.services.detection import duplicate_pairs_detect
 from duplicates.services.pair_review import duplicate_pair_resolve
 from gallery.models import Image

@@ -16,7 +16,8 @@ from PIL import ImageOps
 
 from duplicates import geometry
 from duplicates.models import DetectionCheck, DuplicatePair
-from duplicates.selectors import detection_settings_key, duplicate_bands
+from duplicates.selectors.detection import detection_settings_key
+from duplicates.selectors.thresholds import duplicate_bands
 from duplicates.services.detection import duplicate_detection_run
 from gallery.models import Image
 from tests.images import shared_path

@@ -17,7 +17,7 @@ from django.utils.module_loading import import_string
 from django_q.models import Schedule
 
 from duplicates.models import DetectionCheck, DuplicatePair
-from duplicates.selectors import images_awaiting_detection
+from duplicates.selectors.detection import images_awaiting_detection
 from duplicates.services import detection
 from gallery.models import Image
 from pipeline import services as pipeline_services

@@ -12,7 +12,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
 from duplicates.models import DetectionCheck, DuplicateGroupMember, DuplicatePair
-from duplicates.selectors import images_awaiting_detection, rejected_copy_threshold
+from duplicates.selectors.detection import images_awaiting_detection
+from duplicates.selectors.thresholds import rejected_copy_threshold
 from gallery.models import Image
 from pipeline.services import embedding_run, image_retry
 from search.selectors import LibrarySearch, forget_served_indexes, similar_images

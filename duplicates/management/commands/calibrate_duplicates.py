@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from duplicates.models import CalibrationRun
-from duplicates.selectors import duplicate_bands
+from duplicates.selectors.thresholds import duplicate_bands
 from duplicates.services.calibration import calibration_run_create, calibration_run_execute
 from duplicates.threshold_measurement import DEFAULT_SAMPLE_SIZE, DEFAULT_TARGET_PRECISION, CalibrationResult
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, OutputWrapper
 
-from duplicates.selectors import duplicate_bands
+from duplicates.selectors.thresholds import duplicate_bands
 from duplicates.services.detection import duplicates_scan
 
 
