@@ -9,7 +9,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from duplicates.api.serializers import PairImageSerializer
+from duplicates.api.pair_serializers import PairImageSerializer
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicateGroupMember
 from duplicates.selectors.groups import GroupReview, MemberReview
 from duplicates.services.group_review import GroupAction

@@ -12,7 +12,7 @@ from django.db import connection
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 
-from duplicates.api.serializers import PairImageSerializer
+from duplicates.api.pair_serializers import PairImageSerializer
 from duplicates.models import DuplicateGroup
 from gallery.api.serializers import ImageSerializer
 from gallery.models import Image

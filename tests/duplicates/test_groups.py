@@ -14,7 +14,7 @@ from django.test import RequestFactory
 from django_q.models import Schedule
 from rest_framework.test import APIClient
 
-from duplicates.api.serializers import PairImageSerializer
+from duplicates.api.pair_serializers import PairImageSerializer
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicatePair
 from duplicates.services.groups import duplicate_groups_refresh
 from gallery.api.serializers import ImageSerializer

@@ -1,4 +1,4 @@
-"""REST API for duplicate review: list and inspect pairs, resolve, undo, the decision log, check an upload."""
+"""REST API for pair review: list and inspect pairs, resolve, undo, the pair decision log, check an upload."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
 from core.api.throttles import SearchRateThrottle
-from duplicates.api.serializers import (
+from duplicates.api.pair_serializers import (
     CheckUploadSerializer,
     DecisionListQuerySerializer,
     DuplicateDecisionSerializer,
