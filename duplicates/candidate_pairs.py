@@ -16,9 +16,9 @@ import numpy as np
 
 # First k asked of the index per image: a photo with a few copies is done in one round.
 K_START = 20
-# Upper bound of the adaptive k: bounds the cost of an image with hundreds of look-alikes. Measured with
-# bench/duplicates.py on neardup-dev (8 photos with ~75 distinct variants each): of the same-photo pairs
-# scoring >= 0.70, a fixed k of 20 finds 42 %, 50 finds 86 %, adaptive 20..160 finds all of them.
+# Upper bound of the adaptive k: bounds the cost of an image with hundreds of look-alikes, high enough that
+# photos with many copies keep every same-photo pair a fixed k would miss (bench/duplicates.py, figures in
+# bench/README.md).
 K_MAX = 160
 
 # (queries (m, d), k) -> (exact full-vector cosines (m, k), ids (m, k)), best first, padded with -inf / -1.

@@ -22,18 +22,15 @@ from PIL import Image, ImageOps
 
 from core.pixels import upright_rgb
 
-# Longest side the pictures are matched at: enough detail for ~1000 ORB keypoints, ~5 ms per image.
+# Longest side the pictures are matched at: enough detail for ~1000 ORB keypoints, and quick to extract.
 MATCH_SIZE = 640
 ORB_FEATURES = 1000
 RATIO_TEST = 0.8  # Lowe's ratio: a match must be clearly better than the second best
 RANSAC_REPROJECTION_PX = 4.0
-# RANSAC inliers that make two images "the same photo". Measured with bench/duplicates.py on the 28,280
-# grey-zone candidate pairs of neardup-dev + distractors-dev: unrelated pairs reach 9 at the 99.9th
-# percentile (one pair of two different tiger photos reaches 45: stripes), 97.8 % of same-photo pairs
-# reach 20. Upscaling small pictures to MATCH_SIZE was tried: more copies pass, but far more unrelated
-# pairs too (interpolated texture matches), so pictures are only ever scaled down. Re-measured with the
-# edited families (bench/edited_families.py; 37,057 grey-zone pairs), mirror images matched too: unrelated
-# pairs reach 17 at the 99.9th percentile, 97.3 % of same-photo pairs reach 20.
+# RANSAC inliers that make two images "the same photo": well above what unrelated grey-zone pairs reach,
+# low enough for nearly every same-photo pair, mirror images included (bench/duplicates.py, figures in
+# bench/README.md). Pictures are only ever scaled down: upscaled small pictures let far more unrelated pairs
+# through (interpolated texture matches) than copies.
 MIN_INLIERS = 20
 # Largest scale between the two pictures (either way) a copy can have once both are at most MATCH_SIZE.
 MAX_SCALE = 8.0

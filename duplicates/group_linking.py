@@ -18,14 +18,14 @@ import numpy as np
 # links(A, B) >= MIN_LINKS * min(|A|, |B|) merges A and B: measured in bench/duplicates.py (purity and
 # completeness on neardup-dev + distractors-dev, and with wrong pairs injected between families).
 MIN_LINKS = 0.5
-# A pair is backed up when its images share this fraction of their other matches (shared_labels).
-# Near-duplicates (bench/duplicates.py, neardup-dev + distractors-dev at the product's thresholds): purity
-# 0.9983 and completeness 0.9965 for any value from 0.1 to 0.75, and still 0.9983 with 20 wrong pairs
-# injected between families (connected components: 0.88 with one, 0.14 with twenty).
+# A pair is backed up when its images share this fraction of their other matches (shared_labels). Group
+# purity and completeness of the near-duplicates stay the same over a wide range of it, and wrong pairs
+# injected between families leave them as they are, where connected components chain (bench/duplicates.py,
+# figures in bench/README.md).
 MIN_SHARED = 0.5
-# The similar band links look-alike scenes loosely (many photos of the sea match each other); its groups
-# must be tighter: at 0.9 the largest similar group on the dev photos has 58 images (336 at 0.5, 522 as
-# connected components) and purity is 0.62 (0.36 at 0.5). Its default decision is "keep all" anyway.
+# The similar band links look-alike scenes loosely (many photos of the sea match each other), so its groups
+# must be tighter: a stricter setting keeps the largest similar group small and purer (bench/README.md). Its
+# default decision is "keep all" anyway.
 SIMILAR_MIN_SHARED = 0.9
 # Passes over the pairs: a merge can make a rejected one acceptable later; these converge in two or three.
 MAX_PASSES = 8

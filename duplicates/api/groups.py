@@ -56,7 +56,7 @@ def conflict(error: GroupReviewError, request: Request) -> Response:
 
 
 # Members listed per group by default (the web card shows as many): a page of the largest groups listed
-# whole was 700 members and half a megabyte; GET /api/duplicate-groups/{id}/ lists them all.
+# whole would run to hundreds of members; GET /api/duplicate-groups/{id}/ lists them all.
 MEMBER_LIMIT = 16
 MAX_MEMBER_LIMIT = 1000
 

@@ -37,8 +37,8 @@ class PairImageSerializer(ImageSerializer):
 
     def to_representation(self, image: Image) -> dict[str, object]:
         """By hand, the same as the declared fields: a page of large groups lists hundreds of images, and DRF's
-        per-field machinery (and a reverse() per URL) was most of the group list's time (bench/group_review.py).
-        The URLs are reversed once per response (kept in the serializer's context)."""
+        per-field machinery (and a reverse() per URL) would take most of the group list's time
+        (bench/group_review.py). The URLs are reversed once per response (kept in the serializer's context)."""
         urls = self.context.get("_image_url_templates")
         if urls is None:
             urls = self.context["_image_url_templates"] = _url_templates(self.context.get("request"))

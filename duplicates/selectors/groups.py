@@ -32,7 +32,7 @@ MEMBER_IMAGE_FIELDS = (
 
 def _members(limit: int | None) -> QuerySet[DuplicateGroupMember]:
     """A group's members, the suggested copy first then by id; with a limit, only the first ones are read
-    (the database cuts each group at the limit, so an 88-image group costs no more than a 16-image one)."""
+    (the database cuts each group at the limit, so a large group costs no more than one of the limit's size)."""
     members = (
         DuplicateGroupMember.objects.select_related("image")
         .only("id", "group_id", "image_id", "decision", "added_at", *(f"image__{name}" for name in MEMBER_IMAGE_FIELDS))
@@ -148,8 +148,8 @@ def group_reviews(groups: list[DuplicateGroup], *, member_limit: int | None = No
     others = {member.image_id for members in shown.values() for member in members}
     pairs: dict[tuple[int, int], dict[str, object]] = {}
     if keeps:
-        # The evidence's few keys read in the database: whole evidence blobs (with both images' facts) decoded
-        # for every member were a large part of a page of big groups.
+        # Only the evidence's few keys, read in the database: decoding whole evidence blobs (with both images'
+        # facts) for every member would be a large part of a page of big groups.
         rows = DuplicatePair.objects.filter(
             Q(image_a_id__in=keeps, image_b_id__in=others) | Q(image_b_id__in=keeps, image_a_id__in=others)
         ).values_list("id", "image_a_id", "image_b_id", "similarity", *(f"evidence__{name}" for name in EVIDENCE_KEYS))

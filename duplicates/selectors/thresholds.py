@@ -65,13 +65,9 @@ def threshold_history(*, model_name: str | None = None, limit: int = 20) -> list
 
 # How far above the near-duplicate threshold a rejected (blurred) image and its nearest library photos must
 # score, once both are blurred alike (duplicates.blur_match), to name it a copy, per model. Blurring alike
-# brings two different photos closer too (median 0.77 for the best wrong one), hence above. Measured with
-# bench/blurred_copies.py (offline MobileNet-V2, 208 library photos; 877 blurred copies of them rejected as
-# blurry, 449 of photos not in the library): copies score 0.956 or more with their original, the best wrong
-# photo at most 0.904; 0.88 + 0.05 names 98.6 % of the copies with ten candidates (the rest: their original
-# is not among them; see rejected_copies.CANDIDATES) and no wrong photo, where the plain cosine names 44.9 %
-# at its first threshold without a wrong one (0.78). A model without a measured offset gets 0: its
-# near-duplicate threshold.
+# brings two different photos closer too, hence above; the offset leaves every wrong photo below and names
+# far more copies than the plain cosine can without naming a wrong one (bench/blurred_copies.py, figures in
+# bench/README.md). A model without a measured offset gets 0: its near-duplicate threshold.
 REJECTED_COPY_OFFSETS: dict[str, float] = {"mobilenet_v2": 0.05}
 
 

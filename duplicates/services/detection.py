@@ -56,7 +56,8 @@ logger = logging.getLogger(__name__)
 # Images queried per round trip when detecting for many images: bounds memory, batches the index.
 DETECT_CHUNK = 256
 # Rows per UPDATE / INSERT when storing pairs: one statement per few hundred rows plans in milliseconds on
-# PostgreSQL (one bulk_update of 20,000 pairs, a CASE branch per row and field, took its JIT minutes).
+# PostgreSQL, where one bulk_update of every pair (a CASE branch per row and field) spends its time in JIT
+# compilation (bench/scan.py).
 PAIR_WRITE_BATCH = 250
 DETECT_TASK = "duplicates.tasks.detect_pending"
 SCAN_TASK = "duplicates.tasks.scan_library"

@@ -27,10 +27,9 @@ logger = logging.getLogger(__name__)
 
 # Rejected images compared per library search (one batched k-NN query).
 CHECK_CHUNK = 64
-# Nearest library images compared after blurring alike (one more embedding each, for rejected images only).
-# bench/blurred_copies.py: the original is the nearest for 91.9 % of the blurred copies, among the first five
-# for 97.0 %, the first ten for 98.6 % (heaviest blurs: Gaussian 1 % of the long side 93.4 -> 96.4 %, motion 5 %
-# 92.4 -> 97.1 %), with no wrong photo named either way.
+# Nearest library images compared after blurring alike (one more embedding each, for rejected images only):
+# a blurred copy's original is not always the nearest by the plain cosine, but nearly always among the first
+# ten, and more candidates name no wrong photo (bench/blurred_copies.py, figures in bench/README.md).
 CANDIDATES = 10
 
 
