@@ -17,6 +17,7 @@ from rest_framework.decorators import api_view
 from core.access import staff_required
 from core.api.throttles import UploadRateThrottle, throttled_message, web_form_throttle_wait
 from core.middleware import retry_after_lost_connection
+from core.query_params import query_int
 from core.request_limits import shows_request_limit_errors
 from gallery import labels, renditions, selectors, services
 from gallery.forms import GalleryFilterForm, UploadForm
@@ -34,7 +35,7 @@ def image_list(request: HttpRequest) -> HttpResponse:
     images = selectors.image_list(
         status=cleaned.get("status", ""), rating=rating, query=name, order=cleaned.get("sort") or "added"
     )
-    page = Paginator(images, GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(images, GALLERY_PAGE_SIZE).get_page(query_int(request.GET, "page", default=1, minimum=1))
     query = request.GET.copy()
     query.pop("page", None)
     # The status tabs keep the other filters (and count within them); "All" tab links drop only the status.
