@@ -73,7 +73,7 @@ def search_by_upload(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def similar_to_image(request: HttpRequest, pk: int) -> HttpResponse:
-    image = get_object_or_404(Image, pk=pk)
+    image = get_object_or_404(Image.objects.visible_to(request.user), pk=pk)
     k = query_int(request.GET, "k", default=10, minimum=1, maximum=settings.IMGSIM_SEARCH_MAX_K)
     context: dict[str, object] = {
         "image": image,
