@@ -3,7 +3,8 @@
 After IMGSIM_LOGIN_MAX_FAILURES wrong passwords for one username from one address within
 IMGSIM_LOGIN_WINDOW_SECONDS, that pair is refused (without checking the password) until the window ends.
 Keyed on both, so an attacker elsewhere cannot lock a user out, and one address cannot try many
-passwords on one account. Used by the site's login page and the admin's.
+passwords on one account. Used by the site's login page and the admin's (ThrottledAdminSite, the admin site
+through imgsim_site.apps.ImgsimAdminConfig); both answer a refused attempt with 429.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import hashlib
 from typing import Any
 
 from django.conf import settings
+from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
 from django.core.cache import cache
@@ -79,14 +82,34 @@ class ThrottledAdminAuthenticationForm(LoginThrottleMixin, AdminAuthenticationFo
     """The admin's sign-in form."""
 
 
+def _refused_as_too_many(response: HttpResponse, form: AuthenticationForm) -> HttpResponse:
+    """A throttled attempt answers 429 with Retry-After; the page still shows the form and its message."""
+    if form.has_error("__all__", TOO_MANY_ATTEMPTS):
+        response.status_code = 429
+        response["Retry-After"] = str(settings.IMGSIM_LOGIN_WINDOW_SECONDS)
+    return response
+
+
 class ThrottledLoginView(LoginView):
-    """The sign-in page; a throttled attempt answers 429 with the form and its message."""
+    """The sign-in page."""
 
     authentication_form = ThrottledAuthenticationForm
 
     def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
-        response = super().form_invalid(form)
-        if form.has_error("__all__", TOO_MANY_ATTEMPTS):
-            response.status_code = 429
-            response["Retry-After"] = str(settings.IMGSIM_LOGIN_WINDOW_SECONDS)
-        return response
+        return _refused_as_too_many(super().form_invalid(form), form)
+
+
+class ThrottledAdminSite(admin.AdminSite):
+    """The admin site, whose sign-in page is throttled and refuses as the site's does.
+
+    AdminSite.login builds Django's LoginView itself, so the status is set on the page it answers, which
+    carries the form it checked.
+    """
+
+    login_form = ThrottledAdminAuthenticationForm
+
+    @login_not_required  # as AdminSite.login is
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        response = super().login(request, extra_context)
+        form = (getattr(response, "context_data", None) or {}).get("form")
+        return response if form is None else _refused_as_too_many(response, form)

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from core.access import staff_required
+from core.query_params import query_int
 from duplicates.trash import images_purge, images_restore
 from gallery import selectors as gallery_selectors
 
@@ -19,7 +20,7 @@ TRASH_PAGE_SIZE = 48
 @staff_required
 def trash(request: HttpRequest) -> HttpResponse:
     images = gallery_selectors.trash_list()
-    page = Paginator(images, TRASH_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(images, TRASH_PAGE_SIZE).get_page(query_int(request.GET, "page", default=1, minimum=1))
     return render(
         request,
         "duplicates/trash.html",

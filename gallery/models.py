@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import uuid
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 # What each accepted (decoded) format is stored and served as; the uploader's file name never decides it.
 FORMAT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
@@ -55,6 +59,13 @@ class ImageQuerySet(models.QuerySet["Image"]):
 
     def trashed(self) -> ImageQuerySet:
         return self.filter(trashed_at__isnull=False)
+
+    def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> ImageQuerySet:
+        """The images `user` may open by id (page, file, thumbnail, previews, similar): staff every one (the
+        trash page shows trashed images), anyone else the library."""
+        if user.is_active and getattr(user, "is_staff", False):
+            return self
+        return self.in_library()
 
     def awaiting_copy_check(self) -> ImageQuerySet:
         """Rejected images still to be compared with the library (is it a blurred copy of a library photo?)."""

@@ -147,7 +147,7 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "imgsim_site.apps.ImgsimAdminConfig",  # Django's admin with our site (its sign-in throttled)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

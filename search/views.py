@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_http_methods
 
 from core.api.throttles import SearchRateThrottle, throttled_message, web_form_throttle_wait
+from core.query_params import query_int
 from core.request_limits import shows_request_limit_errors
 from gallery import renditions
 from gallery.image_file import UploadRejected
@@ -72,13 +73,14 @@ def search_by_upload(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def similar_to_image(request: HttpRequest, pk: int) -> HttpResponse:
-    image = get_object_or_404(Image, pk=pk)
-    form = SimilarForm(request.GET)
-    context: dict[str, object] = {"image": image, "form": form, "near_duplicate_threshold": _near_duplicate_threshold()}
-    if not form.is_valid():
-        return render(request, "search/similar.html", context, status=400)
-    k = form.cleaned_data["k"] or 10
-    context["k"] = k
+    image = get_object_or_404(Image.objects.visible_to(request.user), pk=pk)
+    k = query_int(request.GET, "k", default=10, minimum=1, maximum=settings.IMGSIM_SEARCH_MAX_K)
+    context: dict[str, object] = {
+        "image": image,
+        "form": SimilarForm(initial={"k": k}),
+        "near_duplicate_threshold": _near_duplicate_threshold(),
+        "k": k,
+    }
     if image.vector is None or image.status == Image.Status.REJECTED:  # a rejected image's vector is for its copy check
         context["not_ready"] = True
         return render(request, "search/similar.html", context, status=409)

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from core.errors import ServiceError
+from core.query_params import InvalidQueryParameter
 from core.request_limits import request_limit_error
 
 
@@ -28,6 +29,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if refused is not None:
         code, message, http_status = refused
         return error_response(code, message, http_status=http_status)
+    # A query parameter that is not a whole number in range: a 400 naming it, as a serializer's field error is.
+    if isinstance(exc, InvalidQueryParameter):
+        exc = exceptions.ValidationError({exc.parameter: [exc.message]})
     # Django's own 404 / 403 (get_object_or_404 in a view) get the same shape as DRF's.
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(*exc.args)

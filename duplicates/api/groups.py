@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api.errors import error_response
+from core.query_params import query_int
 from duplicates import group_selectors
 from duplicates.api.group_serializers import (
     BulkResolveResultSerializer,
@@ -61,15 +62,6 @@ MEMBER_LIMIT = 16
 MAX_MEMBER_LIMIT = 1000
 
 
-def _int_param(request: Request, name: str, default: int) -> int:
-    value = request.query_params.get(name, "")
-    if value == "":
-        return default
-    if not value.isdigit():
-        raise ValidationError({name: [f"{name} must be a whole number, got {value!r}."]})
-    return int(value)
-
-
 class DuplicateGroupViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Groups of look-alike images, one review decision each (staff only)."""
 
@@ -89,15 +81,13 @@ class DuplicateGroupViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return group_selectors.duplicate_group_list(
             kind=kind,
             status=status_filter,
-            min_size=_int_param(self.request, "min_size", 2),
+            min_size=query_int(self.request.query_params, "min_size", default=2),
             member_limit=self._member_limit(),
         )
 
     def _member_limit(self) -> int | None:
         """?member_limit=N members per group (the suggested copy first), 0 for all; default MEMBER_LIMIT."""
-        limit = _int_param(self.request, "member_limit", MEMBER_LIMIT)
-        if limit > MAX_MEMBER_LIMIT:
-            raise ValidationError({"member_limit": [f"member_limit must be at most {MAX_MEMBER_LIMIT} (0: all)."]})
+        limit = query_int(self.request.query_params, "member_limit", default=MEMBER_LIMIT, maximum=MAX_MEMBER_LIMIT)
         return limit or None
 
     @extend_schema(
@@ -210,7 +200,7 @@ class DuplicateGroupDecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelM
     lookup_value_regex = "[0-9]{1,18}"
 
     def get_queryset(self) -> QuerySet[DuplicateGroupDecision]:
-        group = _int_param(self.request, "group", 0) if self.action == "list" else 0
+        group = query_int(self.request.query_params, "group", default=0) if self.action == "list" else 0
         return group_selectors.group_decision_list(group_id=group or None)
 
     @extend_schema(parameters=[OpenApiParameter("group", int, description="Only this group's decisions")])

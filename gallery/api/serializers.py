@@ -9,9 +9,6 @@ from rest_framework import serializers
 from gallery.models import Image
 from gallery.selectors import RATING_FILTERS
 
-# The largest primary key any backend stores (a signed 64-bit integer): bigger ids are refused with 400
-# instead of overflowing the database driver.
-MAX_ID = 2**63 - 1
 # An id no image has, for reversing an image URL once per response and filling in each image's id: reverse()
 # three times per image was a third of the CPU time of a 10-result search answer (bench/search_product.py).
 _STAND_IN_ID = 9_876_543_210_123

@@ -5,11 +5,12 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
+from core.query_params import WholeNumberField
 from gallery.api.serializers import ImageSerializer
 from search.thresholds import Origin
 
 
-class ResultCountField(serializers.IntegerField):
+class ResultCountField(WholeNumberField):
     """k, the number of results: at least 1, at most IMGSIM_SEARCH_MAX_K as configured when validated."""
 
     def __init__(self, **kwargs: object) -> None:
@@ -35,7 +36,7 @@ class SearchByUploadSerializer(serializers.Serializer):
 
 class SimilarQuerySerializer(serializers.Serializer):
     k = ResultCountField()
-    rating = serializers.IntegerField(min_value=0, max_value=5, required=False, allow_null=True)
+    rating = WholeNumberField(min_value=0, max_value=5, required=False, allow_null=True)
 
 
 class SimilarImageSerializer(serializers.Serializer):

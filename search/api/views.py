@@ -86,7 +86,7 @@ class SimilarToImageView(APIView):
         """The k library images most similar to image `pk` (itself excluded)."""
         query = SimilarQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        image = get_object_or_404(Image, pk=pk)
+        image = get_object_or_404(Image.objects.visible_to(request.user), pk=pk)
         if image.vector is None or image.status == Image.Status.REJECTED:  # vector only for its copy check
             return error_response(
                 "not_embedded",

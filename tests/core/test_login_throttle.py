@@ -53,5 +53,8 @@ def test_the_admin_login_is_throttled_too(staff, settings):
     for _ in range(3):
         assert sign_in(client, "sam", "wrong", "/admin/login/").status_code == 200
     locked = sign_in(client, "sam", "pw-sam-12345", "/admin/login/")
+    assert locked.status_code == 429  # as the site's login page
+    assert int(locked["Retry-After"]) == settings.IMGSIM_LOGIN_WINDOW_SECONDS
     assert "Too many failed sign-ins" in locked.content.decode()
+    assert 'id="login-form"' in locked.content.decode()  # the admin's own page, with its form
     assert "_auth_user_id" not in client.session
