@@ -50,13 +50,13 @@ def search_by_upload(request: HttpRequest) -> HttpResponse:
         response["Retry-After"] = str(wait)
         return response
     if request.method == "POST":
-        refusal = upload_refusal(request, files=1) if form.is_valid() and form.cleaned_data["add_to_library"] else None
-        if refusal is not None:  # the query would be stored: over the upload rate, the whole request is refused
-            context["form"] = SearchByUploadForm.refused(str(refusal.detail))
-            response = render(request, "search/search.html", context, status=429)
-            response["Retry-After"] = str(refusal.wait)
-            return response
         if form.is_valid():
+            refusal = upload_refusal(request, files=1) if form.cleaned_data["add_to_library"] else None
+            if refusal is not None:  # the query would be stored: over the upload rate, the whole request is refused
+                context["form"] = SearchByUploadForm.refused(str(refusal.detail))
+                response = render(request, "search/search.html", context, status=429)
+                response["Retry-After"] = str(refusal.wait)
+                return response
             upload = form.cleaned_data["file"]
             k = form.cleaned_data["k"] or 10
             rating = form.cleaned_data["rating"]
