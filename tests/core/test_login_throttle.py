@@ -1,4 +1,5 @@
-"""Issue 7 point 10: failed sign-ins are throttled per username and address (site login and admin login)."""
+"""Issue 7 point 10: failed sign-ins are throttled per username and address (site login and admin login).
+Issue 20 point 3: attempts arriving at once get no more password checks than the limit."""
 
 from __future__ import annotations
 

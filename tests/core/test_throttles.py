@@ -1,4 +1,6 @@
-"""Issue 7 point 4: rate limits count in one shared cache and cover the web forms as well as the API."""
+"""Issue 7 point 4: rate limits count in one shared cache and cover the web forms as well as the API.
+Issue 20 points 2 and 3: uploads count files (a request over the limit stores nothing), and counting is atomic
+on the database cache and on Redis."""
 
 from __future__ import annotations
 
