@@ -1,15 +1,18 @@
 """Failed sign-ins throttled per username and client address, in the shared cache.
 
-After IMGSIM_LOGIN_MAX_FAILURES wrong passwords for one username from one address within
-IMGSIM_LOGIN_WINDOW_SECONDS, that pair is refused (without checking the password) until the window ends.
-Keyed on both, so an attacker elsewhere cannot lock a user out, and one address cannot try many
-passwords on one account. Used by the site's login page and the admin's (ThrottledAdminSite, the admin site
-through imgsim_site.apps.ImgsimAdminConfig); both answer a refused attempt with 429.
+Each password check spends one attempt of IMGSIM_LOGIN_MAX_FAILURES per window of IMGSIM_LOGIN_WINDOW_SECONDS
+for that username and address, before the password is checked (core.rate_limit, atomic): with none left the
+pair is refused without checking, until the window ends, however many attempts arrive at once. A wrong
+password keeps its attempt spent; a right one clears the count. Keyed on both, so an attacker elsewhere
+cannot lock a user out, and one address cannot try many passwords on one account. Used by the site's login
+page and the admin's (ThrottledAdminSite, the admin site through imgsim_site.apps.ImgsimAdminConfig); both
+answer a refused attempt with 429.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 from django.conf import settings
@@ -18,9 +21,10 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
+
+from core.rate_limit import RateSpend, rate_limit_clear, rate_limit_spend
 
 TOO_MANY_ATTEMPTS = "too_many_attempts"
 
@@ -31,25 +35,18 @@ def _key(request: HttpRequest | None, username: str) -> str:
     return f"login-failures:{digest}"
 
 
-def login_failures(*, request: HttpRequest | None, username: str) -> int:
-    """How many failed sign-ins this username has had from this address in the current window."""
-    return int(cache.get(_key(request, username), 0))
-
-
-def login_failure_record(*, request: HttpRequest | None, username: str) -> int:
-    """Count one more failed sign-in; the window starts at the first failure."""
-    key = _key(request, username)
-    if cache.add(key, 1, timeout=settings.IMGSIM_LOGIN_WINDOW_SECONDS):
-        return 1
-    try:
-        return cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=settings.IMGSIM_LOGIN_WINDOW_SECONDS)
-        return 1
+def login_attempt_spend(*, request: HttpRequest | None, username: str) -> RateSpend:
+    """Spend one sign-in attempt of this username from this address; refused once the window's are spent."""
+    return rate_limit_spend(
+        key=_key(request, username),
+        amount=1,
+        limit=settings.IMGSIM_LOGIN_MAX_FAILURES,
+        period=settings.IMGSIM_LOGIN_WINDOW_SECONDS,
+    )
 
 
 def login_failures_clear(*, request: HttpRequest | None, username: str) -> None:
-    cache.delete(_key(request, username))
+    rate_limit_clear(key=_key(request, username), period=settings.IMGSIM_LOGIN_WINDOW_SECONDS)
 
 
 class LoginThrottleMixin:
@@ -58,18 +55,19 @@ class LoginThrottleMixin:
     request: HttpRequest | None
 
     def clean(self) -> dict[str, Any]:
+        fields = self.cleaned_data  # type: ignore[attr-defined]
+        if fields.get("username") is None or not fields.get("password"):
+            return super().clean()  # type: ignore[misc]  # no password is checked: nothing spent, nothing cleared
         username = str(self.data.get("username", ""))  # type: ignore[attr-defined]
-        if login_failures(request=self.request, username=username) >= settings.IMGSIM_LOGIN_MAX_FAILURES:
-            minutes = max(1, round(settings.IMGSIM_LOGIN_WINDOW_SECONDS / 60))
+        attempt = login_attempt_spend(request=self.request, username=username)
+        if not attempt.granted:
+            minutes = max(1, math.ceil(attempt.resets_in / 60))
             raise ValidationError(
-                f"Too many failed sign-ins for this account from your address. Try again in {minutes} minutes.",
+                "Too many failed sign-ins for this account from your address. "
+                f"Try again in {minutes} minute{'' if minutes == 1 else 's'}.",
                 code=TOO_MANY_ATTEMPTS,
             )
-        try:
-            cleaned = super().clean()  # type: ignore[misc]
-        except ValidationError:
-            login_failure_record(request=self.request, username=username)
-            raise
+        cleaned = super().clean()  # type: ignore[misc]  # a wrong password raises: its attempt stays spent
         login_failures_clear(request=self.request, username=username)
         return cleaned
 

@@ -15,7 +15,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view
 
 from core.access import staff_required
-from core.api.throttles import UploadRateThrottle, throttled_message, web_form_throttle_wait
+from core.api.throttles import upload_refusal
 from core.middleware import retry_after_lost_connection
 from core.query_params import query_int
 from core.request_limits import shows_request_limit_errors
@@ -73,13 +73,13 @@ def upload(request: HttpRequest) -> HttpResponse:
     if limit_error is not None:  # the body was refused while streaming: nothing was read or stored
         return _upload_page(request, UploadForm.refused(limit_error.message), [], status=limit_error.status)
     if request.method == "POST":
-        wait = web_form_throttle_wait(request, UploadRateThrottle())
-        if wait is not None:
-            response = _upload_page(request, UploadForm.refused(throttled_message("uploads", wait)), [], status=429)
-            response["Retry-After"] = str(wait)
-            return response
         form = UploadForm(request.POST, request.FILES)
         if form.is_valid():
+            refusal = upload_refusal(request, files=len(form.cleaned_data["files"]))
+            if refusal is not None:
+                response = _upload_page(request, UploadForm.refused(str(refusal.detail)), [], status=429)
+                response["Retry-After"] = str(refusal.wait)
+                return response
             outcomes = [
                 pipeline_services.image_ingest_upload(upload=upload, name=upload.name, uploaded_by=request.user)
                 for upload in form.cleaned_data["files"]

@@ -354,7 +354,7 @@ if IMGSIM_REDIS_URL:
 else:
     CACHES = {
         "default": {
-            # Django's DatabaseCache, with one statement per set (core/cache.py)
+            # Django's DatabaseCache, with one statement per set and an atomic incr (core/cache.py)
             "BACKEND": "core.cache.SharedDatabaseCache",
             "LOCATION": "imgsim_cache",
             "OPTIONS": {"MAX_ENTRIES": 100_000},

@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_http_methods
 
-from core.api.throttles import SearchRateThrottle, throttled_message, web_form_throttle_wait
+from core.api.throttles import SearchRateThrottle, throttled_message, upload_refusal, web_form_throttle_wait
 from core.query_params import query_int
 from core.request_limits import shows_request_limit_errors
 from gallery import renditions
@@ -52,6 +52,12 @@ def search_by_upload(request: HttpRequest) -> HttpResponse:
         return response
     if request.method == "POST":
         if form.is_valid():
+            refusal = upload_refusal(request, files=1) if form.cleaned_data["add_to_library"] else None
+            if refusal is not None:  # the query would be stored: over the upload rate, the whole request is refused
+                context["form"] = SearchByUploadForm.refused(str(refusal.detail))
+                response = render(request, "search/search.html", context, status=429)
+                response["Retry-After"] = str(refusal.wait)
+                return response
             upload = form.cleaned_data["file"]
             k = form.cleaned_data["k"] or 10
             rating = form.cleaned_data["rating"]

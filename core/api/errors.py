@@ -10,6 +10,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from core.api.throttles import RateRefused
 from core.errors import ServiceError
 from core.query_params import InvalidQueryParameter
 from core.request_limits import request_limit_error
@@ -49,6 +50,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         response.data = {"error": {"code": code, "message": str(exc.detail)}}
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
             response.data["error"]["retry_after_seconds"] = int(exc.wait)
+        if isinstance(exc, RateRefused):
+            response.data["error"]["left"] = exc.left
     return response
 
 

@@ -11,9 +11,8 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import BaseThrottle
 
-from core.api.throttles import UploadRateThrottle
+from core.api.throttles import upload_refusal
 from core.middleware import retry_after_lost_connection
 from gallery import selectors, services
 from gallery.api.serializers import (
@@ -63,9 +62,6 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             return [permissions.IsAdminUser()]
         return [permissions.IsAuthenticated()]
 
-    def get_throttles(self) -> list[BaseThrottle]:
-        return [UploadRateThrottle()] if self.action == "create" else []
-
     @extend_schema(
         parameters=[
             OpenApiParameter("status", str, enum=Image.Status.values),
@@ -85,16 +81,21 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         description=(
             "Upload one image as `file` (201 new image, queued or rejected for quality with a reason code and "
             "score; 200 when the same bytes are already stored, naming that image; 4xx for a file that is not "
-            "a usable image, nothing stored) or several as `files` (207 with one outcome each)."
+            "a usable image, nothing stored) or several as `files` (207 with one outcome each). Each file "
+            "counts against the user's upload rate; a request with more files than are left is refused whole "
+            "(429 with Retry-After, `left` and `retry_after_seconds`; nothing stored)."
         ),
     )
     def create(self, request: Request) -> Response:
         form = ImageUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        if form.validated_data.get("files"):
+        files = form.validated_data.get("files")
+        refusal = upload_refusal(request, files=len(files) if files else 1)
+        if refusal is not None:
+            raise refusal
+        if files:
             outcomes = [
-                image_ingest_upload(upload=upload, name=upload.name, uploaded_by=request.user)
-                for upload in form.validated_data["files"]
+                image_ingest_upload(upload=upload, name=upload.name, uploaded_by=request.user) for upload in files
             ]
             return Response(
                 {"results": [outcome_payload(outcome, request) for outcome in outcomes]},
