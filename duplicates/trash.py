@@ -8,6 +8,8 @@ groups and a restored one comes back into them.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.db.models import Q
@@ -15,10 +17,14 @@ from django.db.models import Q
 from duplicates.groups import duplicate_groups_refresh, groups_lock
 from duplicates.models import DuplicatePair
 from gallery.models import Image
-from gallery.services import image_purge, image_restore, image_trash
+from gallery.selectors import TrashContents
+from gallery.services import image_purge, image_restore, image_trash, images_delete
 from search.services import library_changed
 
 User = AbstractBaseUser | AnonymousUser | None
+# Images purged per transaction when the trash is emptied: each commit deletes their rows, logs their change
+# and then their files, so a large trash never holds one long transaction.
+TRASH_EMPTY_CHUNK = 500
 
 
 def _neighbours(image_ids: list[int]) -> set[int]:
@@ -68,3 +74,24 @@ def images_purge(*, images: list[Image]) -> int:
                 image_purge(image=image)
                 purged += 1
     return purged
+
+
+def trash_empty(*, trashed_until: datetime | None = None) -> TrashContents:
+    """Delete for good (rows, pairs, files) every image in the trash, or only those trashed up to
+    `trashed_until` (what the confirmation showed); what was purged. An image restored meanwhile is kept."""
+    images = Image.objects.trashed().defer("embedding").order_by("id")
+    if trashed_until is not None:
+        images = images.filter(trashed_at__lte=trashed_until)
+    count = size = 0
+    latest: list[datetime] = []
+    while True:
+        with transaction.atomic():
+            chunk = list(images.select_for_update()[:TRASH_EMPTY_CHUNK])  # a restore that commits first wins
+            if not chunk:
+                break
+            library_changed(image_ids=[image.pk for image in chunk])
+            images_delete(images=chunk)
+        count += len(chunk)
+        size += sum(image.file_size for image in chunk)
+        latest.append(max(image.trashed_at for image in chunk if image.trashed_at is not None))
+    return TrashContents(count=count, bytes=size, newest=max(latest, default=None))
