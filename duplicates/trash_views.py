@@ -10,11 +10,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.access import staff_required
-from duplicates.trash import images_purge, images_restore, trash_empty
+from duplicates.trash import images_purge, images_restore, trash_empty_schedule
 from gallery import selectors as gallery_selectors
 
 TRASH_PAGE_SIZE = 48
@@ -44,7 +45,9 @@ def trash_restore(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def trash_restore_selected(request: HttpRequest) -> HttpResponse:
     """Restore the images ticked on the Trash page (ids no longer in the trash are left out)."""
-    ids = [int(value) for value in request.POST.getlist("images") if value.isascii() and value.isdigit()]
+    # Ids a database key can hold (at most 18 digits): anything else names no image rather than overflowing.
+    values = request.POST.getlist("images")
+    ids = [int(value) for value in values if value.isascii() and value.isdigit() and len(value) <= 18]
     images = list(gallery_selectors.trash_list().filter(pk__in=ids)) if ids else []
     if not images:
         messages.error(request, "Tick the images to restore first.")
@@ -72,21 +75,24 @@ def trash_purge(request: HttpRequest, pk: int) -> HttpResponse:
 @staff_required
 @require_http_methods(["GET", "POST"])
 def trash_empty_view(request: HttpRequest) -> HttpResponse:
-    """GET: what emptying would delete, to confirm. POST (from that page): delete them for good, rows and files;
-    only the images trashed by the time the confirmation was shown (`until`), never one trashed since."""
+    """GET: what emptying would delete, to confirm. POST (from that page): queue deleting them for good, rows and
+    files; only the images trashed by the time the confirmation was shown (`until`), never one trashed since."""
     if request.method == "GET":
         contents = gallery_selectors.trash_contents()
         return render(
             request, "duplicates/trash_empty.html", {"contents": contents, "days": settings.IMGSIM_TRASH_DAYS}
         )
-    until = parse_datetime(request.POST.get("until", ""))
-    if until is None:
+    try:
+        until = parse_datetime(request.POST.get("until", ""))
+    except ValueError:  # the shape of a date, but not a real one
+        until = None
+    if until is None or timezone.is_naive(until):
         messages.error(request, "Confirm emptying the trash on this page first.")
         return redirect("duplicates:trash-empty")
-    purged = trash_empty(trashed_until=until)
+    queued = trash_empty_schedule(trashed_until=until)
     messages.success(
         request,
-        f"Emptied the trash: deleted {purged.count} image{'s' if purged.count != 1 else ''} "
-        f"({filesizeformat(purged.bytes)}) for good.",
+        f"Emptying the trash: {queued.count} image{'s' if queued.count != 1 else ''} "
+        f"({filesizeformat(queued.bytes)}) are being deleted for good by the background worker.",
     )
     return redirect("duplicates:trash")

@@ -93,7 +93,11 @@ class TrashContents:
     newest: datetime | None
 
 
-def trash_contents() -> TrashContents:
-    """What emptying the trash would purge now; its confirmation purges nothing trashed after `newest`."""
-    totals = Image.objects.trashed().aggregate(count=Count("id"), bytes=Sum("file_size"), newest=Max("trashed_at"))
+def trash_contents(*, trashed_until: datetime | None = None) -> TrashContents:
+    """What emptying the trash would purge now (of the images trashed up to `trashed_until`); its confirmation
+    purges nothing trashed after `newest`."""
+    images = Image.objects.trashed()
+    if trashed_until is not None:
+        images = images.filter(trashed_at__lte=trashed_until)
+    totals = images.aggregate(count=Count("id"), bytes=Sum("file_size"), newest=Max("trashed_at"))
     return TrashContents(count=totals["count"], bytes=totals["bytes"] or 0, newest=totals["newest"])

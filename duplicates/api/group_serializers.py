@@ -229,6 +229,6 @@ class TrashEmptySerializer(serializers.Serializer):
 
 
 class TrashContentsSerializer(serializers.Serializer):
-    count = serializers.IntegerField(help_text="Images purged for good.")
+    count = serializers.IntegerField(help_text="Images the background worker purges for good.")
     bytes = serializers.IntegerField(help_text="Their files' size.")
     newest = serializers.DateTimeField(allow_null=True, help_text="When the latest of them was trashed.")

@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -37,7 +38,7 @@ from duplicates.group_review import (
     duplicate_group_undo_latest,
 )
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicatePair
-from duplicates.trash import images_purge, images_restore, trash_empty
+from duplicates.trash import images_purge, images_restore, trash_empty_schedule
 from gallery import selectors as gallery_selectors
 from gallery.models import Image
 
@@ -263,7 +264,11 @@ class TrashViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             images_purge(images=[image])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=TrashRestoreSerializer, responses={200: TrashRestoreResultSerializer})
+    @extend_schema(
+        request=TrashRestoreSerializer,
+        responses={200: TrashRestoreResultSerializer},
+        operation_id="api_trash_restore_many_create",
+    )
     @action(detail=False, methods=["post"], url_path="restore")
     def restore_many(self, request: Request) -> Response:
         """Restore several images at once (`{"ids": [...]}`); ids not in the trash are listed and left alone."""
@@ -277,12 +282,13 @@ class TrashViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         missing = [pk for pk in ids if pk not in restored]
         return Response({"restored": [pk for pk in ids if pk in restored], "not_in_trash": missing})
 
-    @extend_schema(request=TrashEmptySerializer, responses={200: TrashContentsSerializer})
+    @extend_schema(request=TrashEmptySerializer, responses={202: TrashContentsSerializer})
     @action(detail=False, methods=["post"])
     def empty(self, request: Request) -> Response:
-        """Empty the trash: purge for good (rows, pairs, files) every image in it, or those trashed up to
-        `trashed_until`. Cannot be undone."""
+        """Empty the trash: the background worker purges for good (rows, pairs, files) every image in it now, or
+        those trashed up to `trashed_until`; the answer (202) counts them. Cannot be undone."""
         form = TrashEmptySerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        purged = trash_empty(trashed_until=form.validated_data.get("trashed_until"))
-        return Response(TrashContentsSerializer(purged).data)
+        until = form.validated_data.get("trashed_until") or timezone.now()
+        queued = trash_empty_schedule(trashed_until=until)
+        return Response(TrashContentsSerializer(queued).data, status=status.HTTP_202_ACCEPTED)
