@@ -201,7 +201,7 @@ def _resolve(model_name: str, applied: _Applied | None) -> ThresholdsInForce:
         elif defaults is not None:
             values[name] = getattr(defaults, name)
             sources[name] = ThresholdSource(
-                Origin.PROVISIONAL, f"provisional default for {model_name} ({defaults.source}): not measured"
+                Origin.PROVISIONAL, f"provisional default for {model_name} ({defaults.source})"
             )
         else:
             values[name] = getattr(FALLBACK_THRESHOLDS, name)
