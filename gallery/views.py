@@ -182,10 +182,12 @@ def image_file(request: HttpRequest, pk: int) -> FileResponse:
 @staff_required
 @require_POST
 def image_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """The image page's Delete: to the trash like every delete in the web UI (purged only from the trash)."""
     image = get_object_or_404(Image, pk=pk)
-    name = str(image)
-    pipeline_services.image_delete(image=image)
-    messages.success(request, f"Deleted {name}.")
+    pipeline_services.image_trash(image=image, user=request.user)
+    days = settings.IMGSIM_TRASH_DAYS
+    within = f"{days} day{'s' if days != 1 else ''}"
+    messages.success(request, f"Moved {image} to the trash: restore it from the Trash page within {within}.")
     return redirect("gallery:image-list")
 
 

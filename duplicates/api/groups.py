@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -25,7 +26,11 @@ from duplicates.api.group_serializers import (
     DuplicateGroupSerializer,
     GroupResolveResultSerializer,
     GroupResolveSerializer,
+    TrashContentsSerializer,
     TrashedImageSerializer,
+    TrashEmptySerializer,
+    TrashRestoreResultSerializer,
+    TrashRestoreSerializer,
 )
 from duplicates.group_review import (
     GroupReviewError,
@@ -34,7 +39,7 @@ from duplicates.group_review import (
     duplicate_group_undo_latest,
 )
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicatePair
-from duplicates.trash import images_purge, images_restore
+from duplicates.trash import images_purge, images_restore, trash_empty_schedule
 from gallery import selectors as gallery_selectors
 from gallery.models import Image
 
@@ -221,7 +226,8 @@ class DuplicateGroupDecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelM
 
 
 class TrashViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Images moved to the trash by review: restore them or purge them for good (staff only)."""
+    """Images moved to the trash (review, the image page's Delete): restore them, one or many, or purge them for
+    good, one or all (staff only)."""
 
     serializer_class = TrashedImageSerializer
     permission_classes = [permissions.IsAdminUser]
@@ -247,3 +253,32 @@ class TrashViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         with transaction.atomic():
             images_purge(images=[image])
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=TrashRestoreSerializer,
+        responses={200: TrashRestoreResultSerializer},
+        operation_id="api_trash_restore_many_create",
+    )
+    @action(detail=False, methods=["post"], url_path="restore")
+    def restore_many(self, request: Request) -> Response:
+        """Restore several images at once (`{"ids": [...]}`); ids not in the trash are listed and left alone."""
+        form = TrashRestoreSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        ids = list(dict.fromkeys(form.validated_data["ids"]))
+        images = list(self.get_queryset().filter(pk__in=ids))
+        if images:
+            images_restore(images=images, reopen=True)
+        restored = {image.pk for image in images}
+        missing = [pk for pk in ids if pk not in restored]
+        return Response({"restored": [pk for pk in ids if pk in restored], "not_in_trash": missing})
+
+    @extend_schema(request=TrashEmptySerializer, responses={202: TrashContentsSerializer})
+    @action(detail=False, methods=["post"])
+    def empty(self, request: Request) -> Response:
+        """Empty the trash: the background worker purges for good (rows, pairs, files) every image in it now, or
+        those trashed up to `trashed_until`; the answer (202) counts them. Cannot be undone."""
+        form = TrashEmptySerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        until = form.validated_data.get("trashed_until") or timezone.now()
+        queued = trash_empty_schedule(trashed_until=until)
+        return Response(TrashContentsSerializer(queued).data, status=status.HTTP_202_ACCEPTED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -28,11 +29,19 @@ from pipeline.services import image_delete, image_ingest_upload, image_retry
 
 def outcome_payload(outcome: services.UploadOutcome, request: Request) -> dict[str, Any]:
     image = outcome.result.image if outcome.result is not None else None
+    in_trash = outcome.outcome == "exact_duplicate_in_trash"
     return {
         "name": outcome.name,
         "outcome": outcome.outcome,
         "http_status": outcome.http_status,
         "image": ImageSerializer(image, context={"request": request}).data if image is not None else None,
+        "in_trash": in_trash,
+        # Restoring is staff work (the Trash page and API): others are told a staff member can restore it.
+        "restore_url": (
+            request.build_absolute_uri(reverse("trash-restore", args=[image.pk]))
+            if in_trash and image is not None and request.user.is_staff
+            else None
+        ),
         "error": {"code": outcome.error.code, "message": outcome.error.message} if outcome.error else None,
     }
 
@@ -80,8 +89,10 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         responses={200: UploadOutcomeSerializer, 201: UploadOutcomeSerializer, 207: UploadOutcomeSerializer(many=True)},
         description=(
             "Upload one image as `file` (201 new image, queued or rejected for quality with a reason code and "
-            "score; 200 when the same bytes are already stored, naming that image; 4xx for a file that is not "
-            "a usable image, nothing stored) or several as `files` (207 with one outcome each). Each file "
+            "score; 200 when the same bytes are already stored, naming that image: `exact_duplicate`, or "
+            "`exact_duplicate_in_trash` with `in_trash: true` when that image is in the trash (not in the library "
+            "until restored; staff get its `restore_url`, POST to restore it); 4xx for a file that is not a "
+            "usable image, nothing stored) or several as `files` (207 with one outcome each). Each file "
             "counts against the user's upload rate; a request with more files than are left is refused whole "
             "(429 with Retry-After, `left` and `retry_after_seconds`; nothing stored)."
         ),

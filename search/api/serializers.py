@@ -67,7 +67,8 @@ class ThresholdSourceSerializer(serializers.Serializer):
     origin = serializers.ChoiceField(
         choices=list(Origin.ALL),
         help_text="environment (a variable wins), calibrated or auto_calibrated (applied on this library), "
-        "measured_default (the model's), generic (a model nobody measured).",
+        "measured_default (the model's), provisional (the model's unmeasured starting values, until the library "
+        "calibrates itself), generic (a model nobody measured).",
     )
     description = serializers.CharField(help_text='e.g. "calibrated on this library on 2026-11-30 by sam"')
     setting_id = serializers.IntegerField(allow_null=True, help_text="The applied thresholds (calibrated ones).")
