@@ -15,7 +15,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.access import staff_required
-from core.query_params import query_int
+from core.query_params import query_int, whole_number
 from duplicates.trash import images_purge, images_restore, trash_empty_schedule
 from gallery import selectors as gallery_selectors
 
@@ -46,9 +46,7 @@ def trash_restore(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def trash_restore_selected(request: HttpRequest) -> HttpResponse:
     """Restore the images ticked on the Trash page (ids no longer in the trash are left out)."""
-    # Ids a database key can hold (at most 18 digits): anything else names no image rather than overflowing.
-    values = request.POST.getlist("images")
-    ids = [int(value) for value in values if value.isascii() and value.isdigit() and len(value) <= 18]
+    ids = [whole_number(value, name="images", minimum=1) for value in request.POST.getlist("images")]
     images = list(gallery_selectors.trash_list().filter(pk__in=ids)) if ids else []
     if not images:
         messages.error(request, "Tick the images to restore first.")
@@ -58,9 +56,9 @@ def trash_restore_selected(request: HttpRequest) -> HttpResponse:
         messages.success(
             request, f"Restored {count} image{'s' if count != 1 else ''}: back in the library, search and their groups."
         )
-    page = request.POST.get("page", "")
+    page = query_int(request.POST, "page", minimum=1)
     back = reverse("duplicates:trash")
-    return redirect(f"{back}?page={page}" if page.isascii() and page.isdigit() else back)
+    return redirect(f"{back}?page={page}" if page else back)
 
 
 @staff_required

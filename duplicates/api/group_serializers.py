@@ -9,11 +9,12 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.query_params import MAX_DB_INTEGER
 from duplicates.api.serializers import PairImageSerializer
 from duplicates.group_review import GroupAction
 from duplicates.group_selectors import GroupReview, MemberReview
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicateGroupMember
-from gallery.api.serializers import MAX_ID, ImageSerializer
+from gallery.api.serializers import ImageSerializer
 from gallery.models import Image
 
 
@@ -209,7 +210,7 @@ class TrashedImageSerializer(ImageSerializer):
 
 class TrashRestoreSerializer(serializers.Serializer):
     ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), allow_empty=False, max_length=10_000
+        child=serializers.IntegerField(min_value=1, max_value=MAX_DB_INTEGER), allow_empty=False, max_length=10_000
     )
 
 
