@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 
 from duplicates.models import CalibrationRun
-from duplicates.services import calibration, detection, thresholds
+from duplicates.services import calibration, detection, thresholds, trash
 
 
 def detect_pending() -> dict[str, object]:
@@ -40,3 +41,9 @@ def auto_calibrate() -> dict[str, object]:
     """Calibrate and apply the thresholds of a model without measured defaults, once (queued by detect_pending)."""
     run = thresholds.auto_calibration_run()
     return {"run": run.pk if run else None, "status": run.status if run else "not due or claimed elsewhere"}
+
+
+def empty_trash(trashed_until: datetime) -> dict[str, object]:
+    """Purge for good the images trashed up to that time (queued by "Empty the trash", page or API)."""
+    purged = trash.trash_empty(trashed_until=trashed_until)
+    return {"purged": purged.count, "bytes": purged.bytes}

@@ -25,5 +25,7 @@ urlpatterns = [
     path("duplicates/thresholds/undo/", threshold_views.thresholds_undo_view, name="thresholds-undo"),
     path("trash/", trash_views.trash, name="trash"),
     path("trash/<int:pk>/restore/", trash_views.trash_restore, name="trash-restore"),
+    path("trash/restore/", trash_views.trash_restore_selected, name="trash-restore-selected"),
+    path("trash/empty/", trash_views.trash_empty_view, name="trash-empty"),
     path("trash/<int:pk>/purge/", trash_views.trash_purge, name="trash-purge"),
 ]

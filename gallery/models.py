@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import uuid
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+from gallery.quality import DECIDING_SCORES, REJECTION_FIGURES, rejection_figures
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 # What each accepted (decoded) format is stored and served as; the uploader's file name never decides it.
 FORMAT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
@@ -55,6 +61,13 @@ class ImageQuerySet(models.QuerySet["Image"]):
 
     def trashed(self) -> ImageQuerySet:
         return self.filter(trashed_at__isnull=False)
+
+    def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> ImageQuerySet:
+        """The images `user` may open by id (page, file, thumbnail, previews, similar): staff every one (the
+        trash page shows trashed images), anyone else the library."""
+        if user.is_active and getattr(user, "is_staff", False):
+            return self
+        return self.in_library()
 
     def awaiting_copy_check(self) -> ImageQuerySet:
         """Rejected images still to be compared with the library (is it a blurred copy of a library photo?)."""
@@ -197,8 +210,17 @@ class Image(models.Model):
         return self.width * self.height / 1_000_000
 
     @property
+    def quality_figures(self) -> tuple[str, str] | None:
+        """A quality rejection's measured score and limit as people read them: written with enough digits that
+        they compare as the check did (gallery.quality.rejection_figures); None for any other image."""
+        if self.reason_code not in REJECTION_FIGURES or self.quality_score is None or self.quality_threshold is None:
+            return None
+        return rejection_figures(self.reason_code, self.quality_score, self.quality_threshold)
+
+    @property
     def quality_measurements(self) -> list[tuple[str, str]]:
-        """The quality scores worth showing a person, labelled and rounded."""
+        """The quality scores worth showing a person, labelled and rounded; the one a rejection was decided on
+        as its message and quality_figures write it."""
         labels = [
             ("sharpness", "Sharpness (0-1)", "{:.3f}"),
             ("color_std", "Colour spread", "{:.1f}"),
@@ -206,7 +228,13 @@ class Image(models.Model):
             ("bright_fraction", "Near-white pixels", "{:.1%}"),
         ]
         scores = self.quality_scores or {}
-        return [(label, fmt.format(scores[key])) for key, label, fmt in labels if key in scores]
+        figures = self.quality_figures
+        deciding = DECIDING_SCORES.get(self.reason_code) if figures is not None else None
+        return [
+            (label, figures[0] if key == deciding and figures is not None else fmt.format(scores[key]))
+            for key, label, fmt in labels
+            if key in scores
+        ]
 
     @property
     def vector(self) -> np.ndarray | None:

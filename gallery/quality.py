@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import io
 import math
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -25,6 +27,21 @@ import numpy as np
 from PIL import Image, JpegImagePlugin
 
 REASON_CODES: tuple[str, ...] = ("too_small", "solid_color", "mostly_black", "mostly_white", "blurry")
+# How each check compares its score with its limit when it rejects, and how people read the two numbers:
+# (comparison, percent, fewest decimals). The score a rejection was decided on, per reason.
+REJECTION_FIGURES: dict[str, tuple[Callable[[float, float], bool], bool, int]] = {
+    "too_small": (operator.lt, False, 0),
+    "solid_color": (operator.le, False, 2),
+    "mostly_black": (operator.gt, True, 1),
+    "mostly_white": (operator.gt, True, 1),
+    "blurry": (operator.lt, False, 2),
+}
+DECIDING_SCORES: dict[str, str] = {
+    "solid_color": "color_std",
+    "mostly_black": "dark_fraction",
+    "mostly_white": "bright_fraction",
+    "blurry": "sharpness",
+}
 
 # Chosen by measurement on ../shared/data: the sharpness of the same photo saved at 768..2048 px moved by
 # 0.014 / 0.016 / 0.018 / 0.032 / 0.025 on average at 384 / 512 / 640 / 768 / 1024, and at 512 the fewest
@@ -156,6 +173,30 @@ def sharpness(luminance: np.ndarray) -> float:
     return 1.0 - max(blur_effects)
 
 
+def rejection_figures(reason: str, score: float, threshold: float) -> tuple[str, str]:
+    """The score and the limit of a rejection as people read them, each with enough decimals that the written
+    numbers compare as the check compared the measured ones: a sharpness of 0.4996 against a minimum of 0.50
+    reads "0.4996 ... below the minimum 0.50", never "0.50 below 0.50"."""
+    compare, percent, fewest = REJECTION_FIGURES[reason]
+    scale, unit = (100.0, "%") if percent else (1.0, "")
+    limit = threshold * scale
+    limit_digits = next(
+        (digits for digits in range(fewest, 17) if math.isclose(float(f"{limit:.{digits}f}"), limit, rel_tol=1e-12)),
+        17,
+    )
+    limit_text = f"{limit:.{limit_digits}f}"
+    value = score * scale
+    score_text = next(
+        (
+            text
+            for digits in range(limit_digits, 18)
+            if compare(float(text := f"{value:.{digits}f}"), float(limit_text))
+        ),
+        repr(value),
+    )
+    return score_text + unit, limit_text + unit
+
+
 def _first_rejection(scores: dict[str, float], thresholds: QualityThresholds) -> QualityRejection | None:
     """The first failed enabled check, cheapest and most specific first (a flat image is also blurry)."""
     width, height = int(scores["width"]), int(scores["height"])
@@ -175,46 +216,48 @@ def _first_rejection(scores: dict[str, float], thresholds: QualityThresholds) ->
         )
     std = scores["color_std"]
     if thresholds.solid_color_enabled and std <= thresholds.solid_color_max_std:
+        shown, limit = rejection_figures("solid_color", std, thresholds.solid_color_max_std)
         return QualityRejection(
             reason="solid_color",
             score=std,
             threshold=thresholds.solid_color_max_std,
             message=(
-                f"Image is a single solid colour: colour variation {std:.2f} is at or below "
-                f"the maximum {thresholds.solid_color_max_std:.2f} for a solid image."
+                f"Image is a single solid colour: colour variation {shown} is at or below "
+                f"the maximum {limit} for a solid image."
             ),
         )
     dark = scores["dark_fraction"]
     if thresholds.mostly_black_enabled and dark > thresholds.dark_max_fraction:
+        shown, limit = rejection_figures("mostly_black", dark, thresholds.dark_max_fraction)
         return QualityRejection(
             reason="mostly_black",
             score=dark,
             threshold=thresholds.dark_max_fraction,
             message=(
-                f"Image is almost entirely black: {dark:.1%} of pixels are at or below brightness "
-                f"{thresholds.dark_level}, more than the maximum {thresholds.dark_max_fraction:.1%}."
+                f"Image is almost entirely black: {shown} of pixels are at or below brightness "
+                f"{thresholds.dark_level}, more than the maximum {limit}."
             ),
         )
     bright = scores["bright_fraction"]
     if thresholds.mostly_white_enabled and bright > thresholds.bright_max_fraction:
+        shown, limit = rejection_figures("mostly_white", bright, thresholds.bright_max_fraction)
         return QualityRejection(
             reason="mostly_white",
             score=bright,
             threshold=thresholds.bright_max_fraction,
             message=(
-                f"Image is almost entirely white: {bright:.1%} of pixels are at or above brightness "
-                f"{thresholds.bright_level}, more than the maximum {thresholds.bright_max_fraction:.1%}."
+                f"Image is almost entirely white: {shown} of pixels are at or above brightness "
+                f"{thresholds.bright_level}, more than the maximum {limit}."
             ),
         )
     sharp = scores["sharpness"]
     if thresholds.blur_enabled and sharp < thresholds.blur_min_score:
+        shown, limit = rejection_figures("blurry", sharp, thresholds.blur_min_score)
         return QualityRejection(
             reason="blurry",
             score=sharp,
             threshold=thresholds.blur_min_score,
-            message=(
-                f"Image looks blurry: sharpness {sharp:.2f} is below the minimum {thresholds.blur_min_score:.2f}."
-            ),
+            message=f"Image looks blurry: sharpness {shown} is below the minimum {limit}.",
         )
     return None
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, F, OrderBy, Q
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Count, F, Max, OrderBy, Q, Sum
 
 from gallery.models import Image, ImageQuerySet
 
@@ -79,3 +82,22 @@ def model_problem() -> str:
 def trash_list() -> ImageQuerySet:
     """Images in the trash, most recently trashed first."""
     return Image.objects.trashed().select_related("trashed_by").defer("embedding").order_by("-trashed_at", "-id")
+
+
+@dataclass(frozen=True)
+class TrashContents:
+    """Images in the trash (or purged from it): how many, their bytes, and when the latest one was trashed."""
+
+    count: int
+    bytes: int
+    newest: datetime | None
+
+
+def trash_contents(*, trashed_until: datetime | None = None) -> TrashContents:
+    """What emptying the trash would purge now (of the images trashed up to `trashed_until`); its confirmation
+    purges nothing trashed after `newest`."""
+    images = Image.objects.trashed()
+    if trashed_until is not None:
+        images = images.filter(trashed_at__lte=trashed_until)
+    totals = images.aggregate(count=Count("id"), bytes=Sum("file_size"), newest=Max("trashed_at"))
+    return TrashContents(count=totals["count"], bytes=totals["bytes"] or 0, newest=totals["newest"])

@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ImageCreateResult:
-    """What happened to one upload: a new image (queued or rejected), or the existing identical one."""
+    """What happened to one upload: a new image (queued or rejected), or the existing identical one (which
+    may be in the trash: then the upload is not in the library, and restoring that image is the way back)."""
 
     image: Image
     created: bool
@@ -34,7 +35,7 @@ class ImageCreateResult:
     @property
     def outcome(self) -> str:
         if not self.created:
-            return "exact_duplicate"
+            return "exact_duplicate_in_trash" if self.image.trashed_at is not None else "exact_duplicate"
         return "rejected" if self.image.status == Image.Status.REJECTED else "accepted"
 
 
@@ -159,9 +160,15 @@ def _delete_files(names: list[str]) -> None:
 
 def image_delete(*, image: Image) -> None:
     """Delete an image with its pairs; its files go once the deletion has committed."""
-    names = [image.file.name, image.thumbnail.name]
+    images_delete(images=[image])
+
+
+def images_delete(*, images: list[Image]) -> None:
+    """Delete images with their pairs, a statement per table for all of them (emptying a large trash); their
+    files go once the deletion has committed."""
+    names = [name for image in images for name in (image.file.name, image.thumbnail.name)]
     with transaction.atomic():
-        image.delete()
+        Image.objects.filter(pk__in=[image.pk for image in images]).delete()
         transaction.on_commit(lambda: _delete_files(names))
 
 

@@ -15,8 +15,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view
 
 from core.access import staff_required
-from core.api.throttles import UploadRateThrottle, throttled_message, web_form_throttle_wait
+from core.api.throttles import upload_refusal
 from core.middleware import retry_after_lost_connection
+from core.query_params import query_int
 from core.request_limits import shows_request_limit_errors
 from gallery import labels, renditions, selectors, services
 from gallery.forms import GalleryFilterForm, UploadForm
@@ -34,7 +35,7 @@ def image_list(request: HttpRequest) -> HttpResponse:
     images = selectors.image_list(
         status=cleaned.get("status", ""), rating=rating, query=name, order=cleaned.get("sort") or "added"
     )
-    page = Paginator(images, GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(images, GALLERY_PAGE_SIZE).get_page(query_int(request.GET, "page", default=1, minimum=1))
     query = request.GET.copy()
     query.pop("page", None)
     # The status tabs keep the other filters (and count within them); "All" tab links drop only the status.
@@ -72,13 +73,13 @@ def upload(request: HttpRequest) -> HttpResponse:
     if limit_error is not None:  # the body was refused while streaming: nothing was read or stored
         return _upload_page(request, UploadForm.refused(limit_error.message), [], status=limit_error.status)
     if request.method == "POST":
-        wait = web_form_throttle_wait(request, UploadRateThrottle())
-        if wait is not None:
-            response = _upload_page(request, UploadForm.refused(throttled_message("uploads", wait)), [], status=429)
-            response["Retry-After"] = str(wait)
-            return response
         form = UploadForm(request.POST, request.FILES)
         if form.is_valid():
+            refusal = upload_refusal(request, files=len(form.cleaned_data["files"]))
+            if refusal is not None:
+                response = _upload_page(request, UploadForm.refused(str(refusal.detail)), [], status=429)
+                response["Retry-After"] = str(refusal.wait)
+                return response
             outcomes = [
                 pipeline_services.image_ingest_upload(upload=upload, name=upload.name, uploaded_by=request.user)
                 for upload in form.cleaned_data["files"]
@@ -111,7 +112,8 @@ def _upload_page(
 
 @login_required
 def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    image = get_object_or_404(Image.objects.select_related("uploaded_by", "stack_cover", "copy_of"), pk=pk)
+    images = Image.objects.visible_to(request.user).select_related("uploaded_by", "stack_cover", "copy_of")
+    image = get_object_or_404(images, pk=pk)
     stacked = image.stacked.filter(trashed_at__isnull=True).defer("embedding").order_by("id")
     # The zoomed view shows the original itself where every browser can; other formats get a large WebP.
     return render(
@@ -142,7 +144,7 @@ def _stream(field_file: object, content_type: str) -> FileResponse:
 @api_view(["GET"])
 def image_thumbnail(request: HttpRequest, pk: int) -> FileResponse:
     """Thumbnails for signed-in users and API clients (session or token); always WebP we made ourselves."""
-    image = get_object_or_404(Image.objects.only("thumbnail"), pk=pk)
+    image = get_object_or_404(Image.objects.visible_to(request.user).only("thumbnail"), pk=pk)
     if not image.thumbnail:
         raise Http404("No thumbnail.")
     return _stream(image.thumbnail, "image/webp")
@@ -153,7 +155,7 @@ def image_preview(request: HttpRequest, pk: int, size: str) -> HttpResponse:
     """The image page's large preview ("large") and its zoomed view ("full"): WebP, any stored format."""
     if size not in renditions.PREVIEW_SIZES:
         raise Http404("Unknown preview size.")
-    image = get_object_or_404(Image.objects.only("file"), pk=pk)
+    image = get_object_or_404(Image.objects.visible_to(request.user).only("file"), pk=pk)
     try:
         with image.file.open("rb") as handle:
             data = renditions.image_preview_webp(handle=handle, size=renditions.PREVIEW_SIZES[size])
@@ -169,7 +171,8 @@ def image_preview(request: HttpRequest, pk: int, size: str) -> HttpResponse:
 def image_file(request: HttpRequest, pk: int) -> FileResponse:
     """The original as an attachment, typed from the format it decoded as (rows stored with a hostile
     extension before names were fixed are served safely too: neither name nor bytes decide the type)."""
-    image = get_object_or_404(Image.objects.only("file", "format", "original_name"), pk=pk)
+    images = Image.objects.visible_to(request.user).only("file", "format", "original_name")
+    image = get_object_or_404(images, pk=pk)
     response = _stream(image.file, image.content_type)
     # Django quotes and encodes the user's file name (quotes, newlines, non-ASCII) for the header.
     response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=image.download_name)
@@ -179,10 +182,12 @@ def image_file(request: HttpRequest, pk: int) -> FileResponse:
 @staff_required
 @require_POST
 def image_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """The image page's Delete: to the trash like every delete in the web UI (purged only from the trash)."""
     image = get_object_or_404(Image, pk=pk)
-    name = str(image)
-    pipeline_services.image_delete(image=image)
-    messages.success(request, f"Deleted {name}.")
+    pipeline_services.image_trash(image=image, user=request.user)
+    days = settings.IMGSIM_TRASH_DAYS
+    within = f"{days} day{'s' if days != 1 else ''}"
+    messages.success(request, f"Moved {image} to the trash: restore it from the Trash page within {within}.")
     return redirect("gallery:image-list")
 
 

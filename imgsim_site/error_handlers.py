@@ -10,9 +10,11 @@ from __future__ import annotations
 import sys
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.views import defaults
 
 from core.middleware import DATABASE_ERRORS, database_unavailable_response, discard_broken_connections
+from core.query_params import InvalidQueryParameter
 from core.request_limits import API_PREFIX, request_limit_error
 
 
@@ -21,6 +23,12 @@ def _json(code: str, message: str, status: int) -> JsonResponse:
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """A query parameter that is not a number gets the site's page saying which; other refusals (a forged
+    Host header...) get the same page without the request, which they may have made unusable."""
+    if isinstance(exception, InvalidQueryParameter):
+        if request.path.startswith(API_PREFIX):
+            return _json("invalid", exception.message, 400)
+        return render(request, "400.html", {"message": exception.message}, status=400)
     if not request.path.startswith(API_PREFIX):
         return defaults.bad_request(request, exception)
     code, message, status = request_limit_error(exception) or ("bad_request", "The request is malformed.", 400)

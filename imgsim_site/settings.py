@@ -147,7 +147,7 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "imgsim_site.apps.ImgsimAdminConfig",  # Django's admin with our site (its sign-in throttled)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -335,7 +335,8 @@ IMGSIM_SIMILAR_THRESHOLD = env_optional_float("IMGSIM_SIMILAR_THRESHOLD", minimu
 IMGSIM_AUTO_CALIBRATE_MIN_IMAGES = env_int("IMGSIM_AUTO_CALIBRATE_MIN_IMAGES", 200, minimum=0)
 # Pairs between the similar and near-duplicate thresholds are checked with local features + RANSAC (OpenCV).
 IMGSIM_DUPLICATE_GEOMETRY = env_bool("IMGSIM_DUPLICATE_GEOMETRY", True)
-# Images moved to the trash (duplicate review) are purged for good after this many days (a daily task).
+# Images moved to the trash (duplicate review, an image page's Delete) are purged for good after this many days
+# (a daily task).
 IMGSIM_TRASH_DAYS = env_int("IMGSIM_TRASH_DAYS", 30, minimum=1)
 
 # --- Task queue and shared cache -----------------------------------------------------------------------
@@ -354,7 +355,7 @@ if IMGSIM_REDIS_URL:
 else:
     CACHES = {
         "default": {
-            # Django's DatabaseCache, with one statement per set (core/cache.py)
+            # Django's DatabaseCache, with one statement per set and an atomic incr (core/cache.py)
             "BACKEND": "core.cache.SharedDatabaseCache",
             "LOCATION": "imgsim_cache",
             "OPTIONS": {"MAX_ENTRIES": 100_000},

@@ -8,9 +8,7 @@ from django.utils.functional import lazy
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from core.login_throttle import ThrottledAdminAuthenticationForm, ThrottledLoginView
-
-admin.site.login_form = ThrottledAdminAuthenticationForm
+from core.login_throttle import ThrottledLoginView
 
 urlpatterns = [
     path("", include("gallery.urls")),

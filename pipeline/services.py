@@ -20,6 +20,7 @@ from core.planner_statistics import planner_statistics_refresh
 from duplicates.models import DetectionCheck, DuplicateGroup, DuplicateGroupMember, DuplicatePair
 from duplicates.services.detection import PendingDetectionSummary, duplicate_detection_run, duplicate_detection_schedule
 from duplicates.services.rejected_copies import rejected_copies_check
+from duplicates.services.trash import images_trash
 from gallery.models import Image
 from gallery.services import (
     ImageCreateResult,
@@ -132,3 +133,10 @@ def image_delete(*, image: Image) -> None:
     with transaction.atomic():
         library_changed(image_ids=[image.pk])
         gallery_image_delete(image=image)
+
+
+def image_trash(*, image: Image, user: User = None) -> Image:
+    """Move an image to the trash, as every delete in the web UI does: out of the library, search and its
+    duplicate groups (logged for every process's search view), its file kept until it is purged from there."""
+    images_trash(images=[image], user=user)
+    return image

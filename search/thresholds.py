@@ -2,8 +2,9 @@
 
 Each value resolves on its own: an environment variable (IMGSIM_MATCH_THRESHOLD, IMGSIM_NEAR_DUPLICATE_THRESHOLD,
 IMGSIM_SIMILAR_THRESHOLD) wins; then the thresholds applied to the model from a calibration on this library
-(search.models.ThresholdSetting, its newest row not undone); then the model's measured defaults below; then a
-generic fallback. Every answer says where each value comes from.
+(search.models.ThresholdSetting, its newest row not undone); then the model's defaults below (measured, or
+provisional for an entry nobody measured); then a generic fallback. Every answer says where each value comes
+from. A model without measured defaults calibrates itself on the library (duplicates.services.thresholds).
 
 The applied row is cached per process, so a search costs no extra query: every process reads the library change
 log before each search (search.selectors.LibraryView), and applying or undoing thresholds logs a change there, on
@@ -27,12 +28,19 @@ class ModelThresholds:
     near_duplicate: float  # the same photo: crops, rescales, recompressions, small edits
     similar: float  # same scene or burst, shown apart from duplicates
     source: str  # where the numbers come from
+    # False: nobody measured these for the model (a starting point only): they are in force as provisional
+    # values until the library calibrates itself, like a model without an entry.
+    measured: bool = True
 
 
 MODEL_THRESHOLDS: dict[str, ModelThresholds] = {
     # The original prototype's duplicate threshold for ResNet-18. Its ImageNet weights cannot be downloaded
-    # on the machines this was developed on, so these are not re-measured: calibrate on your library.
-    "resnet18": ModelThresholds(match=0.80, near_duplicate=0.99, similar=0.90, source="prototype (not re-measured)"),
+    # on the machines this was developed on, so these are not re-measured: provisional until the library
+    # calibrates itself (IMGSIM_AUTO_CALIBRATE_MIN_IMAGES) or a person applies a calibration. Measured with
+    # the real weights (bench/duplicates.py), this entry becomes a measured default.
+    "resnet18": ModelThresholds(
+        match=0.80, near_duplicate=0.99, similar=0.90, source="prototype, not re-measured", measured=False
+    ),
     # Measured with bench/duplicates.py on ../shared/data/neardup-dev + distractors-dev (899 distinct photos,
     # 22,201 same-photo pairs). near_duplicate: the label-free calibration (calibrate_duplicates, 100 images
     # x 7 edits) suggests 0.885 for precision 0.999 (a cheetah and a leopard photo score 0.87); with the
@@ -56,8 +64,9 @@ class Origin:
     CALIBRATED = ThresholdSetting.Origin.CALIBRATED.value
     AUTO_CALIBRATED = ThresholdSetting.Origin.AUTO_CALIBRATED.value
     MEASURED_DEFAULT = "measured_default"
+    PROVISIONAL = "provisional"
     GENERIC = "generic"
-    ALL = (ENVIRONMENT, CALIBRATED, AUTO_CALIBRATED, MEASURED_DEFAULT, GENERIC)
+    ALL = (ENVIRONMENT, CALIBRATED, AUTO_CALIBRATED, MEASURED_DEFAULT, PROVISIONAL, GENERIC)
 
 
 @dataclass(frozen=True)
@@ -145,8 +154,10 @@ def configured_thresholds(model_name: str) -> ThresholdsInForce:
 
 
 def measured_defaults(model_name: str) -> ModelThresholds | None:
-    """The model's measured defaults, None for a model nobody measured (it calibrates itself)."""
-    return MODEL_THRESHOLDS.get(model_name)
+    """The model's measured defaults, None for a model nobody measured (it calibrates itself), even one whose
+    entry gives provisional values."""
+    defaults = MODEL_THRESHOLDS.get(model_name)
+    return defaults if defaults is not None and defaults.measured else None
 
 
 def _read_applied(model_name: str) -> _Applied | None:
@@ -182,10 +193,15 @@ def _resolve(model_name: str, applied: _Applied | None) -> ThresholdsInForce:
         elif applied is not None:
             values[name] = getattr(applied, name)
             sources[name] = _applied_source(applied)
-        elif defaults is not None:
+        elif defaults is not None and defaults.measured:
             values[name] = getattr(defaults, name)
             sources[name] = ThresholdSource(
                 Origin.MEASURED_DEFAULT, f"measured default for {model_name} ({defaults.source})"
+            )
+        elif defaults is not None:
+            values[name] = getattr(defaults, name)
+            sources[name] = ThresholdSource(
+                Origin.PROVISIONAL, f"provisional default for {model_name} ({defaults.source})"
             )
         else:
             values[name] = getattr(FALLBACK_THRESHOLDS, name)

@@ -8,7 +8,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_http_methods
 
-from core.api.throttles import SearchRateThrottle, throttled_message, web_form_throttle_wait
+from core.api.throttles import SearchRateThrottle, throttled_message, upload_refusal, web_form_throttle_wait
+from core.query_params import query_int
 from core.request_limits import shows_request_limit_errors
 from gallery import renditions
 from gallery.image_file import UploadRejected
@@ -51,6 +52,12 @@ def search_by_upload(request: HttpRequest) -> HttpResponse:
         return response
     if request.method == "POST":
         if form.is_valid():
+            refusal = upload_refusal(request, files=1) if form.cleaned_data["add_to_library"] else None
+            if refusal is not None:  # the query would be stored: over the upload rate, the whole request is refused
+                context["form"] = SearchByUploadForm.refused(str(refusal.detail))
+                response = render(request, "search/search.html", context, status=429)
+                response["Retry-After"] = str(refusal.wait)
+                return response
             upload = form.cleaned_data["file"]
             k = form.cleaned_data["k"] or 10
             rating = form.cleaned_data["rating"]
@@ -72,13 +79,14 @@ def search_by_upload(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def similar_to_image(request: HttpRequest, pk: int) -> HttpResponse:
-    image = get_object_or_404(Image, pk=pk)
-    form = SimilarForm(request.GET)
-    context: dict[str, object] = {"image": image, "form": form, "near_duplicate_threshold": _near_duplicate_threshold()}
-    if not form.is_valid():
-        return render(request, "search/similar.html", context, status=400)
-    k = form.cleaned_data["k"] or 10
-    context["k"] = k
+    image = get_object_or_404(Image.objects.visible_to(request.user), pk=pk)
+    k = query_int(request.GET, "k", default=10, minimum=1, maximum=settings.IMGSIM_SEARCH_MAX_K)
+    context: dict[str, object] = {
+        "image": image,
+        "form": SimilarForm(initial={"k": k}),
+        "near_duplicate_threshold": _near_duplicate_threshold(),
+        "k": k,
+    }
     if image.vector is None or image.status == Image.Status.REJECTED:  # a rejected image's vector is for its copy check
         context["not_ready"] = True
         return render(request, "search/similar.html", context, status=409)

@@ -119,6 +119,7 @@
     const stored = count("stored") + indexed;
     if (stored) parts.push(`${stored} stored${indexed ? ` (${indexed} indexed)` : ""}`);
     if (count("duplicate")) parts.push(`${count("duplicate")} already in the library`);
+    if (count("in-trash")) parts.push(`${count("in-trash")} in the trash`);
     if (count("rejected")) parts.push(`${count("rejected")} rejected for quality`);
     if (count("refused")) parts.push(`${count("refused")} refused`);
     if (count("failed")) parts.push(`${count("failed")} failed`);
@@ -242,6 +243,10 @@
           item.action.hidden = true;
           setState(item, "duplicate", "exact_duplicate", "already in library", "Already in the library as ");
           link(item, body.image);
+        } else if (body.outcome === "exact_duplicate_in_trash") {
+          item.bar.hidden = true;
+          item.action.hidden = true;
+          inTrash(item, body);
         } else if (body.outcome === "rejected") {
           const label = reasonLabels[body.image.reason_code] || body.image.reason_code;
           problem(item, "rejected", "rejected", `rejected: ${label.toLowerCase()}`, `Stored but not searchable: ${body.image.status_message} `);
@@ -258,6 +263,40 @@
         resolve();
       };
       xhr.send(data);
+    });
+  }
+
+  function inTrash(item, body) {
+    // The same bytes are stored as an image in the trash: not in the library until restored (staff can).
+    setState(item, "in-trash", "exact_duplicate", "in the trash", "In the trash as ");
+    item.row.classList.add("problem");
+    link(item, body.image);
+    if (!body.restore_url) {
+      item.note.append(" A staff member can restore it from the Trash.");
+      return;
+    }
+    item.note.append(" Not in the library until it is restored.");
+    const button = node("button", "btn small primary", "Restore");
+    button.type = "button";
+    item.action.after(button);
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const response = await fetch(body.restore_url, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: {"X-CSRFToken": csrf, Accept: "application/json"},
+        });
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        const image = await response.json();
+        button.remove();
+        setState(item, "duplicate", "exact_duplicate", "restored", "Restored from the trash: in the library as ");
+        link(item, image);
+      } catch (error) {
+        button.disabled = false;
+        item.note.textContent = `Restoring failed (${error.message}): try again, or use the Trash page. In the trash as `;
+        link(item, body.image);
+      }
     });
   }
 

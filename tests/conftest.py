@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connections
 from django.test import Client
 from rest_framework.test import APIClient
 
 from tests.images import OFFLINE_WEIGHTS, shared_path
+
+# The clock rate windows are cut from (core.rate_limit), stopped in tests so that none straddles a window's end.
+STOPPED_CLOCK = 1_750_032_000.0
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -51,8 +57,10 @@ def _isolated_settings(settings: Any, tmp_path: Path, monkeypatch: pytest.Monkey
     }
     from django_q.conf import Conf
 
+    from core import rate_limit
     from search.selectors import LibraryView, forget_served_indexes
 
+    monkeypatch.setattr(rate_limit, "clock", lambda: STOPPED_CLOCK)
     monkeypatch.setattr(Conf, "SYNC", True)
     monkeypatch.setattr(LibraryView, "switch_in_background", False)  # a rebuild is seen by the next search
     forget_served_indexes()
@@ -124,5 +132,26 @@ def committed(django_capture_on_commit_callbacks: Callable[..., Any]) -> Iterato
     def run(action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         with django_capture_on_commit_callbacks(execute=True):
             return action(*args, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def at_once() -> Callable[..., list[Any]]:
+    """Run action(i) for i in range(count) in `count` threads released together (races need real overlap);
+    each thread closes its own database connection when done."""
+
+    def run(count: int, action: Callable[[int], Any]) -> list[Any]:
+        start = threading.Barrier(count, timeout=30)
+
+        def one(index: int) -> Any:
+            try:
+                start.wait()
+                return action(index)
+            finally:
+                connections.close_all()
+
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            return list(pool.map(one, range(count)))
 
     return run

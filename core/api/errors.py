@@ -10,7 +10,9 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from core.api.throttles import RateRefused
 from core.errors import ServiceError
+from core.query_params import InvalidQueryParameter
 from core.request_limits import request_limit_error
 
 
@@ -28,6 +30,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if refused is not None:
         code, message, http_status = refused
         return error_response(code, message, http_status=http_status)
+    # A query parameter that is not a whole number in range: a 400 naming it, as a serializer's field error is.
+    if isinstance(exc, InvalidQueryParameter):
+        exc = exceptions.ValidationError({exc.parameter: [exc.message]})
     # Django's own 404 / 403 (get_object_or_404 in a view) get the same shape as DRF's.
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(*exc.args)
@@ -45,6 +50,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         response.data = {"error": {"code": code, "message": str(exc.detail)}}
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
             response.data["error"]["retry_after_seconds"] = int(exc.wait)
+        if isinstance(exc, RateRefused):
+            response.data["error"]["left"] = exc.left
     return response
 
 

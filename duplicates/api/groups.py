@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -16,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api.errors import error_response
+from core.query_params import query_int
 from duplicates.api.group_serializers import (
     BulkResolveResultSerializer,
     BulkResolveSerializer,
@@ -23,7 +25,11 @@ from duplicates.api.group_serializers import (
     DuplicateGroupSerializer,
     GroupResolveResultSerializer,
     GroupResolveSerializer,
+    TrashContentsSerializer,
     TrashedImageSerializer,
+    TrashEmptySerializer,
+    TrashRestoreResultSerializer,
+    TrashRestoreSerializer,
 )
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicatePair
 from duplicates.selectors import groups as group_selectors
@@ -33,7 +39,7 @@ from duplicates.services.group_review import (
     duplicate_group_resolve,
     duplicate_group_undo_latest,
 )
-from duplicates.services.trash import images_purge, images_restore
+from duplicates.services.trash import images_purge, images_restore, trash_empty_schedule
 from gallery import selectors as gallery_selectors
 from gallery.models import Image
 
@@ -61,15 +67,6 @@ MEMBER_LIMIT = 16
 MAX_MEMBER_LIMIT = 1000
 
 
-def _int_param(request: Request, name: str, default: int) -> int:
-    value = request.query_params.get(name, "")
-    if value == "":
-        return default
-    if not value.isdigit():
-        raise ValidationError({name: [f"{name} must be a whole number, got {value!r}."]})
-    return int(value)
-
-
 class DuplicateGroupViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Groups of look-alike images, one review decision each (staff only)."""
 
@@ -89,15 +86,13 @@ class DuplicateGroupViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return group_selectors.duplicate_group_list(
             kind=kind,
             status=status_filter,
-            min_size=_int_param(self.request, "min_size", 2),
+            min_size=query_int(self.request.query_params, "min_size", default=2),
             member_limit=self._member_limit(),
         )
 
     def _member_limit(self) -> int | None:
         """?member_limit=N members per group (the suggested copy first), 0 for all; default MEMBER_LIMIT."""
-        limit = _int_param(self.request, "member_limit", MEMBER_LIMIT)
-        if limit > MAX_MEMBER_LIMIT:
-            raise ValidationError({"member_limit": [f"member_limit must be at most {MAX_MEMBER_LIMIT} (0: all)."]})
+        limit = query_int(self.request.query_params, "member_limit", default=MEMBER_LIMIT, maximum=MAX_MEMBER_LIMIT)
         return limit or None
 
     @extend_schema(
@@ -210,7 +205,7 @@ class DuplicateGroupDecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelM
     lookup_value_regex = "[0-9]{1,18}"
 
     def get_queryset(self) -> QuerySet[DuplicateGroupDecision]:
-        group = _int_param(self.request, "group", 0) if self.action == "list" else 0
+        group = query_int(self.request.query_params, "group", default=0) if self.action == "list" else 0
         return group_selectors.group_decision_list(group_id=group or None)
 
     @extend_schema(parameters=[OpenApiParameter("group", int, description="Only this group's decisions")])
@@ -231,7 +226,8 @@ class DuplicateGroupDecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelM
 
 
 class TrashViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Images moved to the trash by review: restore them or purge them for good (staff only)."""
+    """Images moved to the trash (review, the image page's Delete): restore them, one or many, or purge them for
+    good, one or all (staff only)."""
 
     serializer_class = TrashedImageSerializer
     permission_classes = [permissions.IsAdminUser]
@@ -257,3 +253,32 @@ class TrashViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         with transaction.atomic():
             images_purge(images=[image])
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=TrashRestoreSerializer,
+        responses={200: TrashRestoreResultSerializer},
+        operation_id="api_trash_restore_many_create",
+    )
+    @action(detail=False, methods=["post"], url_path="restore")
+    def restore_many(self, request: Request) -> Response:
+        """Restore several images at once (`{"ids": [...]}`); ids not in the trash are listed and left alone."""
+        form = TrashRestoreSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        ids = list(dict.fromkeys(form.validated_data["ids"]))
+        images = list(self.get_queryset().filter(pk__in=ids))
+        if images:
+            images_restore(images=images, reopen=True)
+        restored = {image.pk for image in images}
+        missing = [pk for pk in ids if pk not in restored]
+        return Response({"restored": [pk for pk in ids if pk in restored], "not_in_trash": missing})
+
+    @extend_schema(request=TrashEmptySerializer, responses={202: TrashContentsSerializer})
+    @action(detail=False, methods=["post"])
+    def empty(self, request: Request) -> Response:
+        """Empty the trash: the background worker purges for good (rows, pairs, files) every image in it now, or
+        those trashed up to `trashed_until`; the answer (202) counts them. Cannot be undone."""
+        form = TrashEmptySerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        until = form.validated_data.get("trashed_until") or timezone.now()
+        queued = trash_empty_schedule(trashed_until=until)
+        return Response(TrashContentsSerializer(queued).data, status=status.HTTP_202_ACCEPTED)

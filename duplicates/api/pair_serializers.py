@@ -6,11 +6,12 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.query_params import WholeNumberField
 from duplicates.models import DuplicateDecision, DuplicatePair
 from duplicates.selectors.groups import MEMBER_IMAGE_FIELDS
 from duplicates.selectors.pairs import STATUS_FILTERS
 from duplicates.services.pair_review import ResolveAction
-from gallery.api.serializers import MAX_ID, ImageSerializer
+from gallery.api.serializers import ImageSerializer
 from gallery.models import Image
 from search.api.serializers import ResultCountField
 
@@ -21,11 +22,11 @@ class PairListQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=sorted(STATUS_FILTERS), default="pending")
     kind = serializers.ChoiceField(choices=DuplicatePair.Kind.values, required=False, allow_blank=True)
     band = serializers.ChoiceField(choices=DuplicatePair.Kind.values, required=False, allow_blank=True)
-    image = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+    image = WholeNumberField(min_value=1, required=False)
 
 
 class DecisionListQuerySerializer(serializers.Serializer):
-    pair = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+    pair = WholeNumberField(min_value=1, required=False)
 
 
 class PairImageSerializer(ImageSerializer):

@@ -8,6 +8,8 @@ groups and a restored one comes back into them.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.db.models import Q
@@ -15,10 +17,15 @@ from django.db.models import Q
 from duplicates.models import DuplicatePair
 from duplicates.services.groups import duplicate_groups_refresh, groups_lock
 from gallery.models import Image
-from gallery.services import image_purge, image_restore, image_trash
+from gallery.selectors import TrashContents, trash_contents
+from gallery.services import image_purge, image_restore, image_trash, images_delete
 from search.services import library_changed
 
 User = AbstractBaseUser | AnonymousUser | None
+TRASH_EMPTY_TASK = "duplicates.tasks.empty_trash"
+# Images purged per transaction when the trash is emptied: each commit deletes their rows, logs their change
+# and then their files, so a large trash never holds one long transaction.
+TRASH_EMPTY_CHUNK = 500
 
 
 def _neighbours(image_ids: list[int]) -> set[int]:
@@ -68,3 +75,31 @@ def images_purge(*, images: list[Image]) -> int:
                 image_purge(image=image)
                 purged += 1
     return purged
+
+
+def trash_empty_schedule(*, trashed_until: datetime) -> TrashContents:
+    """Queue emptying the trash of the images trashed up to `trashed_until`, once the transaction commits (a
+    large trash takes longer than a request may); what it will purge."""
+    from django_q.tasks import async_task  # imports its models and broker client: loaded on first use
+
+    transaction.on_commit(lambda: async_task(TRASH_EMPTY_TASK, trashed_until, task_name="empty the trash"))
+    return trash_contents(trashed_until=trashed_until)
+
+
+def trash_empty(*, trashed_until: datetime) -> TrashContents:
+    """Delete for good (rows, pairs, files) the images trashed up to `trashed_until` (what the confirmation
+    showed), a chunk per transaction; what was purged. An image restored meanwhile is kept."""
+    images = Image.objects.trashed().filter(trashed_at__lte=trashed_until).defer("embedding").order_by("id")
+    count = size = 0
+    newest: datetime | None = None
+    while True:
+        with transaction.atomic():
+            chunk = list(images.select_for_update()[:TRASH_EMPTY_CHUNK])  # a restore that commits first wins
+            if not chunk:
+                break
+            library_changed(image_ids=[image.pk for image in chunk])
+            images_delete(images=chunk)
+        count += len(chunk)
+        size += sum(image.file_size for image in chunk)
+        newest = max(filter(None, [newest, *(image.trashed_at for image in chunk)]))
+    return TrashContents(count=count, bytes=size, newest=newest)

@@ -11,6 +11,7 @@ from django.template.defaultfilters import filesizeformat
 from django.views.decorators.http import require_POST
 
 from core.access import staff_required
+from core.query_params import InvalidQueryParameter, query_int, whole_number
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicatePair
 from duplicates.selectors import groups as group_selectors
 from duplicates.selectors import thresholds as threshold_selectors
@@ -36,20 +37,28 @@ def _choice(value: str, allowed: list[str], default: str) -> str:
 def _ids(values: list[str]) -> list[int] | None:
     """Posted ids as numbers; None when one isn't (the caller answers 400)."""
     try:
-        return [int(value) for value in values]
-    except ValueError:
+        return [whole_number(value, name="id", minimum=1) for value in values]
+    except InvalidQueryParameter:
+        return None
+
+
+def _version(value: str) -> int | None:
+    """A posted group version; None when it is empty or not a number."""
+    try:
+        return whole_number(value, name="version") if value else None
+    except InvalidQueryParameter:
         return None
 
 
 def _page(request: HttpRequest, status: int = 200) -> HttpResponse:
     kind = _choice(request.GET.get("kind", ""), DuplicatePair.Kind.values, DuplicatePair.Kind.NEAR_DUPLICATE)
     state = _choice(request.GET.get("status", ""), [*DuplicateGroup.Status.values, "all"], "pending")
-    single = request.GET.get("group", "")
-    limit = None if single.isdigit() else MEMBERS_PER_CARD
+    single = query_int(request.GET, "group", minimum=1)
+    limit = None if single is not None else MEMBERS_PER_CARD
     groups = group_selectors.duplicate_group_list(kind=kind, status=state, member_limit=limit)
-    if single.isdigit():
-        groups = group_selectors.duplicate_group_list(status="all", min_size=0).filter(pk=int(single))
-    page = Paginator(groups, GROUPS_PER_PAGE).get_page(request.GET.get("page"))
+    if single is not None:
+        groups = group_selectors.duplicate_group_list(status="all", min_size=0).filter(pk=single)
+    page = Paginator(groups, GROUPS_PER_PAGE).get_page(query_int(request.GET, "page", default=1, minimum=1))
     reviews = group_selectors.group_reviews(list(page.object_list), member_limit=limit)
     pending = [review for review in reviews if review.group.status == DuplicateGroup.Status.PENDING]
     query = request.GET.copy()
@@ -96,7 +105,7 @@ def group_resolve(request: HttpRequest, pk: int) -> HttpResponse:
     action = request.POST.get("action", "")
     members, keep = _ids(request.POST.getlist("member")), _ids(request.POST.getlist("keep"))
     version = request.POST.get("version", "")
-    if members is None or keep is None or (version and not version.isdigit()):
+    if members is None or keep is None or (version and _version(version) is None):
         messages.error(request, "Member ids and the version must be whole numbers. Nothing was changed.")
         return _page(request, status=400)
     fields: dict[str, object] = {"members": members or None}
@@ -107,7 +116,7 @@ def group_resolve(request: HttpRequest, pk: int) -> HttpResponse:
             group=group,
             action=action,
             user=request.user,
-            version=int(version) if version else None,
+            version=_version(version),
             source="web",
             **fields,  # type: ignore[arg-type]
         )
@@ -156,7 +165,7 @@ def groups_apply_suggestions(request: HttpRequest) -> HttpResponse:
                 action=GroupAction.SUGGESTION,
                 user=request.user,
                 members=shown or None,
-                version=int(version) if version.isdigit() else None,
+                version=_version(version),
                 source="web",
             )
         except GroupReviewError as error:

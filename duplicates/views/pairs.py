@@ -12,6 +12,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from core.access import staff_required
+from core.query_params import query_int
 from duplicates.forms import ResolveForm, ReviewFilterForm
 from duplicates.models import DuplicateDecision, DuplicatePair
 from duplicates.selectors import detection as detection_selectors
@@ -47,7 +48,7 @@ def pair_review(request: HttpRequest) -> HttpResponse:
     kind = cleaned.get("kind") or DuplicatePair.Kind.NEAR_DUPLICATE
     status = cleaned.get("status") or DuplicatePair.ReviewStatus.PENDING
     page = Paginator(pair_selectors.duplicate_pair_list(status=status, kind=kind), REVIEW_PAGE_SIZE).get_page(
-        request.GET.get("page")
+        query_int(request.GET, "page", default=1, minimum=1)
     )
     query = request.GET.copy()
     query.pop("page", None)
@@ -141,8 +142,12 @@ def decision_undo(request: HttpRequest, pk: int) -> HttpResponse:
 @staff_required
 def decisions(request: HttpRequest) -> HttpResponse:
     """The log: group decisions (each with its undo) above the pair decisions, each list paged on its own."""
-    page = Paginator(pair_selectors.decision_list(), DECISIONS_PAGE_SIZE).get_page(request.GET.get("page"))
-    groups = Paginator(group_selectors.group_decision_list(), DECISIONS_PAGE_SIZE).get_page(request.GET.get("gpage"))
+    page = Paginator(pair_selectors.decision_list(), DECISIONS_PAGE_SIZE).get_page(
+        query_int(request.GET, "page", default=1, minimum=1)
+    )
+    groups = Paginator(group_selectors.group_decision_list(), DECISIONS_PAGE_SIZE).get_page(
+        query_int(request.GET, "gpage", default=1, minimum=1)
+    )
     query = request.GET.copy()
     query.pop("page", None)
     group_query = request.GET.copy()

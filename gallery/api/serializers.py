@@ -9,9 +9,6 @@ from rest_framework import serializers
 from gallery.models import Image
 from gallery.selectors import RATING_FILTERS
 
-# The largest primary key any backend stores (a signed 64-bit integer): bigger ids are refused with 400
-# instead of overflowing the database driver.
-MAX_ID = 2**63 - 1
 # An id no image has, for reversing an image URL once per response and filling in each image's id: reverse()
 # three times per image was a third of the CPU time of a 10-result search answer (bench/search_product.py).
 _STAND_IN_ID = 9_876_543_210_123
@@ -163,7 +160,16 @@ class UploadOutcomeSerializer(serializers.Serializer):
     """What happened to one uploaded file."""
 
     name = serializers.CharField()
-    outcome = serializers.ChoiceField(choices=["accepted", "rejected", "exact_duplicate", "error"])
+    outcome = serializers.ChoiceField(
+        choices=["accepted", "rejected", "exact_duplicate", "exact_duplicate_in_trash", "error"],
+        help_text="exact_duplicate_in_trash: the same bytes are stored as an image in the trash (`image`), which "
+        "is out of the library until restored.",
+    )
     http_status = serializers.IntegerField()
     image = ImageSerializer(required=False, allow_null=True)
+    in_trash = serializers.BooleanField(help_text="The stored image these bytes match is in the trash.")
+    restore_url = serializers.CharField(
+        allow_null=True,
+        help_text="For staff, when in_trash: POST here to restore that image (back in the library and search).",
+    )
     error = serializers.DictField(required=False, allow_null=True)

@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import BaseThrottle
 
-from core.api.throttles import UploadRateThrottle
+from core.api.throttles import upload_refusal
 from core.middleware import retry_after_lost_connection
 from gallery import selectors, services
 from gallery.api.serializers import (
@@ -29,11 +29,19 @@ from pipeline.services import image_delete, image_ingest_upload, image_retry
 
 def outcome_payload(outcome: services.UploadOutcome, request: Request) -> dict[str, Any]:
     image = outcome.result.image if outcome.result is not None else None
+    in_trash = outcome.outcome == "exact_duplicate_in_trash"
     return {
         "name": outcome.name,
         "outcome": outcome.outcome,
         "http_status": outcome.http_status,
         "image": ImageSerializer(image, context={"request": request}).data if image is not None else None,
+        "in_trash": in_trash,
+        # Restoring is staff work (the Trash page and API): others are told a staff member can restore it.
+        "restore_url": (
+            request.build_absolute_uri(reverse("trash-restore", args=[image.pk]))
+            if in_trash and image is not None and request.user.is_staff
+            else None
+        ),
         "error": {"code": outcome.error.code, "message": outcome.error.message} if outcome.error else None,
     }
 
@@ -63,9 +71,6 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             return [permissions.IsAdminUser()]
         return [permissions.IsAuthenticated()]
 
-    def get_throttles(self) -> list[BaseThrottle]:
-        return [UploadRateThrottle()] if self.action == "create" else []
-
     @extend_schema(
         parameters=[
             OpenApiParameter("status", str, enum=Image.Status.values),
@@ -84,17 +89,24 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         responses={200: UploadOutcomeSerializer, 201: UploadOutcomeSerializer, 207: UploadOutcomeSerializer(many=True)},
         description=(
             "Upload one image as `file` (201 new image, queued or rejected for quality with a reason code and "
-            "score; 200 when the same bytes are already stored, naming that image; 4xx for a file that is not "
-            "a usable image, nothing stored) or several as `files` (207 with one outcome each)."
+            "score; 200 when the same bytes are already stored, naming that image: `exact_duplicate`, or "
+            "`exact_duplicate_in_trash` with `in_trash: true` when that image is in the trash (not in the library "
+            "until restored; staff get its `restore_url`, POST to restore it); 4xx for a file that is not a "
+            "usable image, nothing stored) or several as `files` (207 with one outcome each). Each file "
+            "counts against the user's upload rate; a request with more files than are left is refused whole "
+            "(429 with Retry-After, `left` and `retry_after_seconds`; nothing stored)."
         ),
     )
     def create(self, request: Request) -> Response:
         form = ImageUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        if form.validated_data.get("files"):
+        files = form.validated_data.get("files")
+        refusal = upload_refusal(request, files=len(files) if files else 1)
+        if refusal is not None:
+            raise refusal
+        if files:
             outcomes = [
-                image_ingest_upload(upload=upload, name=upload.name, uploaded_by=request.user)
-                for upload in form.validated_data["files"]
+                image_ingest_upload(upload=upload, name=upload.name, uploaded_by=request.user) for upload in files
             ]
             return Response(
                 {"results": [outcome_payload(outcome, request) for outcome in outcomes]},

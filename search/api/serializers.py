@@ -5,11 +5,12 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
+from core.query_params import WholeNumberField
 from gallery.api.serializers import ImageSerializer
 from search.thresholds import Origin
 
 
-class ResultCountField(serializers.IntegerField):
+class ResultCountField(WholeNumberField):
     """k, the number of results: at least 1, at most IMGSIM_SEARCH_MAX_K as configured when validated."""
 
     def __init__(self, **kwargs: object) -> None:
@@ -35,7 +36,7 @@ class SearchByUploadSerializer(serializers.Serializer):
 
 class SimilarQuerySerializer(serializers.Serializer):
     k = ResultCountField()
-    rating = serializers.IntegerField(min_value=0, max_value=5, required=False, allow_null=True)
+    rating = WholeNumberField(min_value=0, max_value=5, required=False, allow_null=True)
 
 
 class SimilarImageSerializer(serializers.Serializer):
@@ -66,7 +67,8 @@ class ThresholdSourceSerializer(serializers.Serializer):
     origin = serializers.ChoiceField(
         choices=list(Origin.ALL),
         help_text="environment (a variable wins), calibrated or auto_calibrated (applied on this library), "
-        "measured_default (the model's), generic (a model nobody measured).",
+        "measured_default (the model's), provisional (the model's unmeasured starting values, until the library "
+        "calibrates itself), generic (a model nobody measured).",
     )
     description = serializers.CharField(help_text='e.g. "calibrated on this library on 2026-11-30 by sam"')
     setting_id = serializers.IntegerField(allow_null=True, help_text="The applied thresholds (calibrated ones).")

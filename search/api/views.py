@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.errors import error_response
-from core.api.throttles import SearchRateThrottle
+from core.api.throttles import SearchRateThrottle, upload_refusal
 from gallery.api.views import outcome_payload
 from gallery.models import Image
 from pipeline.services import image_ingest_upload
@@ -59,7 +59,8 @@ class SearchByUploadView(APIView):
         request={"multipart/form-data": SearchByUploadSerializer},
         responses={200: SearchResultSerializer},
         description=(
-            "The k most similar library images to an uploaded photo (not stored unless add_to_library). "
+            "The k most similar library images to an uploaded photo (not stored unless add_to_library, which "
+            "spends one of the user's uploads: with none left, the whole request is refused with 429). "
             "When no result reaches the match threshold, `matched` is false and, if the query has a rating "
             "(its EXIF or the `rating` field), the results are the rating fallback (`fallback: true`)."
         ),
@@ -67,6 +68,9 @@ class SearchByUploadView(APIView):
     def post(self, request: Request) -> Response:
         form = SearchByUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
+        refusal = upload_refusal(request, files=1) if form.validated_data["add_to_library"] else None
+        if refusal is not None:  # the query would be stored: over the upload rate, the whole request is refused
+            raise refusal
         upload = form.validated_data["file"]
         result = selectors.similar_to_upload(
             upload=upload, k=form.validated_data["k"], rating=form.validated_data.get("rating")
@@ -86,7 +90,7 @@ class SimilarToImageView(APIView):
         """The k library images most similar to image `pk` (itself excluded)."""
         query = SimilarQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        image = get_object_or_404(Image, pk=pk)
+        image = get_object_or_404(Image.objects.visible_to(request.user), pk=pk)
         if image.vector is None or image.status == Image.Status.REJECTED:  # vector only for its copy check
             return error_response(
                 "not_embedded",

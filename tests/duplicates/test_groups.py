@@ -470,6 +470,7 @@ def test_web_resolve_bad_input_and_races_answer_4xx_and_change_nothing(library, 
         ({"action": "keep", "member": members, "keep": [stranger]}, 400),
         ({"action": "keep", "member": [*members, stranger], "keep": members[:1]}, 400),
         ({"action": "keep", "member": ["x"], "keep": []}, 400),
+        ({"action": "keep_all", "member": members, "version": "²"}, 400),  # str.isdigit() says yes
         ({"action": "explode", "member": members}, 400),
         ({"action": "keep_all", "member": members, "version": "7"}, 409),
     ]

@@ -4,6 +4,7 @@ touched."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -13,11 +14,13 @@ from django.utils import timezone
 from duplicates import geometry
 from duplicates.candidate_pairs import Bands, band_of
 from duplicates.models import CalibrationRun, DuplicateDecision, DuplicateGroup, DuplicatePair
+from duplicates.services import thresholds as thresholds_services
 from duplicates.services.calibration import calibration_run_create, calibration_run_execute
 from duplicates.services.groups import duplicate_groups_rebuild
 from duplicates.services.thresholds import auto_calibration_run
+from duplicates.tasks import detect_pending
 from search.models import LibraryChange, ThresholdSetting
-from search.thresholds import MODEL_THRESHOLDS
+from search.thresholds import MODEL_THRESHOLDS, measured_defaults
 from tests.duplicates.conftest import distractor_files, group_files
 
 MODEL = "mobilenet_v2"
@@ -326,6 +329,36 @@ def test_a_model_without_measured_defaults_calibrates_itself_once_the_library_is
 
 
 @pytest.mark.ml
+@pytest.mark.django_db
+def test_a_model_whose_defaults_nobody_measured_runs_on_provisional_thresholds_until_it_calibrates_itself(
+    monkeypatch, settings, staff_web, staff_api, committed
+):
+    from tests.search.test_library_view import synthetic_library
+
+    # given the default model, resnet18, has no measured defaults (only the prototype's, never re-measured),
+    # and mobilenet_v2's entry marked unmeasured like it (no weights needed: the library has stored vectors)
+    assert measured_defaults("resnet18") is None
+    entry = replace(MODEL_THRESHOLDS[MODEL], measured=False)
+    monkeypatch.setitem(MODEL_THRESHOLDS, MODEL, entry)
+    settings.IMGSIM_AUTO_CALIBRATE_MIN_IMAGES = 10
+    synthetic_library(8)
+    # then its entry's values are in force, and the API and the Duplicates page say they are provisional
+    index = staff_api.get("/api/index/").json()["thresholds"]
+    assert (index["near_duplicate"], index["similar"]) == (entry.near_duplicate, entry.similar)
+    assert {source["origin"] for source in index["sources"].values()} == {"provisional"}
+    waits = staff_api.get("/api/thresholds/").json()["auto_calibration"]
+    assert waits == {"has_measured_defaults": False, "waits_for": 10, "indexed": 8}
+    html = staff_web.get("/duplicates/").content.decode()
+    assert "has no measured defaults: these are provisional until the library holds 10 indexed images (now 8)" in html
+    # when the library reaches the size to calibrate and detection runs, then it starts calibrating itself
+    # (the measuring, which embeds edited copies of the photos, is tested with real photos above)
+    monkeypatch.setattr(thresholds_services, "calibration_run_execute", lambda *, run: run)
+    synthetic_library(4, start=8)
+    committed(detect_pending)
+    run = CalibrationRun.objects.get()
+    assert (run.model_name, run.automatic) == (MODEL, True)
+
+
 @pytest.mark.django_db
 def test_auto_calibration_is_claimed_by_one_worker_and_a_killed_one_frees_the_claim(model_without_defaults, settings):
     from tests.search.test_library_view import synthetic_library

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 
 import pytest
@@ -11,6 +12,8 @@ from django.db import connection
 from PIL import Image as PILImage
 
 from duplicates.models import DetectionCheck, DuplicatePair
+from duplicates.services.trash import images_trash
+from gallery.management.commands import import_images
 from gallery.models import Image
 from search.models import LibraryChange
 from tests.images import encode, photo_jpeg, photo_like_image
@@ -78,6 +81,37 @@ def test_import_is_safe_to_rerun(tmp_path, committed):
     output = committed(run, str(folder), "--no-progress")
     assert "0 accepted, 4 already in the library" in output
     assert Image.objects.count() == 3
+
+
+def test_import_names_the_library_image_each_exact_copy_matched_in_a_bounded_list(tmp_path, monkeypatch):
+    folder = make_folder(tmp_path / "photos")
+    first = run(str(folder), "--no-progress")
+    kept = Image.objects.get(original_name="copy-of-a.jpg")  # imported before its copy trip/day1/a.jpg
+    assert f"  trip/day1/a.jpg -> #{kept.pk} (copy-of-a.jpg)" in first.splitlines()
+    # given that photo is in the trash and the summary names two copies at most
+    images_trash(images=[kept], user=None)
+    monkeypatch.setattr(import_images, "COPIES_SHOWN", 2)
+    # when the folder is imported again, then the first two are named and the rest counted
+    again = run(str(folder), "--no-progress")
+    black, b = Image.objects.get(original_name="black.png"), Image.objects.get(original_name="b.JPG")
+    assert again.splitlines()[1:5] == [
+        "Exact copies of library images (4), file -> image:",
+        f"  black.png -> #{black.pk} (black.png)",
+        f"  trip/b.JPG -> #{b.pk} (b.JPG)",
+        "  ... and 2 more (--verbosity 2 lists them; --summary-file FILE writes them all).",
+    ]
+    assert "0 accepted, 2 already in the library, 2 already in the trash (restore them from the Trash page)" in again
+    # and --verbosity 2 names them all, --summary-file writes every file's outcome
+    summary = tmp_path / "summary.csv"
+    everything = run(str(folder), "--no-progress", "--verbosity", "2", "--summary-file", str(summary))
+    assert f"  trip/copy-of-a.jpg -> #{kept.pk} (copy-of-a.jpg) (in the trash)" in everything.splitlines()
+    assert f"Every file's outcome: {summary}" in everything
+    with summary.open(newline="") as handle:
+        rows = {row["path"]: row for row in csv.DictReader(handle)}
+    assert rows["trip/day1/a.jpg"]["outcome"] == "exact_duplicate_in_trash"
+    assert rows["trip/day1/a.jpg"]["image_id"] == str(kept.pk)
+    assert (rows["broken.jpg"]["outcome"], rows["broken.jpg"]["reason"]) == ("refused", "corrupt_image")
+    assert len(rows) == 5
 
 
 def test_import_of_a_missing_folder_fails_clearly(tmp_path):

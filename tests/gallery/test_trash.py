@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from django.core.files.storage import default_storage
 from django.utils import timezone
@@ -12,6 +13,7 @@ from gallery import services
 from gallery.models import Image
 from gallery.tasks import purge_expired_trash
 from tests.duplicates.conftest import distractor_files
+from tests.search.test_library_view import DIM, MODEL
 
 pytestmark = pytest.mark.django_db
 
@@ -46,6 +48,23 @@ def test_a_trashed_image_leaves_the_grid_the_api_and_search_but_keeps_its_file(p
     assert second.trashed_at is None
     assert second.restored_at is not None
     assert Image.objects.searchable().filter(pk=second.pk).exists()
+
+
+def test_a_trashed_image_is_for_staff_only_at_every_url(photos, web, staff_web):
+    # given embedded images (stored vectors: similar reads no model), one of them moved to the trash
+    vectors = np.random.default_rng(5).normal(size=(len(photos), DIM)).astype(np.float32)
+    for photo, vector in zip(photos, vectors / np.linalg.norm(vectors, axis=1, keepdims=True), strict=True):
+        Image.objects.filter(pk=photo.pk).update(
+            status=Image.Status.INDEXED, embedding=vector.tobytes(), embedding_model=MODEL, embedded_at=timezone.now()
+        )
+    trashed = services.image_trash(image=photos[0])
+    urls = [
+        f"/images/{trashed.pk}/{tail}"
+        for tail in ("", "file/", "thumbnail/", "preview/large/", "preview/full/", "similar/")
+    ] + [f"/api/images/{trashed.pk}/similar/"]
+    # then every URL of it is a 404 for anyone but staff (as the list API leaves it out), and staff open it all
+    assert {url: web.get(url).status_code for url in urls} == dict.fromkeys(urls, 404)
+    assert {url: staff_web.get(url).status_code for url in urls} == dict.fromkeys(urls, 200)
 
 
 def test_purge_after_the_trash_period_deletes_rows_and_files(photos, committed):

@@ -9,6 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
+from duplicates.services.trash import images_trash
 from gallery.models import Image
 from tests.images import encode, jpeg_with_rating, photo_jpeg, photo_like_image, shared_path
 
@@ -251,6 +252,40 @@ def test_delete_is_staff_only_and_removes_files(api, staff_api, committed, setti
     assert response.status_code == 204
     assert not Image.objects.filter(pk=image_id).exists()
     assert stored_files(settings) == []
+
+
+def test_uploading_a_copy_of_a_trashed_photo_says_it_is_in_the_trash_and_staff_can_restore_it(api, staff_api, staff):
+    data = photo_jpeg(14)
+    image = upload(api, data).json()["image"]
+    images_trash(images=[Image.objects.get(pk=image["id"])], user=staff)
+    # when a user uploads the same bytes again, then nothing is stored and the answer names the trashed image
+    again = upload(api, data, "again.jpg")
+    assert again.status_code == 200
+    body = again.json()
+    assert (body["outcome"], body["in_trash"], body["image"]["id"]) == ("exact_duplicate_in_trash", True, image["id"])
+    assert body["restore_url"] is None  # restoring is staff work
+    assert Image.objects.count() == 1
+    # when staff upload it (one file of several), then the answer carries the restore URL, which restores it
+    both = staff_api.post(
+        "/api/images/",
+        {"files": [SimpleUploadedFile("a.jpg", data, "image/jpeg"), SimpleUploadedFile("b.jpg", photo_jpeg(15))]},
+        format="multipart",
+    ).json()["results"]
+    assert [result["outcome"] for result in both] == ["exact_duplicate_in_trash", "accepted"]
+    assert [result["in_trash"] for result in both] == [True, False]
+    restore_url = both[0]["restore_url"]
+    assert restore_url == f"http://testserver/api/trash/{image['id']}/restore/"
+    assert staff_api.post(restore_url).status_code == 200
+    assert Image.objects.get(pk=image["id"]).trashed_at is None
+    assert upload(api, data).json() | {"image": None} == {
+        "name": "photo.jpg",
+        "outcome": "exact_duplicate",
+        "http_status": 200,
+        "image": None,
+        "in_trash": False,
+        "restore_url": None,
+        "error": None,
+    }
 
 
 def test_openapi_schema_is_served(api):

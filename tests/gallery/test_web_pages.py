@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
+from duplicates.services.trash import images_trash
+from gallery import services
 from gallery.models import Image
+from search.models import LibraryChange
 from tests.images import encode, jpeg_with_rating, photo_jpeg
 
 pytestmark = pytest.mark.django_db
@@ -117,13 +121,33 @@ def test_staff_can_accept_a_rejected_image(web, staff_web, committed):
     assert Image.objects.get().status == Image.Status.INDEXED
 
 
-@pytest.mark.ml
-def test_staff_can_delete_from_the_detail_page(staff_web, committed, settings):
-    committed(post_files, staff_web, SimpleUploadedFile("d.jpg", photo_jpeg(40), "image/jpeg"))
-    image = Image.objects.get()
-    committed(staff_web.post, f"/images/{image.pk}/delete/")
-    assert not Image.objects.exists()
-    assert not any(path.is_file() for path in settings.MEDIA_ROOT.rglob("*"))
+def test_delete_on_the_image_page_moves_the_image_to_the_trash(staff_web, committed):
+    image = services.image_create(data=photo_jpeg(40), original_name="d.jpg").image
+    form = f'action="/images/{image.pk}/delete/"'
+    assert form in staff_web.get(f"/images/{image.pk}/").content.decode()
+    response = committed(staff_web.post, f"/images/{image.pk}/delete/", follow=True)
+    assert f"Moved #{image.pk} d.jpg to the trash" in response.content.decode()
+    image.refresh_from_db()
+    assert image.trashed_at is not None  # purged only from the trash
+    assert default_storage.exists(image.file.name)
+    assert LibraryChange.objects.filter(image_id=image.pk).exists()  # searches drop it
+    assert f"/images/{image.pk}/" not in staff_web.get("/").content.decode()
+    assert [item["id"] for item in staff_web.get("/api/trash/").json()["results"]] == [image.pk]
+    assert form not in staff_web.get(f"/images/{image.pk}/").content.decode()  # in the trash already
+
+
+def test_upload_page_says_a_copy_of_a_trashed_photo_is_in_the_trash_and_offers_staff_to_restore_it(web, staff_web):
+    image = services.image_create(data=photo_jpeg(42), original_name="kept.jpg").image
+    images_trash(images=[image], user=None)
+    copy = SimpleUploadedFile("copy.jpg", photo_jpeg(42), "image/jpeg")
+    page = post_files(web, copy).content.decode()
+    assert f'In the trash as <a href="/images/{image.pk}/">#{image.pk}</a>' in page
+    assert "A staff member can restore it from the Trash." in page
+    assert "in the trash</span>" in page  # the row's badge
+    copy.seek(0)
+    page = post_files(staff_web, copy).content.decode()
+    assert f'<form method="post" action="/trash/{image.pk}/restore/">' in page
+    assert Image.objects.count() == 1
 
 
 @pytest.mark.ml
