@@ -156,3 +156,21 @@ def test_phone_layout_of_the_main_pages(session):
     expect(page.locator("#dropzone-title .phone-only")).to_have_text("Choose photos")
     expect(page.locator("#dropzone-title .phone-only")).to_be_visible()
     expect(page.locator("#dropzone-title .desktop-only")).to_be_hidden()
+
+
+def test_phone_menu_shows_every_item_with_room_for_one_more(session):
+    page = session.page
+    page.set_viewport_size(PHONE)
+    session.go("/")
+    items = page.locator("header.top nav a")
+    assert items.all_inner_texts() == ["Library", "Upload", "Search", "Duplicates", "Admin", "API"]
+    page.evaluate(  # one more item, as long as the longest, still fits
+        """() => { const nav = document.querySelector('header.top nav'); const extra = nav.lastElementChild.cloneNode();
+                   extra.textContent = 'Duplicates'; nav.append(extra); }"""
+    )
+    for item in items.all():
+        expect(item).to_be_visible()
+        box = item.bounding_box()
+        assert 0 <= box["x"] < box["x"] + box["width"] <= PHONE["width"], f"{item.inner_text()} is cut: {box}"
+    assert page.locator("header.top").bounding_box()["height"] <= 110
+    session.shot("phone-menu")
