@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django_q.conf import Conf
 from playwright.sync_api import expect
 
 from pipeline.services import image_ingest
@@ -174,3 +175,18 @@ def test_phone_menu_shows_every_item_with_room_for_one_more(session):
         assert 0 <= box["x"] < box["x"] + box["width"] <= PHONE["width"], f"{item.inner_text()} is cut: {box}"
     assert page.locator("header.top").bounding_box()["height"] <= 110
     session.shot("phone-menu")
+
+
+def test_worker_banner_shows_commands_as_code_also_after_it_refreshes(session, monkeypatch):
+    monkeypatch.setattr(Conf, "SYNC", False)  # tasks go to a worker, and none has been seen: the banner shows
+    page = session.page
+    page.clock.install()
+    session.go("/")
+    action = page.locator('#worker-health [data-health="action"]')
+    expect(action.locator("code").first).to_have_text("python manage.py qcluster")
+    action.evaluate("(element) => { element.textContent = ''; }")
+    with page.expect_response("**/api/health/"):
+        page.clock.run_for(16_000)  # the banner asks the API again every 15 s
+    expect(action.locator("code").first).to_have_text("python manage.py qcluster")
+    assert "`" not in action.inner_text()
+    session.shot("worker-banner")
