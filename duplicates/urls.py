@@ -8,6 +8,7 @@ urlpatterns = [
     path("duplicates/groups/<int:pk>/resolve/", group_views.group_resolve, name="group-resolve"),
     path("duplicates/groups/<int:pk>/undo/", group_views.group_undo, name="group-undo"),
     path("duplicates/groups/apply-suggestions/", group_views.groups_apply_suggestions, name="groups-apply"),
+    path("duplicates/images/<int:pk>/unstack/", group_views.unstack, name="unstack"),
     path("duplicates/pairs/", views.pair_review, name="pairs"),
     path("duplicates/<int:pk>/", views.pair_detail, name="pair-detail"),
     path("duplicates/<int:pk>/resolve/", views.pair_resolve, name="pair-resolve"),
