@@ -11,6 +11,7 @@ urlpatterns = [
     path("duplicates/groups/<int:pk>/resolve/", group_views.group_resolve, name="group-resolve"),
     path("duplicates/groups/<int:pk>/undo/", group_views.group_undo, name="group-undo"),
     path("duplicates/groups/apply-suggestions/", group_views.groups_apply_suggestions, name="groups-apply"),
+    path("duplicates/images/<int:pk>/unstack/", group_views.unstack, name="unstack"),
     path("duplicates/pairs/", pair_views.pair_review, name="pairs"),
     path("duplicates/<int:pk>/", pair_views.pair_detail, name="pair-detail"),
     path("duplicates/<int:pk>/resolve/", pair_views.pair_resolve, name="pair-resolve"),

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from gallery.models import Image
-from pipeline.services import image_delete, image_retry
+from pipeline.services import image_delete, image_retry, image_trash
 
 
 def thumbnail_html(image: Image, size: int = 96) -> str:
@@ -79,7 +79,7 @@ class ImageAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     exclude = ["claim_token", "copy_of"]  # copy_of is the copy check's finding: shown as copy_of_link
-    actions = ["retry_embedding", "delete_with_files"]
+    actions = ["retry_embedding", "move_to_trash"]
     list_per_page = 50
 
     @admin.display(description="Image")
@@ -117,13 +117,17 @@ class ImageAdmin(admin.ModelAdmin):
             count += 1
         self.message_user(request, f"{count} image(s) queued again.", messages.SUCCESS)
 
-    @admin.action(description="Delete selected images and their files", permissions=["delete"])
-    def delete_with_files(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
-        count = 0
-        for image in queryset:
-            image_delete(image=image)
-            count += 1
-        self.message_user(request, f"Deleted {count} image(s) and their files.", messages.SUCCESS)
+    @admin.action(description="Move selected images to the trash")
+    def move_to_trash(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
+        images = list(queryset.filter(trashed_at__isnull=True))
+        for image in images:
+            image_trash(image=image, user=request.user)
+        message = f"Moved {len(images)} image(s) to the trash (restore or delete them for good there)."
+        self.message_user(request, message, messages.SUCCESS)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Image | None = None) -> bool:
+        """Deleted for good only from the trash, like everywhere else: a library image is moved there first."""
+        return super().has_delete_permission(request, obj) and (obj is None or obj.trashed_at is not None)
 
     def delete_model(self, request: HttpRequest, obj: Image) -> None:
         image_delete(image=obj)

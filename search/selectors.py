@@ -718,11 +718,39 @@ def similar_to_upload(*, upload: IO[bytes], k: int, rating: int | None = None) -
     return similar_images(vector=query.vector, k=k, rating=query.rating if rating is None else rating)
 
 
+def library_counts(*, model_name: str) -> dict[str, int]:
+    """The library's images (the trash left out) by what search does with them; the parts add up to `images`:
+    searchable, waiting for embedding, rejected, failed, and indexed by another model (not searchable with
+    this one). The library page's tabs count the same rows."""
+    in_library = Image.objects.in_library().order_by()
+    by_status = dict(in_library.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    searchable = Image.objects.searchable(model_name=model_name).count()
+    return {
+        "images": sum(by_status.values()),
+        "searchable": searchable,
+        "waiting": by_status.get(Image.Status.QUEUED, 0),
+        "rejected": by_status.get(Image.Status.REJECTED, 0),
+        "failed": by_status.get(Image.Status.FAILED, 0),
+        "other_model": by_status.get(Image.Status.INDEXED, 0) - searchable,
+    }
+
+
 def index_status() -> dict[str, object]:
-    """What the index serves: model, version, kind, count, vectors waiting for the next build, last build."""
+    """What the index serves: model, version, kind, the vectors it was built from, the searchable images it
+    covers and the newer ones searched exactly until the next build, the library's counts, the last build."""
     model_name = settings.IMGSIM_MODEL
     build = IndexBuild.objects.latest_ready(model_name=model_name)
-    searchable = Image.objects.searchable(model_name=model_name).count()
+    library = library_counts(model_name=model_name)
+    searchable = library["searchable"]
+    # Images embedded after the build are searched exactly; some of the images the build was made from may
+    # have been deleted or trashed since, so it can have been built from more images than it now covers.
+    if build is None:
+        pending = searchable
+    elif build.max_embedded_at is None:
+        pending = max(0, searchable - build.vector_count)
+    else:
+        newer = Image.objects.searchable(model_name=model_name).filter(embedded_at__gt=build.max_embedded_at)
+        pending = newer.count()
     last = IndexBuild.objects.order_by("-id").first()
     by_status = dict(Image.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     return {
@@ -731,7 +759,9 @@ def index_status() -> dict[str, object]:
         "kind": build.kind if build else "",
         "indexed": build.vector_count if build else 0,
         "searchable": searchable,
-        "pending": max(0, searchable - (build.vector_count if build else 0)),
+        "pending": pending,
+        "covered": searchable - pending,
+        "library": library,
         "queued_for_embedding": by_status.get(Image.Status.QUEUED, 0),
         "built_at": build.finished_at if build else None,
         "build_seconds": build.build_seconds if build else None,

@@ -8,6 +8,18 @@
   const action = banner.querySelector('[data-health="action"]');
   const every = 15000;
 
+  // The messages mark commands with backticks (as the page's first render does): each becomes code.
+  function show(element, text) {
+    const parts = text.split("`");
+    if (parts.length % 2 === 0) { element.textContent = text; return; }
+    element.replaceChildren(...parts.map((part, n) => {
+      if (n % 2 === 0) return document.createTextNode(part);
+      const code = document.createElement("code");
+      code.textContent = part;
+      return code;
+    }));
+  }
+
   async function refresh() {
     if (document.hidden) return schedule();
     try {
@@ -15,8 +27,8 @@
       if (response.status === 401 || response.status === 403) return; // signed out: stop asking
       if (response.ok) {
         const health = await response.json();
-        summary.textContent = health.summary;
-        action.textContent = health.action;
+        show(summary, health.summary);
+        show(action, health.action);
         banner.hidden = !health.problem;
       }
     } catch (error) {

@@ -214,3 +214,15 @@ def undoable_group_decisions(*, decisions: list[DuplicateGroupDecision]) -> set[
     for group_id, pk in standing.order_by("-at", "-id").values_list("group_id", "id"):
         latest.setdefault(group_id, pk)
     return {decision.pk for decision in decisions if latest.get(decision.group_id) == decision.pk}
+
+
+def image_stack_group(*, image: Image) -> DuplicateGroup | None:
+    """The stacked group whose decision made the stack an image is in (as its cover or under it), or None."""
+    cover_id = image.stack_cover_id or image.pk
+    return (
+        DuplicateGroup.objects.filter(
+            status=DuplicateGroup.Status.STACKED, suggested_keep_id=cover_id, members__image_id=image.pk
+        )
+        .order_by("-resolved_at", "-id")
+        .first()
+    )

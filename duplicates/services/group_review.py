@@ -1,4 +1,5 @@
-"""Writes of group review: resolve a whole group (keep some and trash the rest, keep all, stack), undo it.
+"""Writes of group review: resolve a whole group (keep some and trash the rest, keep all, stack), undo it,
+unstack an image's stack.
 
 A decision applies to the members the reviewer saw (the ids they send), never to an image that joined the
 group after their page loaded: that one is left out of the decision and stays pending in a new group with
@@ -24,6 +25,7 @@ from duplicates.models import (
     DuplicateGroupMember,
     DuplicatePair,
 )
+from duplicates.selectors.groups import image_stack_group
 from duplicates.services.groups import duplicate_groups_refresh, groups_lock
 from gallery.models import Image
 from gallery.services import image_restore, image_trash
@@ -325,3 +327,12 @@ def duplicate_group_undo_latest(*, group: DuplicateGroup, user: User) -> Duplica
     if latest is None:
         raise GroupReviewError("nothing_to_undo", f"Group #{group.pk} has no decision to undo.", group=group)
     return duplicate_group_decision_undo(decision=latest, user=user)
+
+
+def image_unstack(*, image: Image, user: User) -> DuplicateGroupDecision:
+    """Take apart the stack an image is in (as its cover or under it), from the image page or the library grid:
+    the decision that stacked its group is undone, so the group is pending review again."""
+    group = image_stack_group(image=image)
+    if group is None:
+        raise GroupReviewError("not_stacked", f"Image #{image.pk} is not in a stack.")
+    return duplicate_group_undo_latest(group=group, user=user)

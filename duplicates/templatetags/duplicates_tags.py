@@ -7,7 +7,8 @@ from functools import lru_cache
 from django import template
 from django.urls import get_script_prefix, get_urlconf, reverse
 
-from duplicates.models import DuplicatePair
+from duplicates.models import DuplicateGroup, DuplicatePair
+from duplicates.selectors import groups as group_selectors
 from duplicates.selectors.thresholds import ThresholdsOverview, thresholds_overview
 from gallery.models import Image
 
@@ -32,6 +33,12 @@ def image_duplicate_pairs(image: Image) -> list[tuple[DuplicatePair, Image]]:
     from duplicates.selectors.pairs import image_pairs
 
     return [(pair, pair.other(image.pk)) for pair in image_pairs(image=image)]
+
+
+@register.simple_tag
+def image_stack_group(image: Image) -> DuplicateGroup | None:
+    """The stacked group behind the stack an image is in: the image page links to it on its own tab."""
+    return group_selectors.image_stack_group(image=image)
 
 
 @register.inclusion_tag("duplicates/_thresholds.html")

@@ -8,6 +8,8 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from core.access import staff_required
@@ -21,7 +23,9 @@ from duplicates.services.group_review import (
     duplicate_group_decision_undo,
     duplicate_group_resolve,
     duplicate_group_undo_latest,
+    image_unstack,
 )
+from gallery.models import Image
 
 GROUPS_PER_PAGE = 10
 # Members per card: the strip scrolls sideways inside the card, which stays one screen high at 1440x900;
@@ -195,3 +199,23 @@ def group_decision_undo(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, f"Group decision #{pk} undone: group #{decision.group_number} is pending again.")
     target = request.POST.get("next", "")
     return redirect(target if target.startswith("/duplicates/") else "duplicates:decisions")
+
+
+@staff_required
+@require_POST
+def unstack(request: HttpRequest, pk: int) -> HttpResponse:
+    """Unstack from the image page or the library grid (`next`: the page to go back to)."""
+    image = get_object_or_404(Image.objects.defer("embedding"), pk=pk)
+    try:
+        decision = image_unstack(image=image, user=request.user)
+    except GroupReviewError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(
+            request,
+            f"Unstacked: the {len(decision.member_ids)} images show one by one in the library again; "
+            f"group #{decision.group_number} is pending review.",
+        )
+    back = request.POST.get("next", "")
+    safe = url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+    return redirect(back if safe else reverse("gallery:image-detail", args=[pk]))

@@ -24,7 +24,7 @@ from gallery.api.serializers import (
     UploadOutcomeSerializer,
 )
 from gallery.models import Image
-from pipeline.services import image_delete, image_ingest_upload, image_retry
+from pipeline.services import image_ingest_upload, image_retry, image_trash
 
 
 def outcome_payload(outcome: services.UploadOutcome, request: Request) -> dict[str, Any]:
@@ -119,8 +119,18 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             return Response({"error": payload["error"], "name": outcome.name}, status=outcome.http_status)
         return Response(payload, status=outcome.http_status)
 
+    @extend_schema(
+        description=(
+            "Move an image to the trash (staff): out of the library, search and duplicate review, its file kept. "
+            "Restore it with `POST /api/trash/{id}/restore/`; it is deleted for good only from the trash "
+            "(`POST /api/trash/{id}/purge/`, emptying the trash, or after IMGSIM_TRASH_DAYS)."
+        )
+    )
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().destroy(request, *args, **kwargs)
+
     def perform_destroy(self, instance: Image) -> None:
-        image_delete(image=instance)
+        image_trash(image=instance, user=self.request.user)
 
     @extend_schema(request=None, responses={200: LibraryImageSerializer})
     @action(detail=True, methods=["post"])

@@ -6,6 +6,8 @@ page errors, failed requests and 4xx/5xx responses fail the test unless the test
 Tasks run inline (the root conftest sets django-q's sync mode), in the live server's thread, so an upload's
 embedding, duplicate detection and calibration really run before the page asks for their status.
 IMGSIM_SCREENSHOT_DIR=/some/dir saves a PNG of each page a test names (the README's screenshots).
+Every page a test visits is checked once with axe-core (and again in each state a test photographs): a
+critical or serious accessibility violation fails the test like a console error.
 """
 
 from __future__ import annotations
@@ -25,7 +27,18 @@ from django.test import Client
 # actions are ordinary blocking calls, so Django's guard against ORM use inside a running loop is lifted.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Request, Response, sync_playwright
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Frame,
+    Page,
+    Request,
+    Response,
+    sync_playwright,
+)
+from playwright.sync_api import Error as PlaywrightError
 
 CHROMIUM = Path("/usr/bin/chromium")
 # No network on CI machines: without these, chromium keeps trying (and logging) its own background calls.
@@ -41,6 +54,11 @@ CHROMIUM_ARGS = [
 DESKTOP = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
 PASSWORD = "pw-browser-12345"
+AXE_SCRIPT = Axe().axe_script  # axe-core, shipped inside the axe-playwright-python package
+# axe-core's default rules, plus the experimental one for a visible label that is not part of the
+# accessible name (a speech user says what they see).
+AXE_OPTIONS = {"resultTypes": ["violations"], "rules": {"label-content-name-mismatch": {"enabled": True}}}
+AXE_FAILS_ON = ("critical", "serious")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -118,17 +136,53 @@ class PageProblems:
 
 @dataclass
 class Session:
-    """The signed-in page of one test, its live server, its problems and a screenshot helper."""
+    """The signed-in page of one test, its live server, its problems, an accessibility check and a screenshot
+    helper."""
 
     page: Page
     base: str
     problems: PageProblems
     user: Any
+    unchecked: bool = True  # the page's current document has not been through axe yet
+
+    def __post_init__(self) -> None:
+        self.page.on("framenavigated", self._on_navigated)
+
+    def _on_navigated(self, frame: Frame) -> None:
+        if frame == self.page.main_frame:
+            self.unchecked = True
 
     def go(self, path: str) -> Response | None:
-        return self.page.goto(self.base + path)
+        if self.unchecked:
+            self.check_accessibility()  # a page the test reached by a click, before it is left
+        response = self.page.goto(self.base + path)
+        self.check_accessibility()
+        return response
+
+    def check_accessibility(self) -> None:
+        """Run axe-core on the page as it is now; each critical or serious violation is a problem."""
+        self.unchecked = False
+        if not self.page.url.startswith(self.base):
+            return
+        try:
+            if not self.page.evaluate("() => typeof window.axe === 'object'"):
+                self.page.evaluate(AXE_SCRIPT)
+            violations = self.page.evaluate("(options) => axe.run(document, options)", AXE_OPTIONS)["violations"]
+        except PlaywrightError as error:
+            if "context was destroyed" in str(error):
+                return  # the test already navigated on: the next document gets its own check
+            raise
+        path = self.page.url[len(self.base) :]
+        for violation in violations:
+            if violation["impact"] in AXE_FAILS_ON:
+                targets = ", ".join(" ".join(node["target"]) for node in violation["nodes"][:5])
+                self.problems.problems.append(
+                    f"accessibility ({violation['impact']}) {violation['id']} on {path}: {violation['help']} "
+                    f"[{targets}]"
+                )
 
     def shot(self, name: str, *, full_page: bool = False) -> None:
+        self.check_accessibility()  # the state the test photographs (a dialog open, results shown)
         folder = os.environ.get("IMGSIM_SCREENSHOT_DIR")
         if folder:
             Path(folder).mkdir(parents=True, exist_ok=True)
@@ -164,7 +218,10 @@ def session(browser_context: BrowserContext, live_server: Any, staff_user: Any) 
     _sign_in(browser_context, live_server, staff_user)
     page = _open_page(browser_context, problems)
     page.set_viewport_size(DESKTOP)
-    yield Session(page, live_server.url, problems, staff_user)
+    session = Session(page, live_server.url, problems, staff_user)
+    yield session
+    if session.unchecked:
+        session.check_accessibility()
     page.close()
     if problems.problems:
         pytest.fail("problems in the browser:\n" + "\n".join(problems.problems), pytrace=False)
@@ -177,7 +234,10 @@ def anonymous(browser_context: BrowserContext, live_server: Any, staff_user: Any
     browser_context.clear_cookies()
     page = _open_page(browser_context, problems)
     page.set_viewport_size(DESKTOP)
-    yield Session(page, live_server.url, problems, staff_user)
+    session = Session(page, live_server.url, problems, staff_user)
+    yield session
+    if session.unchecked:
+        session.check_accessibility()
     page.close()
     if problems.problems:
         pytest.fail("problems in the browser:\n" + "\n".join(problems.problems), pytrace=False)

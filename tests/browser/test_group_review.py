@@ -3,10 +3,16 @@ fits 1440x900, the keyboard decides and undoes without reloading, and the next p
 
 from __future__ import annotations
 
+import re
+
+from playwright.sync_api import expect
+
 from duplicates.models import DuplicateGroup
+from duplicates.services.group_review import GroupAction, duplicate_group_resolve
 from duplicates.services.groups import duplicate_groups_refresh
 from gallery.models import Image
 from pipeline.services import image_ingest
+from tests.browser.conftest import PHONE
 from tests.duplicates.conftest import distractor_files, group_files
 
 
@@ -50,3 +56,27 @@ def test_review_groups_with_the_keyboard_without_reloading(session):
     assert page.evaluate("document.getElementById('shortcuts').open") is True
     assert page.evaluate("window.notReloaded") is True
     session.shot("group-review")
+
+
+def test_unstack_from_the_library_grid_and_from_the_image_page(session):
+    ids = [image_ingest(data=path.read_bytes(), original_name=path.name).image.pk for path in group_files("g02", 3)]
+    duplicate_groups_refresh(image_ids=ids)
+    group = DuplicateGroup.objects.get(kind="near_duplicate")
+    page = session.page
+    for where in ("grid", "image page"):
+        duplicate_group_resolve(group=group, action=GroupAction.STACK, user=session.user)
+        cover = DuplicateGroup.objects.get(pk=group.pk).suggested_keep_id
+        if where == "grid":
+            session.go("/")
+            expect(page.locator(".grid .card")).to_have_count(1)
+            session.shot("library-stack")
+            page.locator(".grid .card").get_by_role("button", name=re.compile("^Unstack")).click()
+            expect(page.locator(".grid .card")).to_have_count(3)
+        else:
+            page.set_viewport_size(PHONE)
+            session.go(f"/images/{cover}/")
+            session.shot("image-stack", full_page=True)
+            page.locator("#stack").get_by_role("button", name="Unstack").click()
+            expect(page.locator("#stack")).to_have_count(0)
+        expect(page.locator(".messages")).to_contain_text(f"group #{group.pk} is pending review")
+        assert not Image.objects.filter(stack_cover__isnull=False).exists()

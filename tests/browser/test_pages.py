@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django_q.conf import Conf
 from playwright.sync_api import expect
 
 from pipeline.services import image_ingest
@@ -156,3 +157,36 @@ def test_phone_layout_of_the_main_pages(session):
     expect(page.locator("#dropzone-title .phone-only")).to_have_text("Choose photos")
     expect(page.locator("#dropzone-title .phone-only")).to_be_visible()
     expect(page.locator("#dropzone-title .desktop-only")).to_be_hidden()
+
+
+def test_phone_menu_shows_every_item_with_room_for_one_more(session):
+    page = session.page
+    page.set_viewport_size(PHONE)
+    session.go("/")
+    items = page.locator("header.top nav a")
+    assert items.all_inner_texts() == ["Library", "Upload", "Search", "Duplicates", "Admin", "API"]
+    page.evaluate(  # one more item, as long as the longest, still fits
+        """() => { const nav = document.querySelector('header.top nav'); const extra = nav.lastElementChild.cloneNode();
+                   extra.textContent = 'Duplicates'; nav.append(extra); }"""
+    )
+    for item in items.all():
+        expect(item).to_be_visible()
+        box = item.bounding_box()
+        assert 0 <= box["x"] < box["x"] + box["width"] <= PHONE["width"], f"{item.inner_text()} is cut: {box}"
+    assert page.locator("header.top").bounding_box()["height"] <= 110
+    session.shot("phone-menu")
+
+
+def test_worker_banner_shows_commands_as_code_also_after_it_refreshes(session, monkeypatch):
+    monkeypatch.setattr(Conf, "SYNC", False)  # tasks go to a worker, and none has been seen: the banner shows
+    page = session.page
+    page.clock.install()
+    session.go("/")
+    action = page.locator('#worker-health [data-health="action"]')
+    expect(action.locator("code").first).to_have_text("python manage.py qcluster")
+    action.evaluate("(element) => { element.textContent = ''; }")
+    with page.expect_response("**/api/health/"):
+        page.clock.run_for(16_000)  # the banner asks the API again every 15 s
+    expect(action.locator("code").first).to_have_text("python manage.py qcluster")
+    assert "`" not in action.inner_text()
+    session.shot("worker-banner")

@@ -196,10 +196,11 @@ def test_web_upload_form_interrupted_twice_is_a_friendly_503_page(web, settings)
 @pytest.mark.ml
 def test_a_write_not_declared_repeatable_is_503_and_changes_nothing(api, staff_api, settings):
     image_id = api.post("/api/images/", {"file": photo_upload()}, format="multipart").json()["image"]["id"]
+    assert staff_api.delete(f"/api/images/{image_id}/").status_code == 204  # to the trash: purged from there
     files_before = sorted(stored_files(settings))
 
     with connection_dropped_at('DELETE FROM "gallery_image"') as dropped:
-        response = staff_api.delete(f"/api/images/{image_id}/")
+        response = staff_api.post(f"/api/trash/{image_id}/purge/")
 
     assert len(dropped) == 1  # not run a second time
     assert response.status_code == 503

@@ -53,9 +53,9 @@ def ingest(committed: Callable[..., Any]) -> Callable[[dict[str, list[Path]]], d
     return run
 
 
-def make_groups(sizes: list[int], *, seed: int) -> list[DuplicateGroup]:
-    """Families of real (made) photos, every two of a family paired as near-duplicates, grouped by the
-    refresh the detection step runs."""
+def make_groups(sizes: list[int], *, seed: int, kind: str = DuplicatePair.Kind.NEAR_DUPLICATE) -> list[DuplicateGroup]:
+    """Families of real (made) photos, every two of a family paired as near-duplicates (or as similar photos),
+    grouped by the refresh the detection step runs."""
     groups = []
     for number, size in enumerate(sizes):
         images = [
@@ -67,10 +67,10 @@ def make_groups(sizes: list[int], *, seed: int) -> list[DuplicateGroup]:
                 DuplicatePair.objects.create(
                     image_a=first,
                     image_b=second,
-                    kind=DuplicatePair.Kind.NEAR_DUPLICATE,
-                    similarity=0.95,
+                    kind=kind,
+                    similarity=0.95 if kind == DuplicatePair.Kind.NEAR_DUPLICATE else 0.8,
                     evidence={"cosine": 0.95, "phash_distance": 4, "geometric_inliers": None, "same_camera": True},
                 )
         duplicate_groups_refresh(image_ids=[image.pk for image in images])
-        groups.append(DuplicateGroup.objects.get(kind="near_duplicate", members__image_id=images[0].pk))
+        groups.append(DuplicateGroup.objects.get(kind=kind, members__image_id=images[0].pk))
     return groups

@@ -359,6 +359,7 @@ def test_a_model_whose_defaults_nobody_measured_runs_on_provisional_thresholds_u
     assert (run.model_name, run.automatic) == (MODEL, True)
 
 
+@pytest.mark.ml
 @pytest.mark.django_db
 def test_auto_calibration_is_claimed_by_one_worker_and_a_killed_one_frees_the_claim(model_without_defaults, settings):
     from tests.search.test_library_view import synthetic_library

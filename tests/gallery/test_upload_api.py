@@ -10,7 +10,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
 from duplicates.services.trash import images_trash
+from gallery import services
 from gallery.models import Image
+from search.models import LibraryChange
 from tests.images import encode, jpeg_with_rating, photo_jpeg, photo_like_image, shared_path
 
 pytestmark = pytest.mark.django_db
@@ -243,15 +245,30 @@ def test_page_size_is_capped_at_the_pagination_maximum(api):
     assert len(api.get(body["next"]).json()["results"]) == 5
 
 
-@pytest.mark.ml
-def test_delete_is_staff_only_and_removes_files(api, staff_api, committed, settings):
-    image_id = committed(upload, api, photo_jpeg(13)).json()["image"]["id"]
-    assert stored_files(settings)
+def test_delete_is_staff_only_and_moves_to_the_trash_which_alone_purges(api, staff_api, committed, settings):
+    image_id = services.image_create(data=photo_jpeg(13), original_name="d.jpg").image.pk
+    files = stored_files(settings)
     assert api.delete(f"/api/images/{image_id}/").status_code == 403
-    response = committed(staff_api.delete, f"/api/images/{image_id}/")
-    assert response.status_code == 204
+    assert committed(staff_api.delete, f"/api/images/{image_id}/").status_code == 204
+    assert Image.objects.get(pk=image_id).trashed_at is not None
+    assert stored_files(settings) == files  # kept: restorable from the trash
+    assert LibraryChange.objects.filter(image_id=image_id).exists()  # searches drop it
+    assert [row["id"] for row in staff_api.get("/api/trash/").json()["results"]] == [image_id]
+    assert committed(staff_api.post, f"/api/trash/{image_id}/purge/").status_code in (200, 204)
     assert not Image.objects.filter(pk=image_id).exists()
     assert stored_files(settings) == []
+
+
+def test_admin_moves_images_to_the_trash_and_deletes_only_from_there(staff_web, committed):
+    image = services.image_create(data=photo_jpeg(14), original_name="a.jpg").image
+    change = f"/admin/gallery/image/{image.pk}/"
+    assert staff_web.get(f"{change}delete/").status_code == 403  # a library image: not deleted for good
+    data = {"action": "move_to_trash", "_selected_action": [image.pk]}
+    committed(staff_web.post, "/admin/gallery/image/", data)
+    image.refresh_from_db()
+    assert image.trashed_at is not None
+    committed(staff_web.post, f"{change}delete/", {"post": "yes"})
+    assert not Image.objects.filter(pk=image.pk).exists()
 
 
 def test_uploading_a_copy_of_a_trashed_photo_says_it_is_in_the_trash_and_staff_can_restore_it(api, staff_api, staff):

@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from duplicates.services.trash import images_trash
 from gallery.models import Image
 from pipeline.services import image_delete, image_ingest
 from search import selectors, services
@@ -351,3 +352,27 @@ def test_a_searchs_change_check_reads_the_log_by_id_whatever_its_length_statisti
     LibraryChange.objects.create(id=mark + 2 * runs - 1, kind=LibraryChange.Kind.IMAGE, image_id=ids[0])
     assert ids[0] not in top_ids(library[ids[0]])
     assert ids[0] in view.published().removed
+
+
+@pytest.mark.django_db
+def test_the_search_page_counts_agree_with_the_library_and_with_what_a_search_covers(committed, staff_api, web):
+    """An index built from 40 images, 10 of them trashed and 5 deleted since, 6 embedded after it, and one
+    image each waiting, rejected and failed: every count of the library says the same."""
+    ids = list(synthetic_library(40))
+    services.index_rebuild()
+    committed(images_trash, images=list(Image.objects.filter(pk__in=ids[:10])), user=None)
+    for pk in ids[10:15]:
+        committed(staff_api.delete, f"/api/images/{pk}/")
+    synthetic_library(6, seed=4, start=100)
+    for n, status in enumerate([Image.Status.QUEUED, Image.Status.REJECTED, Image.Status.FAILED]):
+        Image.objects.create(
+            sha256=f"{200 + n:064x}", width=100, height=100, format="JPEG", file_size=1, file=f"{n}.jpg", status=status
+        )
+
+    page = web.get("/search/").content.decode()
+    assert "31 of 34 images searchable</strong>, 1 waiting for embedding, 1 rejected, 1 failed." in page
+    assert "covers 25 of them; 6 newer are searched exactly" in page
+    assert "from 31 searchable images" in web.get(f"/images/{ids[20]}/similar/").content.decode()
+    library = web.get("/").content.decode()
+    assert ">All 34</a>" in library
+    assert ">Indexed 31</a>" in library

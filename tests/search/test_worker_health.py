@@ -67,7 +67,8 @@ def test_no_worker_yet_library_and_upload_pages_say_so_and_what_to_run(no_inline
         assert " hidden" not in text.split(">")[0]
         assert "No background worker has been seen yet" in text
         assert "3 images wait for it" in text
-        assert "python manage.py qcluster" in text
+        assert "<code>python manage.py qcluster</code>" in text  # the API's `backticks` shown as code
+        assert "`" not in text
 
     health = api.get("/api/health/").json()
     assert health["status"] == "no_worker"
