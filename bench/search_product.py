@@ -410,7 +410,7 @@ def bare_detection_ms(sample_ids: list[int]) -> float:
 
     from duplicates.detection import neighbours_above
     from search import selectors
-    from search.index import rerank
+    from search.index.scoring import rerank
 
     _, index = selectors.served_index(model_name=settings.IMGSIM_MODEL)
     if index is None or not index.has_stored_vectors:

@@ -315,7 +315,8 @@ IMGSIM_WARM_MODEL = env_bool("IMGSIM_WARM_MODEL", True)
 
 # --- Search and duplicates -----------------------------------------------------------------------------
 IMGSIM_PCA_DIM = env_int("IMGSIM_PCA_DIM", 128, minimum=8)
-# Below this many images search is exact on the full vectors (unset: the measured default in search/index.py).
+# Below this many images search is exact on the full vectors (unset: the measured default in
+# search/index/vector_index.py).
 IMGSIM_EXACT_SEARCH_BELOW = env_optional_int("IMGSIM_EXACT_SEARCH_BELOW", minimum=0)
 IMGSIM_RATING_WEIGHT = env_float("IMGSIM_RATING_WEIGHT", 0.05, minimum=0.0, maximum=1.0)
 IMGSIM_MATCH_THRESHOLD = env_optional_float("IMGSIM_MATCH_THRESHOLD", minimum=-1.0, maximum=1.0)

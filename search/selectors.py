@@ -32,16 +32,9 @@ from gallery.image_file import decode_upload
 from gallery.models import Image
 from gallery.services import read_upload_bytes
 from search import services
-from search.index import (
-    BATCH_FROM_QUERIES,
-    IndexFileError,
-    TailSnapshot,
-    VectorIndex,
-    VectorTail,
-    faiss_threads,
-    merge_results,
-    rerank,
-)
+from search.index.scoring import BATCH_FROM_QUERIES, faiss_threads, merge_results, rerank
+from search.index.tail import TailSnapshot, VectorTail
+from search.index.vector_index import IndexFileError, VectorIndex
 from search.models import IndexBuild, LibraryChange
 from search.services import VectorRows, vectors_from_rows
 from search.thresholds import thresholds_for, thresholds_forget, thresholds_in_force

@@ -23,7 +23,7 @@ from django_q.models import Schedule
 from core.errors import ServiceError
 from gallery.models import Image
 from search.embedding import Embedder, WeightsUnavailableError, available_cpu_count, get_embedder
-from search.index import IndexParams, build_index
+from search.index.vector_index import IndexParams, build_index
 from search.models import AUTOMATIC_REQUESTERS, IndexBuild, LibraryChange, ThresholdSetting
 from search.thresholds import ThresholdsInForce, thresholds_forget, thresholds_in_force
 
@@ -344,7 +344,7 @@ class RebuildAlreadyRunningError(Exception):
 
 
 def index_params() -> IndexParams:
-    """Index parameters from settings; the HNSW ones are the measured defaults of search/index.py."""
+    """Index parameters from settings; the HNSW ones are the measured defaults of search.index.vector_index."""
     params = IndexParams(pca_dim=settings.IMGSIM_PCA_DIM, rating_weight=settings.IMGSIM_RATING_WEIGHT)
     if settings.IMGSIM_EXACT_SEARCH_BELOW is not None:
         params = dataclasses.replace(params, exact_below=settings.IMGSIM_EXACT_SEARCH_BELOW)

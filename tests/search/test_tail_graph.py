@@ -17,8 +17,9 @@ from django.utils import timezone
 from duplicates.trash import images_trash
 from gallery.models import Image
 from pipeline.services import image_delete
-from search import index, selectors, services
-from search.index import TailGraph, TailSnapshot
+from search import selectors, services
+from search.index.scoring import BATCH_FROM_QUERIES
+from search.index.tail import TailGraph, TailSnapshot, VectorTail
 from search.selectors import LibrarySearch, LibraryState
 from tests.search.test_library_view import DIM, MODEL, synthetic_library
 
@@ -223,12 +224,12 @@ def test_a_compacted_tail_drops_its_graph_and_gets_one_for_its_new_rows(graph_se
 
 def test_batches_of_queries_scan_the_tail_exactly(monkeypatch):
     """Duplicate detection's batches (BATCH_FROM_QUERIES and more) keep the exact BLAS path over every row."""
-    tail = index.VectorTail(dim=DIM)
+    tail = VectorTail(dim=DIM)
     tail.upsert(ids=np.arange(1, 401), vectors=clustered(400, seed=1), ratings=np.full(400, np.nan))
     assert tail.attach_graph(tail.snapshot().graph_extended())
     snapshot = tail.snapshot()
     monkeypatch.setattr(TailGraph, "search", lambda *args, **kwargs: pytest.fail("graph searched for a batch"))
-    queries = clustered(index.BATCH_FROM_QUERIES, seed=2)
+    queries = clustered(BATCH_FROM_QUERIES, seed=2)
     scores, ids = snapshot.search(queries, k=5, query_ratings=None, weight=0.0)
     exact_scores, exact_ids = dataclasses.replace(snapshot, graph=None).search(
         queries, k=5, query_ratings=None, weight=0.0
@@ -277,7 +278,7 @@ def test_only_a_process_that_runs_single_searches_makes_a_graph(settings, monkey
     services.index_rebuild()
     view = selectors.library_view(model_name=MODEL)
     tail = synthetic_library(400, start=1000, vectors=clustered(400, seed=2))
-    batch = clustered(index.BATCH_FROM_QUERIES, seed=3)
+    batch = clustered(BATCH_FROM_QUERIES, seed=3)
     LibrarySearch(model_name=MODEL).search(batch, k=5)
     view.wait_for_tail_graph(timeout=60)
     assert view.graphs == 0
