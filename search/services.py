@@ -25,6 +25,7 @@ from gallery.models import Image
 from search.embedding import Embedder, WeightsUnavailableError, available_cpu_count, get_embedder
 from search.index.vector_index import IndexParams, build_index
 from search.models import AUTOMATIC_REQUESTERS, IndexBuild, LibraryChange, ThresholdSetting
+from search.stored_vectors import VectorRows, vectors_from_rows
 from search.thresholds import ThresholdsInForce, thresholds_forget, thresholds_in_force
 
 logger = logging.getLogger(__name__)
@@ -361,19 +362,6 @@ class LibraryVectors:
     vectors: np.ndarray
     ratings: np.ndarray
     max_embedded_at: datetime | None
-
-
-VectorRows = tuple[np.ndarray, np.ndarray, np.ndarray]  # ids (int64), vectors (float32 rows), ratings (nan = unrated)
-
-
-def vectors_from_rows(rows: list[tuple[int, bytes, int | None]]) -> VectorRows:
-    """(id, embedding bytes, rating) rows as arrays, the form every search and build works on."""
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros((0, 1), np.float32), np.zeros(0, np.float32)
-    ids = np.array([row[0] for row in rows], dtype=np.int64)
-    vectors = np.frombuffer(b"".join(bytes(row[1]) for row in rows), dtype=np.float32).reshape(len(rows), -1)
-    ratings = np.array([np.nan if row[2] is None else row[2] for row in rows], dtype=np.float32)
-    return ids, vectors, ratings
 
 
 def library_vectors(*, model_name: str) -> LibraryVectors:

@@ -16,7 +16,8 @@ from django.conf import settings
 from django.db import connections
 from PIL import Image as PILImage
 
-from search import selectors, services
+from search import services
+from search.library_view import library_view
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def warm_up() -> float:
     except Exception:
         logger.warning("warm-up: the embedding model could not be loaded; query uploads will try again", exc_info=True)
     try:
-        selectors.library_view(model_name=settings.IMGSIM_MODEL).current()
+        library_view(model_name=settings.IMGSIM_MODEL).current()
     except Exception:
         logger.warning("warm-up: the search index could not be loaded; the first search will try again", exc_info=True)
     finally:

@@ -20,7 +20,7 @@ from duplicates.blur_match import reblurred
 from duplicates.selectors import rejected_copy_threshold
 from gallery.models import Image
 from search.embedding import Embedder, ImageDecodeError, load_rgb_for_embedding, model_input_pixels
-from search.selectors import LibrarySearch
+from search.library_view import LibrarySearch
 from search.services import embedder_get
 
 logger = logging.getLogger(__name__)

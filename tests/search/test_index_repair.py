@@ -11,7 +11,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_q.models import Schedule
 
-from search import selectors, services
+from search import services
+from search.library_view import forget_served_indexes
 from search.models import IndexBuild
 from tests.images import photo_jpeg
 
@@ -44,7 +45,7 @@ def test_a_failed_repair_is_retried_with_backoff_and_shown_in_the_api(api, setti
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("the index folder was replaced by a file")
     settings.IMGSIM_INDEX_DIR = blocked  # the served file is gone and no new one can be written
-    selectors.forget_served_indexes()
+    forget_served_indexes()
     response = api.get(f"/api/images/{image_id}/similar/?k=2")
     assert response.status_code == 200  # answered exactly meanwhile
     assert len(response.json()["results"]) == 2

@@ -18,6 +18,8 @@ from duplicates.trash import images_trash
 from gallery.models import Image
 from pipeline.services import image_delete, image_ingest
 from search import selectors, services
+from search.index.vector_index import VectorIndex
+from search.library_view import GAP_PROBES, LibraryView, library_view
 from search.models import LibraryChange
 from tests.images import photo_jpeg
 
@@ -72,7 +74,7 @@ def top_ids(vector: np.ndarray, k: int = 5, **kwargs: Any) -> list[int]:
 def test_new_deleted_reembedded_failed_images_and_a_rebuild_reach_a_long_lived_view(committed, staff_api):
     library = synthetic_library(300)
     first = services.index_rebuild()
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     ids = list(library)
     assert top_ids(library[ids[0]], k=1) == [ids[0]]
     assert view.loads == 1
@@ -139,8 +141,8 @@ def test_a_searchs_database_reads_do_not_grow_with_the_tail():
     assert len(big_tail) == len(small_tail) == 1  # the k result rows, read with the change-log check
     assert not any('"embedded_at" >=' in sql for sql in big_tail)  # no window of recent rows
     assert max(sql.count(",") for sql in big_tail if " IN (" in sql) < 80  # O(k) ids per read
-    assert selectors.library_view(model_name=MODEL).current().tail is not None
-    assert len(selectors.library_view(model_name=MODEL).current().tail) == 1500
+    assert library_view(model_name=MODEL).current().tail is not None
+    assert len(library_view(model_name=MODEL).current().tail) == 1500
 
 
 @pytest.mark.django_db
@@ -149,7 +151,7 @@ def test_a_change_committed_after_a_newer_one_is_still_seen():
     asked for again until it turns up."""
     library = synthetic_library(50)
     services.index_rebuild()
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     view.current()
     mark = LibraryChange.objects.order_by("-id").values_list("id", flat=True).first()
     ids = list(library)
@@ -165,19 +167,19 @@ def test_a_change_committed_after_a_newer_one_is_still_seen():
 
 @pytest.mark.django_db(transaction=True)
 def test_a_rebuild_is_loaded_in_the_background_while_searches_go_on(monkeypatch):
-    monkeypatch.setattr(selectors.LibraryView, "switch_in_background", True)
+    monkeypatch.setattr(LibraryView, "switch_in_background", True)
     library = synthetic_library(200)
     first = services.index_rebuild()
     ids = list(library)
     assert top_ids(library[ids[0]], k=1) == [ids[0]]
     loaded = threading.Event()
-    real_load = selectors.VectorIndex.load
+    real_load = VectorIndex.load
 
     def slow_load(path: Any) -> Any:
         loaded.wait(30)  # the new build is "still loading" until the test lets it finish
         return real_load(path)
 
-    monkeypatch.setattr(selectors.VectorIndex, "load", slow_load)
+    monkeypatch.setattr(VectorIndex, "load", slow_load)
     extra = synthetic_library(20, seed=9, start=5000)
     second = services.index_rebuild()
 
@@ -185,7 +187,7 @@ def test_a_rebuild_is_loaded_in_the_background_while_searches_go_on(monkeypatch)
     assert during.index_version == first.pk  # the old build and its tail answer meanwhile
     assert [item.image.pk for item in during.results] == [next(iter(extra))]
     loaded.set()
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     view.wait_for_switch()
     after = selectors.similar_images(vector=extra[next(iter(extra))], k=1)
     assert after.index_version == second.pk
@@ -220,7 +222,7 @@ def test_a_search_reads_one_query_and_still_sees_what_changed_since_its_state(co
     services.index_rebuild()
     ids = list(library)
     top_ids(library[ids[0]])  # the view is loaded
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     before = view.published()
 
     committed(staff_api.delete, f"/api/images/{ids[0]}/")
@@ -266,7 +268,7 @@ def test_thousands_of_skipped_change_ids_keep_a_searchs_query_short():
     library = synthetic_library(60)
     services.index_rebuild()
     ids = list(library)
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     view.current()
     mark = LibraryChange.objects.order_by("-id").values_list("id", flat=True).first()
     Image.objects.filter(pk=ids[1]).update(status=Image.Status.FAILED)
@@ -292,7 +294,7 @@ def test_a_process_that_keeps_searching_is_not_reloaded_for_staleness(monkeypatc
     library = synthetic_library(80)
     services.index_rebuild()
     query = next(iter(library.values()))
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     top_ids(query)
     loads = view.loads
     offset = [0.0]
@@ -323,10 +325,10 @@ def test_a_searchs_change_check_reads_the_log_by_id_whatever_its_length_statisti
     LibraryChange.objects.bulk_create(
         LibraryChange(kind=LibraryChange.Kind.IMAGE, image_id=n) for n in range(1_000_000, 1_020_000)
     )
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     view.current()  # the view applies the import (no such images: nothing to search)
     mark = LibraryChange.objects.order_by("-id").values_list("id", flat=True).first()
-    runs = selectors.GAP_PROBES + 5
+    runs = GAP_PROBES + 5
     for n in range(1, runs + 1):  # ids mark+2, mark+4, ... commit; the ones between are skipped
         LibraryChange.objects.create(id=mark + 2 * n, kind=LibraryChange.Kind.THRESHOLDS)
     view.current()

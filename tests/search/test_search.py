@@ -20,6 +20,7 @@ from PIL import Image as PILImage
 from gallery.models import Image
 from pipeline.services import image_ingest
 from search import selectors, services
+from search.library_view import forget_served_indexes, served_index
 from search.models import IndexBuild
 from search.thresholds import thresholds_for
 from tests.images import encode, photo_like_image, shared_path
@@ -99,7 +100,7 @@ def test_new_images_are_searchable_before_the_next_rebuild(committed, settings):
     later = ingest(committed, photos[:PER_GROUP])
     build = IndexBuild.objects.ready().get()
     assert build.vector_count == len(first)
-    assert not set(later) & set(selectors.served_index(model_name="mobilenet_v2")[1].ids.tolist())
+    assert not set(later) & set(served_index(model_name="mobilenet_v2")[1].ids.tolist())
     assert_right_neighbours({**first, **later})
     assert selectors.index_status()["pending"] == len(later)
 
@@ -111,7 +112,7 @@ def test_hnsw_results_match_exact_search_in_membership(committed, settings):
     settings.IMGSIM_PCA_DIM = 4096  # no PCA: 54 photos are too few to fit 128 components of 1280
     build = services.index_rebuild()
     assert build.kind == "hnsw"
-    selectors.forget_served_indexes()
+    forget_served_indexes()
     hnsw = all_results(8, groups)
     assert {key: set(value) for key, value in hnsw.items()} == {key: set(value) for key, value in exact.items()}
     assert_right_neighbours(groups)
@@ -198,7 +199,7 @@ def test_damaged_index_file_is_detected_and_rebuilt_while_search_answers(committ
     build = IndexBuild.objects.ready().get()
     path = services.index_path(build)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    selectors.forget_served_indexes()  # as a process starting now would
+    forget_served_indexes()  # as a process starting now would
 
     committed(assert_right_neighbours, groups)  # answered from the exact tail meanwhile
 
@@ -209,7 +210,7 @@ def test_damaged_index_file_is_detected_and_rebuilt_while_search_answers(committ
     assert fresh.pk != build.pk
     assert services.index_path(fresh).exists()
     services.index_path(fresh).unlink()
-    selectors.forget_served_indexes()
+    forget_served_indexes()
     committed(assert_right_neighbours, groups)
     assert IndexBuild.objects.ready().get().pk > fresh.pk
 

@@ -20,7 +20,7 @@ from pipeline.services import image_delete
 from search import selectors, services
 from search.index.scoring import BATCH_FROM_QUERIES
 from search.index.tail import TailGraph, TailSnapshot, VectorTail
-from search.selectors import LibrarySearch, LibraryState
+from search.library_view import LibrarySearch, LibraryState, LibraryView, library_view
 from tests.search.test_library_view import DIM, MODEL, synthetic_library
 
 CENTRES = np.random.default_rng(42).normal(size=(25, DIM)).astype(np.float32)
@@ -41,7 +41,7 @@ def ratings(count: int, *, seed: int) -> list[int | None]:
 def graph_searches(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """A tail graph from 300 rows, extended every 100; yields a list that counts graph searches."""
     settings.IMGSIM_TAIL_GRAPH_FROM = 300
-    monkeypatch.setattr(selectors.LibraryView, "graph_step", 100)
+    monkeypatch.setattr(LibraryView, "graph_step", 100)
     calls: list[int] = []
     real_search = TailGraph.search
 
@@ -50,9 +50,9 @@ def graph_searches(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[l
         return real_search(self, *args, **kwargs)
 
     monkeypatch.setattr(TailGraph, "search", counted)
-    selectors.library_view(model_name=MODEL).graph_wanted()  # as the first single search of a web process does
+    library_view(model_name=MODEL).graph_wanted()  # as the first single search of a web process does
     yield calls
-    selectors.library_view(model_name=MODEL).wait_for_tail_graph(timeout=60)  # no thread outlives the test
+    library_view(model_name=MODEL).wait_for_tail_graph(timeout=60)  # no thread outlives the test
 
 
 def exactly(state: LibraryState) -> LibraryState:
@@ -63,7 +63,7 @@ def exactly(state: LibraryState) -> LibraryState:
 
 def graph_state() -> LibraryState:
     """The view's state once its graph is made (a search would have gone on with the exact tail meanwhile)."""
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     view.current()
     view.wait_for_tail_graph()
     state = view.current()
@@ -111,7 +111,7 @@ def reembed(image_ids: list[int], vectors: np.ndarray) -> None:
 def test_a_long_lived_view_searches_a_big_tail_through_its_graph_with_the_exact_scans_results(graph_searches):
     base = synthetic_library(200, vectors=clustered(200, seed=1), ratings=ratings(200, seed=1))
     services.index_rebuild()
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     tail = synthetic_library(400, start=1000, vectors=clustered(400, seed=2), ratings=ratings(400, seed=2))
     tail_ids = list(tail)
 
@@ -179,7 +179,7 @@ def test_a_long_lived_view_searches_a_big_tail_through_its_graph_with_the_exact_
 def test_the_graph_is_made_in_the_background_while_searches_scan_the_tail(graph_searches, monkeypatch):
     synthetic_library(100, vectors=clustered(100, seed=1))
     services.index_rebuild()
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     release = threading.Event()
     real_extended = TailSnapshot.graph_extended
 
@@ -205,7 +205,7 @@ def test_the_graph_is_made_in_the_background_while_searches_scan_the_tail(graph_
 def test_a_compacted_tail_drops_its_graph_and_gets_one_for_its_new_rows(graph_searches):
     synthetic_library(100, vectors=clustered(100, seed=1))
     services.index_rebuild()
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     tail = synthetic_library(1100, start=1000, vectors=clustered(1100, seed=2))
     tail_ids = list(tail)
     old = graph_state().tail
@@ -244,7 +244,7 @@ def test_a_graph_that_cannot_be_made_leaves_the_tail_exact_and_is_retried_only_a
 ):
     synthetic_library(100, vectors=clustered(100, seed=1))
     services.index_rebuild()
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     attempts: list[int] = []
 
     def failing(self: TailSnapshot) -> TailGraph:
@@ -273,10 +273,10 @@ def test_only_a_process_that_runs_single_searches_makes_a_graph(settings, monkey
     """A task worker runs detection's batches, which never use a graph: it makes none. The first search of a
     few queries (a web request) asks for one."""
     settings.IMGSIM_TAIL_GRAPH_FROM = 300
-    monkeypatch.setattr(selectors.LibraryView, "graph_step", 100)
+    monkeypatch.setattr(LibraryView, "graph_step", 100)
     synthetic_library(100, vectors=clustered(100, seed=1))
     services.index_rebuild()
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     tail = synthetic_library(400, start=1000, vectors=clustered(400, seed=2))
     batch = clustered(BATCH_FROM_QUERIES, seed=3)
     LibrarySearch(model_name=MODEL).search(batch, k=5)
