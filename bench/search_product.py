@@ -187,12 +187,12 @@ BASE_COPY = ".bench-base"
 
 def keep_base_build() -> None:
     """Link the served build's file under a second name (--reuse serves it again next time)."""
-    from search import services
     from search.models import IndexBuild
+    from search.services.index_lifecycle import index_path
 
     build = IndexBuild.objects.latest_ready(model_name=MODEL)
     assert build is not None
-    path = services.index_path(build)
+    path = index_path(build)
     copy = path.with_name(path.name + BASE_COPY)
     if not copy.exists():
         os.link(path, copy)
@@ -205,15 +205,15 @@ def reused_library(size: int) -> list[int] | None:
     from django.db import connection, transaction
 
     from gallery.models import Image
-    from search import services
     from search.models import IndexBuild, LibraryChange
+    from search.services.index_lifecycle import index_path
 
     last = f"{size - 1:064x}"
     base = Image.objects.filter(sha256__lte=last)
     chosen = None
     if base.count() == size:
         for build in IndexBuild.objects.filter(model_name=MODEL, vector_count=size).order_by("-id"):
-            path = services.index_path(build)
+            path = index_path(build)
             copy = path.with_name(path.name + BASE_COPY)
             if build.file_name and copy.exists():
                 if not path.exists():
@@ -237,7 +237,7 @@ def reused_library(size: int) -> list[int] | None:
             status=IndexBuild.Status.READY, changes_through=newest, params=chosen.params
         )
     for build in IndexBuild.objects.exclude(pk=chosen.pk).exclude(file_name=""):
-        services.index_path(build).unlink(missing_ok=True)
+        index_path(build).unlink(missing_ok=True)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE gallery_image")
@@ -245,7 +245,7 @@ def reused_library(size: int) -> list[int] | None:
     return list(base.order_by("id").values_list("id", flat=True))
 
 
-# search.services.library_changed once Django is set up; None on code from before the change log (the
+# search.services.library_changes.library_changed once Django is set up; None on code from before the change log (the
 # bench also runs there, for the "before" figures).
 library_changed: Callable[..., None] | None = None
 
@@ -515,11 +515,11 @@ def rebuild() -> float:
     """A rebuild in this process; then wait until this process serves it (it switches in the background)."""
     from django.conf import settings
 
-    from search import services
     from search.library_view import library_view, served_index
+    from search.services.index_lifecycle import index_rebuild
 
     started = time.perf_counter()
-    services.index_rebuild(requested_by="bench")
+    index_rebuild(requested_by="bench")
     seconds = time.perf_counter() - started
     served_index(model_name=settings.IMGSIM_MODEL)
     library_view(model_name=settings.IMGSIM_MODEL).wait_for_switch(600)
@@ -622,7 +622,7 @@ def main() -> None:
     django.setup()
     global library_changed
     try:
-        from search.services import library_changed as found
+        from search.services.library_changes import library_changed as found
 
         library_changed = found
     except ImportError:

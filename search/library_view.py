@@ -25,11 +25,12 @@ from django.db.models import BooleanField, Q
 from django.db.models.expressions import RawSQL
 
 from gallery.models import Image
-from search import services
 from search.index.scoring import BATCH_FROM_QUERIES, faiss_threads, merge_results, rerank
 from search.index.tail import TailSnapshot, VectorTail
 from search.index.vector_index import IndexFileError, VectorIndex
 from search.models import IndexBuild, LibraryChange
+from search.services.index_lifecycle import index_mark_broken, index_path
+from search.services.library_changes import CHANGE_LOG_RETENTION, library_change_mark
 from search.stored_vectors import VectorRows, stored_vectors, vectors_from_rows
 from search.thresholds import thresholds_forget
 
@@ -186,7 +187,7 @@ class LibraryView:
 
     def _stale(self) -> bool:
         """Not refreshed for half the log's retention: changes may have been pruned unseen, so reload."""
-        return time.monotonic() - self._refreshed_at > services.CHANGE_LOG_RETENTION.total_seconds() / 2
+        return time.monotonic() - self._refreshed_at > CHANGE_LOG_RETENTION.total_seconds() / 2
 
     def wait_for_switch(self, timeout: float = 60.0) -> None:
         """Block until a background switch to a new build has finished (tests, bench)."""
@@ -322,11 +323,11 @@ class LibraryView:
         index = None
         if build is not None:
             try:
-                index = VectorIndex.load(services.index_path(build))
+                index = VectorIndex.load(index_path(build))
             except IndexFileError as error:
-                services.index_mark_broken(build=build, error=str(error))
+                index_mark_broken(build=build, error=str(error))
                 build = None
-        mark, still_open = services.library_change_mark()
+        mark, still_open = library_change_mark()
         thresholds_forget()  # changes before the mark are not read one by one: thresholds among them too
         gaps = dict.fromkeys(still_open, time.monotonic())
         loaded = _Loaded(build=build, index=index, tail=None, removed=set(), mark=mark, gaps=gaps)

@@ -23,9 +23,10 @@ from django_q.models import Schedule
 from gallery.image_file import decode_upload
 from gallery.models import Image
 from gallery.services import read_upload_bytes
-from search import services
 from search.library_view import LibrarySearch, LibraryState, library_view
 from search.models import IndexBuild, LibraryChange
+from search.services.embedding_queue import embedder_get
+from search.services.index_lifecycle import REPAIR_RETRY_SCHEDULE
 from search.thresholds import thresholds_for, thresholds_in_force
 
 # The rating fallback ranks at most this many images per rating step by visual similarity.
@@ -168,7 +169,7 @@ def query_image_from_upload(*, data: bytes) -> QueryImage:
     The file is decoded once: the validated, upright, reduced preview is what the model sees.
     """
     decoded = decode_upload(data, max_pixels=settings.IMGSIM_MAX_PIXELS)
-    embedder = services.embedder_get()
+    embedder = embedder_get()
     vector = embedder.embed_images([decoded.preview])[0]
     return QueryImage(vector=vector, rating=decoded.exif.rating, width=decoded.width, height=decoded.height)
 
@@ -249,5 +250,5 @@ def _repair_status(model_name: str) -> dict[str, object] | None:
     failures = list(IndexBuild.objects.automatic_failures_since_ready(model_name=model_name).order_by("-id"))
     if not failures:
         return None
-    retry = Schedule.objects.filter(name=services.REPAIR_RETRY_SCHEDULE).values_list("next_run", flat=True).first()
+    retry = Schedule.objects.filter(name=REPAIR_RETRY_SCHEDULE).values_list("next_run", flat=True).first()
     return {"failures": len(failures), "last_error": failures[0].error, "next_attempt_at": retry}

@@ -4,6 +4,8 @@ ratings, the form every search and build works on: the library view, the selecto
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
@@ -33,3 +35,34 @@ def stored_vectors(*, model_name: str, ids: Iterable[int]) -> VectorRows:
         chunk = Image.objects.searchable(model_name=model_name).filter(id__in=wanted[start : start + IDS_PER_QUERY])
         rows.extend(chunk.order_by("id").values_list("id", "embedding", "rating"))
     return vectors_from_rows(rows)
+
+
+@dataclass(frozen=True)
+class LibraryVectors:
+    ids: np.ndarray
+    vectors: np.ndarray
+    ratings: np.ndarray
+    max_embedded_at: datetime | None
+
+
+def library_vectors(*, model_name: str) -> LibraryVectors:
+    """Every searchable vector of one model, streamed from the database in chunks."""
+    rows = Image.objects.searchable(model_name=model_name).order_by("id")
+    parts: list[VectorRows] = []
+    latest: datetime | None = None
+    chunk: list[tuple[int, bytes, int | None]] = []
+    for pk, embedding, rating, embedded_at in rows.values_list("id", "embedding", "rating", "embedded_at").iterator(
+        chunk_size=2000
+    ):
+        chunk.append((pk, embedding, rating))
+        if embedded_at is not None and (latest is None or embedded_at > latest):
+            latest = embedded_at
+        if len(chunk) >= 8192:
+            parts.append(vectors_from_rows(chunk))
+            chunk = []
+    if chunk:
+        parts.append(vectors_from_rows(chunk))
+    if not parts:
+        return LibraryVectors(np.zeros(0, np.int64), np.zeros((0, 0), np.float32), np.zeros(0, np.float32), None)
+    ids, vectors, ratings = zip(*parts, strict=True)
+    return LibraryVectors(np.concatenate(ids), np.vstack(vectors), np.concatenate(ratings), latest)

@@ -16,8 +16,8 @@ from django.conf import settings
 from django.db import connections
 from PIL import Image as PILImage
 
-from search import services
 from search.library_view import library_view
+from search.services.embedding_queue import embedder_get
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def warm_up() -> float:
     """Load the embedding model and run one inference, and load the library view; seconds taken."""
     started = time.perf_counter()
     try:
-        embedder = services.embedder_get()
+        embedder = embedder_get()
         # One real inference: the first forward pass also pays for thread pools and memory planning.
         embedder.embed_images([PILImage.new("RGB", (224, 224), (127, 127, 127))])
     except Exception:

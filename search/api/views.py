@@ -17,7 +17,7 @@ from core.api.throttles import SearchRateThrottle, upload_refusal
 from gallery.api.views import outcome_payload
 from gallery.models import Image
 from pipeline.services import image_ingest_upload
-from search import selectors, services, worker_health
+from search import selectors, worker_health
 from search.api.serializers import (
     IndexStatusSerializer,
     SearchByUploadSerializer,
@@ -25,6 +25,7 @@ from search.api.serializers import (
     SimilarQuerySerializer,
     WorkerHealthSerializer,
 )
+from search.services.index_lifecycle import index_rebuild_schedule
 
 
 def result_payload(result: selectors.SearchResult, request: Request) -> dict[str, Any]:
@@ -118,7 +119,7 @@ class IndexRebuildView(APIView):
         """Queue an index rebuild (staff). 409 while one is running."""
         if not Image.objects.searchable().exists():
             return error_response("nothing_to_index", "There are no embedded images to index yet.", http_status=400)
-        if not services.index_rebuild_schedule(requested_by=request.user.get_username()):
+        if not index_rebuild_schedule(requested_by=request.user.get_username()):
             return error_response("rebuild_running", "An index rebuild is already running.", http_status=409)
         return Response(IndexStatusSerializer(selectors.index_status()).data, status=status.HTTP_202_ACCEPTED)
 

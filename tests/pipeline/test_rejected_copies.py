@@ -17,7 +17,7 @@ from gallery.models import Image
 from pipeline.services import embedding_run, image_retry
 from search.library_view import LibrarySearch, forget_served_indexes
 from search.selectors import similar_images
-from search.services import index_rebuild
+from search.services.index_lifecycle import index_rebuild
 from tests.duplicates.conftest import distractor_files
 from tests.images import blurred_jpeg, shared_path
 

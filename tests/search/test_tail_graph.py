@@ -17,10 +17,12 @@ from django.utils import timezone
 from duplicates.trash import images_trash
 from gallery.models import Image
 from pipeline.services import image_delete
-from search import selectors, services
+from search import selectors
 from search.index.scoring import BATCH_FROM_QUERIES
 from search.index.tail import TailGraph, TailSnapshot, VectorTail
 from search.library_view import LibrarySearch, LibraryState, LibraryView, library_view
+from search.services.index_lifecycle import index_rebuild
+from search.services.library_changes import library_changed
 from tests.search.test_library_view import DIM, MODEL, synthetic_library
 
 CENTRES = np.random.default_rng(42).normal(size=(25, DIM)).astype(np.float32)
@@ -104,13 +106,13 @@ def reembed(image_ids: list[int], vectors: np.ndarray) -> None:
         for pk, vector in zip(image_ids, vectors, strict=True):
             unit = (vector / np.linalg.norm(vector)).astype(np.float32)
             Image.objects.filter(pk=pk).update(embedding=unit.tobytes(), embedded_at=timezone.now())
-        services.library_changed(image_ids=image_ids)
+        library_changed(image_ids=image_ids)
 
 
 @pytest.mark.django_db
 def test_a_long_lived_view_searches_a_big_tail_through_its_graph_with_the_exact_scans_results(graph_searches):
     base = synthetic_library(200, vectors=clustered(200, seed=1), ratings=ratings(200, seed=1))
-    services.index_rebuild()
+    index_rebuild()
     view = library_view(model_name=MODEL)
     tail = synthetic_library(400, start=1000, vectors=clustered(400, seed=2), ratings=ratings(400, seed=2))
     tail_ids = list(tail)
@@ -166,7 +168,7 @@ def test_a_long_lived_view_searches_a_big_tail_through_its_graph_with_the_exact_
     assert_same_as_exact(state, queries_near(vectors, seed=8), seed=8)
 
     # A rebuild folds the tail into the index: no tail, no graph; a small tail again stays exact.
-    services.index_rebuild()
+    index_rebuild()
     assert view.current().tail is None
     synthetic_library(50, start=4000, vectors=clustered(50, seed=9))
     view.wait_for_tail_graph()
@@ -178,7 +180,7 @@ def test_a_long_lived_view_searches_a_big_tail_through_its_graph_with_the_exact_
 @pytest.mark.django_db
 def test_the_graph_is_made_in_the_background_while_searches_scan_the_tail(graph_searches, monkeypatch):
     synthetic_library(100, vectors=clustered(100, seed=1))
-    services.index_rebuild()
+    index_rebuild()
     view = library_view(model_name=MODEL)
     release = threading.Event()
     real_extended = TailSnapshot.graph_extended
@@ -204,7 +206,7 @@ def test_the_graph_is_made_in_the_background_while_searches_scan_the_tail(graph_
 @pytest.mark.django_db
 def test_a_compacted_tail_drops_its_graph_and_gets_one_for_its_new_rows(graph_searches):
     synthetic_library(100, vectors=clustered(100, seed=1))
-    services.index_rebuild()
+    index_rebuild()
     view = library_view(model_name=MODEL)
     tail = synthetic_library(1100, start=1000, vectors=clustered(1100, seed=2))
     tail_ids = list(tail)
@@ -213,7 +215,7 @@ def test_a_compacted_tail_drops_its_graph_and_gets_one_for_its_new_rows(graph_se
 
     with transaction.atomic():  # more than half the tail trashed: its rows are compacted (renumbered)
         Image.objects.filter(pk__in=tail_ids[:600]).update(trashed_at=timezone.now())
-        services.library_changed(image_ids=tail_ids[:600])
+        library_changed(image_ids=tail_ids[:600])
     state = graph_state()
     assert state.tail.generation != old.generation
     assert state.tail.graph.rows == len(state.tail) == 500
@@ -243,7 +245,7 @@ def test_a_graph_that_cannot_be_made_leaves_the_tail_exact_and_is_retried_only_a
     graph_searches, monkeypatch
 ):
     synthetic_library(100, vectors=clustered(100, seed=1))
-    services.index_rebuild()
+    index_rebuild()
     view = library_view(model_name=MODEL)
     attempts: list[int] = []
 
@@ -275,7 +277,7 @@ def test_only_a_process_that_runs_single_searches_makes_a_graph(settings, monkey
     settings.IMGSIM_TAIL_GRAPH_FROM = 300
     monkeypatch.setattr(LibraryView, "graph_step", 100)
     synthetic_library(100, vectors=clustered(100, seed=1))
-    services.index_rebuild()
+    index_rebuild()
     view = library_view(model_name=MODEL)
     tail = synthetic_library(400, start=1000, vectors=clustered(400, seed=2))
     batch = clustered(BATCH_FROM_QUERIES, seed=3)
