@@ -157,7 +157,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    # search before django_q: its `qcluster` command (django-q2's cluster plus a watchdog) replaces django-q2's.
+    # worker before django_q: its `qcluster` command (django-q2's cluster plus a watchdog) replaces django-q2's.
+    "worker",
     "search",
     "django_q",
     "core",
@@ -381,10 +382,10 @@ Q_CLUSTER: dict[str, object] = {
     "poll": 1,
     # django-q2 saves its cluster statistics twice a second into this cache; in the shared database cache that
     # would be a steady stream of writes (and of errors while the database is down). The watchdog's heartbeat
-    # rows (search.WorkerHeartbeat) are what the pages and the API read instead.
+    # rows (worker.WorkerHeartbeat) are what the pages and the API read instead.
     "cache": "django_q_stats",
 }
-# The qcluster watchdog (search/watchdog.py): a cluster whose fetched tasks wait this long with every worker
+# The qcluster watchdog (worker/watchdog.py): a cluster whose fetched tasks wait this long with every worker
 # idle, or that stops reporting this long, is restarted; pages say "no worker" after this long without a beat.
 IMGSIM_WORKER_STALL_SECONDS = env_int("IMGSIM_WORKER_STALL_SECONDS", 60, minimum=5)
 IMGSIM_WORKER_HEARTBEAT_SECONDS = env_int("IMGSIM_WORKER_HEARTBEAT_SECONDS", 10, minimum=1)

@@ -17,7 +17,7 @@ from core.api.throttles import SearchRateThrottle, upload_refusal
 from gallery.api.views import outcome_payload
 from gallery.models import Image
 from pipeline.services import image_ingest_upload
-from search import selectors, worker_health
+from search import selectors
 from search.api.serializers import (
     IndexStatusSerializer,
     SearchByUploadSerializer,
@@ -26,6 +26,7 @@ from search.api.serializers import (
     WorkerHealthSerializer,
 )
 from search.services.index_lifecycle import index_rebuild_schedule
+from worker.health import worker_health
 
 
 def result_payload(result: selectors.SearchResult, request: Request) -> dict[str, Any]:
@@ -130,7 +131,7 @@ class WorkerHealthView(APIView):
         """Is a background worker running and taking work? `problem` is true when uploads are not being
         embedded (no worker seen, or queued images not picked up), with what to do; staff also see each
         running cluster and the watchdog's recent restarts."""
-        health = worker_health.worker_health()
+        health = worker_health()
         payload = {
             "status": health.status,
             "problem": health.problem,
