@@ -15,7 +15,8 @@ from duplicates.candidate_pairs import NeighbourSearch, band_of, needs_verificat
 from duplicates.models import DetectionCheck
 from duplicates.selectors.thresholds import duplicate_bands
 from gallery.models import Image
-from search.selectors import LibrarySearch, query_image_from_upload
+from search.library_view import LibrarySearch
+from search.selectors import query_image_from_upload
 
 
 def geometric_verification_enabled() -> bool:
