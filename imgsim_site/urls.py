@@ -11,8 +11,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from core.login_throttle import ThrottledLoginView
 
 urlpatterns = [
-    path("", include("gallery.urls")),
-    path("", include("search.urls")),
+    path("", include("pipeline.urls")),  # gallery's and search's pages, the pipeline's among them
     path("", include("duplicates.urls")),
     path("api/", include("gallery.api.urls")),
     path("api/", include("search.api.urls")),
