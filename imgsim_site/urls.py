@@ -13,7 +13,7 @@ from core.login_throttle import ThrottledLoginView
 urlpatterns = [
     path("", include("pipeline.urls")),  # gallery's and search's pages, the pipeline's among them
     path("", include("duplicates.urls")),
-    path("api/", include("pipeline.api.urls")),
+    path("api/", include("pipeline.api.urls")),  # the images (list, upload, delete, retry) and search by upload
     path("api/", include("search.api.urls")),
     path("api/", include("duplicates.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -1,4 +1,5 @@
-"""Search pages: by an uploaded query image, and "find similar" for a library image."""
+"""Search pages: "find similar" for a library image (search by upload, which may add the query to the library, is
+the pipeline's: pipeline.views)."""
 
 from __future__ import annotations
 
