@@ -57,7 +57,8 @@ from bench.search import SyntheticEmbeddings
 from duplicates import calibration, geometry, grouping
 from duplicates.detection import K_MAX, K_START, Bands, canonical_pairs, neighbours_above
 from duplicates.evidence import hamming, phash, upright
-from search.index import IndexParams, build_index, rerank
+from search.index.scoring import rerank
+from search.index.vector_index import IndexParams, build_index
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -320,7 +320,7 @@ class Campaign:
 
     def worker_pids(self) -> list[int]:
         """Workers of the running cluster: its heartbeat names them; only live children of a live sentinel."""
-        from search.models import WorkerHeartbeat
+        from worker.models import WorkerHeartbeat
 
         _watchdogs, _sentinels, members = self.cluster_tree()
         latest = WorkerHeartbeat.objects.filter(stopped_at__isnull=True).order_by("-seen_at").first()

@@ -33,7 +33,7 @@ from django.core.management import call_command
 call_command("migrate", verbosity=0)
 from django.contrib.auth import get_user_model
 from gallery.models import Image
-from search import services
+from search.services.index_lifecycle import index_rebuild
 get_user_model().objects.create_user(username="bench", password="x")
 rng = np.random.default_rng(0)
 vectors = rng.standard_normal((2000, 1280)).astype(np.float32)
@@ -43,7 +43,7 @@ Image.objects.bulk_create(
           status="indexed", embedding=vectors[n].tobytes(), embedding_model="mobilenet_v2")
     for n in range(2000)
 )
-services.index_rebuild()
+index_rebuild()
 """
 
 WORKER = """

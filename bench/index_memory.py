@@ -33,8 +33,8 @@ import faiss
 import numpy as np
 
 from bench.search import SyntheticEmbeddings
-from search import index as index_module
-from search.index import IndexParams, VectorIndex, build_index
+from search.index import vector_index
+from search.index.vector_index import IndexParams, VectorIndex, build_index
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ import sys, time, json
 sys.path.insert(0, {repo!r})
 import numpy as np, faiss
 faiss.omp_set_num_threads(1)
-from search.index import VectorIndex
+from search.index.vector_index import VectorIndex
 if {path!r}:
     index = VectorIndex.load({path!r})
 else:  # the baseline: a process with the same imports and no index
@@ -85,7 +85,7 @@ def save_format_1(index: VectorIndex, path: Path) -> None:
     for _, array in sections:
         digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
     with path.open("wb") as stream:
-        stream.write(index_module._PREFIX.pack(index_module.FILE_MAGIC, 1, len(header), offset, digest.digest()))
+        stream.write(vector_index._PREFIX.pack(vector_index.FILE_MAGIC, 1, len(header), offset, digest.digest()))
         stream.write(header)
         for _, array in sections:
             stream.write(memoryview(np.ascontiguousarray(array)).cast("B"))

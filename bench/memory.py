@@ -76,8 +76,11 @@ from django.core.management import call_command
 call_command("migrate", verbosity=0)
 path, mode = sys.argv[1], sys.argv[2]
 if mode == "search":
-    from search import services
-    services.embedder_get()
+    try:
+        from search.services.embedding_queue import embedder_get
+    except ImportError:  # --code of a checkout whose search/services.py is one module
+        from search.services import embedder_get
+    embedder_get()
     from search.selectors import query_image_from_upload
 else:
     from gallery.services import image_create

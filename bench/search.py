@@ -34,13 +34,8 @@ if __name__ == "__main__":
 import faiss
 import numpy as np
 
-from search.index import (
-    PCA_MIN_ROWS_PER_DIM,
-    IndexParams,
-    VectorIndex,
-    build_index,
-    rerank,
-)
+from search.index.scoring import rerank
+from search.index.vector_index import PCA_MIN_ROWS_PER_DIM, IndexParams, VectorIndex, build_index
 
 K = 10
 

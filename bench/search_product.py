@@ -187,12 +187,12 @@ BASE_COPY = ".bench-base"
 
 def keep_base_build() -> None:
     """Link the served build's file under a second name (--reuse serves it again next time)."""
-    from search import services
     from search.models import IndexBuild
+    from search.services.index_lifecycle import index_path
 
     build = IndexBuild.objects.latest_ready(model_name=MODEL)
     assert build is not None
-    path = services.index_path(build)
+    path = index_path(build)
     copy = path.with_name(path.name + BASE_COPY)
     if not copy.exists():
         os.link(path, copy)
@@ -205,15 +205,15 @@ def reused_library(size: int) -> list[int] | None:
     from django.db import connection, transaction
 
     from gallery.models import Image
-    from search import services
     from search.models import IndexBuild, LibraryChange
+    from search.services.index_lifecycle import index_path
 
     last = f"{size - 1:064x}"
     base = Image.objects.filter(sha256__lte=last)
     chosen = None
     if base.count() == size:
         for build in IndexBuild.objects.filter(model_name=MODEL, vector_count=size).order_by("-id"):
-            path = services.index_path(build)
+            path = index_path(build)
             copy = path.with_name(path.name + BASE_COPY)
             if build.file_name and copy.exists():
                 if not path.exists():
@@ -237,7 +237,7 @@ def reused_library(size: int) -> list[int] | None:
             status=IndexBuild.Status.READY, changes_through=newest, params=chosen.params
         )
     for build in IndexBuild.objects.exclude(pk=chosen.pk).exclude(file_name=""):
-        services.index_path(build).unlink(missing_ok=True)
+        index_path(build).unlink(missing_ok=True)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE gallery_image")
@@ -245,7 +245,7 @@ def reused_library(size: int) -> list[int] | None:
     return list(base.order_by("id").values_list("id", flat=True))
 
 
-# search.services.library_changed once Django is set up; None on code from before the change log (the
+# search.services.library_changes.library_changed once Django is set up; None on code from before the change log (the
 # bench also runs there, for the "before" figures).
 library_changed: Callable[..., None] | None = None
 
@@ -317,11 +317,12 @@ def measure(title: str, *, queries: int, sample_ids: list[int], rows: list[dict[
     from core.cache import SharedDatabaseCache
     from gallery.models import Image
     from search import selectors
+    from search.library_view import served_index
 
     faiss.omp_set_num_threads(1)
     client = APIClient()
     client.force_authenticate(bench_user())
-    build, index = selectors.served_index(model_name=settings.IMGSIM_MODEL)
+    build, index = served_index(model_name=settings.IMGSIM_MODEL)
     rng = np.random.default_rng(len(title))
     chosen = [int(pk) for pk in rng.choice(sample_ids, size=queries, replace=True)]
     warm = [int(pk) for pk in rng.choice(sample_ids, size=20, replace=True)]
@@ -375,7 +376,7 @@ def check(response: object) -> None:
 def searched_count() -> int:
     from django.conf import settings
 
-    from search.selectors import LibrarySearch
+    from search.library_view import LibrarySearch
 
     return LibrarySearch(model_name=settings.IMGSIM_MODEL).size
 
@@ -409,10 +410,10 @@ def bare_detection_ms(sample_ids: list[int]) -> float:
     from django.conf import settings
 
     from duplicates.detection import neighbours_above
-    from search import selectors
-    from search.index import rerank
+    from search.index.scoring import rerank
+    from search.library_view import served_index
 
-    _, index = selectors.served_index(model_name=settings.IMGSIM_MODEL)
+    _, index = served_index(model_name=settings.IMGSIM_MODEL)
     if index is None or not index.has_stored_vectors:
         return float("nan")
     query_ids, query_vectors, _ = index.stored(np.asarray(sample_ids[:256]))
@@ -442,7 +443,7 @@ def duplicate_detection_ms(sample_ids: list[int]) -> float:
 
     from duplicates.detection import neighbours_above
     from duplicates.selectors import library_neighbour_search
-    from search.selectors import stored_vectors
+    from search.stored_vectors import stored_vectors
 
     ids = sample_ids[:256]
     started = time.perf_counter()
@@ -514,15 +515,14 @@ def rebuild() -> float:
     """A rebuild in this process; then wait until this process serves it (it switches in the background)."""
     from django.conf import settings
 
-    from search import selectors, services
+    from search.library_view import library_view, served_index
+    from search.services.index_lifecycle import index_rebuild
 
     started = time.perf_counter()
-    services.index_rebuild(requested_by="bench")
+    index_rebuild(requested_by="bench")
     seconds = time.perf_counter() - started
-    selectors.served_index(model_name=settings.IMGSIM_MODEL)
-    view = getattr(selectors, "library_view", None)
-    if view is not None:
-        view(model_name=settings.IMGSIM_MODEL).wait_for_switch(600)
+    served_index(model_name=settings.IMGSIM_MODEL)
+    library_view(model_name=settings.IMGSIM_MODEL).wait_for_switch(600)
     return seconds
 
 
@@ -530,9 +530,9 @@ def wait_for_tail_graph() -> None:
     """Measure the steady state: wait while this process makes the tail's graph in its background thread."""
     from django.conf import settings
 
-    from search import selectors
+    from search.library_view import library_view
 
-    view = selectors.library_view(model_name=settings.IMGSIM_MODEL)
+    view = library_view(model_name=settings.IMGSIM_MODEL)
     if not hasattr(view, "wait_for_tail_graph"):  # code from before the tail graph
         return
     started = time.perf_counter()
@@ -552,6 +552,7 @@ def during_rebuild(*, rows: list[dict[str, object]], sample_ids: list[int], url:
 
     from gallery.models import Image
     from search import selectors
+    from search.library_view import served_index
 
     env = {**os.environ, "DATABASE_URL": url}
     child = subprocess.Popen(
@@ -561,7 +562,7 @@ def during_rebuild(*, rows: list[dict[str, object]], sample_ids: list[int], url:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    before = selectors.served_index(model_name=settings.IMGSIM_MODEL)[0]
+    before = served_index(model_name=settings.IMGSIM_MODEL)[0]
     images = list(Image.objects.in_bulk(sample_ids[:200]).values())
     timer = Timer()
     started = time.perf_counter()
@@ -571,7 +572,7 @@ def during_rebuild(*, rows: list[dict[str, object]], sample_ids: list[int], url:
         image = images[n % len(images)]
         timer.time("similar_to_image", lambda i=image: selectors.similar_to_image(image=i, k=K))
         n += 1
-        build = selectors.served_index(model_name=settings.IMGSIM_MODEL)[0]
+        build = served_index(model_name=settings.IMGSIM_MODEL)[0]
         if build is not None and before is not None and build.pk != before.pk:
             switched_at = time.perf_counter() - started
             break
@@ -621,7 +622,7 @@ def main() -> None:
     django.setup()
     global library_changed
     try:
-        from search.services import library_changed as found
+        from search.services.library_changes import library_changed as found
 
         library_changed = found
     except ImportError:

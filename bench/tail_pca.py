@@ -28,7 +28,8 @@ if __name__ == "__main__":
 import faiss
 import numpy as np
 
-from search.index import VectorIndex, inner_products
+from search.index.scoring import inner_products
+from search.index.vector_index import VectorIndex
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from duplicates.models import (
 )
 from gallery.models import Image
 from gallery.services import image_restore, image_trash
-from search.services import library_changed
+from search.services.library_changes import library_changed
 
 User = AbstractBaseUser | AnonymousUser | None
 

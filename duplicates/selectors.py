@@ -15,8 +15,9 @@ from duplicates.detection import Bands, NeighbourSearch, band_of, needs_verifica
 from duplicates.evidence import ImageFacts, KeepSuggestion, suggest_keep
 from duplicates.models import CalibrationRun, DetectionCheck, DuplicateDecision, DuplicatePair
 from gallery.models import Image
+from search.library_view import LibrarySearch
 from search.models import ThresholdSetting
-from search.selectors import LibrarySearch, query_image_from_upload
+from search.selectors import query_image_from_upload
 from search.thresholds import ThresholdsInForce, measured_defaults, thresholds_in_force
 
 STATUS_FILTERS = {"pending", "confirmed", "not_duplicate", "reviewed", "all"}

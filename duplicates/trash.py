@@ -19,7 +19,7 @@ from duplicates.models import DuplicatePair
 from gallery.models import Image
 from gallery.selectors import TrashContents, trash_contents
 from gallery.services import image_purge, image_restore, image_trash, images_delete
-from search.services import library_changed
+from search.services.library_changes import library_changed
 
 User = AbstractBaseUser | AnonymousUser | None
 TRASH_EMPTY_TASK = "duplicates.tasks.empty_trash"

@@ -157,7 +157,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    # search before django_q: its `qcluster` command (django-q2's cluster plus a watchdog) replaces django-q2's.
+    # worker before django_q: its `qcluster` command (django-q2's cluster plus a watchdog) replaces django-q2's.
+    "worker",
     "search",
     "django_q",
     "core",
@@ -315,7 +316,8 @@ IMGSIM_WARM_MODEL = env_bool("IMGSIM_WARM_MODEL", True)
 
 # --- Search and duplicates -----------------------------------------------------------------------------
 IMGSIM_PCA_DIM = env_int("IMGSIM_PCA_DIM", 128, minimum=8)
-# Below this many images search is exact on the full vectors (unset: the measured default in search/index.py).
+# Below this many images search is exact on the full vectors (unset: the measured default in
+# search/index/vector_index.py).
 IMGSIM_EXACT_SEARCH_BELOW = env_optional_int("IMGSIM_EXACT_SEARCH_BELOW", minimum=0)
 IMGSIM_RATING_WEIGHT = env_float("IMGSIM_RATING_WEIGHT", 0.05, minimum=0.0, maximum=1.0)
 IMGSIM_MATCH_THRESHOLD = env_optional_float("IMGSIM_MATCH_THRESHOLD", minimum=-1.0, maximum=1.0)
@@ -380,10 +382,10 @@ Q_CLUSTER: dict[str, object] = {
     "poll": 1,
     # django-q2 saves its cluster statistics twice a second into this cache; in the shared database cache that
     # would be a steady stream of writes (and of errors while the database is down). The watchdog's heartbeat
-    # rows (search.WorkerHeartbeat) are what the pages and the API read instead.
+    # rows (worker.WorkerHeartbeat) are what the pages and the API read instead.
     "cache": "django_q_stats",
 }
-# The qcluster watchdog (search/watchdog.py): a cluster whose fetched tasks wait this long with every worker
+# The qcluster watchdog (worker/watchdog.py): a cluster whose fetched tasks wait this long with every worker
 # idle, or that stops reporting this long, is restarted; pages say "no worker" after this long without a beat.
 IMGSIM_WORKER_STALL_SECONDS = env_int("IMGSIM_WORKER_STALL_SECONDS", 60, minimum=5)
 IMGSIM_WORKER_HEARTBEAT_SECONDS = env_int("IMGSIM_WORKER_HEARTBEAT_SECONDS", 10, minimum=1)

@@ -31,7 +31,8 @@ from gallery.services import (
 )
 from gallery.services import image_delete as gallery_image_delete
 from search.models import LibraryChange
-from search.services import EmbedRunSummary, embed_pending, embed_rejected_pending, library_changed
+from search.services.embedding_queue import EmbedRunSummary, embed_pending, embed_rejected_pending
+from search.services.library_changes import library_changed
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,9 @@ from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_POST
 
 from gallery.models import Image
-from search import selectors, services
+from search import selectors
 from search.models import IndexBuild, ThresholdSetting
+from search.services.index_lifecycle import index_rebuild_schedule
 
 
 @admin.register(IndexBuild)
@@ -32,7 +33,7 @@ class IndexBuildAdmin(admin.ModelAdmin):
     def rebuild_view(self, request: HttpRequest) -> HttpResponseRedirect:
         if not Image.objects.searchable().exists():
             self.message_user(request, "There are no embedded images to index yet.", messages.WARNING)
-        elif services.index_rebuild_schedule(requested_by=request.user.get_username()):
+        elif index_rebuild_schedule(requested_by=request.user.get_username()):
             self.message_user(request, "Rebuild queued; the worker builds it in the background.", messages.SUCCESS)
         else:
             self.message_user(request, "A rebuild is already running.", messages.WARNING)

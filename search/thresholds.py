@@ -7,7 +7,7 @@ provisional for an entry nobody measured); then a generic fallback. Every answer
 from. A model without measured defaults calibrates itself on the library (duplicates.services.thresholds).
 
 The applied row is cached per process, so a search costs no extra query: every process reads the library change
-log before each search (search.selectors.LibraryView), and applying or undoing thresholds logs a change there, on
+log before each search (search.library_view.LibraryView), and applying or undoing thresholds logs a change there, on
 which the cache is dropped. Pages and the API read the row fresh (thresholds_in_force).
 """
 

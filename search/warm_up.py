@@ -16,7 +16,8 @@ from django.conf import settings
 from django.db import connections
 from PIL import Image as PILImage
 
-from search import selectors, services
+from search.library_view import library_view
+from search.services.embedding_queue import embedder_get
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +28,13 @@ def warm_up() -> float:
     """Load the embedding model and run one inference, and load the library view; seconds taken."""
     started = time.perf_counter()
     try:
-        embedder = services.embedder_get()
+        embedder = embedder_get()
         # One real inference: the first forward pass also pays for thread pools and memory planning.
         embedder.embed_images([PILImage.new("RGB", (224, 224), (127, 127, 127))])
     except Exception:
         logger.warning("warm-up: the embedding model could not be loaded; query uploads will try again", exc_info=True)
     try:
-        selectors.library_view(model_name=settings.IMGSIM_MODEL).current()
+        library_view(model_name=settings.IMGSIM_MODEL).current()
     except Exception:
         logger.warning("warm-up: the search index could not be loaded; the first search will try again", exc_info=True)
     finally:

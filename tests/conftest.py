@@ -58,7 +58,7 @@ def _isolated_settings(settings: Any, tmp_path: Path, monkeypatch: pytest.Monkey
     from django_q.conf import Conf
 
     from core import rate_limit
-    from search.selectors import LibraryView, forget_served_indexes
+    from search.library_view import LibraryView, forget_served_indexes
 
     monkeypatch.setattr(rate_limit, "clock", lambda: STOPPED_CLOCK)
     monkeypatch.setattr(Conf, "SYNC", True)

@@ -21,8 +21,8 @@ from duplicates.models import CalibrationRun, DuplicatePair
 from duplicates.selectors import geometric_verification_enabled
 from duplicates.services.review import User, user_or_none
 from gallery.models import Image
-from search.selectors import stored_vectors
-from search.services import embedder_get
+from search.services.embedding_queue import embedder_get
+from search.stored_vectors import stored_vectors
 
 logger = logging.getLogger(__name__)
 

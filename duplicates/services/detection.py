@@ -40,8 +40,9 @@ from duplicates.selectors import (
 from duplicates.services.review import duplicate_decision_log
 from gallery.models import Image
 from search.models import IndexBuild
-from search.selectors import IDS_PER_QUERY, index_status, stored_vectors
-from search.services import RebuildAlreadyRunningError, index_rebuild
+from search.selectors import index_status
+from search.services.index_lifecycle import RebuildAlreadyRunningError, index_rebuild
+from search.stored_vectors import IDS_PER_QUERY, stored_vectors
 
 logger = logging.getLogger(__name__)
 

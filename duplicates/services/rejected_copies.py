@@ -1,7 +1,7 @@
 """The copy check of rejected images: is this blurred upload a copy of a library photo? If so, say which.
 
 A rejected image keeps its status (never searchable, indexed, detected or grouped); search embeds it for this
-check only (search.services.embed_rejected_pending). Here its CANDIDATES nearest library images are found by
+check only (search.services.embedding_queue). Here its CANDIDATES nearest library images are found by
 the plain k-NN, then compared again after blurring both alike (duplicates.blur_match): blur lowers the plain
 cosine of a copy too much to name it safely. At or above rejected_copy_threshold the image records `copy_of`
 and that cosine; either way `copy_checked_at` is set, so each image is checked once. The record lives on the
@@ -20,8 +20,8 @@ from duplicates.blur_match import reblurred
 from duplicates.selectors import rejected_copy_threshold
 from gallery.models import Image
 from search.embedding import Embedder, ImageDecodeError, load_rgb_for_embedding, model_input_pixels
-from search.selectors import LibrarySearch
-from search.services import embedder_get
+from search.library_view import LibrarySearch
+from search.services.embedding_queue import embedder_get
 
 logger = logging.getLogger(__name__)
 

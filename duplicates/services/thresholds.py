@@ -28,7 +28,7 @@ from duplicates.services.detection import duplicate_detection_schedule
 from duplicates.services.review import User, user_or_none
 from gallery.models import Image
 from search.models import ThresholdSetting
-from search.services import threshold_setting_apply, threshold_setting_undo, thresholds_validate
+from search.services.thresholds import threshold_setting_apply, threshold_setting_undo, thresholds_validate
 from search.thresholds import measured_defaults, thresholds_in_force
 
 logger = logging.getLogger(__name__)

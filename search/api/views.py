@@ -15,13 +15,15 @@ from rest_framework.views import APIView
 from core.api.errors import error_response
 from core.api.throttles import SearchRateThrottle
 from gallery.models import Image
-from search import selectors, services, worker_health
+from search import selectors
 from search.api.serializers import (
     IndexStatusSerializer,
     SearchResultSerializer,
     SimilarQuerySerializer,
     WorkerHealthSerializer,
 )
+from search.services.index_lifecycle import index_rebuild_schedule
+from worker.health import worker_health
 
 
 def result_payload(result: selectors.SearchResult, request: Request) -> dict[str, Any]:
@@ -84,7 +86,7 @@ class IndexRebuildView(APIView):
         """Queue an index rebuild (staff). 409 while one is running."""
         if not Image.objects.searchable().exists():
             return error_response("nothing_to_index", "There are no embedded images to index yet.", http_status=400)
-        if not services.index_rebuild_schedule(requested_by=request.user.get_username()):
+        if not index_rebuild_schedule(requested_by=request.user.get_username()):
             return error_response("rebuild_running", "An index rebuild is already running.", http_status=409)
         return Response(IndexStatusSerializer(selectors.index_status()).data, status=status.HTTP_202_ACCEPTED)
 
@@ -95,7 +97,7 @@ class WorkerHealthView(APIView):
         """Is a background worker running and taking work? `problem` is true when uploads are not being
         embedded (no worker seen, or queued images not picked up), with what to do; staff also see each
         running cluster and the watchdog's recent restarts."""
-        health = worker_health.worker_health()
+        health = worker_health()
         payload = {
             "status": health.status,
             "problem": health.problem,

@@ -6,7 +6,8 @@ import pytest
 
 from duplicates.trash import images_purge, images_restore, images_trash
 from gallery.models import Image
-from search import selectors, services
+from search.library_view import library_view
+from search.services.index_lifecycle import index_rebuild
 from tests.search.test_library_view import synthetic_library, top_ids
 
 
@@ -14,8 +15,8 @@ from tests.search.test_library_view import synthetic_library, top_ids
 def test_trashed_images_leave_a_long_lived_view_and_restored_ones_come_back(staff):
     # given an indexed library and a process whose view has loaded it
     library = synthetic_library(200)
-    services.index_rebuild()
-    view = selectors.library_view(model_name="mobilenet_v2")
+    index_rebuild()
+    view = library_view(model_name="mobilenet_v2")
     ids = list(library)
     target = ids[7]
     assert top_ids(library[target], k=1) == [target]

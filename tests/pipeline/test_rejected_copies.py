@@ -15,8 +15,9 @@ from duplicates.models import DetectionCheck, DuplicateGroupMember, DuplicatePai
 from duplicates.selectors import images_awaiting_detection, rejected_copy_threshold
 from gallery.models import Image
 from pipeline.services import embedding_run, image_retry
-from search.selectors import LibrarySearch, forget_served_indexes, similar_images
-from search.services import index_rebuild
+from search.library_view import LibrarySearch, forget_served_indexes
+from search.selectors import similar_images
+from search.services.index_lifecycle import index_rebuild
 from tests.duplicates.conftest import distractor_files
 from tests.images import blurred_jpeg, shared_path
 

@@ -11,7 +11,7 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from gallery.models import Image
-from search import services
+from search.services import embedding_queue
 from tests.images import photo_jpeg
 
 pytestmark = pytest.mark.django_db
@@ -35,28 +35,28 @@ def expire_leases() -> None:
 def test_batches_embed_every_queued_image(api, settings):
     settings.IMGSIM_EMBED_BATCH_SIZE = 2
     queue_images(api, range(60, 65))
-    summary = services.embed_pending()
+    summary = embedding_queue.embed_pending()
     assert summary.embedded == 5
     assert Image.objects.filter(status="indexed", embedding__isnull=False).count() == 5
 
 
 def start_and_die() -> None:
     """A worker claims a batch, loads the model, starts embedding ... and is killed."""
-    token, claimed = services._claim_batch(size=10)
-    services._count_attempt(token=token, images=claimed)
+    token, claimed = embedding_queue._claim_batch(size=10)
+    embedding_queue._count_attempt(token=token, images=claimed)
     expire_leases()
 
 
 @pytest.mark.ml
 def test_a_killed_worker_loses_no_image(api):
     (image_id,) = queue_images(api, [66])
-    token, claimed = services._claim_batch(size=10)
-    services._count_attempt(token=token, images=claimed)  # embedding started ... and the worker dies here
+    token, claimed = embedding_queue._claim_batch(size=10)
+    embedding_queue._count_attempt(token=token, images=claimed)  # embedding started ... and the worker dies here
     assert [image.id for image in claimed] == [image_id]
-    assert services.embed_pending().embedded == 0  # still leased to the dead worker
+    assert embedding_queue.embed_pending().embedded == 0  # still leased to the dead worker
 
     expire_leases()
-    assert services.embed_pending().embedded == 1
+    assert embedding_queue.embed_pending().embedded == 1
     image = Image.objects.get(pk=image_id)
     assert image.status == Image.Status.INDEXED
     assert image.embed_attempts == 2
@@ -67,9 +67,9 @@ def test_kills_while_the_model_loads_do_not_count_as_attempts(api, settings):
     settings.IMGSIM_EMBED_MAX_ATTEMPTS = 2
     (image_id,) = queue_images(api, [72])
     for _ in range(5):  # claimed, then killed before the model was ready: the image was never tried
-        services._claim_batch(size=10)
+        embedding_queue._claim_batch(size=10)
         expire_leases()
-    assert services.embed_pending().embedded == 1
+    assert embedding_queue.embed_pending().embedded == 1
     image = Image.objects.get(pk=image_id)
     assert (image.status, image.embed_attempts) == (Image.Status.INDEXED, 1)
 
@@ -80,9 +80,9 @@ def test_a_model_that_fails_to_load_releases_the_claims_uncounted(api, monkeypat
     def out_of_memory():
         raise MemoryError("no room for the model")
 
-    monkeypatch.setattr(services, "embedder_get", out_of_memory)
+    monkeypatch.setattr(embedding_queue, "embedder_get", out_of_memory)
     with pytest.raises(MemoryError):
-        services.embed_pending()
+        embedding_queue.embed_pending()
     assert list(Image.objects.filter(pk__in=ids).values_list("status", "embed_attempts", "claim_token")) == [
         ("queued", 0, ""),
         ("queued", 0, ""),
@@ -93,7 +93,7 @@ def test_a_model_that_fails_to_load_releases_the_claims_uncounted(api, monkeypat
 @pytest.mark.ml
 def test_a_database_error_mid_batch_releases_the_claims_at_once(api, monkeypatch):
     ids = queue_images(api, [75, 76])
-    real = services.embedder_get()
+    real = embedding_queue.embedder_get()
 
     class DroppedConnection:
         model_name = real.model_name
@@ -101,14 +101,14 @@ def test_a_database_error_mid_batch_releases_the_claims_at_once(api, monkeypatch
         def embed_sources(self, sources):
             raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(services, "embedder_get", DroppedConnection)
+    monkeypatch.setattr(embedding_queue, "embedder_get", DroppedConnection)
     with pytest.raises(OperationalError):
-        services.embed_pending()
+        embedding_queue.embed_pending()
     assert not Image.objects.filter(pk__in=ids, claimed_until__isnull=False).exists()  # no lease to wait out
     assert list(Image.objects.filter(pk__in=ids).values_list("embed_attempts", flat=True)) == [1, 1]
 
-    monkeypatch.setattr(services, "embedder_get", lambda: real)
-    assert services.embed_pending().embedded == 2  # at once, no lease expiry needed
+    monkeypatch.setattr(embedding_queue, "embedder_get", lambda: real)
+    assert embedding_queue.embed_pending().embedded == 2  # at once, no lease expiry needed
     assert api.get(f"/api/images/{ids[0]}/").json()["status"] == "indexed"
 
 
@@ -117,7 +117,7 @@ def test_after_max_attempts_the_image_is_failed_with_the_reason(api, settings):
     (image_id,) = queue_images(api, [67])
     for _ in range(2):
         start_and_die()
-    services.embed_pending()
+    embedding_queue.embed_pending()
     image = Image.objects.get(pk=image_id)
     assert image.status == Image.Status.FAILED
     assert image.reason_code == "embedding_interrupted"
@@ -130,7 +130,7 @@ def test_after_max_attempts_the_image_is_failed_with_the_reason(api, settings):
 def test_missing_weights_fail_visibly_and_retry_works_once_fixed(api, staff_api, settings, tmp_path, committed):
     settings.IMGSIM_WEIGHTS = str(tmp_path / "missing.pth")
     (image_id,) = queue_images(api, [68])
-    services.embed_pending()
+    embedding_queue.embed_pending()
     image = Image.objects.get(pk=image_id)
     assert image.status == Image.Status.FAILED
     assert image.reason_code == "model_unavailable"
@@ -148,7 +148,7 @@ def test_missing_weights_fail_visibly_and_retry_works_once_fixed(api, staff_api,
 def test_an_unreadable_stored_file_fails_that_image_only(api):
     first, second = queue_images(api, [69, 70])
     Image.objects.get(pk=first).file.storage.delete(Image.objects.get(pk=first).file.name)
-    services.embed_pending()
+    embedding_queue.embed_pending()
     assert Image.objects.get(pk=first).status == Image.Status.FAILED
     assert Image.objects.get(pk=first).reason_code == "file_missing"
     assert Image.objects.get(pk=second).status == Image.Status.INDEXED
@@ -158,7 +158,7 @@ def test_an_unreadable_stored_file_fails_that_image_only(api):
 def test_library_page_explains_a_missing_model(api, web, staff_web, settings, tmp_path):
     settings.IMGSIM_WEIGHTS = str(tmp_path / "missing.pth")
     queue_images(api, [71])
-    services.embed_pending()
+    embedding_queue.embed_pending()
     page = web.get("/").content.decode()
     assert 'id="model-problem"' in page
     assert "missing.pth" in page

@@ -14,21 +14,17 @@ import faiss
 import numpy as np
 import pytest
 
-import search.index as index_module
-from search.index import (
+from search.index import scoring, vector_index
+from search.index.scoring import (
     BATCH_FROM_QUERIES,
-    IndexFileError,
-    IndexParams,
-    VectorIndex,
-    VectorTail,
-    build_index,
-    choose_kind,
     combined_score,
     exact_search,
     merge_results,
     rating_features,
     rerank,
 )
+from search.index.tail import VectorTail
+from search.index.vector_index import IndexFileError, IndexParams, VectorIndex, build_index, choose_kind
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DIM = 512
@@ -230,8 +226,8 @@ def test_damaged_files_raise_index_file_error_without_killing_the_process(tmp_pa
     good = tmp_path / "good.index"
     hnsw_index.save(good)
     data = good.read_bytes()
-    trailer_start = len(data) - index_module._TRAILER.size
-    _, _, faiss_len, header_offset, _, _ = index_module._TRAILER.unpack(data[trailer_start:])
+    trailer_start = len(data) - vector_index._TRAILER.size
+    _, _, faiss_len, header_offset, _, _ = vector_index._TRAILER.unpack(data[trailer_start:])
     damaged = {
         "missing": None,
         "empty": b"",
@@ -242,7 +238,7 @@ def test_damaged_files_raise_index_file_error_without_killing_the_process(tmp_pa
         "one-byte-extra": data + b"\0",
         "bad-magic": data[:trailer_start] + b"NOTANIDX" + data[trailer_start + 8 :],
         "future-version": data[: trailer_start + 8] + (99).to_bytes(4, "little") + data[trailer_start + 12 :],
-        "format-1-truncated": index_module.FILE_MAGIC + (1).to_bytes(4, "little") + data[12:200],
+        "format-1-truncated": vector_index.FILE_MAGIC + (1).to_bytes(4, "little") + data[12:200],
     }
     for name, position in {
         "header": trailer_start - 20,
@@ -260,7 +256,7 @@ def test_damaged_files_raise_index_file_error_without_killing_the_process(tmp_pa
             Path(paths[name]).write_bytes(content)
     script = (
         "import json, sys\n"
-        "from search.index import IndexFileError, VectorIndex\n"
+        "from search.index.vector_index import IndexFileError, VectorIndex\n"
         "outcome = {}\n"
         "for name, path in json.loads(sys.argv[1]).items():\n"
         "    try:\n"
@@ -312,8 +308,8 @@ def test_format_1_files_written_before_the_mappable_layout_still_load(tmp_path, 
     ]
     header = json.dumps({"metadata": hnsw_index.metadata, "sections": layout}, sort_keys=True).encode()
     body = header + projection.tobytes() + blob.tobytes()
-    prefix = index_module._PREFIX.pack(
-        index_module.FILE_MAGIC, 1, len(header), len(body) - len(header), hashlib.sha256(body).digest()
+    prefix = vector_index._PREFIX.pack(
+        vector_index.FILE_MAGIC, 1, len(header), len(body) - len(header), hashlib.sha256(body).digest()
     )
     path = tmp_path / "old.index"
     path.write_bytes(prefix + body)
@@ -349,13 +345,13 @@ def test_failed_save_leaves_the_previous_index_serving(tmp_path, monkeypatch, li
     newer = build_index(
         ids=ids[:100], vectors=vectors[:100], ratings=ratings[:100], params=IndexParams(exact_below=10_000)
     )
-    real_write_all = index_module._write_all
+    real_write_all = vector_index._write_all
 
     def write_half_then_fail(stream, parts):
         real_write_all(stream, parts[:2])  # prefix and header reach the temp file, the payload doesn't
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(index_module, "_write_all", write_half_then_fail)
+    monkeypatch.setattr(vector_index, "_write_all", write_half_then_fail)
     with pytest.raises(OSError, match="No space left"):
         newer.save(path)
 
@@ -653,8 +649,8 @@ def test_a_large_batch_over_the_tail_finds_what_scoring_every_row_finds(library,
     snapshot = tail.snapshot()
     batch = vectors[:300]  # each query's best two are a tie: itself and its copy
     calls = []
-    blocked = index_module._blocked_top_k
-    monkeypatch.setattr(index_module, "_blocked_top_k", lambda *a, **kw: calls.append(1) or blocked(*a, **kw))
+    blocked = scoring._blocked_top_k
+    monkeypatch.setattr(scoring, "_blocked_top_k", lambda *a, **kw: calls.append(1) or blocked(*a, **kw))
 
     scores, found = snapshot.search(batch, k=k, query_ratings=None, weight=0.0, exclude_ids=[int(ids[7])])
 

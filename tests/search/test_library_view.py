@@ -17,8 +17,12 @@ from django.utils import timezone
 from duplicates.trash import images_trash
 from gallery.models import Image
 from pipeline.services import image_delete, image_ingest
-from search import selectors, services
+from search import selectors
+from search.index.vector_index import VectorIndex
+from search.library_view import GAP_PROBES, LibraryView, library_view
 from search.models import LibraryChange
+from search.services.index_lifecycle import index_rebuild
+from search.services.library_changes import library_changed
 from tests.images import photo_jpeg
 
 MODEL = "mobilenet_v2"
@@ -59,7 +63,7 @@ def synthetic_library(
     else:
         ids = [image.pk for image in images]
     with transaction.atomic():
-        services.library_changed(image_ids=ids)
+        library_changed(image_ids=ids)
     return dict(zip(ids, vectors, strict=True))
 
 
@@ -71,8 +75,8 @@ def top_ids(vector: np.ndarray, k: int = 5, **kwargs: Any) -> list[int]:
 @pytest.mark.django_db
 def test_new_deleted_reembedded_failed_images_and_a_rebuild_reach_a_long_lived_view(committed, staff_api):
     library = synthetic_library(300)
-    first = services.index_rebuild()
-    view = selectors.library_view(model_name=MODEL)
+    first = index_rebuild()
+    view = library_view(model_name=MODEL)
     ids = list(library)
     assert top_ids(library[ids[0]], k=1) == [ids[0]]
     assert view.loads == 1
@@ -97,18 +101,18 @@ def test_new_deleted_reembedded_failed_images_and_a_rebuild_reach_a_long_lived_v
     moved = library[ids[3]]
     with transaction.atomic():
         Image.objects.filter(pk=ids[2]).update(embedding=moved.tobytes(), embedded_at=timezone.now())
-        services.library_changed(image_ids=[ids[2]])
+        library_changed(image_ids=[ids[2]])
     assert set(top_ids(moved, k=2)) == {ids[2], ids[3]}
 
     # Status change: a failed image is no longer searchable.
     with transaction.atomic():
         Image.objects.filter(pk=ids[4]).update(status=Image.Status.FAILED)
-        services.library_changed(image_ids=[ids[4]])
+        library_changed(image_ids=[ids[4]])
     assert ids[4] not in top_ids(library[ids[4]], k=10)
     assert view.loads == 1  # all of it incrementally
 
     # Rebuild: the next search serves the new build; the tail read once for it, now empty.
-    second = services.index_rebuild()
+    second = index_rebuild()
     result = selectors.similar_images(vector=moved, k=2)
     assert result.index_version == second.pk != first.pk
     assert {item.image.pk for item in result.results} == {ids[2], ids[3]}
@@ -123,7 +127,7 @@ def test_new_deleted_reembedded_failed_images_and_a_rebuild_reach_a_long_lived_v
 @pytest.mark.django_db
 def test_a_searchs_database_reads_do_not_grow_with_the_tail():
     library = synthetic_library(200)
-    services.index_rebuild()
+    index_rebuild()
     query = next(iter(library.values()))
     top_ids(query)  # the view is loaded
 
@@ -139,8 +143,8 @@ def test_a_searchs_database_reads_do_not_grow_with_the_tail():
     assert len(big_tail) == len(small_tail) == 1  # the k result rows, read with the change-log check
     assert not any('"embedded_at" >=' in sql for sql in big_tail)  # no window of recent rows
     assert max(sql.count(",") for sql in big_tail if " IN (" in sql) < 80  # O(k) ids per read
-    assert selectors.library_view(model_name=MODEL).current().tail is not None
-    assert len(selectors.library_view(model_name=MODEL).current().tail) == 1500
+    assert library_view(model_name=MODEL).current().tail is not None
+    assert len(library_view(model_name=MODEL).current().tail) == 1500
 
 
 @pytest.mark.django_db
@@ -148,8 +152,8 @@ def test_a_change_committed_after_a_newer_one_is_still_seen():
     """Two transactions can commit their change ids out of order (PostgreSQL sequences): a skipped id is
     asked for again until it turns up."""
     library = synthetic_library(50)
-    services.index_rebuild()
-    view = selectors.library_view(model_name=MODEL)
+    index_rebuild()
+    view = library_view(model_name=MODEL)
     view.current()
     mark = LibraryChange.objects.order_by("-id").values_list("id", flat=True).first()
     ids = list(library)
@@ -165,27 +169,27 @@ def test_a_change_committed_after_a_newer_one_is_still_seen():
 
 @pytest.mark.django_db(transaction=True)
 def test_a_rebuild_is_loaded_in_the_background_while_searches_go_on(monkeypatch):
-    monkeypatch.setattr(selectors.LibraryView, "switch_in_background", True)
+    monkeypatch.setattr(LibraryView, "switch_in_background", True)
     library = synthetic_library(200)
-    first = services.index_rebuild()
+    first = index_rebuild()
     ids = list(library)
     assert top_ids(library[ids[0]], k=1) == [ids[0]]
     loaded = threading.Event()
-    real_load = selectors.VectorIndex.load
+    real_load = VectorIndex.load
 
     def slow_load(path: Any) -> Any:
         loaded.wait(30)  # the new build is "still loading" until the test lets it finish
         return real_load(path)
 
-    monkeypatch.setattr(selectors.VectorIndex, "load", slow_load)
+    monkeypatch.setattr(VectorIndex, "load", slow_load)
     extra = synthetic_library(20, seed=9, start=5000)
-    second = services.index_rebuild()
+    second = index_rebuild()
 
     during = selectors.similar_images(vector=extra[next(iter(extra))], k=1)
     assert during.index_version == first.pk  # the old build and its tail answer meanwhile
     assert [item.image.pk for item in during.results] == [next(iter(extra))]
     loaded.set()
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     view.wait_for_switch()
     after = selectors.similar_images(vector=extra[next(iter(extra))], k=1)
     assert after.index_version == second.pk
@@ -196,7 +200,7 @@ def test_a_rebuild_is_loaded_in_the_background_while_searches_go_on(monkeypatch)
 @pytest.mark.django_db(transaction=True)
 def test_library_changed_refuses_to_run_outside_the_writes_transaction():
     with pytest.raises(RuntimeError, match="inside the transaction"):
-        services.library_changed(image_ids=[1])
+        library_changed(image_ids=[1])
     assert not LibraryChange.objects.exists()
 
 
@@ -217,10 +221,10 @@ def test_a_search_reads_one_query_and_still_sees_what_changed_since_its_state(co
     """The search runs on the state the process has, and reads its results together with whether the change
     log moved since: a delete and a new image committed by another process are both seen at once."""
     library = synthetic_library(120)
-    services.index_rebuild()
+    index_rebuild()
     ids = list(library)
     top_ids(library[ids[0]])  # the view is loaded
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     before = view.published()
 
     committed(staff_api.delete, f"/api/images/{ids[0]}/")
@@ -242,7 +246,7 @@ def test_a_search_reads_one_query_and_still_sees_what_changed_since_its_state(co
 @pytest.mark.django_db
 def test_result_similarities_are_the_exact_cosines_of_the_stored_vectors():
     library = synthetic_library(150)
-    services.index_rebuild()
+    index_rebuild()
     synthetic_library(30, seed=12, start=7000)  # a tail beside the index
     ids = list(library)
     query = library[ids[3]] + 0.5 * library[ids[4]]
@@ -264,9 +268,9 @@ def test_thousands_of_skipped_change_ids_keep_a_searchs_query_short():
     """A rolled-back bulk import leaves a run of change ids that never commit: they are asked for again as a
     range, not as thousands of ids in every search's query; one that does commit late is still seen."""
     library = synthetic_library(60)
-    services.index_rebuild()
+    index_rebuild()
     ids = list(library)
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     view.current()
     mark = LibraryChange.objects.order_by("-id").values_list("id", flat=True).first()
     Image.objects.filter(pk=ids[1]).update(status=Image.Status.FAILED)
@@ -290,9 +294,9 @@ def test_a_process_that_keeps_searching_is_not_reloaded_for_staleness(monkeypatc
     """Each search checks the change log in its results query, so a busy process stays current without
     reloading; one that has not looked for half the log's retention reloads (pruned changes may be unseen)."""
     library = synthetic_library(80)
-    services.index_rebuild()
+    index_rebuild()
     query = next(iter(library.values()))
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     top_ids(query)
     loads = view.loads
     offset = [0.0]
@@ -318,15 +322,15 @@ def test_a_searchs_change_check_reads_the_log_by_id_whatever_its_length_statisti
     query still reads the log by primary key (not a scan of the whole log), and sees a late commit in any run,
     also beyond the runs it probes one by one."""
     library = synthetic_library(60)
-    services.index_rebuild()
+    index_rebuild()
     ids = list(library)
     LibraryChange.objects.bulk_create(
         LibraryChange(kind=LibraryChange.Kind.IMAGE, image_id=n) for n in range(1_000_000, 1_020_000)
     )
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     view.current()  # the view applies the import (no such images: nothing to search)
     mark = LibraryChange.objects.order_by("-id").values_list("id", flat=True).first()
-    runs = selectors.GAP_PROBES + 5
+    runs = GAP_PROBES + 5
     for n in range(1, runs + 1):  # ids mark+2, mark+4, ... commit; the ones between are skipped
         LibraryChange.objects.create(id=mark + 2 * n, kind=LibraryChange.Kind.THRESHOLDS)
     view.current()
@@ -359,7 +363,7 @@ def test_the_search_page_counts_agree_with_the_library_and_with_what_a_search_co
     """An index built from 40 images, 10 of them trashed and 5 deleted since, 6 embedded after it, and one
     image each waiting, rejected and failed: every count of the library says the same."""
     ids = list(synthetic_library(40))
-    services.index_rebuild()
+    index_rebuild()
     committed(images_trash, images=list(Image.objects.filter(pk__in=ids[:10])), user=None)
     for pk in ids[10:15]:
         committed(staff_api.delete, f"/api/images/{pk}/")

@@ -19,8 +19,11 @@ from PIL import Image as PILImage
 
 from gallery.models import Image
 from pipeline.services import image_ingest
-from search import selectors, services
+from search import selectors
+from search.library_view import forget_served_indexes, served_index
 from search.models import IndexBuild
+from search.services.embedding_queue import embedder_get
+from search.services.index_lifecycle import RebuildAlreadyRunningError, index_path, index_rebuild
 from search.thresholds import thresholds_for
 from tests.images import encode, photo_like_image, shared_path
 
@@ -99,7 +102,7 @@ def test_new_images_are_searchable_before_the_next_rebuild(committed, settings):
     later = ingest(committed, photos[:PER_GROUP])
     build = IndexBuild.objects.ready().get()
     assert build.vector_count == len(first)
-    assert not set(later) & set(selectors.served_index(model_name="mobilenet_v2")[1].ids.tolist())
+    assert not set(later) & set(served_index(model_name="mobilenet_v2")[1].ids.tolist())
     assert_right_neighbours({**first, **later})
     assert selectors.index_status()["pending"] == len(later)
 
@@ -109,9 +112,9 @@ def test_hnsw_results_match_exact_search_in_membership(committed, settings):
     exact = all_results(8, groups)
     settings.IMGSIM_EXACT_SEARCH_BELOW = 0
     settings.IMGSIM_PCA_DIM = 4096  # no PCA: 54 photos are too few to fit 128 components of 1280
-    build = services.index_rebuild()
+    build = index_rebuild()
     assert build.kind == "hnsw"
-    selectors.forget_served_indexes()
+    forget_served_indexes()
     hnsw = all_results(8, groups)
     assert {key: set(value) for key, value in hnsw.items()} == {key: set(value) for key, value in exact.items()}
     assert_right_neighbours(groups)
@@ -139,7 +142,7 @@ def test_pca_hnsw_path_on_a_large_structured_library(settings):
         for n in range(6000)
     )
     settings.IMGSIM_EXACT_SEARCH_BELOW = 1000
-    build = services.index_rebuild()
+    build = index_rebuild()
     assert (build.kind, build.index_dim) == ("hnsw", 128 + 2)
     ids = np.array(Image.objects.order_by("id").values_list("id", flat=True))
     overlaps = []
@@ -179,7 +182,7 @@ def test_rating_fallback_when_nothing_matches(committed, settings):
         Image.objects.filter(pk=image_id).update(rating=n % 6)
     settings.IMGSIM_MATCH_THRESHOLD = 0.999  # nothing in an unrelated library reaches it
     query = photo_like_image(81, (320, 240))
-    vector = services.embedder_get().embed_images([query])[0]
+    vector = embedder_get().embed_images([query])[0]
     with CaptureQueriesContext(connection) as queries:
         result = selectors.similar_images(vector=vector, k=4, rating=4)
     # Ids only per rating step, the chosen rows at the end: no stored embedding is read back.
@@ -196,9 +199,9 @@ def test_rating_fallback_when_nothing_matches(committed, settings):
 def test_damaged_index_file_is_detected_and_rebuilt_while_search_answers(committed):
     groups = ingest(committed, dev_photos())
     build = IndexBuild.objects.ready().get()
-    path = services.index_path(build)
+    path = index_path(build)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    selectors.forget_served_indexes()  # as a process starting now would
+    forget_served_indexes()  # as a process starting now would
 
     committed(assert_right_neighbours, groups)  # answered from the exact tail meanwhile
 
@@ -207,9 +210,9 @@ def test_damaged_index_file_is_detected_and_rebuilt_while_search_answers(committ
     assert "truncated" in build.error or "corrupt" in build.error
     fresh = IndexBuild.objects.ready().get()
     assert fresh.pk != build.pk
-    assert services.index_path(fresh).exists()
-    services.index_path(fresh).unlink()
-    selectors.forget_served_indexes()
+    assert index_path(fresh).exists()
+    index_path(fresh).unlink()
+    forget_served_indexes()
     committed(assert_right_neighbours, groups)
     assert IndexBuild.objects.ready().get().pk > fresh.pk
 
@@ -403,14 +406,14 @@ def test_rebuild_index_command(committed):
 def test_only_one_rebuild_runs_at_a_time(staff_api, committed):
     ingest(committed, dev_photos()[:3])
     running = IndexBuild.objects.create(model_name="mobilenet_v2")  # another machine is building
-    with pytest.raises(services.RebuildAlreadyRunningError):
-        services.index_rebuild()
+    with pytest.raises(RebuildAlreadyRunningError):
+        index_rebuild()
     response = staff_api.post("/api/index/rebuild/")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "rebuild_running"
     running.status = IndexBuild.Status.FAILED
     running.save()
-    assert services.index_rebuild().status == IndexBuild.Status.READY
+    assert index_rebuild().status == IndexBuild.Status.READY
 
 
 def test_query_rating_comes_from_the_photos_exif(api, committed):

@@ -17,9 +17,12 @@ from django.utils import timezone
 from duplicates.trash import images_trash
 from gallery.models import Image
 from pipeline.services import image_delete
-from search import index, selectors, services
-from search.index import TailGraph, TailSnapshot
-from search.selectors import LibrarySearch, LibraryState
+from search import selectors
+from search.index.scoring import BATCH_FROM_QUERIES
+from search.index.tail import TailGraph, TailSnapshot, VectorTail
+from search.library_view import LibrarySearch, LibraryState, LibraryView, library_view
+from search.services.index_lifecycle import index_rebuild
+from search.services.library_changes import library_changed
 from tests.search.test_library_view import DIM, MODEL, synthetic_library
 
 CENTRES = np.random.default_rng(42).normal(size=(25, DIM)).astype(np.float32)
@@ -40,7 +43,7 @@ def ratings(count: int, *, seed: int) -> list[int | None]:
 def graph_searches(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """A tail graph from 300 rows, extended every 100; yields a list that counts graph searches."""
     settings.IMGSIM_TAIL_GRAPH_FROM = 300
-    monkeypatch.setattr(selectors.LibraryView, "graph_step", 100)
+    monkeypatch.setattr(LibraryView, "graph_step", 100)
     calls: list[int] = []
     real_search = TailGraph.search
 
@@ -49,9 +52,9 @@ def graph_searches(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[l
         return real_search(self, *args, **kwargs)
 
     monkeypatch.setattr(TailGraph, "search", counted)
-    selectors.library_view(model_name=MODEL).graph_wanted()  # as the first single search of a web process does
+    library_view(model_name=MODEL).graph_wanted()  # as the first single search of a web process does
     yield calls
-    selectors.library_view(model_name=MODEL).wait_for_tail_graph(timeout=60)  # no thread outlives the test
+    library_view(model_name=MODEL).wait_for_tail_graph(timeout=60)  # no thread outlives the test
 
 
 def exactly(state: LibraryState) -> LibraryState:
@@ -62,7 +65,7 @@ def exactly(state: LibraryState) -> LibraryState:
 
 def graph_state() -> LibraryState:
     """The view's state once its graph is made (a search would have gone on with the exact tail meanwhile)."""
-    view = selectors.library_view(model_name=MODEL)
+    view = library_view(model_name=MODEL)
     view.current()
     view.wait_for_tail_graph()
     state = view.current()
@@ -103,14 +106,14 @@ def reembed(image_ids: list[int], vectors: np.ndarray) -> None:
         for pk, vector in zip(image_ids, vectors, strict=True):
             unit = (vector / np.linalg.norm(vector)).astype(np.float32)
             Image.objects.filter(pk=pk).update(embedding=unit.tobytes(), embedded_at=timezone.now())
-        services.library_changed(image_ids=image_ids)
+        library_changed(image_ids=image_ids)
 
 
 @pytest.mark.django_db
 def test_a_long_lived_view_searches_a_big_tail_through_its_graph_with_the_exact_scans_results(graph_searches):
     base = synthetic_library(200, vectors=clustered(200, seed=1), ratings=ratings(200, seed=1))
-    services.index_rebuild()
-    view = selectors.library_view(model_name=MODEL)
+    index_rebuild()
+    view = library_view(model_name=MODEL)
     tail = synthetic_library(400, start=1000, vectors=clustered(400, seed=2), ratings=ratings(400, seed=2))
     tail_ids = list(tail)
 
@@ -165,7 +168,7 @@ def test_a_long_lived_view_searches_a_big_tail_through_its_graph_with_the_exact_
     assert_same_as_exact(state, queries_near(vectors, seed=8), seed=8)
 
     # A rebuild folds the tail into the index: no tail, no graph; a small tail again stays exact.
-    services.index_rebuild()
+    index_rebuild()
     assert view.current().tail is None
     synthetic_library(50, start=4000, vectors=clustered(50, seed=9))
     view.wait_for_tail_graph()
@@ -177,8 +180,8 @@ def test_a_long_lived_view_searches_a_big_tail_through_its_graph_with_the_exact_
 @pytest.mark.django_db
 def test_the_graph_is_made_in_the_background_while_searches_scan_the_tail(graph_searches, monkeypatch):
     synthetic_library(100, vectors=clustered(100, seed=1))
-    services.index_rebuild()
-    view = selectors.library_view(model_name=MODEL)
+    index_rebuild()
+    view = library_view(model_name=MODEL)
     release = threading.Event()
     real_extended = TailSnapshot.graph_extended
 
@@ -203,8 +206,8 @@ def test_the_graph_is_made_in_the_background_while_searches_scan_the_tail(graph_
 @pytest.mark.django_db
 def test_a_compacted_tail_drops_its_graph_and_gets_one_for_its_new_rows(graph_searches):
     synthetic_library(100, vectors=clustered(100, seed=1))
-    services.index_rebuild()
-    view = selectors.library_view(model_name=MODEL)
+    index_rebuild()
+    view = library_view(model_name=MODEL)
     tail = synthetic_library(1100, start=1000, vectors=clustered(1100, seed=2))
     tail_ids = list(tail)
     old = graph_state().tail
@@ -212,7 +215,7 @@ def test_a_compacted_tail_drops_its_graph_and_gets_one_for_its_new_rows(graph_se
 
     with transaction.atomic():  # more than half the tail trashed: its rows are compacted (renumbered)
         Image.objects.filter(pk__in=tail_ids[:600]).update(trashed_at=timezone.now())
-        services.library_changed(image_ids=tail_ids[:600])
+        library_changed(image_ids=tail_ids[:600])
     state = graph_state()
     assert state.tail.generation != old.generation
     assert state.tail.graph.rows == len(state.tail) == 500
@@ -223,12 +226,12 @@ def test_a_compacted_tail_drops_its_graph_and_gets_one_for_its_new_rows(graph_se
 
 def test_batches_of_queries_scan_the_tail_exactly(monkeypatch):
     """Duplicate detection's batches (BATCH_FROM_QUERIES and more) keep the exact BLAS path over every row."""
-    tail = index.VectorTail(dim=DIM)
+    tail = VectorTail(dim=DIM)
     tail.upsert(ids=np.arange(1, 401), vectors=clustered(400, seed=1), ratings=np.full(400, np.nan))
     assert tail.attach_graph(tail.snapshot().graph_extended())
     snapshot = tail.snapshot()
     monkeypatch.setattr(TailGraph, "search", lambda *args, **kwargs: pytest.fail("graph searched for a batch"))
-    queries = clustered(index.BATCH_FROM_QUERIES, seed=2)
+    queries = clustered(BATCH_FROM_QUERIES, seed=2)
     scores, ids = snapshot.search(queries, k=5, query_ratings=None, weight=0.0)
     exact_scores, exact_ids = dataclasses.replace(snapshot, graph=None).search(
         queries, k=5, query_ratings=None, weight=0.0
@@ -242,8 +245,8 @@ def test_a_graph_that_cannot_be_made_leaves_the_tail_exact_and_is_retried_only_a
     graph_searches, monkeypatch
 ):
     synthetic_library(100, vectors=clustered(100, seed=1))
-    services.index_rebuild()
-    view = selectors.library_view(model_name=MODEL)
+    index_rebuild()
+    view = library_view(model_name=MODEL)
     attempts: list[int] = []
 
     def failing(self: TailSnapshot) -> TailGraph:
@@ -272,12 +275,12 @@ def test_only_a_process_that_runs_single_searches_makes_a_graph(settings, monkey
     """A task worker runs detection's batches, which never use a graph: it makes none. The first search of a
     few queries (a web request) asks for one."""
     settings.IMGSIM_TAIL_GRAPH_FROM = 300
-    monkeypatch.setattr(selectors.LibraryView, "graph_step", 100)
+    monkeypatch.setattr(LibraryView, "graph_step", 100)
     synthetic_library(100, vectors=clustered(100, seed=1))
-    services.index_rebuild()
-    view = selectors.library_view(model_name=MODEL)
+    index_rebuild()
+    view = library_view(model_name=MODEL)
     tail = synthetic_library(400, start=1000, vectors=clustered(400, seed=2))
-    batch = clustered(index.BATCH_FROM_QUERIES, seed=3)
+    batch = clustered(BATCH_FROM_QUERIES, seed=3)
     LibrarySearch(model_name=MODEL).search(batch, k=5)
     view.wait_for_tail_graph(timeout=60)
     assert view.graphs == 0

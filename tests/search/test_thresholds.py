@@ -14,8 +14,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from core.errors import ServiceError
-from search import selectors, services
+from search import selectors
 from search.models import LibraryChange, ThresholdSetting
+from search.services.thresholds import threshold_setting_apply, threshold_setting_undo
 from search.thresholds import MODEL_THRESHOLDS, thresholds_for, thresholds_in_force
 from tests.search.test_library_view import synthetic_library
 
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def apply(**values: float) -> ThresholdSetting:
     defaults = {"match": 0.75, "near_duplicate": 0.9, "similar": 0.75}
-    return services.threshold_setting_apply(
+    return threshold_setting_apply(
         model_name=MODEL, origin=ThresholdSetting.Origin.CALIBRATED, **{**defaults, **values}
     )
 
@@ -42,7 +43,7 @@ def test_each_value_says_where_it_comes_from_and_environment_variables_win(setti
     )
     assert {source.origin for source in before.sources.values()} == {"measured_default"}
     # when staff apply calibrated thresholds
-    setting = services.threshold_setting_apply(
+    setting = threshold_setting_apply(
         model_name=MODEL,
         match=0.74,
         near_duplicate=0.91,
@@ -103,16 +104,16 @@ def test_undo_puts_back_the_thresholds_before_and_refuses_a_stale_undo(staff):
     first = apply(near_duplicate=0.9)
     second = apply(near_duplicate=0.93)
     assert thresholds_in_force(model_name=MODEL).near_duplicate == 0.93
-    services.threshold_setting_undo(setting=second, user=staff)
+    threshold_setting_undo(setting=second, user=staff)
     assert thresholds_in_force(model_name=MODEL).near_duplicate == 0.9
     second.refresh_from_db()
     assert (second.undone_by, second.undone_at is not None) == (staff, True)
     # undoing the same row again (a second tab) is refused: it is not in force
     with pytest.raises(ServiceError) as stale:
-        services.threshold_setting_undo(setting=second, user=staff)
+        threshold_setting_undo(setting=second, user=staff)
     assert stale.value.status == 409
     assert thresholds_in_force(model_name=MODEL).near_duplicate == 0.9
-    services.threshold_setting_undo(setting=first, user=staff)
+    threshold_setting_undo(setting=first, user=staff)
     assert thresholds_in_force(model_name=MODEL).sources["near_duplicate"].origin == "measured_default"
 
 
@@ -150,8 +151,9 @@ def test_a_second_process_applying_thresholds_is_seen_by_this_one(tmp_path):
             f"{database['NAME']}"
         )
     script = (
-        "from search import services; from search.models import ThresholdSetting; "
-        "services.threshold_setting_apply(model_name='mobilenet_v2', match=0.61, near_duplicate=0.92, "
+        "from search.models import ThresholdSetting; "
+        "from search.services.thresholds import threshold_setting_apply; "
+        "threshold_setting_apply(model_name='mobilenet_v2', match=0.61, near_duplicate=0.92, "
         "similar=0.61, origin=ThresholdSetting.Origin.CALIBRATED)"
     )
     env = {**os.environ, "DATABASE_URL": url, "IMGSIM_VAR_DIR": str(tmp_path)}

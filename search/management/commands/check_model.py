@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from search.embedding import WeightsUnavailableError
-from search.services import embedder_get
+from search.services.embedding_queue import embedder_get
 
 
 class Command(BaseCommand):

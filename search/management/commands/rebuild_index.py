@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from search import services
+from search.services.index_lifecycle import RebuildAlreadyRunningError, index_rebuild, index_rebuild_schedule
 
 
 class Command(BaseCommand):
@@ -17,12 +17,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, background: bool, **options: Any) -> None:
         if background:
-            queued = services.index_rebuild_schedule(requested_by="manage.py")
+            queued = index_rebuild_schedule(requested_by="manage.py")
             self.stdout.write("Rebuild queued." if queued else "A rebuild is already running.")
             return
         try:
-            build = services.index_rebuild(requested_by="manage.py")
-        except services.RebuildAlreadyRunningError as error:
+            build = index_rebuild(requested_by="manage.py")
+        except RebuildAlreadyRunningError as error:
             raise CommandError(str(error)) from None
         except ValueError as error:
             raise CommandError(str(error)) from None

@@ -1,6 +1,6 @@
-"""`qcluster`: django-q2's task cluster under imgsim's watchdog (search/watchdog.py).
+"""`qcluster`: django-q2's task cluster under imgsim's watchdog (worker/watchdog.py).
 
-It replaces django-q2's command of the same name (the search app comes before django_q in INSTALLED_APPS), so
+It replaces django-q2's command of the same name (the worker app comes before django_q in INSTALLED_APPS), so
 `make run`, the README and a process supervisor all get the watchdog with the command people know.
 """
 
@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management.base import CommandError
 from django_q.management.commands.qcluster import Command as DjangoQClusterCommand
 
-from search.watchdog import EXIT_GAVE_UP, ClusterWatchdog
+from worker.watchdog import EXIT_GAVE_UP, ClusterWatchdog
 
 
 class Command(DjangoQClusterCommand):

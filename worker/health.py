@@ -1,6 +1,6 @@
 """Reads: is background work getting done? From the watchdog's heartbeat rows and the embedding queue.
 
-Shown on the web pages (templates/includes/worker_health.html) and by GET /api/health/, so that an upload
+Shown on the web pages (templates/worker/_health_banner.html) and by GET /api/health/, so that an upload
 that waits for a worker that is not running, or that is running but not taking work, says so and what to do.
 """
 
@@ -15,7 +15,7 @@ from django.utils import timezone
 from django_q.conf import Conf
 
 from gallery.models import Image
-from search.models import WorkerHeartbeat
+from worker.models import WorkerHeartbeat
 
 START_COMMAND = "python manage.py qcluster"
 # A restart by the watchdog is mentioned (to staff) for this long after it happened.

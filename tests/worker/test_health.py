@@ -10,9 +10,9 @@ from django.utils import timezone
 from django_q.conf import Conf
 
 from gallery.models import Image
-from search.models import WorkerHeartbeat
-from search.watchdog import ClusterSample, worker_heartbeat_record, worker_restart_record
 from tests.images import shared_path
+from worker.models import WorkerHeartbeat
+from worker.watchdog import ClusterSample, worker_heartbeat_record, worker_restart_record
 
 pytestmark = pytest.mark.django_db
 

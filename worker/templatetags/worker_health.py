@@ -9,7 +9,7 @@ from django import template
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from search.worker_health import WorkerHealth, worker_health
+from worker.health import WorkerHealth, worker_health
 
 register = template.Library()
 

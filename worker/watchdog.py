@@ -8,7 +8,7 @@ No django-q2 setting avoids it. So the watchdog runs the cluster's sentinel as i
 of its own, reads what the sentinel reports through shared memory once a second, and kills and restarts the
 whole cluster when fetched tasks wait with every worker idle, or when the sentinel stops reporting. After a
 start or a restart it queues the re-drive schedules (`imgsim: ...`) at once instead of waiting for them.
-It also writes the heartbeat row that the web pages and the API read (search.worker_health).
+It also writes the heartbeat row that the web pages and the API read (worker.health).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from django_q.conf import Conf
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from search.models import WorkerHeartbeat
+from worker.models import WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
 

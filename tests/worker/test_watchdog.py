@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from search.watchdog import ClusterSample, SharedReport, StallClocks, cluster_problem
 from tests.images import OFFLINE_WEIGHTS, shared_path
+from worker.watchdog import ClusterSample, SharedReport, StallClocks, cluster_problem
 
 REPO = Path(__file__).resolve().parents[2]
 STALL = 60.0
