@@ -29,7 +29,6 @@ from duplicates.models import (
 )
 from gallery.models import Image
 from gallery.services import image_restore, image_trash
-from search.services.library_changes import library_changed
 
 User = AbstractBaseUser | AnonymousUser | None
 
@@ -263,7 +262,6 @@ def duplicate_group_resolve(
         )
         for image in Image.objects.defer("embedding").filter(pk__in=plan.trash):
             image_trash(image=image, user=user)
-        library_changed(image_ids=plan.trash)  # searches drop the trashed copies when this commits
         duplicate_groups_refresh(image_ids=seen | set(unseen))
     return decision
 
@@ -316,7 +314,6 @@ def duplicate_group_decision_undo(*, decision: DuplicateGroupDecision, user: Use
         decision.save(update_fields=["undone_at", "undone_by"])
         for image in trashed:
             image_restore(image=image)
-        library_changed(image_ids=[image.pk for image in trashed])  # searches find them again
         duplicate_groups_refresh(image_ids=decision.member_ids)
     return decision
 

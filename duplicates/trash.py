@@ -19,7 +19,6 @@ from duplicates.models import DuplicatePair
 from gallery.models import Image
 from gallery.selectors import TrashContents, trash_contents
 from gallery.services import image_purge, image_restore, image_trash, images_delete
-from search.services.library_changes import library_changed
 
 User = AbstractBaseUser | AnonymousUser | None
 TRASH_EMPTY_TASK = "duplicates.tasks.empty_trash"
@@ -40,7 +39,6 @@ def images_trash(*, images: list[Image], user: User) -> list[Image]:
         groups_lock()
         for image in images:
             image_trash(image=image, user=user)
-        library_changed(image_ids=[image.pk for image in images])  # searches drop them when this commits
         duplicate_groups_refresh(image_ids=_neighbours([image.pk for image in images]))
     return images
 
@@ -55,7 +53,6 @@ def images_restore(*, images: list[Image], reopen: bool = False) -> list[Image]:
         groups_lock()
         for image in images:
             image_restore(image=image)
-        library_changed(image_ids=[image.pk for image in images])  # searches find them again
         if reopen:
             ids = [image.pk for image in images]
             DuplicatePair.objects.filter(
@@ -71,7 +68,6 @@ def images_purge(*, images: list[Image]) -> int:
     with transaction.atomic():
         for image in images:
             if image.trashed_at is not None:
-                library_changed(image_ids=[image.pk])
                 image_purge(image=image)
                 purged += 1
     return purged
@@ -97,7 +93,6 @@ def trash_empty(*, trashed_until: datetime) -> TrashContents:
             chunk = list(images.select_for_update()[:TRASH_EMPTY_CHUNK])  # a restore that commits first wins
             if not chunk:
                 break
-            library_changed(image_ids=[image.pk for image in chunk])
             images_delete(images=chunk)
         count += len(chunk)
         size += sum(image.file_size for image in chunk)

@@ -32,7 +32,6 @@ from gallery.services import (
 from gallery.services import image_delete as gallery_image_delete
 from search.models import LibraryChange
 from search.services.embedding_queue import EmbedRunSummary, embed_pending, embed_rejected_pending
-from search.services.library_changes import library_changed
 
 logger = logging.getLogger(__name__)
 
@@ -129,11 +128,9 @@ def import_statistics_refresh(*, embedded: bool) -> list[str]:
 
 
 def image_delete(*, image: Image) -> None:
-    """Delete an image and its files (gallery), and tell every process's search view in the same
-    transaction (search), so that no search returns it once the deletion has committed."""
-    with transaction.atomic():
-        library_changed(image_ids=[image.pk])
-        gallery_image_delete(image=image)
+    """Delete an image and its files for good; the database logs the deletion in the same transaction, so
+    that no search returns it once the deletion has committed."""
+    gallery_image_delete(image=image)
 
 
 def image_trash(*, image: Image, user: User = None) -> Image:

@@ -19,7 +19,6 @@ from django.utils import timezone
 from gallery.models import Image
 from search.embedding import Embedder, WeightsUnavailableError, available_cpu_count, get_embedder
 from search.services.index_lifecycle import index_refresh_if_needed
-from search.services.library_changes import library_changed
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +148,6 @@ def embed_batch(*, token: str, images: list[Image], embedder: Embedder) -> Batch
                 claim_token="",
             ):
                 embedded_ids.append(image.id)
-        library_changed(image_ids=embedded_ids)
     for position, error in result.errors.items():
         image = readable[position]
         if image.embed_attempts >= settings.IMGSIM_EMBED_MAX_ATTEMPTS:

@@ -18,7 +18,7 @@ from django_q.models import Schedule
 from gallery.models import Image
 from search.index.vector_index import IndexParams, build_index
 from search.models import AUTOMATIC_REQUESTERS, IndexBuild, LibraryChange
-from search.services.library_changes import CHANGE_LOG_RETENTION, library_change_mark, library_changed
+from search.services.library_changes import CHANGE_LOG_RETENTION, index_change_record, library_change_mark
 from search.stored_vectors import library_vectors
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def index_rebuild(*, requested_by: str = "") -> IndexBuild:
             IndexBuild.objects.filter(status=IndexBuild.Status.READY, model_name=model_name).exclude(pk=build.pk)
         )
         IndexBuild.objects.filter(pk__in=[old.pk for old in older]).update(status=IndexBuild.Status.SUPERSEDED)
-        library_changed(index_changed=True)
+        index_change_record()
         transaction.on_commit(lambda: _delete_index_files(older))
     _repair_retry_cancel()
     LibraryChange.objects.filter(created_at__lt=timezone.now() - CHANGE_LOG_RETENTION).delete()
@@ -179,7 +179,7 @@ def index_mark_broken(*, build: IndexBuild, error: str) -> None:
             status=IndexBuild.Status.FAILED, error=f"Index file unusable: {error}"[:2000]
         )
         if updated:
-            library_changed(index_changed=True)
+            index_change_record()
     if updated:
         logger.error("index v%s is unusable (%s); rebuilding", build.pk, error)
         index_rebuild_schedule(requested_by="self-repair")

@@ -1,9 +1,11 @@
-"""The library change log: every write that changes what a search may return records itself here, in its own
-transaction, and every process's library view reads the rows it has not seen (search.models.LibraryChange)."""
+"""The library change log (search.models.LibraryChange): every write that changes what a search may return is
+logged in its own transaction, and every process's library view reads the rows it has not seen.
+
+Image writes are logged by the database (triggers on the image table: no write path can skip them); the
+served index and the thresholds are logged here."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from datetime import timedelta
 
 from django.db import transaction
@@ -15,20 +17,24 @@ from search.models import LibraryChange
 CHANGE_LOG_RETENTION = timedelta(days=1)
 
 
-def library_changed(*, image_ids: Collection[int] = (), index_changed: bool = False) -> None:
-    """Tell every process's library view that these images (or the served index) changed.
+def index_change_record() -> None:
+    """Tell every process's library view that the served index changed (a build served or retired).
 
-    Call it inside the transaction of the write itself (an image embedded, re-embedded, deleted, trashed,
-    restored, or its status or rating changed; an index build served or retired), so that the change and
-    the news of it commit together: a search then sees both or neither.
+    Call it inside the transaction of that write, so that the change and the news of it commit together.
+    Image writes need no call: the database logs them itself (search/migrations/0008_library_change_triggers).
     """
+    _record(LibraryChange.Kind.INDEX)
+
+
+def thresholds_change_record() -> None:
+    """Tell every process's library view that the thresholds in force changed (applied or undone)."""
+    _record(LibraryChange.Kind.THRESHOLDS)
+
+
+def _record(kind: str) -> None:
     if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("library_changed() must run inside the transaction of the write it reports")
-    now = timezone.now()
-    rows = [LibraryChange(kind=LibraryChange.Kind.IMAGE, image_id=int(pk), created_at=now) for pk in set(image_ids)]
-    if index_changed:
-        rows.append(LibraryChange(kind=LibraryChange.Kind.INDEX, created_at=now))
-    LibraryChange.objects.bulk_create(rows, batch_size=500)
+        raise RuntimeError("a library change must be recorded inside the transaction of the write it reports")
+    LibraryChange.objects.create(kind=kind, created_at=timezone.now())
 
 
 # Change ids this far below the newest are checked for transactions still open when a mark is taken.

@@ -9,7 +9,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import ServiceError
-from search.models import LibraryChange, ThresholdSetting
+from search.models import ThresholdSetting
+from search.services.library_changes import thresholds_change_record
 from search.thresholds import ThresholdsInForce, thresholds_forget, thresholds_in_force
 
 
@@ -84,7 +85,7 @@ def threshold_setting_undo(*, setting: ThresholdSetting, user: AbstractBaseUser 
 
 def _thresholds_changed() -> None:
     """Log the change for every process (in the write's transaction) and drop this process's cache."""
-    LibraryChange.objects.create(kind=LibraryChange.Kind.THRESHOLDS)
+    thresholds_change_record()
     thresholds_forget()
     transaction.on_commit(thresholds_forget)
 

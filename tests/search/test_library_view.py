@@ -22,7 +22,7 @@ from search.index.vector_index import VectorIndex
 from search.library_view import GAP_PROBES, LibraryView, library_view
 from search.models import LibraryChange
 from search.services.index_lifecycle import index_rebuild
-from search.services.library_changes import library_changed
+from search.services.library_changes import index_change_record
 from tests.images import photo_jpeg
 
 MODEL = "mobilenet_v2"
@@ -62,8 +62,6 @@ def synthetic_library(
         ids = list(Image.objects.order_by("-id").values_list("id", flat=True)[:count])[::-1]
     else:
         ids = [image.pk for image in images]
-    with transaction.atomic():
-        library_changed(image_ids=ids)
     return dict(zip(ids, vectors, strict=True))
 
 
@@ -101,13 +99,11 @@ def test_new_deleted_reembedded_failed_images_and_a_rebuild_reach_a_long_lived_v
     moved = library[ids[3]]
     with transaction.atomic():
         Image.objects.filter(pk=ids[2]).update(embedding=moved.tobytes(), embedded_at=timezone.now())
-        library_changed(image_ids=[ids[2]])
     assert set(top_ids(moved, k=2)) == {ids[2], ids[3]}
 
     # Status change: a failed image is no longer searchable.
     with transaction.atomic():
         Image.objects.filter(pk=ids[4]).update(status=Image.Status.FAILED)
-        library_changed(image_ids=[ids[4]])
     assert ids[4] not in top_ids(library[ids[4]], k=10)
     assert view.loads == 1  # all of it incrementally
 
@@ -157,9 +153,12 @@ def test_a_change_committed_after_a_newer_one_is_still_seen():
     view.current()
     mark = LibraryChange.objects.order_by("-id").values_list("id", flat=True).first()
     ids = list(library)
-    Image.objects.filter(pk__in=ids[:2]).update(status=Image.Status.FAILED)
+    for pk in ids[:2]:  # the database logs each write: ids mark + 1 and mark + 2
+        Image.objects.filter(pk=pk).update(status=Image.Status.FAILED)
+    late = LibraryChange.objects.get(id=mark + 1)
+    assert late.image_id == ids[0]
+    late.delete()  # as if its transaction had not committed yet
 
-    LibraryChange.objects.create(id=mark + 2, kind=LibraryChange.Kind.IMAGE, image_id=ids[1])
     state = view.current()
     assert ids[1] in state.removed
     assert ids[0] not in state.removed
@@ -198,10 +197,11 @@ def test_a_rebuild_is_loaded_in_the_background_while_searches_go_on(monkeypatch)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_library_changed_refuses_to_run_outside_the_writes_transaction():
+def test_an_index_change_is_recorded_only_inside_the_writes_transaction():
+    before = LibraryChange.objects.count()
     with pytest.raises(RuntimeError, match="inside the transaction"):
-        library_changed(image_ids=[1])
-    assert not LibraryChange.objects.exists()
+        index_change_record()
+    assert LibraryChange.objects.count() == before
 
 
 @pytest.mark.ml

@@ -22,7 +22,6 @@ from search.index.scoring import BATCH_FROM_QUERIES
 from search.index.tail import TailGraph, TailSnapshot, VectorTail
 from search.library_view import LibrarySearch, LibraryState, LibraryView, library_view
 from search.services.index_lifecycle import index_rebuild
-from search.services.library_changes import library_changed
 from tests.search.test_library_view import DIM, MODEL, synthetic_library
 
 CENTRES = np.random.default_rng(42).normal(size=(25, DIM)).astype(np.float32)
@@ -106,7 +105,6 @@ def reembed(image_ids: list[int], vectors: np.ndarray) -> None:
         for pk, vector in zip(image_ids, vectors, strict=True):
             unit = (vector / np.linalg.norm(vector)).astype(np.float32)
             Image.objects.filter(pk=pk).update(embedding=unit.tobytes(), embedded_at=timezone.now())
-        library_changed(image_ids=image_ids)
 
 
 @pytest.mark.django_db
@@ -215,7 +213,6 @@ def test_a_compacted_tail_drops_its_graph_and_gets_one_for_its_new_rows(graph_se
 
     with transaction.atomic():  # more than half the tail trashed: its rows are compacted (renumbered)
         Image.objects.filter(pk__in=tail_ids[:600]).update(trashed_at=timezone.now())
-        library_changed(image_ids=tail_ids[:600])
     state = graph_state()
     assert state.tail.generation != old.generation
     assert state.tail.graph.rows == len(state.tail) == 500
