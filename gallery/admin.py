@@ -1,15 +1,15 @@
-"""Admin for the image library: thumbnails, filters, and actions that go through the services."""
+"""Admin for the image library: thumbnails, filters and the fields of an image (registered, with the pipeline's
+actions, by pipeline.admin)."""
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
 from gallery.models import Image
-from pipeline.services import image_delete, image_retry, image_trash
 
 
 def thumbnail_html(image: Image, size: int = 96) -> str:
@@ -40,7 +40,7 @@ class BlurredCopyFilter(admin.SimpleListFilter):
         return queryset
 
 
-@admin.register(Image)
+# Registered by pipeline.admin, as a subclass with the actions that re-queue, trash and delete through the pipeline.
 class ImageAdmin(admin.ModelAdmin):
     list_display = [
         "id",
@@ -79,7 +79,6 @@ class ImageAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     exclude = ["claim_token", "copy_of"]  # copy_of is the copy check's finding: shown as copy_of_link
-    actions = ["retry_embedding", "move_to_trash"]
     list_per_page = 50
 
     @admin.display(description="Image")
@@ -108,26 +107,6 @@ class ImageAdmin(admin.ModelAdmin):
         actions.pop("delete_selected", None)  # deletion goes through the service, which removes the files
         return actions
 
-    @admin.action(description="Queue selected rejected/failed images for embedding again")
-    def retry_embedding(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
-        images = queryset.filter(status__in=[Image.Status.REJECTED, Image.Status.FAILED])
-        count = 0
-        for image in images:
-            image_retry(image=image)
-            count += 1
-        self.message_user(request, f"{count} image(s) queued again.", messages.SUCCESS)
-
-    @admin.action(description="Move selected images to the trash")
-    def move_to_trash(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
-        images = list(queryset.filter(trashed_at__isnull=True))
-        for image in images:
-            image_trash(image=image, user=request.user)
-        message = f"Moved {len(images)} image(s) to the trash (restore or delete them for good there)."
-        self.message_user(request, message, messages.SUCCESS)
-
     def has_delete_permission(self, request: HttpRequest, obj: Image | None = None) -> bool:
         """Deleted for good only from the trash, like everywhere else: a library image is moved there first."""
         return super().has_delete_permission(request, obj) and (obj is None or obj.trashed_at is not None)
-
-    def delete_model(self, request: HttpRequest, obj: Image) -> None:
-        image_delete(image=obj)

@@ -1,28 +1,20 @@
-"""Web pages of the image library: gallery, upload, image detail, and the image files themselves."""
+"""Web pages of the image library: the gallery grid and the image files (originals, thumbnails, previews)."""
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.utils.http import content_disposition_header
-from django.views.decorators.http import require_http_methods, require_POST
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view
 
-from core.access import staff_required
-from core.api.throttles import upload_refusal
-from core.middleware import retry_after_lost_connection
 from core.query_params import query_int
-from core.request_limits import shows_request_limit_errors
-from gallery import labels, renditions, selectors, services
-from gallery.forms import GalleryFilterForm, UploadForm
+from gallery import renditions, selectors
+from gallery.forms import GalleryFilterForm
 from gallery.models import Image
-from pipeline import services as pipeline_services
 
 GALLERY_PAGE_SIZE = 48
 
@@ -58,68 +50,6 @@ def image_list(request: HttpRequest) -> HttpResponse:
             "active_status": cleaned.get("status", ""),
             "eager_thumbnails": 12,
         },
-    )
-
-
-@retry_after_lost_connection("POST")  # identical bytes find the image a first, interrupted run stored
-@shows_request_limit_errors
-@login_required
-@require_http_methods(["GET", "POST"])
-def upload(request: HttpRequest) -> HttpResponse:
-    """The upload page; the POST is the no-JavaScript fallback (the page's script uses the API per file)."""
-    outcomes: list[services.UploadOutcome] = []
-    form = UploadForm()
-    limit_error = getattr(request, "request_limit_error", None)
-    if limit_error is not None:  # the body was refused while streaming: nothing was read or stored
-        return _upload_page(request, UploadForm.refused(limit_error.message), [], status=limit_error.status)
-    if request.method == "POST":
-        form = UploadForm(request.POST, request.FILES)
-        if form.is_valid():
-            refusal = upload_refusal(request, files=len(form.cleaned_data["files"]))
-            if refusal is not None:
-                response = _upload_page(request, UploadForm.refused(str(refusal.detail)), [], status=429)
-                response["Retry-After"] = str(refusal.wait)
-                return response
-            outcomes = [
-                pipeline_services.image_ingest_upload(upload=upload, name=upload.name, uploaded_by=request.user)
-                for upload in form.cleaned_data["files"]
-            ]
-    status = 200
-    if outcomes and all(outcome.error is not None for outcome in outcomes):
-        status = max(outcome.http_status for outcome in outcomes)
-    elif request.method == "POST" and not form.is_valid():
-        status = 400
-    return _upload_page(request, form, outcomes, status=status)
-
-
-def _upload_page(
-    request: HttpRequest, form: UploadForm, outcomes: list[services.UploadOutcome], *, status: int
-) -> HttpResponse:
-    return render(
-        request,
-        "gallery/upload.html",
-        {
-            "form": form,
-            "outcomes": outcomes,
-            "max_upload_mb": settings.IMGSIM_MAX_UPLOAD_BYTES // 1_048_576,
-            "max_files": settings.IMGSIM_MAX_FILES_PER_REQUEST,
-            "upload_error_messages": labels.UPLOAD_ERROR_MESSAGES,
-            "reason_labels": labels.REASON_LABELS,
-        },
-        status=status,
-    )
-
-
-@login_required
-def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    images = Image.objects.visible_to(request.user).select_related("uploaded_by", "stack_cover", "copy_of")
-    image = get_object_or_404(images, pk=pk)
-    stacked = image.stacked.filter(trashed_at__isnull=True).defer("embedding").order_by("id")
-    # The zoomed view shows the original itself where every browser can; other formats get a large WebP.
-    return render(
-        request,
-        "gallery/image_detail.html",
-        {"image": image, "stacked": stacked, "browser_formats": ("JPEG", "PNG", "WEBP")},
     )
 
 
@@ -177,23 +107,3 @@ def image_file(request: HttpRequest, pk: int) -> FileResponse:
     # Django quotes and encodes the user's file name (quotes, newlines, non-ASCII) for the header.
     response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=image.download_name)
     return response
-
-
-@staff_required
-@require_POST
-def image_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    """The image page's Delete: to the trash like every delete in the web UI (purged only from the trash)."""
-    image = get_object_or_404(Image, pk=pk)
-    pipeline_services.image_trash(image=image, user=request.user)
-    days = settings.IMGSIM_TRASH_DAYS
-    within = f"{days} day{'s' if days != 1 else ''}"
-    messages.success(request, f"Moved {image} to the trash: restore it from the Trash page within {within}.")
-    return redirect("gallery:image-list")
-
-
-@staff_required
-@require_POST
-def image_retry(request: HttpRequest, pk: int) -> HttpResponse:
-    image = pipeline_services.image_retry(image=get_object_or_404(Image, pk=pk))
-    messages.success(request, f"{image} is queued for embedding.")
-    return redirect("gallery:image-detail", pk=image.pk)

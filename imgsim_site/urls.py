@@ -11,10 +11,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from core.login_throttle import ThrottledLoginView
 
 urlpatterns = [
-    path("", include("gallery.urls")),
-    path("", include("search.urls")),
+    path("", include("pipeline.urls")),  # gallery's and search's pages, the pipeline's among them
     path("", include("duplicates.urls")),
-    path("api/", include("gallery.api.urls")),
+    path("api/", include("pipeline.api.urls")),  # the images (list, upload, delete, retry) and search by upload
     path("api/", include("search.api.urls")),
     path("api/", include("duplicates.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -3,7 +3,6 @@ from django.urls import path
 from search.api import views
 
 urlpatterns = [
-    path("search/", views.SearchByUploadView.as_view(), name="api-search"),
     path("images/<int:pk>/similar/", views.SimilarToImageView.as_view(), name="api-similar"),
     path("index/", views.IndexStatusView.as_view(), name="api-index-status"),
     path("index/rebuild/", views.IndexRebuildView.as_view(), name="api-index-rebuild"),

@@ -1,4 +1,5 @@
-"""REST API for search: by upload, by library image, index status and rebuild."""
+"""REST API for search: by library image, index status and rebuild, worker health (search by upload, which may
+add the query to the library, is the pipeline's: pipeline.api.views)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,16 @@ from typing import Any
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.errors import error_response
-from core.api.throttles import SearchRateThrottle, upload_refusal
-from gallery.api.views import outcome_payload
+from core.api.throttles import SearchRateThrottle
 from gallery.models import Image
-from pipeline.services import image_ingest_upload
 from search import selectors
 from search.api.serializers import (
     IndexStatusSerializer,
-    SearchByUploadSerializer,
     SearchResultSerializer,
     SimilarQuerySerializer,
     WorkerHealthSerializer,
@@ -51,37 +48,6 @@ def result_payload(result: selectors.SearchResult, request: Request) -> dict[str
         },
         context={"request": request},
     ).data
-
-
-class SearchByUploadView(APIView):
-    parser_classes = [MultiPartParser, FormParser]
-    throttle_classes = [SearchRateThrottle]
-
-    @extend_schema(
-        request={"multipart/form-data": SearchByUploadSerializer},
-        responses={200: SearchResultSerializer},
-        description=(
-            "The k most similar library images to an uploaded photo (not stored unless add_to_library, which "
-            "spends one of the user's uploads: with none left, the whole request is refused with 429). "
-            "When no result reaches the match threshold, `matched` is false and, if the query has a rating "
-            "(its EXIF or the `rating` field), the results are the rating fallback (`fallback: true`)."
-        ),
-    )
-    def post(self, request: Request) -> Response:
-        form = SearchByUploadSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        refusal = upload_refusal(request, files=1) if form.validated_data["add_to_library"] else None
-        if refusal is not None:  # the query would be stored: over the upload rate, the whole request is refused
-            raise refusal
-        upload = form.validated_data["file"]
-        result = selectors.similar_to_upload(
-            upload=upload, k=form.validated_data["k"], rating=form.validated_data.get("rating")
-        )
-        payload = result_payload(result, request)
-        if form.validated_data["add_to_library"]:
-            outcome = image_ingest_upload(upload=upload, name=upload.name, uploaded_by=request.user)
-            payload["added"] = outcome_payload(outcome, request)
-        return Response(payload)
 
 
 class SimilarToImageView(APIView):

@@ -13,8 +13,8 @@ from PIL import Image as PILImage
 
 from duplicates.models import DetectionCheck, DuplicatePair
 from duplicates.services.trash import images_trash
-from gallery.management.commands import import_images
 from gallery.models import Image
+from pipeline.management.commands import import_images
 from search.models import LibraryChange
 from tests.images import encode, photo_jpeg, photo_like_image
 
