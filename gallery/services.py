@@ -12,11 +12,11 @@ from datetime import UTC, timedelta
 from typing import IO
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.users import Actor
 from gallery.image_file import UploadRejected, decode_upload, thumbnail_webp
 from gallery.models import Image
 from gallery.quality import QualityThresholds, assess_quality
@@ -81,7 +81,7 @@ def image_create(
     *,
     data: bytes,
     original_name: str,
-    uploaded_by: AbstractBaseUser | AnonymousUser | None = None,
+    uploaded_by: Actor = None,
 ) -> ImageCreateResult:
     """Validate, check quality and store an upload (status queued or rejected); identical bytes return the
     existing image. Queueing the embedding is the caller's step (pipeline.services.image_ingest)."""
@@ -177,7 +177,7 @@ def image_purge(*, image: Image) -> None:
     image_delete(image=image)
 
 
-def image_trash(*, image: Image, user: AbstractBaseUser | AnonymousUser | None = None) -> Image:
+def image_trash(*, image: Image, user: Actor = None) -> Image:
     """Move an image to the trash: out of the library grid, search and duplicate detection; its file is kept
     until it is purged (by hand, or IMGSIM_TRASH_DAYS later). Trashing a trashed image changes nothing."""
     changed = Image.objects.filter(pk=image.pk, trashed_at__isnull=True).update(
@@ -260,9 +260,7 @@ class UploadOutcome:
         return 201 if self.result.created else 200
 
 
-def image_create_from_upload(
-    *, upload: IO[bytes], name: str, uploaded_by: AbstractBaseUser | AnonymousUser | None = None
-) -> UploadOutcome:
+def image_create_from_upload(*, upload: IO[bytes], name: str, uploaded_by: Actor = None) -> UploadOutcome:
     """image_create for a file object; a refused file becomes an outcome carrying the reason, not an exception."""
     try:
         data = read_upload_bytes(upload, max_bytes=settings.IMGSIM_MAX_UPLOAD_BYTES)

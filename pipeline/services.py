@@ -12,11 +12,12 @@ import logging
 import time
 from typing import IO
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.db.models import Model
 
 from core.planner_statistics import planner_statistics_refresh
+from core.task_queue import task_queue_after_commit
+from core.users import Actor
 from duplicates.models import DetectionCheck, DuplicateGroup, DuplicateGroupMember, DuplicatePair
 from duplicates.services.detection import PendingDetectionSummary, duplicate_detection_run, duplicate_detection_schedule
 from duplicates.services.rejected_copies import rejected_copies_check
@@ -36,14 +37,11 @@ from search.services.embedding_queue import EmbedRunSummary, embed_pending, embe
 logger = logging.getLogger(__name__)
 
 EMBED_TASK = "pipeline.tasks.embed_pending"
-User = AbstractBaseUser | AnonymousUser | None
 
 
 def embedding_schedule() -> None:
     """Queue a background embedding run once the current transaction has committed."""
-    from django_q.tasks import async_task  # imports its models and broker client: loaded on first use
-
-    transaction.on_commit(lambda: async_task(EMBED_TASK, task_name="embed pending images"))
+    task_queue_after_commit(EMBED_TASK, task_name="embed pending images")
 
 
 def _needs_embedding(result: ImageCreateResult) -> bool:
@@ -52,7 +50,7 @@ def _needs_embedding(result: ImageCreateResult) -> bool:
     return result.created and (image.status == Image.Status.QUEUED or image.copy_check == "pending")
 
 
-def image_ingest(*, data: bytes, original_name: str, uploaded_by: User = None) -> ImageCreateResult:
+def image_ingest(*, data: bytes, original_name: str, uploaded_by: Actor = None) -> ImageCreateResult:
     """Store an upload and queue its embedding (and so its detection, or a rejected image's copy check)."""
     result = image_create(data=data, original_name=original_name, uploaded_by=uploaded_by)
     if _needs_embedding(result):
@@ -60,7 +58,7 @@ def image_ingest(*, data: bytes, original_name: str, uploaded_by: User = None) -
     return result
 
 
-def image_ingest_upload(*, upload: IO[bytes], name: str, uploaded_by: User = None) -> UploadOutcome:
+def image_ingest_upload(*, upload: IO[bytes], name: str, uploaded_by: Actor = None) -> UploadOutcome:
     """image_ingest for an uploaded file object; a refused file is an outcome with its reason, not an error."""
     outcome = image_create_from_upload(upload=upload, name=name, uploaded_by=uploaded_by)
     if outcome.result is not None and _needs_embedding(outcome.result):
@@ -133,7 +131,7 @@ def image_delete(*, image: Image) -> None:
     gallery_image_delete(image=image)
 
 
-def image_trash(*, image: Image, user: User = None) -> Image:
+def image_trash(*, image: Image, user: Actor = None) -> Image:
     """Move an image to the trash, as every delete in the web UI does: out of the library, search and its
     duplicate groups (logged for every process's search view), its file kept until it is purged from there."""
     images_trash(images=[image], user=user)

@@ -11,15 +11,15 @@ import logging
 import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
 from django.utils import timezone
 from PIL import Image as PILImage
 
+from core.task_queue import task_queue_after_commit
+from core.users import Actor, recorded_user
 from duplicates import geometry, threshold_measurement
 from duplicates.features import Verifier
 from duplicates.models import CalibrationRun, DuplicatePair
 from duplicates.selectors.detection import geometric_verification_enabled
-from duplicates.services.pair_review import User, user_or_none
 from gallery.models import Image
 from search.services.embedding_queue import embedder_get
 from search.stored_vectors import stored_vectors
@@ -36,7 +36,7 @@ def calibration_run_create(
     *,
     sample_size: int,
     target_precision: float,
-    requested_by: User = None,
+    requested_by: Actor = None,
     schedule: bool = True,
     automatic: bool = False,
 ) -> CalibrationRun:
@@ -45,13 +45,11 @@ def calibration_run_create(
         model_name=settings.IMGSIM_MODEL,
         sample_size=sample_size,
         target_precision=target_precision,
-        requested_by=user_or_none(requested_by),
+        requested_by=recorded_user(requested_by),
         automatic=automatic,
     )
     if schedule:
-        from django_q.tasks import async_task  # imports its models and broker client: loaded on first use
-
-        transaction.on_commit(lambda: async_task(CALIBRATE_TASK, run.pk, task_name=f"calibrate duplicates #{run.pk}"))
+        task_queue_after_commit(CALIBRATE_TASK, run.pk, task_name=f"calibrate duplicates #{run.pk}")
     return run
 
 

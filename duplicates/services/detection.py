@@ -24,6 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.task_queue import task_queue_after_commit
 from duplicates import geometry
 from duplicates.candidate_pairs import (
     Bands,
@@ -163,9 +164,7 @@ def duplicate_detection_run(*, time_budget_seconds: float = 240.0) -> PendingDet
 
 def duplicate_detection_schedule() -> None:
     """Queue a detection run (after the current transaction commits): it checks whatever is unchecked."""
-    from django_q.tasks import async_task  # imports its models and broker client: loaded on first use
-
-    transaction.on_commit(lambda: async_task(DETECT_TASK, task_name="detect duplicates"))
+    task_queue_after_commit(DETECT_TASK, task_name="detect duplicates")
 
 
 def _detect_chunk(ids: list[int], run: _Run) -> DetectSummary:
@@ -379,6 +378,4 @@ def duplicates_scan(
 
 def duplicates_scan_schedule(*, requested_by: str = "") -> None:
     """Queue a full re-scan in the background (after a model or threshold change)."""
-    from django_q.tasks import async_task  # imports its models and broker client: loaded on first use
-
-    transaction.on_commit(lambda: async_task(SCAN_TASK, requested_by, task_name="re-scan duplicates"))
+    task_queue_after_commit(SCAN_TASK, requested_by, task_name="re-scan duplicates")

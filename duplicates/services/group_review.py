@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.utils import timezone
 
 from core.errors import ServiceError
+from core.users import Actor, recorded_user
 from duplicates.models import (
     DuplicateDecision,
     DuplicateGroup,
@@ -29,8 +29,6 @@ from duplicates.selectors.groups import image_stack_group
 from duplicates.services.groups import duplicate_groups_refresh, groups_lock
 from gallery.models import Image
 from gallery.services import image_restore, image_trash
-
-User = AbstractBaseUser | AnonymousUser | None
 
 
 class GroupReviewError(ServiceError):
@@ -70,10 +68,6 @@ class GroupPlan:
     keep: list[int]
     trash: list[int]
     bytes_trashed: int
-
-
-def _user_or_none(user: User) -> AbstractBaseUser | None:
-    return user if user is not None and user.is_authenticated else None  # type: ignore[return-value]
 
 
 def _ids(values: Iterable[int] | None) -> list[int] | None:
@@ -164,7 +158,7 @@ def duplicate_group_resolve(
     *,
     group: DuplicateGroup,
     action: str,
-    user: User,
+    user: Actor,
     keep: Iterable[int] | None = None,
     trash: Iterable[int] | None = None,
     members: Iterable[int] | None = None,
@@ -207,12 +201,12 @@ def duplicate_group_resolve(
                         action=DuplicateDecision.Action.NOT_DUPLICATE,
                         previous=pair.review_status,
                         new_status=new_status,
-                        user=_user_or_none(user),
+                        user=recorded_user(user),
                         source="group",
                     )
                 )
         DuplicatePair.objects.filter(pk__in=[pair.pk for pair in pairs]).update(
-            review_status=new_status, reviewed_by=_user_or_none(user), reviewed_at=now, updated_at=now
+            review_status=new_status, reviewed_by=recorded_user(user), reviewed_at=now, updated_at=now
         )
         created = DuplicateDecision.objects.bulk_create(pair_decisions)
         by_pair = {decision.pair_id: decision.pk for decision in created}
@@ -236,7 +230,7 @@ def duplicate_group_resolve(
         )
         locked.version += 1
         locked.size = len(seen)
-        locked.resolved_by = _user_or_none(user)
+        locked.resolved_by = recorded_user(user)
         locked.resolved_at = now
         if plan.action == GroupAction.KEEP and locked.suggested_keep_id not in plan.keep:
             locked.suggested_keep_id = plan.keep[0]
@@ -258,7 +252,7 @@ def duplicate_group_resolve(
             previous_status=previous,
             bytes_trashed=plan.bytes_trashed,
             source=source[:10],
-            user=_user_or_none(user),
+            user=recorded_user(user),
         )
         for image in Image.objects.defer("embedding").filter(pk__in=plan.trash):
             image_trash(image=image, user=user)
@@ -266,7 +260,7 @@ def duplicate_group_resolve(
     return decision
 
 
-def duplicate_group_decision_undo(*, decision: DuplicateGroupDecision, user: User) -> DuplicateGroupDecision:
+def duplicate_group_decision_undo(*, decision: DuplicateGroupDecision, user: Actor) -> DuplicateGroupDecision:
     """Undo a group decision: trashed images come back, pairs return to their earlier status, the group is
     pending again (with whoever joined since)."""
     with transaction.atomic():
@@ -299,7 +293,7 @@ def duplicate_group_decision_undo(*, decision: DuplicateGroupDecision, user: Use
             )
         pair_decision_ids = [rest[0] for _, _, *rest in decision.pair_changes if rest and rest[0]]
         now = timezone.now()
-        DuplicateDecision.objects.filter(pk__in=pair_decision_ids).update(undone_at=now, undone_by=_user_or_none(user))
+        DuplicateDecision.objects.filter(pk__in=pair_decision_ids).update(undone_at=now, undone_by=recorded_user(user))
         if decision.action == DuplicateGroupDecision.Action.STACK:  # unstack
             Image.objects.filter(pk__in=decision.member_ids, stack_cover_id__in=decision.member_ids).update(
                 stack_cover=None
@@ -310,7 +304,7 @@ def duplicate_group_decision_undo(*, decision: DuplicateGroupDecision, user: Use
         group.save()
         DuplicateGroupMember.objects.filter(group=group).update(decision=DuplicateGroupMember.Decision.PENDING)
         decision.undone_at = now
-        decision.undone_by = _user_or_none(user)
+        decision.undone_by = recorded_user(user)
         decision.save(update_fields=["undone_at", "undone_by"])
         for image in trashed:
             image_restore(image=image)
@@ -318,7 +312,7 @@ def duplicate_group_decision_undo(*, decision: DuplicateGroupDecision, user: Use
     return decision
 
 
-def duplicate_group_undo_latest(*, group: DuplicateGroup, user: User) -> DuplicateGroupDecision:
+def duplicate_group_undo_latest(*, group: DuplicateGroup, user: Actor) -> DuplicateGroupDecision:
     """Undo the group's latest standing decision."""
     latest = group.decisions.filter(undone_at__isnull=True).order_by("-at", "-id").first()
     if latest is None:
@@ -326,7 +320,7 @@ def duplicate_group_undo_latest(*, group: DuplicateGroup, user: User) -> Duplica
     return duplicate_group_decision_undo(decision=latest, user=user)
 
 
-def image_unstack(*, image: Image, user: User) -> DuplicateGroupDecision:
+def image_unstack(*, image: Image, user: Actor) -> DuplicateGroupDecision:
     """Take apart the stack an image is in (as its cover or under it), from the image page or the library grid:
     the decision that stacked its group is undone, so the group is pending review again."""
     group = image_stack_group(image=image)

@@ -6,19 +6,17 @@ decision about its earlier copy back (see detection.py).
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.utils import timezone
 
 from core.errors import ServiceError
+from core.users import Actor, recorded_user
 from duplicates.evidence import suggest_keep
 from duplicates.models import DuplicateDecision, DuplicatePair
 from duplicates.selectors.pairs import image_facts
 from duplicates.services.groups import duplicate_groups_refresh, groups_lock
 from duplicates.services.trash import images_restore, images_trash
 from gallery.models import Image
-
-User = AbstractBaseUser | AnonymousUser | None
 
 
 class ReviewError(ServiceError):
@@ -45,17 +43,12 @@ class ResolveAction:
     }
 
 
-def user_or_none(user: User) -> AbstractBaseUser | None:
-    """The signed-in user to record, or None for anonymous and system actions."""
-    return user if user is not None and user.is_authenticated else None  # type: ignore[return-value]
-
-
 def duplicate_decision_log(
     *,
     pair: DuplicatePair,
     action: str,
     previous: str,
-    user: User,
+    user: Actor,
     source: str,
     suggested: bool = False,
     deleted_name: str = "",
@@ -66,7 +59,7 @@ def duplicate_decision_log(
         action=action,
         previous=previous,
         new_status=pair.review_status,
-        user=user_or_none(user),
+        user=recorded_user(user),
         source=source,
         suggested=suggested,
         deleted_name=deleted_name,
@@ -75,7 +68,7 @@ def duplicate_decision_log(
     return decision
 
 
-def duplicate_pair_resolve(*, pair: DuplicatePair, action: str, user: User, source: str = "") -> DuplicateDecision:
+def duplicate_pair_resolve(*, pair: DuplicatePair, action: str, user: Actor, source: str = "") -> DuplicateDecision:
     """Record a review decision; delete actions move the chosen image to the trash (undoable until it is
     purged). keep_suggested trashes the image that suggest_keep ranks lower. The groups follow."""
     if action not in ResolveAction.ALL:
@@ -107,7 +100,7 @@ def duplicate_pair_resolve(*, pair: DuplicatePair, action: str, user: User, sour
                 else DuplicatePair.ReviewStatus.CONFIRMED
             )
             locked.review_status = status
-            locked.reviewed_by = user_or_none(user)
+            locked.reviewed_by = recorded_user(user)
             locked.reviewed_at = timezone.now()
             locked.save(update_fields=["review_status", "reviewed_by", "reviewed_at", "updated_at"])
             decision = duplicate_decision_log(pair=locked, action=action, previous=previous, user=user, source=source)
@@ -124,14 +117,14 @@ def duplicate_pair_resolve(*, pair: DuplicatePair, action: str, user: User, sour
             suggested=suggested,
             deleted_name=victim.original_name or victim.file.name,
         )
-        locked.reviewed_by = user_or_none(user)
+        locked.reviewed_by = recorded_user(user)
         locked.reviewed_at = timezone.now()
         locked.save(update_fields=["review_status", "reviewed_by", "reviewed_at", "updated_at"])
         images_trash(images=[victim], user=user)  # out of the library and its groups; the file is kept
         return decision
 
 
-def duplicate_decision_undo(*, decision: DuplicateDecision, user: User) -> DuplicateDecision:
+def duplicate_decision_undo(*, decision: DuplicateDecision, user: Actor) -> DuplicateDecision:
     """Put the pair back to the status it had before this decision (the pair's latest standing decision)."""
     with transaction.atomic():
         groups_lock()  # first: this undo refreshes the groups
@@ -164,7 +157,7 @@ def duplicate_decision_undo(*, decision: DuplicateDecision, user: User) -> Dupli
             pair.reviewed_by_id, pair.reviewed_at = earlier.user_id, earlier.at
         pair.save(update_fields=["review_status", "reviewed_by", "reviewed_at", "updated_at"])
         decision.undone_at = timezone.now()
-        decision.undone_by = user_or_none(user)
+        decision.undone_by = recorded_user(user)
         decision.save(update_fields=["undone_at", "undone_by"])
         if trashed is not None:
             images_restore(images=[trashed])  # back in search and, through its pairs, its groups
@@ -173,7 +166,7 @@ def duplicate_decision_undo(*, decision: DuplicateDecision, user: User) -> Dupli
         return decision
 
 
-def duplicate_pair_undo_latest(*, pair: DuplicatePair, user: User) -> DuplicateDecision:
+def duplicate_pair_undo_latest(*, pair: DuplicatePair, user: Actor) -> DuplicateDecision:
     """Undo the pair's latest standing decision."""
     latest = pair.decisions.active().order_by("-at", "-id").first()
     if latest is None:

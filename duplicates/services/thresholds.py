@@ -17,6 +17,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.errors import ServiceError
+from core.task_queue import task_queue_after_commit
+from core.users import Actor, recorded_user
 from duplicates import geometry, threshold_measurement
 from duplicates.candidate_pairs import band_of, needs_verification
 from duplicates.features import Verifier
@@ -26,7 +28,6 @@ from duplicates.selectors.thresholds import duplicate_bands, latest_calibration
 from duplicates.services.calibration import CALIBRATION_MIN_IMAGES, calibration_run_create, calibration_run_execute
 from duplicates.services.detection import duplicate_detection_schedule
 from duplicates.services.groups import duplicate_groups_refresh
-from duplicates.services.pair_review import User, user_or_none
 from gallery.models import Image
 from search.models import ThresholdSetting
 from search.services.thresholds import threshold_setting_apply, threshold_setting_undo, thresholds_validate
@@ -103,7 +104,7 @@ def calibration_thresholds_propose(
 def calibration_thresholds_apply(
     *,
     run: CalibrationRun,
-    user: User,
+    user: Actor,
     near_duplicate: float | None = None,
     similar: float | None = None,
     match: float | None = None,
@@ -111,7 +112,7 @@ def calibration_thresholds_apply(
     """Put a calibration's thresholds in force for the model in use (logged with who and when); the stored
     pairs are re-banded and the library re-checked in the background."""
     proposed = calibration_thresholds_propose(run=run, near_duplicate=near_duplicate, similar=similar, match=match)
-    person = user_or_none(user)
+    person = recorded_user(user)
     with transaction.atomic():
         setting = threshold_setting_apply(
             model_name=run.model_name,
@@ -129,7 +130,7 @@ def calibration_thresholds_apply(
     return setting
 
 
-def thresholds_undo(*, user: User, setting_id: int | None = None) -> ThresholdSetting:
+def thresholds_undo(*, user: Actor, setting_id: int | None = None) -> ThresholdSetting:
     """Undo the thresholds applied to the model in use (the ones before them are back); with setting_id,
     only if those are still the ones in force (409 otherwise)."""
     model = settings.IMGSIM_MODEL
@@ -143,7 +144,7 @@ def thresholds_undo(*, user: User, setting_id: int | None = None) -> ThresholdSe
     if setting is None:
         raise ServiceError("thresholds_not_found", f"There are no applied thresholds #{wanted} for {model}.")
     with transaction.atomic():
-        undone = threshold_setting_undo(setting=setting, user=user_or_none(user))
+        undone = threshold_setting_undo(setting=setting, user=recorded_user(user))
         duplicate_pairs_reband_schedule()
     return undone
 
@@ -231,9 +232,7 @@ def duplicate_pairs_reband(*, model_name: str | None = None) -> RebandSummary:
 def duplicate_pairs_reband_schedule() -> None:
     """Queue a re-band of the stored pairs, then a detection run (the library is re-checked under the new
     thresholds: pairs that now reach the similar band are found), once the transaction commits."""
-    from django_q.tasks import async_task  # imports its models and broker client: loaded on first use
-
-    transaction.on_commit(lambda: async_task(REBAND_TASK, task_name="re-band duplicate pairs"))
+    task_queue_after_commit(REBAND_TASK, task_name="re-band duplicate pairs")
     duplicate_detection_schedule()
 
 
@@ -261,9 +260,7 @@ def auto_calibration_schedule() -> None:
     minutes); the task checks again and claims it, so a claim left by a killed worker is retried."""
     if not auto_calibration_due():
         return
-    from django_q.tasks import async_task  # imports its models and broker client: loaded on first use
-
-    transaction.on_commit(lambda: async_task(AUTO_CALIBRATE_TASK, task_name="auto-calibrate thresholds"))
+    task_queue_after_commit(AUTO_CALIBRATE_TASK, task_name="auto-calibrate thresholds")
 
 
 def auto_calibration_run() -> CalibrationRun | None:

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.db.models import Q
 
+from core.task_queue import task_queue_after_commit
+from core.users import Actor
 from duplicates.models import DuplicatePair
 from duplicates.services.groups import duplicate_groups_refresh, groups_lock
 from gallery.models import Image
 from gallery.selectors import TrashContents, trash_contents
 from gallery.services import image_purge, image_restore, image_trash, images_delete
 
-User = AbstractBaseUser | AnonymousUser | None
 TRASH_EMPTY_TASK = "duplicates.tasks.empty_trash"
 # Images purged per transaction when the trash is emptied: each commit deletes their rows, logs their change
 # and then their files, so a large trash never holds one long transaction.
@@ -33,7 +33,7 @@ def _neighbours(image_ids: list[int]) -> set[int]:
     return {x for pair in pairs.values_list("image_a_id", "image_b_id") for x in pair} | set(image_ids)
 
 
-def images_trash(*, images: list[Image], user: User) -> list[Image]:
+def images_trash(*, images: list[Image], user: Actor) -> list[Image]:
     """Move images to the trash and take them out of their pending groups."""
     with transaction.atomic():
         groups_lock()
@@ -76,9 +76,7 @@ def images_purge(*, images: list[Image]) -> int:
 def trash_empty_schedule(*, trashed_until: datetime) -> TrashContents:
     """Queue emptying the trash of the images trashed up to `trashed_until`, once the transaction commits (a
     large trash takes longer than a request may); what it will purge."""
-    from django_q.tasks import async_task  # imports its models and broker client: loaded on first use
-
-    transaction.on_commit(lambda: async_task(TRASH_EMPTY_TASK, trashed_until, task_name="empty the trash"))
+    task_queue_after_commit(TRASH_EMPTY_TASK, trashed_until, task_name="empty the trash")
     return trash_contents(trashed_until=trashed_until)
 
 

@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
+from core.task_queue import task_queue_after_commit
 from gallery.models import Image
 from search.index.vector_index import IndexParams, build_index
 from search.models import AUTOMATIC_REQUESTERS, IndexBuild, LibraryChange
@@ -126,14 +127,10 @@ def _delete_index_files(builds: list[IndexBuild]) -> None:
 
 def index_rebuild_schedule(*, requested_by: str = "") -> bool:
     """Queue a rebuild in the background unless one is already running; True when one was queued."""
-    from django_q.tasks import async_task
-
     _fail_stale_builds()
     if IndexBuild.objects.filter(status=IndexBuild.Status.BUILDING).exists():
         return False
-    transaction.on_commit(
-        lambda: async_task(REBUILD_TASK, requested_by=requested_by, task_name="rebuild the search index")
-    )
+    task_queue_after_commit(REBUILD_TASK, requested_by=requested_by, task_name="rebuild the search index")
     return True
 
 
