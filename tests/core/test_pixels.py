@@ -100,7 +100,7 @@ def test_exif_orientation_is_applied(orientation, size):
 def test_jpeg_is_decoded_scaled_down():
     image = Image.open(io.BytesIO(encode(photo_like_image(6, (2048, 1536)), "JPEG")))
     rgb = upright_rgb(image, max_side=256)
-    assert image.size == (256, 192)  # DCT scaling at 1/8: the full size was never decoded
+    assert image.size == (512, 384)  # DCT scaling at 1/4 (both sides >= 256): the full size was never decoded
     assert rgb.size == (256, 192)
 
 
