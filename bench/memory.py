@@ -15,6 +15,7 @@ Paths (present on main and here):
   embed    search.embedding.load_rgb_for_embedding + model_input_pixels: the worker's decode of a stored file
   match    duplicates.geometry.load_for_matching + local_features: the geometric check's decode
   preview  gallery.renditions.image_preview_webp (1600 px): the image page's preview of a stored original
+  zoom     the same at 4096 px: the image page's zoomed view
 
 The bound is the README's: 4 bytes x IMGSIM_MAX_PIXELS (the decode) plus SLACK_MB for everything after it.
 A refusal counts like any outcome: ok when the memory it took stayed within the bound. "estimate" is
@@ -49,7 +50,7 @@ SIDE = (10_000, 8_800)  # 88 MP: under Pillow's default 89.5 MP bomb threshold a
 ISSUE_SIDE = (9_400, 9_400)  # issue 20's file: 88 MP, 515 KB
 MAX_PIXELS = 100_000_000  # IMGSIM_MAX_PIXELS's default, which the children run with
 SLACK_MB = 32  # strips, the reduced copies, the thumbnail, the file's bytes (README: "plus ~30 MB")
-PATHS = ("upload", "search", "embed", "match", "preview")
+PATHS = ("upload", "search", "embed", "match", "preview", "zoom")
 
 
 def _save(image: Image.Image, fmt: str, **options: object) -> bytes:
@@ -218,7 +219,7 @@ try:
     elif mode == "match":
         local_features(load_for_matching(io.BytesIO(data)))
     else:
-        image_preview_webp(handle=io.BytesIO(data), size=1600)
+        image_preview_webp(handle=io.BytesIO(data), size=1600 if mode == "preview" else 4096)
 except Exception as error:
     outcome = f"{type(error).__name__}: {getattr(error, 'code', '')} {str(error)[:90]}"
 seconds = time.perf_counter() - start

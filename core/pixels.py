@@ -131,7 +131,7 @@ def upright_rgb(
         check_decode_cost(image, max_pixels=max_pixels)
     image.load()
     orientation = exif_orientation(image)  # after load: a PNG's eXIf chunk may follow its pixels
-    factor = _budget_factor(image, decode_budget(max_pixels))
+    factor = _budget_factor(image, decode_budget(max_pixels), resized=max_side is not None)
     if max_side is not None:
         # Like Image.thumbnail(reducing_gap=2.0): a box reduction to at least twice the target, then a
         # resize of the small copy, so the result matches what thumbnail() would give.
@@ -249,12 +249,14 @@ def _mb(size: int) -> str:
     return f"{size / 1_000_000:,.0f} MB"
 
 
-def _budget_factor(image: Image.Image, budget: int | None) -> int:
-    """The smallest whole reduction for which an RGB result fits in the budget beside the decoded buffer."""
+def _budget_factor(image: Image.Image, budget: int | None, *, resized: bool) -> int:
+    """The smallest whole reduction for which an RGB result (and, when it is resized next, the resize's own
+    copies, as large again at most) fits in the budget beside the decoded buffer. The room is never less
+    than one strip: the budget holds one beyond the largest buffer the decode check lets through."""
     if budget is None:
         return 1
     width, height = image.size
-    room = budget - width * height * _pixel_bytes(image.mode)
+    room = max(STRIP_BYTES, budget - width * height * _pixel_bytes(image.mode)) // (2 if resized else 1)
     factor = 1
     while factor < min(width, height) and 4 * math.ceil(width / factor) * math.ceil(height / factor) > room:
         factor += 1

@@ -23,9 +23,10 @@ QUERY_THUMBNAIL_SIZE = 320
 def _webp(handle: IO[bytes], *, size: int, quality: int) -> bytes:
     with PILImage.open(handle) as picture:
         upright = upright_rgb(picture, max_side=size, resample=PILImage.Resampling.LANCZOS)
-        buffer = io.BytesIO()
-        upright.save(buffer, format="WEBP", quality=quality, method=3)
-        return buffer.getvalue()
+        picture.close()  # frees the decoded original (leaving the block does not): it never meets the encoder
+    buffer = io.BytesIO()
+    upright.save(buffer, format="WEBP", quality=quality, method=3)
+    return buffer.getvalue()
 
 
 def image_preview_webp(*, handle: IO[bytes], size: int) -> bytes:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import numpy as np
 from PIL import Image
 
-from core.pixels import DecodeTooLarge, check_decode_cost, upright_rgb
+from core.pixels import check_decode_cost, upright_rgb
 
 if TYPE_CHECKING:
     import torch
@@ -252,8 +252,6 @@ def load_rgb_for_embedding(source: ImageSource, *, size: int = INPUT_SIZE) -> Im
         image = _open_drafted(data, size)
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"Image {label} has too many pixels to decode safely: {exc}") from exc
-    except DecodeTooLarge as exc:
-        raise ImageDecodeError(f"Image {label} is too large to decode: {exc}") from exc
     except Exception as exc:  # Pillow's plugins raise many kinds of errors on corrupt files
         raise ImageDecodeError(f"Cannot decode image {label}: {exc}") from exc
     try:
