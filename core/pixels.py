@@ -218,7 +218,7 @@ def _jpeg_coefficient_bytes(image: Image.Image) -> int:
 
 
 def _describe_depth(image: Image.Image) -> str:
-    """What the file holds, as a user names it: '16-bit RGB', '8-bit RGBA', '32-bit float grey'."""
+    """What the file holds, as a user names it: '16-bit RGB', '32-bit float grey', '8-bit palette'."""
     if image.format == "TIFF":
         bits = image.tag_v2.get(258, (8,))  # type: ignore[attr-defined]
         depth = int(bits[0] if isinstance(bits, tuple | list) else bits)
@@ -227,12 +227,8 @@ def _describe_depth(image: Image.Image) -> str:
     else:
         depth = {"I": 32, "F": 32, "1": 1}.get(image.mode, 8)
     names = {"1": "bilevel", "L": "grey", "LA": "grey and alpha", "P": "palette", "I": "integer grey"}
-    name = (
-        "grey"
-        if image.mode.startswith("I;16")
-        else names.get(image.mode, "float grey" if image.mode == "F" else image.mode)
-    )
-    return f"{depth}-bit {name}"
+    names["F"] = "float grey"
+    return f"{depth}-bit {'grey' if image.mode.startswith('I;16') else names.get(image.mode, image.mode)}"
 
 
 def _advice(image: Image.Image, why: str) -> str:
