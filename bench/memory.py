@@ -19,7 +19,8 @@ Paths (present on main and here):
 
 The bound is the README's: 4 bytes x IMGSIM_MAX_PIXELS (the decode) plus SLACK_MB for everything after it.
 A refusal counts like any outcome: ok when the memory it took stayed within the bound. "estimate" is
-core.pixels.decode_cost of the measured checkout (what the code compares with the budget before decoding).
+core.pixels.decode_cost of the measured checkout as the upload path sees the file (JPEGs drafted to its
+1024-px preview): what the code compares with its budget, 4 x IMGSIM_MAX_PIXELS + 8 MiB, before decoding.
 """
 
 from __future__ import annotations
@@ -201,6 +202,7 @@ try:
     from PIL import Image
     from core.pixels import decode_cost
     with Image.open(path) as opened:
+        opened.draft("RGB", (1024, 1024))  # as the upload path decodes it (JPEGs only; others ignore it)
         estimate = decode_cost(opened)
 except Exception:
     pass

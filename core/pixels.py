@@ -98,9 +98,10 @@ def check_decode_cost(image: Image.Image, *, max_pixels: int | None = None) -> N
     buffer, working, why = _decode_parts(image)
     if budget is None or buffer + working <= budget:
         return
-    depth = _describe_depth(image)
+    scale = _draft_scale(image)
+    size = f"{image.width}x{image.height} pixels" + (f" at 1/{scale} scale" if scale > 1 else "")
     raise DecodeTooLarge(
-        f"This {image.width}x{image.height} {image.format or 'image'} ({depth}) is too large to process: "
+        f"This {image.format or 'image'} ({_describe_depth(image)}; {size}) is too large to process: "
         f"decoding it would need about {_mb(buffer + working)} of memory ({_mb(buffer)} of pixels{why}); "
         f"the limit is {_mb(budget)}. {_advice(image, why)}",
         cost=buffer + working,
@@ -204,7 +205,7 @@ def _tiff_block_name(image: Image.Image) -> str:
 
 def _jpeg_coefficient_bytes(image: Image.Image) -> int:
     """libjpeg keeps every component's 16-bit DCT coefficients for a multi-scan file, at full size."""
-    scale = image.decoderconfig[0] if getattr(image, "decoderconfig", None) else 1  # type: ignore[attr-defined]
+    scale = _draft_scale(image)
     width, height = image.width * scale, image.height * scale
     layers = getattr(image, "layer", None) or [(0, 1, 1, 0)] * len(image.getbands())
     h_max = max(layer[1] for layer in layers) or 1
@@ -215,6 +216,12 @@ def _jpeg_coefficient_bytes(image: Image.Image) -> int:
         blocks_down = math.ceil(math.ceil(height * v / v_max) / 8)
         total += blocks_across * blocks_down * 64 * 2
     return total
+
+
+def _draft_scale(image: Image.Image) -> int:
+    """The DCT scaling a JPEG was drafted to (8 for 1/8), else 1."""
+    config = getattr(image, "decoderconfig", None)
+    return int(config[0]) if image.format in ("JPEG", "MPO") and config else 1
 
 
 def _describe_depth(image: Image.Image) -> str:
@@ -298,9 +305,11 @@ def _band_origin(orientation: int | None, first: int, last: int, reduced: tuple[
 def _eight_bit(strip: Image.Image, top: float | None, info: dict) -> Image.Image:
     """A strip in a mode Image.reduce accepts, with wide samples scaled (not clipped) to 0-255."""
     if top is not None:
-        pixels = np.nan_to_num(np.asarray(strip, dtype=np.float32), nan=0.0, posinf=top, neginf=0.0)
-        grey = np.clip(pixels * np.float32(255.0 / top), 0, 255).round().astype(np.uint8)
-        return Image.fromarray(grey, "L")
+        pixels = np.asarray(strip, dtype=np.float32)  # in place from here: one float copy per strip
+        np.nan_to_num(pixels, copy=False, nan=0.0, posinf=top, neginf=0.0)
+        pixels *= np.float32(255.0 / top)
+        np.clip(pixels, 0, 255, out=pixels)
+        return Image.fromarray(np.round(pixels, out=pixels).astype(np.uint8), "L")
     if strip.mode == "La":
         strip = strip.convert("LA")  # Pillow converts premultiplied grey only to LA
     if "transparency" in info or strip.mode in ("PA", "RGBa"):
