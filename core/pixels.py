@@ -305,7 +305,7 @@ def _band_origin(orientation: int | None, first: int, last: int, reduced: tuple[
 def _eight_bit(strip: Image.Image, top: float | None, info: dict) -> Image.Image:
     """A strip in a mode Image.reduce accepts, with wide samples scaled (not clipped) to 0-255."""
     if top is not None:
-        pixels = np.asarray(strip, dtype=np.float32)  # in place from here: one float copy per strip
+        pixels = np.array(strip, dtype=np.float32)  # a writable copy, worked on in place from here
         np.nan_to_num(pixels, copy=False, nan=0.0, posinf=top, neginf=0.0)
         pixels *= np.float32(255.0 / top)
         np.clip(pixels, 0, 255, out=pixels)

@@ -351,7 +351,7 @@ def test_a_file_too_large_to_decode_is_refused_before_decoding(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4_000_000)
     data = deflate_tiff((2000, 2000))
     # when the worker decodes it for the model, then it is one failed item with the reason, never decoded
-    with pytest.raises(ImageDecodeError, match=r"TIFF \(16-bit RGB\) is too large to process"):
+    with pytest.raises(ImageDecodeError, match=r"TIFF \(16-bit RGB; 2000x2000 pixels\) is too large to process"):
         embedding.load_rgb_for_embedding(data)
 
 
