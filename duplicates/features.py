@@ -29,8 +29,10 @@ def _open_picture(image: Image) -> PILImage.Image:
     with field_file.open("rb") as handle:
         picture = PILImage.open(handle)
         picture.draft("RGB", (256, 256))
+        if not image.thumbnail:
+            return upright(picture)  # decoded there, after its memory check
         picture.load()
-    return picture if image.thumbnail else upright(picture)
+    return picture
 
 
 def image_fingerprint(image: Image) -> tuple[int, int] | None:

@@ -53,12 +53,11 @@ class LocalFeatures:
 
 
 def load_for_matching(source: str | IO[bytes], *, size: int = MATCH_SIZE) -> Image.Image:
-    """Upright greyscale copy at most `size` on its longest side; JPEGs decode at reduced scale (draft)."""
+    """Upright greyscale copy at most `size` on its longest side; JPEGs decode at reduced scale (draft), other
+    formats are reduced strip by strip (core.pixels), never copied at full size."""
     image = Image.open(source)
     image.draft("L", (size, size))
-    grey = upright_rgb(image).convert("L")
-    grey.thumbnail((size, size), Image.Resampling.BILINEAR)
-    return grey
+    return upright_rgb(image, max_side=size).convert("L")
 
 
 def local_features(image: Image.Image, *, mirrored: bool = True) -> LocalFeatures:

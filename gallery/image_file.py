@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from core.errors import ServiceError
-from core.pixels import exif_orientation, swaps_axes, upright_rgb
+from core.pixels import DecodeTooLarge, exif_orientation, swaps_axes, upright_rgb
 from gallery.exif import ExifData, read_exif
 
 # Pillow format names we accept; MPO is how Pillow names the JPEGs many cameras and phones write.
@@ -59,11 +59,11 @@ def _looks_like_markup(head: bytes) -> bool:
 def decode_upload(data: bytes, *, max_pixels: int, preview_size: int = 1024) -> DecodedUpload:
     """Decode upload bytes completely (so truncation is caught) within one memory budget.
 
-    The pixel cap (IMGSIM_MAX_PIXELS) is checked from the header before any pixel is decoded. JPEGs are
-    decoded scaled down to the preview size; other formats are decoded once at full size and reduced
-    strip by strip (core.pixels), so the peak is about width x height x bytes per pixel of the file's
-    mode (at most 4 bytes x max_pixels) plus a few megabytes. Every failure, including mode conversion
-    of 16-bit, 32-bit and float pictures, is an UploadRejected.
+    The pixel cap (IMGSIM_MAX_PIXELS) and the memory the decode needs (core.pixels.decode_cost: the
+    decoded buffer plus the decoder's own, at most 4 bytes x max_pixels and one strip) are checked from
+    the header before any pixel is decoded (413). JPEGs are decoded scaled down to the preview size;
+    other formats are decoded once at full size and reduced strip by strip. Every failure, including
+    mode conversion of 16-bit, 32-bit and float pictures, is an UploadRejected.
     """
     if not data:
         raise UploadRejected("empty_file", "The file is empty.")
@@ -103,9 +103,11 @@ def decode_upload(data: bytes, *, max_pixels: int, preview_size: int = 1024) -> 
         if width * height > max_pixels:
             raise _too_many_pixels((width, height), max_pixels)
         try:
-            preview = upright_rgb(image, max_side=preview_size)
+            preview = upright_rgb(image, max_side=preview_size, max_pixels=max_pixels)
             orientation = exif_orientation(image)
             exif = read_exif(image)
+        except DecodeTooLarge as error:
+            raise UploadRejected("too_large_to_decode", str(error), status=413) from None
         except PILImage.DecompressionBombError:
             raise _too_many_pixels((width, height), max_pixels) from None
         except MemoryError:

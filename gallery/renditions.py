@@ -2,7 +2,8 @@
 
 Neither is stored: the thumbnail (IMGSIM_THUMBNAIL_SIZE) is too small for the image page, and an original
 can be a 50 MB TIFF no browser shows, so the page asks for a WebP of a bounded size that the browser
-caches. JPEGs are decoded at a reduced scale (draft mode), which keeps this cheap for large photos.
+caches. Pixels come from core.pixels like every other consumer's: JPEGs decoded at a reduced scale (draft
+mode), other formats reduced strip by strip within the decode budget, 16-bit pictures scaled to 8 bits.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import io
 from typing import IO
 
 from PIL import Image as PILImage
-from PIL import ImageOps
+
+from core.pixels import upright_rgb
 
 PREVIEW_SIZES = {"large": 1600, "full": 4096}
 QUERY_THUMBNAIL_SIZE = 320
@@ -20,20 +22,11 @@ QUERY_THUMBNAIL_SIZE = 320
 
 def _webp(handle: IO[bytes], *, size: int, quality: int) -> bytes:
     with PILImage.open(handle) as picture:
-        if picture.format == "JPEG":
-            picture.draft("RGB", (size, size))
-        upright = ImageOps.exif_transpose(picture)
-        if upright.mode in ("RGBA", "LA", "PA") or (upright.mode == "P" and "transparency" in upright.info):
-            rgba = upright.convert("RGBA")
-            flat = PILImage.new("RGB", rgba.size, (255, 255, 255))
-            flat.paste(rgba, mask=rgba.getchannel("A"))
-            upright = flat
-        else:
-            upright = upright.convert("RGB")
-        upright.thumbnail((size, size), PILImage.Resampling.LANCZOS)
-        buffer = io.BytesIO()
-        upright.save(buffer, format="WEBP", quality=quality, method=3)
-        return buffer.getvalue()
+        upright = upright_rgb(picture, max_side=size, resample=PILImage.Resampling.LANCZOS)
+        picture.close()  # frees the decoded original (leaving the block does not): it never meets the encoder
+    buffer = io.BytesIO()
+    upright.save(buffer, format="WEBP", quality=quality, method=3)
+    return buffer.getvalue()
 
 
 def image_preview_webp(*, handle: IO[bytes], size: int) -> bytes:

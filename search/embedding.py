@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import numpy as np
 from PIL import Image
 
-from core.pixels import upright_rgb
+from core.pixels import check_decode_cost, upright_rgb
 
 if TYPE_CHECKING:
     import torch
@@ -216,7 +216,8 @@ def _source_bytes(source: ImageSource) -> tuple[bytes, str]:
 
 
 def _open_drafted(data: bytes, size: int) -> Image.Image:
-    """The image decoded (loaded) at the largest JPEG DCT scale that keeps both sides >= size."""
+    """The image decoded (loaded) at the largest JPEG DCT scale that keeps both sides >= size; DecodeTooLarge
+    before decoding when that needs more memory than core.pixels.decode_budget allows."""
     image = Image.open(io.BytesIO(data))
     progressive = image.info.get("progressive") or image.info.get("progression")
     width, height = image.size
@@ -227,11 +228,13 @@ def _open_drafted(data: bytes, size: int) -> Image.Image:
                 candidate = Image.open(io.BytesIO(dc_only))
                 candidate.draft("RGB", (size, size))
                 if candidate.size == (_ceil_div(width, 8), _ceil_div(height, 8)):  # only exact at 1/8
+                    check_decode_cost(candidate)
                     candidate.load()
                     return candidate
             except Exception:  # the original stream decides whether the file is broken
                 pass
     image.draft("RGB", (size, size))
+    check_decode_cost(image)
     image.load()
     return image
 
@@ -253,7 +256,8 @@ def load_rgb_for_embedding(source: ImageSource, *, size: int = INPUT_SIZE) -> Im
         raise ImageDecodeError(f"Cannot decode image {label}: {exc}") from exc
     try:
         # The one normaliser every pixel consumer shares (orientation, 16-bit, alpha on white); no max_side:
-        # the draft above already chose the scale, and an 8-bit picture's pixels stay exactly as decoded.
+        # the draft above already chose the scale, and an 8-bit picture's pixels stay exactly as decoded
+        # unless a full-size copy would not fit in the decode budget (then it is box-reduced first).
         return upright_rgb(image)
     except Exception as exc:
         raise ImageDecodeError(f"Cannot convert image {label} (mode {image.mode}) to RGB: {exc}") from exc

@@ -86,3 +86,68 @@ def blurred_jpeg(path: Path, fraction: float = 0.006) -> bytes:
     with Image.open(path) as image:
         rgb = image.convert("RGB")
     return encode(rgb.filter(ImageFilter.GaussianBlur(max(rgb.size) * fraction)), "JPEG", quality=90)
+
+
+def deflate_tiff(
+    size: tuple[int, int],
+    *,
+    bits: int = 16,
+    samples: int = 3,
+    photometric: int = 2,
+    rows_per_strip: int | None = None,
+    sample_format: int = 1,
+    row: bytes | None = None,
+) -> bytes:
+    """A little-endian deflate TIFF whose every row is `row` (zeros by default), `rows_per_strip` rows per
+    strip (one strip for the whole picture by default): what Pillow cannot write, such as 16-bit RGB or a
+    single strip as large as the picture. A picture of zeros is tiny on disk whatever its size."""
+    import struct
+    import zlib
+
+    width, height = size
+    stride = width * samples * bits // 8
+    row = bytes(stride) if row is None else row
+    assert len(row) == stride
+    rows_per_strip = min(rows_per_strip or height, height)
+    strips = []
+    for top in range(0, height, rows_per_strip):
+        packer = zlib.compressobj(9)
+        rows = min(rows_per_strip, height - top)
+        chunk = max(1, (8 << 20) // stride)  # compress 8 MB at a time: the raw strip is never held whole
+        parts = [packer.compress(row * min(chunk, rows - done)) for done in range(0, rows, chunk)]
+        strips.append(b"".join(parts) + packer.flush())
+    data_offset = 8
+    offsets, position = [], data_offset
+    for strip in strips:
+        offsets.append(position)
+        position += len(strip)
+    extra = bytearray()  # values that do not fit in an IFD entry, placed after the pixels
+    extra_offset = position
+
+    def values(kind: int, items: list[int]) -> tuple[int, int, bytes]:
+        code = {3: "H", 4: "I"}[kind]
+        packed = struct.pack(f"<{len(items)}{code}", *items)
+        if len(packed) <= 4:
+            return kind, len(items), packed.ljust(4, b"\0")
+        offset = extra_offset + len(extra)
+        extra.extend(packed + (b"\0" if len(packed) % 2 else b""))
+        return kind, len(items), struct.pack("<I", offset)
+
+    entries = {
+        256: values(4, [width]),
+        257: values(4, [height]),
+        258: values(3, [bits] * samples),
+        259: values(3, [8]),
+        262: values(3, [photometric]),
+        273: values(4, offsets),
+        277: values(3, [samples]),
+        278: values(4, [rows_per_strip]),
+        279: values(4, [len(strip) for strip in strips]),
+        284: values(3, [1]),
+        339: values(3, [sample_format] * samples),
+    }
+    ifd_offset = extra_offset + len(extra)
+    ifd = struct.pack("<H", len(entries)) + b"".join(
+        struct.pack("<HHI", tag, kind, count) + value for tag, (kind, count, value) in sorted(entries.items())
+    )
+    return b"II*\0" + struct.pack("<I", ifd_offset) + b"".join(strips) + bytes(extra) + ifd + b"\0\0\0\0"

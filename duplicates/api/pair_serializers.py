@@ -9,7 +9,7 @@ from rest_framework import serializers
 from core.query_params import WholeNumberField
 from duplicates.models import DuplicateDecision, DuplicatePair
 from duplicates.selectors.groups import MEMBER_IMAGE_FIELDS
-from duplicates.selectors.pairs import STATUS_FILTERS
+from duplicates.selectors.pairs import STATUS_FILTERS, keep_suggestion
 from duplicates.services.pair_review import ResolveAction
 from gallery.api.serializers import ImageSerializer
 from gallery.models import Image
@@ -102,8 +102,6 @@ class DuplicatePairSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(KeepSuggestionSerializer)
     def get_suggestion(self, pair: DuplicatePair) -> dict[str, object]:
-        from duplicates.selectors.pairs import keep_suggestion
-
         advice = keep_suggestion(pair)
         return KeepSuggestionSerializer(
             {"keep": advice.keep.id, "delete": advice.remove.id, "reason": advice.reason}

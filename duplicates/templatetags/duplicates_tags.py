@@ -9,6 +9,7 @@ from django.urls import get_script_prefix, get_urlconf, reverse
 
 from duplicates.models import DuplicateGroup, DuplicatePair
 from duplicates.selectors import groups as group_selectors
+from duplicates.selectors.pairs import image_pairs
 from duplicates.selectors.thresholds import ThresholdsOverview, thresholds_overview
 from gallery.models import Image
 
@@ -30,8 +31,6 @@ def image_url(pk: int, name: str) -> str:
 @register.simple_tag
 def image_duplicate_pairs(image: Image) -> list[tuple[DuplicatePair, Image]]:
     """(pair, the other image) for each pair the image is in: for the image page's Duplicates section."""
-    from duplicates.selectors.pairs import image_pairs
-
     return [(pair, pair.other(image.pk)) for pair in image_pairs(image=image)]
 
 

@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from core.pixels import exif_orientation, swaps_axes, upright_rgb
 from tests.images import encode, photo_like_image
@@ -80,11 +80,32 @@ def test_reduction_matches_a_thumbnail_of_the_whole_picture():
     assert np.abs(reduced - np.asarray(expected, dtype=np.int16)).mean() < 2.0
 
 
-def test_strips_give_the_same_result_as_one_pass(monkeypatch):
-    source = photo_like_image(4, (1000, 700))
-    whole = np.asarray(upright_rgb(source, max_side=100))
-    monkeypatch.setattr("core.pixels.STRIP_BYTES", 1000 * 4 * 7)  # strips of a few rows
-    assert np.array_equal(np.asarray(upright_rgb(source, max_side=100)), whole)
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_strips_give_the_same_result_as_one_pass(monkeypatch, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(photo_like_image(4, (1000, 700)).convert("RGBA"), "PNG", exif=exif.tobytes())
+    whole = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    whole.thumbnail((100, 100), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    monkeypatch.setattr("core.pixels.STRIP_BYTES", 1000 * 4 * 7)  # strips of a few rows, turned one by one
+    assert np.array_equal(np.asarray(upright_rgb(Image.open(io.BytesIO(data)), max_side=100)), np.asarray(whole))
+    full = np.asarray(upright_rgb(Image.open(io.BytesIO(data))))
+    assert np.array_equal(full, np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")))
+
+
+def test_full_size_result_is_reduced_when_it_would_not_fit_beside_the_decode():
+    # given a 2000x2000 RGBA PNG (16 MB decoded) under a 4 MP cap: 16 MB + one 8 MiB strip per decode
+    ramp = np.add.outer(np.arange(2000), 3 * np.arange(2000)) % 256
+    pixels = np.dstack([ramp, ramp.T, 255 - ramp, np.full_like(ramp, 255)]).astype(np.uint8)
+    data = encode(Image.fromarray(pixels, "RGBA"), "PNG", compress_level=1)
+    # when a caller asks for the whole picture (embedding, duplicate evidence), a full-size RGB copy would
+    # make it 32 MB: it gets the picture box-reduced by 2 instead, the same picture at half the size
+    reduced = upright_rgb(Image.open(io.BytesIO(data)), max_pixels=4_000_000)
+    assert reduced.size == (1000, 1000)
+    expected = Image.open(io.BytesIO(data)).convert("RGB").reduce(2)
+    assert np.abs(np.asarray(reduced, np.int16) - np.asarray(expected, np.int16)).max() <= 1
+    # and under the default cap it stays full size, pixel for pixel
+    assert upright_rgb(Image.open(io.BytesIO(data))).size == (2000, 2000)
 
 
 @pytest.mark.parametrize(("orientation", "size"), [(1, (300, 200)), (3, (300, 200)), (6, (200, 300)), (8, (200, 300))])
@@ -100,7 +121,7 @@ def test_exif_orientation_is_applied(orientation, size):
 def test_jpeg_is_decoded_scaled_down():
     image = Image.open(io.BytesIO(encode(photo_like_image(6, (2048, 1536)), "JPEG")))
     rgb = upright_rgb(image, max_side=256)
-    assert image.size == (256, 192)  # DCT scaling at 1/8: the full size was never decoded
+    assert image.size == (512, 384)  # DCT scaling at 1/4 (both sides >= 256): the full size was never decoded
     assert rgb.size == (256, 192)
 
 

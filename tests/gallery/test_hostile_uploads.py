@@ -13,8 +13,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
+from core.pixels import decode_budget, decode_cost
 from gallery.models import Image
-from tests.images import encode, photo_jpeg
+from tests.images import deflate_tiff, encode, photo_jpeg
 
 pytestmark = pytest.mark.django_db
 
@@ -111,6 +112,51 @@ def test_pixel_cap_message_names_the_real_limit(api, settings):
     assert response.json()["error"]["code"] == "too_many_pixels"
     assert "1,100,000 pixels" in response.json()["error"]["message"]
     assert "1,000,000" in response.json()["error"]["message"]
+    assert Image.objects.count() == 0
+    assert stored_files(settings) == []
+
+
+HEAVY_SIDE = (2000, 2000)  # 4 MP, at the cap of the test below: a budget of 4 bytes x 4 MP + one 8 MiB strip
+
+
+@pytest.mark.parametrize(
+    ("make", "status"),
+    [
+        pytest.param(lambda: deflate_tiff(HEAVY_SIDE), 413, id="tiff-16bit-rgb-one-strip"),
+        pytest.param(lambda: deflate_tiff(HEAVY_SIDE, rows_per_strip=16), 201, id="tiff-16bit-rgb-small-strips"),
+        pytest.param(lambda: deflate_tiff(HEAVY_SIDE, samples=4), 413, id="tiff-16bit-rgba-one-strip"),
+        pytest.param(lambda: deflate_tiff(HEAVY_SIDE, samples=1, photometric=1), 201, id="tiff-16bit-grey-one-strip"),
+        pytest.param(
+            lambda: deflate_tiff(HEAVY_SIDE, bits=32, samples=1, photometric=1, sample_format=3),
+            413,
+            id="tiff-float-one-strip",
+        ),
+        pytest.param(
+            lambda: encode(PILImage.new("F", HEAVY_SIDE), "TIFF", compression="tiff_adobe_deflate"),
+            201,
+            id="tiff-float",
+        ),
+        pytest.param(lambda: encode(PILImage.new("I;16", HEAVY_SIDE), "PNG"), 201, id="png-16bit-grey"),
+        pytest.param(lambda: encode(PILImage.new("RGBA", HEAVY_SIDE, (9, 9, 9, 99)), "PNG"), 201, id="png-rgba"),
+        pytest.param(lambda: encode(PILImage.new("RGB", HEAVY_SIDE), "WEBP"), 413, id="webp"),
+    ],
+)
+def test_heavy_modes_are_decoded_within_the_memory_bound_or_refused(api, settings, make, status):
+    """Issue 20: a 515 KB 16-bit RGB TIFF stored as one deflate strip took ~850 MB to decode. Every file is
+    decoded within 4 bytes x IMGSIM_MAX_PIXELS (and one strip), or refused before decoding with a 413."""
+    settings.IMGSIM_MAX_PIXELS = HEAVY_SIDE[0] * HEAVY_SIDE[1]
+    data = make()
+    assert len(data) < 100_000  # small on disk, heavy to decode
+    response = api.post("/api/images/", {"file": SimpleUploadedFile("heavy", data)}, format="multipart")
+    assert response.status_code == status, response.content
+    cost = decode_cost(PILImage.open(io.BytesIO(data)))
+    if status == 201:
+        assert cost <= decode_budget(settings.IMGSIM_MAX_PIXELS)
+        return
+    error = response.json()["error"]
+    assert error["code"] == "too_large_to_decode"
+    assert f"would need about {cost / 1e6:,.0f} MB" in error["message"]
+    assert f"the limit is {decode_budget(settings.IMGSIM_MAX_PIXELS) / 1e6:,.0f} MB" in error["message"]
     assert Image.objects.count() == 0
     assert stored_files(settings) == []
 

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 from core.pixels import upright_rgb
 from search import embedding
 from search.embedding import ImageDecodeError, WeightsUnavailableError
-from tests.images import OFFLINE_WEIGHTS, encode, photo_jpeg, photo_like_image, shared_path
+from tests.images import OFFLINE_WEIGHTS, deflate_tiff, encode, photo_jpeg, photo_like_image, shared_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -343,6 +343,15 @@ def test_animated_gif_gives_its_first_frame():
 )
 def test_undecodable_bytes_raise_image_decode_error(data):
     with pytest.raises(ImageDecodeError, match="Cannot decode image"):
+        embedding.load_rgb_for_embedding(data)
+
+
+def test_a_file_too_large_to_decode_is_refused_before_decoding(monkeypatch):
+    # given a stored 16-bit RGB TIFF in one deflate strip (16 MB of pixels, a 24 MB strip) and a 4 MP cap
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4_000_000)
+    data = deflate_tiff((2000, 2000))
+    # when the worker decodes it for the model, then it is one failed item with the reason, never decoded
+    with pytest.raises(ImageDecodeError, match=r"TIFF \(16-bit RGB; 2000x2000 pixels\) is too large to process"):
         embedding.load_rgb_for_embedding(data)
 
 
