@@ -33,7 +33,8 @@ from PIL import Image, ImageFilter
 from duplicates.blur_match import REBLUR_RADIUS, reblurred
 from gallery.image_file import decode_upload
 from gallery.quality import QualityReport, QualityThresholds, assess_quality
-from search.embedding import load_embedder, load_rgb_for_embedding, model_input_pixels
+from search.embedding import load_embedder
+from search.model_input import load_rgb_for_embedding, model_input_pixels
 from tests.images import OFFLINE_WEIGHTS, shared_path
 
 MAX_PIXELS = 100_000_000

@@ -135,7 +135,7 @@ def inliers_by_cosine(base: Baseline, args: argparse.Namespace) -> None:
 
 def blur_aware(base: Baseline, args: argparse.Namespace) -> None:
     from duplicates.blur_match import reblurred
-    from search.embedding import load_rgb_for_embedding, model_input_pixels
+    from search.model_input import load_rgb_for_embedding, model_input_pixels
 
     print(f"\n== blur-aware: pairs with an image of sharpness < {args.soft}, compared after blurring both alike")
     _, sharpness = bench.quality_checks(base.data)
@@ -172,7 +172,8 @@ def gem_vectors(base: Baseline, power: float) -> np.ndarray:
     import torch
     import torchvision
 
-    from search.embedding import IMAGENET_MEAN, IMAGENET_STD, load_rgb_for_embedding, model_input_pixels
+    from search.embedding import IMAGENET_MEAN, IMAGENET_STD
+    from search.model_input import load_rgb_for_embedding, model_input_pixels
 
     cache = bench.OUT / f"levers-gem{power:g}-{len(base.data.files)}.npy"
     if cache.exists():

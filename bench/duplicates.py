@@ -514,7 +514,7 @@ def blurred_copy_notices(data: DevData, library: np.ndarray, rejected: np.ndarra
     django_ready()
     from duplicates.blur_match import reblurred
     from duplicates.services.rejected_copies import CANDIDATES
-    from search.embedding import load_rgb_for_embedding, model_input_pixels
+    from search.model_input import load_rgb_for_embedding, model_input_pixels
 
     named = np.full(len(data.files), -1, dtype=np.int64)
     members = np.flatnonzero(library)

@@ -30,7 +30,7 @@ from PIL import Image
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from search import embedding  # noqa: E402
+from search import embedding, model_input  # noqa: E402
 
 SHARED_DIR = REPO_ROOT.parent / "shared"
 PHOTOS_DIR = SHARED_DIR / "data" / "large-photos"
@@ -108,7 +108,7 @@ def full_decode_pixels(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         image.load()
         upright = embedding.ImageOps.exif_transpose(image) or image
-        return embedding.model_input_pixels(upright.convert("RGB"))
+        return model_input.model_input_pixels(upright.convert("RGB"))
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -158,15 +158,15 @@ def ablation(unique: list[Path], pixels: np.ndarray, batch_size: int) -> None:
     print("\n-- ablation: decode + resize to 224x224, one thread, ms per photo (best of 2)")
 
     def decode_full(path: Path) -> np.ndarray:
-        return embedding.model_input_pixels(Image.open(path).convert("RGB"))
+        return model_input.model_input_pixels(Image.open(path).convert("RGB"))
 
     def decode_draft_only(path: Path) -> np.ndarray:
         image = Image.open(io.BytesIO(path.read_bytes()))
         image.draft("RGB", (224, 224))
-        return embedding.model_input_pixels(image.convert("RGB"))
+        return model_input.model_input_pixels(image.convert("RGB"))
 
     def decode_pipeline(path: Path) -> np.ndarray:
-        return embedding.model_input_pixels(embedding.load_rgb_for_embedding(path))
+        return model_input.model_input_pixels(model_input.load_rgb_for_embedding(path))
 
     for name, decode in [
         ("full decode", decode_full),
@@ -245,7 +245,7 @@ def main() -> None:
         f"{args.batch_size}, {embedding.DECODE_THREADS} decode thread(s), model threads {embedder.num_threads} "
         f"({embedder.num_threads - embedding.DECODE_THREADS} while the decoder is behind)"
     )
-    decoded = np.stack([embedding.model_input_pixels(embedding.load_rgb_for_embedding(p)) for p in unique])
+    decoded = np.stack([model_input.model_input_pixels(model_input.load_rgb_for_embedding(p)) for p in unique])
     model_pixels = np.concatenate([decoded] * args.repeat)
     time_pipeline(unique[:2], embedder, args.batch_size)  # warm-up: thread pool, allocator, oneDNN kernels
     time_model_only(model_pixels[: args.batch_size], embedder, args.batch_size)

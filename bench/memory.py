@@ -12,7 +12,7 @@ tracemalloc; RSS sees them.
 Paths (present on main and here):
   upload   gallery.services.image_create: validation, EXIF, quality checks, thumbnail, stored file
   search   search.selectors.query_image_from_upload: validation and the query embedding
-  embed    search.embedding.load_rgb_for_embedding + model_input_pixels: the worker's decode of a stored file
+  embed    search.model_input.load_rgb_for_embedding + model_input_pixels: the worker's decode of a stored file
   match    duplicates.geometry.load_for_matching + local_features: the geometric check's decode
   preview  gallery.renditions.image_preview_webp (1600 px): the image page's preview of a stored original
   zoom     the same at 4096 px: the image page's zoomed view
@@ -192,7 +192,10 @@ if mode == "search":
 elif mode == "upload":
     from gallery.services import image_create
 elif mode == "embed":
-    from search.embedding import load_rgb_for_embedding, model_input_pixels
+    try:
+        from search.model_input import load_rgb_for_embedding, model_input_pixels
+    except ImportError:  # a checkout from before the decoding left search/embedding.py (--code)
+        from search.embedding import load_rgb_for_embedding, model_input_pixels
 elif mode == "match":
     from duplicates.geometry import load_for_matching, local_features
 else:

@@ -19,8 +19,9 @@ from django.utils import timezone
 from duplicates.blur_match import reblurred
 from duplicates.selectors.thresholds import rejected_copy_threshold
 from gallery.models import Image
-from search.embedding import Embedder, ImageDecodeError, load_rgb_for_embedding, model_input_pixels
+from search.embedding import Embedder
 from search.library_view import LibrarySearch
+from search.model_input import ImageDecodeError, load_rgb_for_embedding, model_input_pixels
 from search.services.embedding_queue import embedder_get
 
 logger = logging.getLogger(__name__)

@@ -19,8 +19,9 @@ import torch
 from PIL import Image, ImageOps
 
 from core.pixels import upright_rgb
-from search import embedding
-from search.embedding import ImageDecodeError, WeightsUnavailableError
+from search import embedding, model_input
+from search.embedding import WeightsUnavailableError
+from search.model_input import ImageDecodeError
 from tests.images import OFFLINE_WEIGHTS, deflate_tiff, encode, photo_jpeg, photo_like_image, shared_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +112,7 @@ def test_optimised_model_equals_the_eager_fp32_reference_on_real_photos(resnet):
     """BN folding and channels-last must not move vectors: duplicate thresholds are tight."""
     reference = embedding.seeded_embedder(model_name="resnet18", seed=0, optimize=False)
     paths = [large_photo("Storm.jpg"), large_photo("Wine_by_Jakkub_Mede.jpg")]
-    pixels = np.stack([embedding.model_input_pixels(embedding.load_rgb_for_embedding(p)) for p in paths])
+    pixels = np.stack([model_input.model_input_pixels(model_input.load_rgb_for_embedding(p)) for p in paths])
 
     cosines = np.sum(resnet.embed_pixels(pixels) * reference.embed_pixels(pixels), axis=1)
 
@@ -284,7 +285,7 @@ def test_exif_orientation_is_applied():
     exif = Image.Exif()
     exif[0x0112] = 6
 
-    upright = embedding.load_rgb_for_embedding(encode(stored, "JPEG", quality=95, exif=exif.tobytes()))
+    upright = model_input.load_rgb_for_embedding(encode(stored, "JPEG", quality=95, exif=exif.tobytes()))
 
     assert upright.size == (240, 320)
     top, bottom = np.asarray(upright)[:20].mean(axis=(0, 1)), np.asarray(upright)[-20:].mean(axis=(0, 1))
@@ -304,7 +305,7 @@ def test_exif_orientation_is_applied():
     ],
 )
 def test_every_mode_becomes_rgb(image, fmt, expected):
-    loaded = embedding.load_rgb_for_embedding(encode(image, fmt))
+    loaded = model_input.load_rgb_for_embedding(encode(image, fmt))
 
     assert loaded.mode == "RGB"
     assert loaded.size == (64, 48)
@@ -316,7 +317,7 @@ def test_palette_image_with_transparent_index_is_composited_on_white():
     palette_image.putpalette([0, 0, 0] + [0, 200, 0] * 255)
     palette_image.paste(1, (32, 0, 64, 48))
 
-    loaded = embedding.load_rgb_for_embedding(encode(palette_image, "PNG", transparency=0))
+    loaded = model_input.load_rgb_for_embedding(encode(palette_image, "PNG", transparency=0))
 
     assert tuple(np.asarray(loaded)[24, 10]) == (255, 255, 255)
     assert tuple(np.asarray(loaded)[24, 50]) == (0, 200, 0)
@@ -327,7 +328,7 @@ def test_animated_gif_gives_its_first_frame():
     buffer = io.BytesIO()
     frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
 
-    loaded = embedding.load_rgb_for_embedding(buffer.getvalue())
+    loaded = model_input.load_rgb_for_embedding(buffer.getvalue())
 
     np.testing.assert_allclose(np.asarray(loaded)[15, 20], (255, 0, 0), atol=8)
 
@@ -343,7 +344,7 @@ def test_animated_gif_gives_its_first_frame():
 )
 def test_undecodable_bytes_raise_image_decode_error(data):
     with pytest.raises(ImageDecodeError, match="Cannot decode image"):
-        embedding.load_rgb_for_embedding(data)
+        model_input.load_rgb_for_embedding(data)
 
 
 def test_a_file_too_large_to_decode_is_refused_before_decoding(monkeypatch):
@@ -352,12 +353,12 @@ def test_a_file_too_large_to_decode_is_refused_before_decoding(monkeypatch):
     data = deflate_tiff((2000, 2000))
     # when the worker decodes it for the model, then it is one failed item with the reason, never decoded
     with pytest.raises(ImageDecodeError, match=r"TIFF \(16-bit RGB; 2000x2000 pixels\) is too large to process"):
-        embedding.load_rgb_for_embedding(data)
+        model_input.load_rgb_for_embedding(data)
 
 
 def test_missing_file_raises_image_decode_error(tmp_path):
     with pytest.raises(ImageDecodeError, match="Cannot read image file"):
-        embedding.load_rgb_for_embedding(tmp_path / "gone.jpg")
+        model_input.load_rgb_for_embedding(tmp_path / "gone.jpg")
 
 
 def test_paths_bytes_and_file_objects_decode_alike(tmp_path):
@@ -365,10 +366,10 @@ def test_paths_bytes_and_file_objects_decode_alike(tmp_path):
     path = tmp_path / "photo.jpg"
     path.write_bytes(data)
 
-    from_path = np.asarray(embedding.load_rgb_for_embedding(path))
-    from_str = np.asarray(embedding.load_rgb_for_embedding(str(path)))
-    from_bytes = np.asarray(embedding.load_rgb_for_embedding(data))
-    from_file = np.asarray(embedding.load_rgb_for_embedding(io.BytesIO(data)))
+    from_path = np.asarray(model_input.load_rgb_for_embedding(path))
+    from_str = np.asarray(model_input.load_rgb_for_embedding(str(path)))
+    from_bytes = np.asarray(model_input.load_rgb_for_embedding(data))
+    from_file = np.asarray(model_input.load_rgb_for_embedding(io.BytesIO(data)))
 
     assert from_path.shape == (240, 320, 3)
     assert np.array_equal(from_path, from_str)
@@ -380,10 +381,10 @@ def test_paths_bytes_and_file_objects_decode_alike(tmp_path):
 def test_big_jpeg_is_drafted_but_never_below_the_model_input(progressive):
     data = photo_jpeg(8, (3000, 2000), progressive=progressive)
 
-    loaded = embedding.load_rgb_for_embedding(data)
+    loaded = model_input.load_rgb_for_embedding(data)
 
     assert loaded.size == (375, 250)  # 1/8 scale: the largest reduction keeping both sides >= 224
-    assert min(loaded.size) >= embedding.INPUT_SIZE
+    assert min(loaded.size) >= model_input.INPUT_SIZE
 
 
 @pytest.mark.ml
@@ -392,7 +393,7 @@ def test_drafted_large_photo_gives_nearly_the_vector_of_a_full_decode(mobilenet)
     with Image.open(path) as image:
         full = ImageOps.exif_transpose(image.convert("RGB"))
 
-    drafted = embedding.load_rgb_for_embedding(path)
+    drafted = model_input.load_rgb_for_embedding(path)
     vectors = mobilenet.embed_images([drafted, full])
 
     assert drafted.size == (512, 288)
@@ -401,7 +402,7 @@ def test_drafted_large_photo_gives_nearly_the_vector_of_a_full_decode(mobilenet)
 
 def _plain_draft(data: bytes) -> np.ndarray:
     image = Image.open(io.BytesIO(data))
-    image.draft("RGB", (embedding.INPUT_SIZE, embedding.INPUT_SIZE))
+    image.draft("RGB", (model_input.INPUT_SIZE, model_input.INPUT_SIZE))
     return np.asarray(image.convert("RGB"))
 
 
@@ -418,19 +419,19 @@ def test_progressive_dc_only_stream_decodes_to_the_same_pixels_at_one_eighth(sav
     """The speed trick must be invisible: same pixels as plain draft mode, odd sizes included."""
     data = photo_jpeg(9, (2003, 1811), progressive=True, **save_kwargs)
 
-    dc_only = embedding._progressive_dc_only_stream(data)
+    dc_only = model_input._progressive_dc_only_stream(data)
 
     assert dc_only is not None
     assert len(dc_only) < len(data) / 2
     assert np.array_equal(_plain_draft(dc_only), _plain_draft(data))
-    assert np.array_equal(np.asarray(embedding.load_rgb_for_embedding(data)), _plain_draft(data))
+    assert np.array_equal(np.asarray(model_input.load_rgb_for_embedding(data)), _plain_draft(data))
 
 
 @pytest.mark.parametrize("mode", ["L", "CMYK"])
 def test_progressive_dc_only_stream_of_grey_and_cmyk_jpegs_decodes_to_the_same_pixels(mode):
     data = encode(photo_like_image(10, (1900, 1850)).convert(mode), "JPEG", quality=90, progressive=True)
 
-    dc_only = embedding._progressive_dc_only_stream(data)
+    dc_only = model_input._progressive_dc_only_stream(data)
 
     assert dc_only is not None
     assert np.array_equal(_plain_draft(dc_only), _plain_draft(data))
@@ -442,17 +443,17 @@ def test_progressive_dc_only_stream_of_grey_and_cmyk_jpegs_decodes_to_the_same_p
 def test_progressive_dc_only_stream_of_real_photos_decodes_to_the_same_pixels(name):
     data = large_photo(name).read_bytes()
 
-    dc_only = embedding._progressive_dc_only_stream(data)
+    dc_only = model_input._progressive_dc_only_stream(data)
 
     assert dc_only is not None
     assert np.array_equal(_plain_draft(dc_only), _plain_draft(data))
-    assert np.array_equal(np.asarray(embedding.load_rgb_for_embedding(data)), _plain_draft(data))
+    assert np.array_equal(np.asarray(model_input.load_rgb_for_embedding(data)), _plain_draft(data))
 
 
 def test_baseline_jpegs_and_other_formats_are_left_to_the_normal_decoder():
-    assert embedding._progressive_dc_only_stream(photo_jpeg(11)) is None
-    assert embedding._progressive_dc_only_stream(encode(photo_like_image(11), "PNG")) is None
-    assert embedding._progressive_dc_only_stream(photo_jpeg(11, progressive=True)[:500]) is None
+    assert model_input._progressive_dc_only_stream(photo_jpeg(11)) is None
+    assert model_input._progressive_dc_only_stream(encode(photo_like_image(11), "PNG")) is None
+    assert model_input._progressive_dc_only_stream(photo_jpeg(11, progressive=True)[:500]) is None
 
 
 # ------------------------------------------------------------------------------------ embedding sources
@@ -469,7 +470,7 @@ def test_embed_sources_reports_bad_items_and_embeds_the_rest(tmp_path, resnet):
     assert result.ok_indices == [0, 3]
     assert set(result.errors) == {1, 2, 4}
     assert "missing.jpg" in result.errors[4]
-    expected = resnet.embed_images([embedding.load_rgb_for_embedding(s) for s in (good_path, good_bytes)])
+    expected = resnet.embed_images([model_input.load_rgb_for_embedding(s) for s in (good_path, good_bytes)])
     np.testing.assert_allclose(result.vectors, expected, atol=1e-5)
 
 
@@ -480,7 +481,7 @@ def test_embed_sources_keeps_input_order_across_batches(resnet):
 
     assert result.ok_indices == list(range(7))
     assert result.errors == {}
-    expected = resnet.embed_images([embedding.load_rgb_for_embedding(s) for s in sources])
+    expected = resnet.embed_images([model_input.load_rgb_for_embedding(s) for s in sources])
     np.testing.assert_allclose(result.vectors, expected, atol=1e-5)
 
 
@@ -498,10 +499,10 @@ def test_embed_sources_of_nothing_is_empty(resnet):
 def pre_pixels_reference(data: bytes) -> np.ndarray:
     """What embedding decoded before it used core.pixels: draft, exif_transpose, convert("RGB") (8-bit input)."""
     image = Image.open(io.BytesIO(data))
-    image.draft("RGB", (embedding.INPUT_SIZE, embedding.INPUT_SIZE))
+    image.draft("RGB", (model_input.INPUT_SIZE, model_input.INPUT_SIZE))
     image.load()
     upright = ImageOps.exif_transpose(image) or image
-    return embedding.model_input_pixels(upright.convert("RGB"))
+    return model_input.model_input_pixels(upright.convert("RGB"))
 
 
 def eight_bit_inputs() -> dict[str, bytes]:
@@ -527,7 +528,7 @@ def eight_bit_inputs() -> dict[str, bytes]:
 def test_eight_bit_inputs_decode_to_the_same_pixels_as_before_core_pixels(name):
     # given an 8-bit file, when embedding decodes it through core.pixels
     data = eight_bit_inputs()[name]
-    pixels = embedding.model_input_pixels(embedding.load_rgb_for_embedding(data))
+    pixels = model_input.model_input_pixels(model_input.load_rgb_for_embedding(data))
     # then the model sees exactly the pixels it saw before the switch
     np.testing.assert_array_equal(pixels, pre_pixels_reference(data))
 
@@ -545,8 +546,8 @@ def test_sixteen_bit_grey_is_scaled_like_every_other_pixel_consumer():
     ramp = np.tile(np.linspace(0, 65535, 224).astype(np.uint16), (224, 1))
     data = encode(Image.frombytes("I;16", (224, 224), ramp.tobytes()), "PNG")
     # when embedding decodes it, then it sees what core.pixels gives validation and thumbnails
-    pixels = embedding.model_input_pixels(embedding.load_rgb_for_embedding(data))
-    np.testing.assert_array_equal(pixels, embedding.model_input_pixels(upright_rgb(Image.open(io.BytesIO(data)))))
+    pixels = model_input.model_input_pixels(model_input.load_rgb_for_embedding(data))
+    np.testing.assert_array_equal(pixels, model_input.model_input_pixels(upright_rgb(Image.open(io.BytesIO(data)))))
     # and the ramp is scaled, not clipped: black to white across the width
     assert (pixels[0, 0, 0], pixels[0, -1, 0]) == (0, 255)
     assert 120 <= pixels[0, 112, 0] <= 135
