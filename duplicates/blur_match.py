@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
-# Gaussian radius in pixels of the 224 x 224 model input, stronger than the blur of the copies (0.4-1.0 % of
-# the long side, about 1-2.2 px at 224), so both sides end equally blurred: of the radii measured, the first
-# at which copies and wrong photos no longer overlap (bench/blurred_copies.py, figures in bench/README.md).
+# Gaussian radius in pixels of the 224 x 224 model input, stronger than the blur a rejected copy carries, so
+# both sides end equally blurred: of the radii measured, the first at which copies and wrong photos stop
+# overlapping (bench/blurred_copies.py, figures in bench/README.md).
 REBLUR_RADIUS = 6.0
 
 

@@ -16,8 +16,9 @@ from PIL import Image
 
 from core.pixels import upright_rgb
 
-# Sharpness (gallery/quality.py, 0..1) moves by ~0.02 when the same photo is saved at another size, so
-# smaller differences say nothing about which copy is sharper.
+# Sharpness (gallery/quality.py, 0..1) of one photo moves by about this much when it is saved at another size
+# (bench/quality_blur.py; figures in bench/README.md), so smaller differences say nothing about which copy is
+# sharper.
 SHARPNESS_TOLERANCE = 0.02
 HASH_BITS = 64
 

@@ -34,8 +34,9 @@ RANSAC_REPROJECTION_PX = 4.0
 MIN_INLIERS = 20
 # Largest scale between the two pictures (either way) a copy can have once both are at most MATCH_SIZE.
 MAX_SCALE = 8.0
-# Names the verification a stored inlier count came from: a pair verified by an older check (before mirror
-# images and the scale bound) is verified again, and a change re-detects the library (detection_settings_key).
+# Names the verification a stored inlier count came from: a count stored under another name was made by a
+# check that differs from this one, so it is verified again, and a change re-detects the library
+# (detection_settings_key).
 CHECK = "orb-ransac-mirror"
 
 
@@ -113,7 +114,8 @@ def similarity_inliers(first: LocalFeatures, second: LocalFeatures) -> int:
     if transform is None or mask is None:
         return 0
     # A near-zero scale maps every point onto one spot, where many-to-one matches all "fit": a blurred copy
-    # with 30 keypoints matched 42 points of an unrelated photo that way. Copies are never scaled that much.
+    # with few keypoints can "match" an unrelated photo that way (bench/README.md). Copies are never scaled
+    # that much.
     scale = float(np.hypot(transform[0, 0], transform[1, 0]))
     if not 1 / MAX_SCALE <= scale <= MAX_SCALE:
         return 0

@@ -41,10 +41,9 @@ def thumbnail_upload_to(instance: Image, filename: str) -> str:
 
 
 # Rejections whose image is embedded (never searchable) to tell the uploader it is a copy of a library photo.
-# Only blurry: bench/blurred_copies.py measured, with the offline MobileNet-V2, that a copy rejected as too small,
-# mostly black or mostly white keeps so little of its original (median cosine 0.50-0.59, nearest library photo the
-# original for 12-62 % of them) that no threshold finds more than 7 % of them without false notices; a solid
-# colour has no content to compare.
+# Only blurry: a copy rejected as too small, mostly black or mostly white keeps so little of its original that
+# no threshold names more than a few of them without false notices (bench/blurred_copies.py; figures in
+# bench/README.md); a solid colour has no content to compare.
 COPY_CHECK_REASONS: tuple[str, ...] = ("blurry",)
 
 

@@ -8,10 +8,10 @@ photo happened to be saved at. JPEGs that are not decoded yet are sampled with t
 Sharpness is the "blur effect" of Crete et al. (2007), reported as ``1 - blur effect``: the share of the
 pixel-to-pixel variation that survives an 11-pixel box blur. A blurry photo barely changes when it is
 blurred again, so its sharpness is low; the measure divides out contrast, so a dim, low-contrast but
-sharp photo is not taken for a blurry one. On ../shared/data/blur every sharp photo measures higher than
-every blurred one. The variance of the Laplacian (the original prototype's measure, still reported as
-``laplacian_variance``) reaches at best 24 of 26 there and then rejects 5 of 1,112 sharp real photos,
-against 1 for the default here; bench/quality_blur.py prints both.
+sharp photo is not taken for a blurry one. It separates sharp from blurred photos on ../shared/data/blur
+better than the variance of the Laplacian (the prototype's measure, kept on the image as
+``laplacian_variance``), which also rejects more sharp real photos; bench/quality_blur.py prints both
+(figures in bench/README.md).
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ DECIDING_SCORES: dict[str, str] = {
     "blurry": "sharpness",
 }
 
-# Chosen by measurement on ../shared/data: the sharpness of the same photo saved at 768..2048 px moved by
-# 0.014 / 0.016 / 0.018 / 0.032 / 0.025 on average at 384 / 512 / 640 / 768 / 1024, and at 512 the fewest
-# sharp real photos scored like the blurred ones (2 of 1,112, against 4 at 384 and at 1024).
-# Photos smaller than this are measured at their own size (never upscaled).
+# Small enough that the sharpness of one photo barely depends on the size it was saved at, large enough that
+# the fewest sharp real photos score like blurred ones; the size that balances both on ../shared/data
+# (bench/quality_blur.py; figures in bench/README.md). Photos smaller than this are measured at their own size
+# (never upscaled).
 SAMPLE_LONG_SIDE = 512
 # Window of the re-blur in the sharpness measure, in sample pixels (Crete et al. use 9-11).
 REBLUR_WINDOW = 11
@@ -54,24 +54,23 @@ REBLUR_WINDOW = 11
 
 @dataclass(frozen=True)
 class QualityThresholds:
-    """Limits for each check; the defaults were measured on ../shared/data (bench/quality_blur.py).
+    """Limits for each check; the defaults were chosen on ../shared/data (bench/quality_blur.py; figures in
+    bench/README.md).
 
     too_small: 64 px is well below any thumbnail or the 224 px network input; below it a picture is an
     icon and neither similarity nor sharpness means much.
-    solid_color: a flat fill saved as JPEG measures a colour standard deviation under 1; the flattest of
-    1,112 real photos measures 13.2, so 4.0 leaves a wide margin on both sides.
+    solid_color: a flat fill saved as JPEG measures a colour standard deviation under 1, the flattest real
+    photos far more, so 4.0 leaves a wide margin on both sides.
     mostly_black / mostly_white: rejected only when more than 98% of the sample is at or below level 16
     (at or above 240). Night shots, snow and backlit photos keep lights, shadows or texture in more than
     2% of their area, so they pass; a lens-cap shot, a blank page or a white frame does not. The darkest
-    real photo measured has 66% of its pixels at or below 16, the brightest 36% at or above 240.
-    blurry: sharpness below 0.50. On the blur set the sharp photos measure 0.69 to 0.79; 12 of the 17
-    blurred ones measure 0.36 to 0.50, 3 measure 0.50 to 0.51 and 2 measure 0.61. Of 1,112 sharp real
-    photos one falls below 0.50 (a bird in flight against a defocused background, 0.46); the next is a
-    shallow-depth-of-field macro at 0.53 (0.52 through image_create's 1024-px preview), and the rest
-    measure 0.62 or more. 0.52 would catch 15 of 17 with the same single rejection measured here, but
-    leaves no margin for the macro, while saving a photo at another size moves its sharpness by 0.02 on
-    average: a wrongly rejected upload costs more than a blurry one kept. 1.0 / 0.0 make the fractions
-    and the sharpness limit accept everything; the *_enabled flags are the clearer way to switch off.
+    and the brightest real photos stay well inside these fractions.
+    blurry: sharpness below 0.50, between the sharp and most of the blurred photos of the blur set, and
+    below nearly every sharp real photo (the exception: a subject against a defocused background). A slightly
+    higher limit catches a few more blurred photos but leaves no margin for shallow-depth-of-field
+    shots, while saving a photo at another size moves its sharpness a little: a wrongly rejected upload
+    costs more than a blurry one kept. 1.0 / 0.0 make the fractions and the sharpness limit accept
+    everything; the *_enabled flags are the clearer way to switch off.
     """
 
     min_width: int = 64

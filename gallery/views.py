@@ -99,8 +99,8 @@ def image_preview(request: HttpRequest, pk: int, size: str) -> HttpResponse:
 @extend_schema(responses={(200, "image/*"): OpenApiTypes.BINARY}, tags=["images"])
 @api_view(["GET"])
 def image_file(request: HttpRequest, pk: int) -> FileResponse:
-    """The original as an attachment, typed from the format it decoded as (rows stored with a hostile
-    extension before names were fixed are served safely too: neither name nor bytes decide the type)."""
+    """The original as an attachment, typed from the format it decoded as (a stored name with a
+    hostile extension is served safely too: neither name nor bytes decide the type)."""
     images = Image.objects.visible_to(request.user).only("file", "format", "original_name")
     image = get_object_or_404(images, pk=pk)
     response = _stream(image.file, image.content_type)

@@ -326,9 +326,8 @@ IMGSIM_REBUILD_FRACTION = env_float("IMGSIM_REBUILD_FRACTION", 0.1, minimum=0.0,
 IMGSIM_REBUILD_MAX_PENDING = env_int("IMGSIM_REBUILD_MAX_PENDING", 20_000, minimum=0)
 # From this many vectors since the build, each process searches the older ones through an HNSW graph it makes in
 # a background thread (candidates re-scored exactly; the newest ones scanned exactly). 0: always exact.
-# Measured (one query, one thread, bench vectors): the graph's part of a search against the exact scan 0.28 / 0.29
-# ms at 4,000 rows, 0.40 / 0.57 at 7,500, 0.46 / 0.67 at 10,000, 0.58 / 1.46 at 20,000, recall@10 of the tail
-# alone 0.99-0.995. Below ~8,000 it saves under 0.15 ms a search, not worth an approximate tail.
+# Below this the graph saves too little of a search to be worth an approximate tail; above it the saving grows
+# with the tail (one query, one thread, bench vectors: figures in bench/README.md, search_product.py).
 IMGSIM_TAIL_GRAPH_FROM = env_int("IMGSIM_TAIL_GRAPH_FROM", 8_000, minimum=0)
 IMGSIM_NEAR_DUPLICATE_THRESHOLD = env_optional_float("IMGSIM_NEAR_DUPLICATE_THRESHOLD", minimum=-1.0, maximum=1.0)
 IMGSIM_SIMILAR_THRESHOLD = env_optional_float("IMGSIM_SIMILAR_THRESHOLD", minimum=-1.0, maximum=1.0)

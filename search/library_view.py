@@ -93,9 +93,9 @@ def has_unseen_changes(*, mark: int, gaps: tuple[tuple[int, int], ...]) -> RawSQ
     "the first change id at or after `low`, if it is <= `high`" (ORDER BY id LIMIT 1).
 
     An EXISTS over `id > mark` is planned from the table's statistics: with none, or stale ones after a bulk
-    import (PostgreSQL without a recent ANALYZE), it was a sequential scan of the whole log on every search
-    (1-2 ms at 20,000 rows, bench/search_product.py). A probe is an index scan whatever the statistics: a
-    scan of the table would have to sort it to answer."""
+    import (PostgreSQL without a recent ANALYZE), it can be a sequential scan of the whole log on every search
+    (bench/search_product.py; figures in bench/README.md). A probe is an index scan whatever the statistics:
+    a scan of the table would have to sort it to answer."""
     table = connections[LibraryChange.objects.db].ops.quote_name(LibraryChange._meta.db_table)
     column = connections[LibraryChange.objects.db].ops.quote_name(LibraryChange._meta.pk.column)
     probe = f"(SELECT {column} FROM {table} WHERE {{}} ORDER BY {column} LIMIT 1) IS NOT NULL"
@@ -139,8 +139,9 @@ class LibraryView:
 
     # Tests switch synchronously, to see a rebuild in the very next search.
     switch_in_background = True
-    # A tail graph is extended once this many rows came after the rows it covers (they are scanned exactly
-    # meanwhile: ~0.15 ms per 2,000 rows; extending copies the graph and adds them, ~0.2 ms of one core per row).
+    # A tail graph is extended once this many rows came after the rows it covers: scanning that many exactly
+    # meanwhile costs a search little, and each extension copies the whole graph before adding rows, so it is
+    # not worth doing for every change (figures in bench/README.md, search_product.py).
     graph_step = 2000
 
     def __init__(self, *, model_name: str) -> None:
@@ -342,7 +343,8 @@ class LibraryView:
             since = LibraryChange.objects.filter(after, kind=LibraryChange.Kind.IMAGE, id__lte=mark)
             changed = set(since.values_list("image_id", flat=True))
         else:
-            # A build from before the change log: vectors embedded around and after its newest one.
+            # A build that recorded no change mark: its change ids cannot tell, so vectors embedded around and
+            # after its newest one.
             cutoff = build.max_embedded_at
             rows = searchable.filter(embedded_at__gte=cutoff - TAIL_MARGIN) if cutoff is not None else searchable.none()
             since = LibraryChange.objects.filter(

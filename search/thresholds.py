@@ -34,19 +34,19 @@ class ModelThresholds:
 
 
 MODEL_THRESHOLDS: dict[str, ModelThresholds] = {
-    # The original prototype's duplicate threshold for ResNet-18. Its ImageNet weights cannot be downloaded
-    # on the machines this was developed on, so these are not re-measured: provisional until the library
+    # The prototype's duplicate threshold for ResNet-18. Its ImageNet weights cannot be downloaded on the
+    # development machines, so these are unmeasured here: provisional until the library
     # calibrates itself (IMGSIM_AUTO_CALIBRATE_MIN_IMAGES) or a person applies a calibration. Measured with
     # the real weights (bench/duplicates.py), this entry becomes a measured default.
     "resnet18": ModelThresholds(
         match=0.80, near_duplicate=0.99, similar=0.90, source="prototype, not re-measured", measured=False
     ),
-    # Measured with bench/duplicates.py on ../shared/data/neardup-dev + distractors-dev (899 distinct photos,
-    # 22,201 same-photo pairs). near_duplicate: the label-free calibration (calibrate_duplicates, 100 images
-    # x 7 edits) suggests 0.885 for precision 0.999 (a cheetah and a leopard photo score 0.87); with the
-    # grey zone from `similar` verified geometrically, 0.88 gives precision 0.99995, recall 0.978 on the
-    # labelled pairs (cosine alone: 0.795 is needed for precision 0.999, recall 0.957). similar (and match):
-    # 99 % of same-photo pairs score >= 0.694; unrelated photos score 0.56 (median).
+    # Measured with bench/duplicates.py on ../shared/data/neardup-dev + distractors-dev (figures in
+    # bench/README.md). near_duplicate: close to what the label-free calibration (calibrate_duplicates)
+    # suggests; with the grey zone from `similar` verified geometrically it keeps precision near 1 and finds
+    # more same-photo pairs than the cosine alone can at that precision (look-alike animals of different
+    # photos score just below it). similar (and match): nearly every same-photo pair scores at or above it,
+    # well above the typical unrelated photo.
     "mobilenet_v2": ModelThresholds(match=0.70, near_duplicate=0.88, similar=0.70, source="bench/duplicates.py"),
 }
 FALLBACK_THRESHOLDS = ModelThresholds(match=0.80, near_duplicate=0.95, similar=0.85, source="generic")
@@ -82,7 +82,7 @@ class ThresholdsInForce:
     match: float
     near_duplicate: float
     similar: float
-    source: str  # where the near-duplicate threshold comes from (one line for logs and old clients)
+    source: str  # where the near-duplicate threshold comes from (one line for logs and for clients reading only it)
     sources: dict[str, ThresholdSource]
     setting_id: int | None  # the applied row of this model, even where environment variables override it
 

@@ -1,9 +1,9 @@
 """Web workers load what the first search would otherwise wait for, in a background thread at start.
 
-Without it the first query upload in each gunicorn worker waited for the model (12-13 s with ResNet-18
-on these machines) and the first search for the index. imgsim_site/wsgi.py starts it in every web worker
-(gunicorn imports the WSGI module in each worker, after the fork); IMGSIM_WARM_MODEL=0 turns it off.
-Importing this module does not import torch: the thread does.
+Without it the first query upload in each gunicorn worker waits for the model to load (many seconds:
+bench/first_search.py, figures in bench/README.md) and the first search for the index. imgsim_site/wsgi.py
+starts it in every web worker (gunicorn imports the WSGI module in each worker, after the fork);
+IMGSIM_WARM_MODEL=0 turns it off. Importing this module does not import torch: the thread does.
 """
 
 from __future__ import annotations

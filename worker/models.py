@@ -29,7 +29,7 @@ class WorkerHeartbeat(models.Model):
 
     class Meta:
         ordering = ["-seen_at"]
-        db_table = "search_workerheartbeat"  # created by search/migrations/0004; this app took over its state only
+        db_table = "search_workerheartbeat"  # made by search/migrations/0004; this app holds its model state only
 
     def __str__(self) -> str:
         return f"worker {self.host}:{self.pid} (seen {self.seen_at:%Y-%m-%d %H:%M:%S})"

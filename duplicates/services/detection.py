@@ -57,9 +57,9 @@ logger = logging.getLogger(__name__)
 
 # Images queried per round trip when detecting for many images: bounds memory, batches the index.
 DETECT_CHUNK = 256
-# Rows per UPDATE / INSERT when storing pairs: one statement per few hundred rows plans in milliseconds on
-# PostgreSQL, where one bulk_update of every pair (a CASE branch per row and field) spends its time in JIT
-# compilation (bench/scan.py).
+# Rows per UPDATE / INSERT when storing pairs: one statement per few hundred rows plans quickly on PostgreSQL,
+# where one bulk_update of every pair (a CASE branch per row and field) spends its time in JIT compilation
+# (bench/scan.py; figures in bench/README.md).
 PAIR_WRITE_BATCH = 250
 DETECT_TASK = "duplicates.tasks.detect_pending"
 SCAN_TASK = "duplicates.tasks.scan_library"
@@ -266,7 +266,7 @@ def _mark_checked(ids: list[int], *, settings_key: str, at: datetime) -> None:
 
 def _verified_before(pair: DuplicatePair | None) -> int | None:
     """The pair's stored inlier count when the current check made it (stored files never change, so it still
-    holds); a count from an older check (no mirror images, degenerate many-to-one matches) is redone."""
+    holds); a count made by another check (geometry.CHECK differs) is redone."""
     if pair is None or pair.evidence.get("geometric_check") != geometry.CHECK:
         return None
     inliers = pair.evidence.get("geometric_inliers")

@@ -10,7 +10,8 @@ from gallery.models import Image
 from gallery.selectors import RATING_FILTERS
 
 # An id no image has, for reversing an image URL once per response and filling in each image's id: reverse()
-# three times per image was a third of the CPU time of a 10-result search answer (bench/search_product.py).
+# per image and URL is a large share of the CPU time of a search answer (bench/search_product.py; figures in
+# bench/README.md).
 _STAND_IN_ID = 9_876_543_210_123
 
 

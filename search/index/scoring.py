@@ -75,9 +75,9 @@ def _unit_rows(vectors: np.ndarray, *, name: str) -> np.ndarray:
 
 
 # Fewer queries than this per call are scored one by one with faiss's single-threaded SIMD kernels; more go to
-# BLAS. A multi-threaded BLAS product waits for its threads to be scheduled: on the loaded 2-core machine
-# one query against 5,000 tail vectors took 20 ms through numpy's matmul and 0.15 ms on one core
-# (bench/search_product.py). Batches (duplicate detection: 256 queries) amortise that wait.
+# BLAS. A multi-threaded BLAS product waits for its threads to be scheduled, which on a loaded machine costs a
+# single query far more than the product itself (bench/search_product.py; figures in bench/README.md).
+# Batches (duplicate detection: 256 queries) amortise that wait.
 BATCH_FROM_QUERIES = 8
 
 
@@ -238,8 +238,8 @@ def _blocked_top_k(
     queries: np.ndarray, items: np.ndarray, item_ids: np.ndarray, dead_rows: np.ndarray, *, k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """A batch's top k by inner product through faiss's blocked k-NN (BLAS on cache-sized blocks, a heap per
-    query), not the whole (queries x items) matrix and an argpartition per row: 256 queries x 20,000 tail
-    vectors took 58 ms instead of 172 (one thread).
+    query), not the whole (queries x items) matrix and an argpartition per row: cache-sized blocks keep a
+    large batch over a large tail several times faster (bench/search_product.py; figures in bench/README.md).
 
     Unusable rows are asked for beyond k and dropped. The candidates are scored again pair by pair (one kernel
     for every pair, so equal vectors score equal and a tie goes to the smaller id, as in _top_k). A row is

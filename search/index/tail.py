@@ -28,9 +28,9 @@ from search.index.scoring import (
 # small pull towards equal ratings in the graph); queries carry theirs scaled so that the inner product is the
 # searched score, cosine + weight x rating term, whatever the search's weight.
 TAIL_GRAPH_RATING_WEIGHT = 0.05
-# M 32, efConstruction 64, efSearch 64, 4 x k candidates re-scored exactly: on 20,000 tail vectors of the bench
-# (bench/README.md, fourth session) the tail's part of a search 0.58 ms against 1.46 ms exact (one thread), merged
-# top-10 lists identical to the exact tail's for 300 / 300 queries at 100k + 20k; built in 3.7 s (one thread).
+# M 32, efConstruction 64, efSearch 64, 4 x k candidates re-scored exactly: small enough to build in a background
+# thread within seconds, and with the exact re-score the merged top-k lists match the exact tail's while the
+# tail's part of a search costs a fraction of the exact scan (figures in bench/README.md, search_product.py).
 TAIL_GRAPH_M = 32
 TAIL_GRAPH_EF_CONSTRUCTION = 64
 TAIL_GRAPH_EF_SEARCH = 64
@@ -185,7 +185,7 @@ class TailSnapshot:
 
     def graph_extended(self) -> TailGraph:
         """A graph over every row of this snapshot: a copy of its graph with the newer rows added, or a new one.
-        Slow (~0.2 ms per row added, one thread): for a background thread, never a request."""
+        Slow (an HNSW insertion per row added, one thread): for a background thread, never a request."""
         count = self.ids.shape[0]
         graph = self.graph
         if graph is not None and graph.generation == self.generation and graph.rows <= count:

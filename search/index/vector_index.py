@@ -30,7 +30,7 @@ IndexKind = Literal["exact", "hnsw"]
 
 FILE_MAGIC = b"IMGSIMIX"
 FORMAT_VERSION = 2
-# Format 1, still read: magic, format version, header length, payload length, sha256 of header + payload.
+# Format 1, read but never written: magic, format version, header length, payload length, sha256 of header + payload.
 _PREFIX = struct.Struct("<8sIQQ32s")
 # Format 2, at the end of the file: magic, format version, faiss blob length, header offset, header length,
 # sha256 of every byte before the trailer.
@@ -54,9 +54,9 @@ class IndexFileError(Exception):
 class IndexParams:
     """How an index is built and searched; stored in the file's metadata so a search knows its build.
 
-    Defaults measured with bench/search.py (512-d clustered vectors, 2 cores): at 1M vectors efSearch 64
-    gave recall@10 0.989 and 128 gave 0.998 after re-rank, for ~0.1 ms more per query; efConstruction
-    200 built twice as slowly as 100 for no measurable recall gain once efSearch >= 64.
+    Defaults chosen with bench/search.py (512-d clustered vectors; figures in bench/README.md): efSearch 128
+    keeps recall@10 after re-rank near 1 at a million vectors for a small cost per query; a larger
+    efConstruction slows the build for no measurable recall gain once efSearch >= 64.
     """
 
     pca_dim: int = 128
@@ -64,12 +64,13 @@ class IndexParams:
     ef_construction: int = 100
     ef_search: int = 128
     rating_weight: float = 0.05
-    # Exact search on full vectors beat PCA + HNSW + re-rank up to ~5-7.5k vectors (in-memory re-rank,
-    # 1 thread); the product's re-rank also fetches the candidates' vectors from the database, so the
-    # switch is at 10k, where exact still answers in under 1 ms with perfect recall.
+    # Below this, exact search on the full vectors answers about as fast as PCA + HNSW + re-rank, with perfect
+    # recall; the switch sits above the bench's crossover because the product's re-rank also reads the
+    # candidates' full vectors (bench/search.py; figures in bench/README.md).
     exact_below: int = 10_000
-    # Candidates fetched per wanted result for the exact re-rank (PCA reorders near neighbours). With
-    # efSearch 128, recall@10 after re-rank was 0.998 (2 x k) and 1.000 (4 x k) at 100k, 0.998 (4 x k) at 1M.
+    # Candidates fetched per wanted result for the exact re-rank (PCA reorders near neighbours): 4 x k keeps
+    # recall@10 after re-rank near 1 up to a million vectors, where 2 x k loses some (bench/search.py; figures in
+    # bench/README.md).
     rerank_factor: int = 4
 
     def __post_init__(self) -> None:
@@ -95,10 +96,9 @@ def _fit_projection(vectors: np.ndarray, *, pca_dim: int, seed: int) -> tuple[np
 
     Uncentred (truncated SVD) rather than mean-centred PCA: it best preserves x.y, the score we rank by;
     bench/search.py measured higher recall for it than for centred PCA on the same vectors.
-    Hand-written rather than scikit-learn's TruncatedSVD (the same projection): on 100k x 512 rows its fit
-    took 5.4x (randomized, which also kept less energy and recall) to 8.8x (arpack) as long as this one
-    (one run, interleaved, 2 cores), about a quarter more total build time, and importing sklearn takes
-    seconds in every process that imports this module.
+    Hand-written rather than scikit-learn's TruncatedSVD (the same projection): its fit is several times
+    slower (its randomized solver also keeps less energy and recall; figures in bench/README.md), and
+    importing sklearn would cost every process that imports this module seconds.
     Returns (projection (pca_dim, full_dim) float32, kept energy fraction, rows used).
     """
     rng = np.random.default_rng(seed)
@@ -295,7 +295,7 @@ class VectorIndex:
         The sha256 is streamed through the page cache (no copy of the file in this process); faiss then
         memory-maps the stored vectors read-only, so N processes on a machine hold one copy of them. Only
         the graph (HNSW neighbour lists) and the id map are private to each process. Files of format 1
-        (written before the layout could be mapped) are still read, into memory.
+        (a layout faiss cannot map) are read into memory.
         """
         source = Path(path)
         try:
