@@ -1,9 +1,10 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from duplicates.api.groups import DuplicateGroupDecisionViewSet, DuplicateGroupViewSet, TrashViewSet
+from duplicates.api.groups import DuplicateGroupDecisionViewSet, DuplicateGroupViewSet
 from duplicates.api.pairs import DuplicateDecisionViewSet, DuplicatePairViewSet
 from duplicates.api.thresholds import ThresholdsApplyView, ThresholdsUndoView, ThresholdsView
+from duplicates.api.trash import TrashViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
