@@ -183,6 +183,7 @@ def test_rating_fallback_when_nothing_matches(committed, settings):
     settings.IMGSIM_MATCH_THRESHOLD = 0.999  # nothing in an unrelated library reaches it
     query = photo_like_image(81, (320, 240))
     vector = embedder_get().embed_images([query])[0]
+    selectors.similar_images(vector=vector, k=4)  # the view applies the logged rating changes (their vectors)
     with CaptureQueriesContext(connection) as queries:
         result = selectors.similar_images(vector=vector, k=4, rating=4)
     # Ids only per rating step, the chosen rows at the end: no stored embedding is read back.
