@@ -25,7 +25,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from core.task_queue import task_queue_after_commit
+from core.task_queue import task_queue_after_commit, task_queue_once_after_commit
 from duplicates import geometry
 from duplicates.candidate_pairs import (
     Bands,
@@ -204,8 +204,9 @@ def duplicate_detection_run(*, time_budget_seconds: float = 240.0) -> PendingDet
 
 
 def duplicate_detection_schedule() -> None:
-    """Queue a detection run (after the current transaction commits): it checks whatever is unchecked."""
-    task_queue_after_commit(DETECT_TASK, task_name="detect duplicates")
+    """Queue a detection run (after the current transaction commits) unless one is waiting already: it checks
+    whatever is unchecked when it starts."""
+    task_queue_once_after_commit(DETECT_TASK, task_name="detect duplicates")
 
 
 def _detect_chunk(ids: list[int], run: _Run) -> DetectSummary:
