@@ -94,6 +94,21 @@ class DetectionCheck(models.Model):
         return f"#{self.image_id} checked {self.checked_at:%Y-%m-%d %H:%M} ({self.settings_key})"
 
 
+class DetectionClaim(models.Model):
+    """A lease on one image's detection check, so that two workers never check the same image at once.
+
+    Taken by inserting the row (the primary key makes it atomic), or by overwriting an expired one (its worker
+    died); deleted once the check has committed or failed. DetectionCheck, not the claim, says what is done.
+    """
+
+    image = models.OneToOneField(Image, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    token = models.CharField(max_length=32, db_index=True)
+    claimed_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"#{self.image_id} claimed until {self.claimed_until:%H:%M:%S}"
+
+
 class ReviewLogEntry(models.Model):
     """What every review log entry records: who decided and when, and who undid it and when (if anyone)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import datetime
 
+from core.task_queue import task_queue_run_started
 from duplicates.models import CalibrationRun
 from duplicates.services import calibration, detection, thresholds, trash
 
@@ -13,6 +14,7 @@ def detect_pending() -> dict[str, object]:
     """Check every embedded image not yet checked under the settings in force (queued after each embedding
     batch, and every two minutes by a schedule, so a killed worker leaves nothing unchecked); then queue the
     auto-calibration of a model without measured thresholds once the library is large enough."""
+    task_queue_run_started(detection.DETECT_TASK)
     summary = detection.duplicate_detection_run()
     thresholds.auto_calibration_schedule()
     return {**asdict(summary.detection), "more_left": summary.more_left, "failed": summary.failed[:100]}

@@ -311,6 +311,8 @@ IMGSIM_TORCH_THREADS = env_int("IMGSIM_TORCH_THREADS", 0, minimum=0)  # 0: the c
 IMGSIM_EMBED_BATCH_SIZE = env_int("IMGSIM_EMBED_BATCH_SIZE", 16, minimum=1, maximum=256)
 IMGSIM_EMBED_MAX_ATTEMPTS = env_int("IMGSIM_EMBED_MAX_ATTEMPTS", 3, minimum=1)
 IMGSIM_EMBED_LEASE_SECONDS = env_int("IMGSIM_EMBED_LEASE_SECONDS", 600, minimum=10)
+# A detection worker's claim on the images it checks; another worker takes them over once it expires.
+IMGSIM_DETECT_LEASE_SECONDS = env_int("IMGSIM_DETECT_LEASE_SECONDS", 600, minimum=10)
 # Web workers load the model and the index in a background thread at start (no slow first search).
 IMGSIM_WARM_MODEL = env_bool("IMGSIM_WARM_MODEL", True)
 

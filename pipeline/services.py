@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Model
 
 from core.planner_statistics import planner_statistics_refresh
-from core.task_queue import task_queue_after_commit
+from core.task_queue import task_queue_once_after_commit
 from core.users import Actor
 from duplicates.models import DetectionCheck, DuplicateGroup, DuplicateGroupMember, DuplicatePair
 from duplicates.services.detection import PendingDetectionSummary, duplicate_detection_run, duplicate_detection_schedule
@@ -40,8 +40,9 @@ EMBED_TASK = "pipeline.tasks.embed_pending"
 
 
 def embedding_schedule() -> None:
-    """Queue a background embedding run once the current transaction has committed."""
-    task_queue_after_commit(EMBED_TASK, task_name="embed pending images")
+    """Queue a background embedding run once the current transaction has committed, unless one is waiting
+    already (it embeds whatever is queued when it starts)."""
+    task_queue_once_after_commit(EMBED_TASK, task_name="embed pending images")
 
 
 def _needs_embedding(result: ImageCreateResult) -> bool:

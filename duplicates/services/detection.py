@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from core.task_queue import task_queue_after_commit
+from core.task_queue import task_queue_after_commit, task_queue_once_after_commit
 from duplicates import geometry
 from duplicates.candidate_pairs import (
     Bands,
@@ -36,7 +37,7 @@ from duplicates.candidate_pairs import (
 )
 from duplicates.evidence import pair_evidence
 from duplicates.features import Verifier, fingerprint_distance, image_fingerprint
-from duplicates.models import DetectionCheck, DuplicateDecision, DuplicatePair, sha_pair_key
+from duplicates.models import DetectionCheck, DetectionClaim, DuplicateDecision, DuplicatePair, sha_pair_key
 from duplicates.selectors.detection import (
     detection_settings_key,
     geometric_verification_enabled,
@@ -121,10 +122,47 @@ class PendingDetectionSummary:
     failed: list[int] = field(default_factory=list)  # left unchecked after an error: the next run retries them
 
 
+def _claim_chunk(*, after: int, size: int) -> tuple[str, int, list[int]]:
+    """Lease the next unchecked, unclaimed images after `after` to this run: (token, last id looked at, ids).
+
+    A claim is a row inserted (the primary key lets one worker win each image) or an expired one taken over
+    by a single UPDATE. Images checked meanwhile by the claim's previous holder are given back at once: it
+    commits the check before it releases the claim, so a claim won here sees that check.
+    """
+    now = timezone.now()
+    held = DetectionClaim.objects.filter(image_id=OuterRef("pk"), claimed_until__gte=now)
+    pending = images_awaiting_detection().filter(id__gt=after).filter(~Exists(held)).order_by("id")
+    ids = list(pending.values_list("id", flat=True)[:size])
+    if not ids:
+        return "", after, []
+    token = uuid.uuid4().hex
+    until = now + timedelta(seconds=settings.IMGSIM_DETECT_LEASE_SECONDS)
+    DetectionClaim.objects.filter(image_id__in=ids, claimed_until__lt=now).update(token=token, claimed_until=until)
+    DetectionClaim.objects.bulk_create(
+        [DetectionClaim(image_id=pk, token=token, claimed_until=until) for pk in ids],
+        ignore_conflicts=True,
+        batch_size=PAIR_WRITE_BATCH,
+    )
+    claimed = DetectionClaim.objects.filter(token=token).values_list("image_id", flat=True)
+    mine = sorted(images_awaiting_detection().filter(id__in=claimed).values_list("id", flat=True))
+    DetectionClaim.objects.filter(token=token).exclude(image_id__in=mine).delete()
+    return token, ids[-1], mine
+
+
+def _release_chunk(token: str) -> None:
+    """Give the chunk's images back (checked, or failed for the next run to retry) rather than after the lease."""
+    try:
+        DetectionClaim.objects.filter(token=token).delete()
+    except DatabaseError:
+        logger.warning("could not release detection claims %s; they expire with their lease", token, exc_info=True)
+
+
 def duplicate_detection_run(*, time_budget_seconds: float = 240.0) -> PendingDetectionSummary:
     """Check every embedded image that has no detection check under the settings in force, chunk by chunk
     (each chunk's pairs and checks commit together), until none is left or the time budget is spent.
 
+    Each chunk works only on the images it claimed (DetectionClaim), so workers running at once share the
+    work instead of checking the same images; a killed worker's images are taken over once its lease expires.
     A chunk that fails is checked image by image, so one unreadable image cannot hold up the others; what
     still fails stays unchecked (logged) and the next run tries it again.
     """
@@ -133,24 +171,27 @@ def duplicate_detection_run(*, time_budget_seconds: float = 240.0) -> PendingDet
     failed: list[int] = []
     verified = after = 0
     while True:
-        pending = images_awaiting_detection().filter(id__gt=after).order_by("id")
-        ids = list(pending.values_list("id", flat=True)[:DETECT_CHUNK])
-        if not ids:
+        token, after, ids = _claim_chunk(after=after, size=DETECT_CHUNK)
+        if not token:
             break
-        after = ids[-1]
-        # A fresh run per chunk: images embedded meanwhile are in its tail and found as neighbours.
-        run = _run(verify=None)
+        if not ids:
+            continue  # all claimed by another worker: on to the next images
         try:
-            summary.add(_detect_chunk(ids, run))
-        except Exception:
-            logger.exception("duplicate detection failed for %d images; checking them one by one", len(ids))
-            for pk in ids:
-                try:
-                    summary.add(_detect_chunk([pk], run))
-                except Exception:
-                    logger.exception("duplicate detection failed for image %s; the next run retries it", pk)
-                    failed.append(pk)
-        verified += run.verifier.checked
+            # A fresh run per chunk: images embedded meanwhile are in its tail and found as neighbours.
+            run = _run(verify=None)
+            try:
+                summary.add(_detect_chunk(ids, run))
+            except Exception:
+                logger.exception("duplicate detection failed for %d images; checking them one by one", len(ids))
+                for pk in ids:
+                    try:
+                        summary.add(_detect_chunk([pk], run))
+                    except Exception:
+                        logger.exception("duplicate detection failed for image %s; the next run retries it", pk)
+                        failed.append(pk)
+            verified += run.verifier.checked
+        finally:
+            _release_chunk(token)
         if time.monotonic() - started > time_budget_seconds:
             break
     summary.verified = verified
@@ -163,8 +204,9 @@ def duplicate_detection_run(*, time_budget_seconds: float = 240.0) -> PendingDet
 
 
 def duplicate_detection_schedule() -> None:
-    """Queue a detection run (after the current transaction commits): it checks whatever is unchecked."""
-    task_queue_after_commit(DETECT_TASK, task_name="detect duplicates")
+    """Queue a detection run (after the current transaction commits) unless one is waiting already: it checks
+    whatever is unchecked when it starts."""
+    task_queue_once_after_commit(DETECT_TASK, task_name="detect duplicates")
 
 
 def _detect_chunk(ids: list[int], run: _Run) -> DetectSummary:

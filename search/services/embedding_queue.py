@@ -51,9 +51,11 @@ AfterBatch = Callable[[list[int]], None]
 
 
 def _fail_exhausted(now: timezone.datetime) -> int:
-    """Images whose leases expired too often (worker killed, timed out) are failed with the reason."""
+    """Images that used up their attempts, however each ended (lease expired after a kill, or claim released
+    after an error), are failed with the reason before anyone can claim them again."""
     attempts = settings.IMGSIM_EMBED_MAX_ATTEMPTS
-    return Image.objects.filter(status=Image.Status.QUEUED, claimed_until__lt=now, embed_attempts__gte=attempts).update(
+    unclaimed = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    return Image.objects.filter(unclaimed, status=Image.Status.QUEUED, embed_attempts__gte=attempts).update(
         status=Image.Status.FAILED,
         reason_code="embedding_interrupted",
         status_message=(
@@ -181,7 +183,7 @@ def embed_pending(*, time_budget_seconds: float = 240.0, after_batch: AfterBatch
             _count_attempt(token=token, images=images)
             batch = embed_batch(token=token, images=images, embedder=embedder)
         except BaseException:
-            _release_claims(token=token)
+            _release_claims(token=token)  # counted already: the next claim fails an image at the limit
             raise
         embedded += batch.summary.embedded
         failed += batch.summary.failed
@@ -213,11 +215,12 @@ def _claim_rejected(*, size: int) -> tuple[str, list[Image]]:
     """Lease rejected images that still need a vector for the copy check (same leases as the queue)."""
     now = timezone.now()
     waiting = Image.objects.awaiting_copy_check().filter(embedding__isnull=True)
-    exhausted = waiting.filter(claimed_until__lt=now, embed_attempts__gte=settings.IMGSIM_EMBED_MAX_ATTEMPTS)
+    unclaimed = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    exhausted = waiting.filter(unclaimed, embed_attempts__gte=settings.IMGSIM_EMBED_MAX_ATTEMPTS)
     for pk in exhausted.values_list("id", flat=True)[:size]:
         logger.warning("rejected image %s not compared with the library: embedding kept being interrupted", pk)
     exhausted.update(copy_checked_at=now, claimed_until=None, claim_token="")
-    claimable = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    claimable = unclaimed
     ids = list(waiting.filter(claimable).order_by("id").values_list("id", flat=True)[:size])
     if not ids:
         return "", []

@@ -163,3 +163,25 @@ def test_library_page_explains_a_missing_model(api, web, staff_web, settings, tm
     assert 'id="model-problem"' in page
     assert "missing.pth" in page
     assert "/admin/gallery/image/?status__exact=failed" in staff_web.get("/").content.decode()
+
+
+def test_attempts_ended_by_released_claims_count_towards_the_limit(api, monkeypatch, settings):
+    settings.IMGSIM_EMBED_MAX_ATTEMPTS = 3
+    (image_id,) = queue_images(api, [77])
+    tries: list[int] = []
+
+    class DroppedConnection:
+        model_name = settings.IMGSIM_MODEL
+
+        def embed_sources(self, sources):
+            tries.append(len(sources))
+            raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(embedding_queue, "embedder_get", DroppedConnection)
+    for _ in range(3):  # each attempt ends in an error that releases the claim at once
+        with pytest.raises(OperationalError):
+            embedding_queue.embed_pending()
+    assert embedding_queue.embed_pending().failed == 0  # nothing claimed: the image is failed before a 4th try
+    image = Image.objects.get(pk=image_id)
+    assert len(tries) == 3
+    assert (image.status, image.reason_code, image.embed_attempts) == ("failed", "embedding_interrupted", 3)

@@ -1,0 +1,57 @@
+"""One pending run per kind: however many uploads queue an embedding run, one waits in the queue (the ORM
+broker's rows), and an upload arriving while that run works queues the next one, so nothing waits unseen."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from django_q.conf import Conf
+from django_q.models import OrmQ
+
+from pipeline import services, tasks
+from search.embedding import EmbedBatchResult
+from search.services import embedding_queue
+from tests.images import photo_jpeg
+
+pytestmark = pytest.mark.django_db
+
+
+def queued_runs() -> Counter[str]:
+    """The tasks waiting in the ORM broker's queue, by function."""
+    return Counter(row.func() for row in OrmQ.objects.all())
+
+
+def test_a_hundred_uploads_leave_one_embedding_run_pending_and_an_upload_during_it_queues_the_next(
+    committed: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, settings: Any
+):
+    monkeypatch.setattr(Conf, "SYNC", False)  # the runs wait in the queue instead of running inline
+
+    def upload(seed: int) -> None:
+        committed(services.image_ingest, data=photo_jpeg(seed), original_name=f"{seed}.jpg")
+
+    for seed in range(100):
+        upload(seed)
+    assert queued_runs()[services.EMBED_TASK] == 1
+
+    class UploadArrivesMeanwhile:
+        """A fake backbone: while it embeds, one more upload comes in."""
+
+        model_name = settings.IMGSIM_MODEL
+
+        def embed_sources(self, sources: list[bytes]) -> EmbedBatchResult:
+            if not arrived:
+                arrived.append(True)
+                upload(1000)
+            vectors = np.random.default_rng(0).normal(size=(len(sources), 1280)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            return EmbedBatchResult(vectors=vectors, ok_indices=list(range(len(sources))))
+
+    arrived: list[bool] = []
+    monkeypatch.setattr(embedding_queue, "embedder_get", UploadArrivesMeanwhile)
+    OrmQ.objects.all().delete()  # a worker fetched the pending run
+    tasks.embed_pending()
+    assert queued_runs()[services.EMBED_TASK] == 1
