@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from gallery.models import Image
+from gallery.services import image_delete
 
 
 def thumbnail_html(image: Image, size: int = 96) -> str:
@@ -110,3 +111,7 @@ class ImageAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Image | None = None) -> bool:
         """Deleted for good only from the trash, like everywhere else: a library image is moved there first."""
         return super().has_delete_permission(request, obj) and (obj is None or obj.trashed_at is not None)
+
+    def delete_model(self, request: HttpRequest, obj: Image) -> None:
+        """Rows and files together (the admin's own delete would leave the files behind)."""
+        image_delete(image=obj)

@@ -9,7 +9,7 @@ from django.http import HttpRequest
 
 from gallery import admin as gallery_admin
 from gallery.models import Image
-from pipeline.services import image_delete, image_retry, image_trash
+from pipeline.services import image_retry, image_trash
 
 
 @admin.register(Image)
@@ -32,6 +32,3 @@ class ImageAdmin(gallery_admin.ImageAdmin):
             image_trash(image=image, user=request.user)
         message = f"Moved {len(images)} image(s) to the trash (restore or delete them for good there)."
         self.message_user(request, message, messages.SUCCESS)
-
-    def delete_model(self, request: HttpRequest, obj: Image) -> None:
-        image_delete(image=obj)

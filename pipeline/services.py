@@ -30,7 +30,6 @@ from gallery.services import (
     image_create,
     image_create_from_upload,
 )
-from gallery.services import image_delete as gallery_image_delete
 from search.models import LibraryChange
 from search.services.embedding_queue import EmbedRunSummary, embed_pending, embed_rejected_pending
 
@@ -124,12 +123,6 @@ def import_statistics_refresh(*, embedded: bool) -> list[str]:
     if embedded:
         models += [LibraryChange, DetectionCheck, DuplicatePair, DuplicateGroup, DuplicateGroupMember]
     return planner_statistics_refresh(models=models)
-
-
-def image_delete(*, image: Image) -> None:
-    """Delete an image and its files for good; the database logs the deletion in the same transaction, so
-    that no search returns it once the deletion has committed."""
-    gallery_image_delete(image=image)
 
 
 def image_trash(*, image: Image, user: Actor = None) -> Image:

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connections
@@ -155,3 +156,24 @@ def at_once() -> Callable[..., list[Any]]:
             return list(pool.map(one, range(count)))
 
     return run
+
+
+@pytest.fixture
+def searchable_upload(db: None) -> Callable[[bytes, str], Any]:
+    """An uploaded image made searchable with a stored vector (no model), its change log cleared: what a
+    search can return, for tests of what happens to it next."""
+    from gallery.models import Image
+    from gallery.services import image_create
+    from search.models import LibraryChange
+
+    def make(data: bytes, name: str) -> Any:
+        image = image_create(data=data, original_name=name).image
+        vector = np.full(8, 8**-0.5, dtype=np.float32)
+        Image.objects.filter(pk=image.pk).update(
+            status=Image.Status.INDEXED, embedding=vector.tobytes(), embedding_model="searchable-upload"
+        )
+        LibraryChange.objects.all().delete()
+        image.refresh_from_db()
+        return image
+
+    return make

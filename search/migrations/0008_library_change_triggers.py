@@ -1,7 +1,8 @@
 """The library change log is written by the database itself for every image write that changes what a search
-may return: a row of the image table inserted as searchable, deleted, or updated in a column a search reads
-(status, embedding, embedding_model, rating, trashed_at). A trigger runs in the transaction of the write, so no
-write path (a service, the admin, a bulk update, raw SQL) can skip the log or commit without it.
+may return: a row of the image table inserted as indexed, an indexed one deleted, or a row that is or becomes
+indexed updated in a column a search reads (status, embedding, embedding_model, rating, trashed_at). A trigger
+runs in the transaction of the write, so no write path (a service, the admin, a bulk update, raw SQL) can skip
+the log or commit without it; writes to images no search can return (queued, rejected, failed) log nothing.
 """
 
 from django.db import migrations
@@ -12,15 +13,16 @@ LOG = "INSERT INTO search_librarychange (kind, image_id, created_at) VALUES ('im
 
 SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
 SQLITE_CHANGED = " OR ".join(f"OLD.{column} IS NOT NEW.{column}" for column in WATCHED)
+INDEXED_BEFORE_OR_AFTER = "(OLD.status = 'indexed' OR NEW.status = 'indexed')"
 SQLITE_CREATE = [
     f"""CREATE TRIGGER search_library_change_on_image_insert AFTER INSERT ON gallery_image
         FOR EACH ROW WHEN NEW.status = 'indexed'
         BEGIN {LOG.format(row="NEW", now=SQLITE_NOW)}; END""",
     f"""CREATE TRIGGER search_library_change_on_image_update AFTER UPDATE OF {", ".join(WATCHED)} ON gallery_image
-        FOR EACH ROW WHEN {SQLITE_CHANGED}
+        FOR EACH ROW WHEN {INDEXED_BEFORE_OR_AFTER} AND ({SQLITE_CHANGED})
         BEGIN {LOG.format(row="NEW", now=SQLITE_NOW)}; END""",
     f"""CREATE TRIGGER search_library_change_on_image_delete AFTER DELETE ON gallery_image
-        FOR EACH ROW BEGIN {LOG.format(row="OLD", now=SQLITE_NOW)}; END""",
+        FOR EACH ROW WHEN OLD.status = 'indexed' BEGIN {LOG.format(row="OLD", now=SQLITE_NOW)}; END""",
 ]
 SQLITE_DROP = [
     f"DROP TRIGGER IF EXISTS search_library_change_on_image_{event}" for event in ("insert", "update", "delete")
@@ -40,9 +42,10 @@ POSTGRES_CREATE = [
     """CREATE TRIGGER search_library_change_on_image_insert AFTER INSERT ON gallery_image
         FOR EACH ROW WHEN (NEW.status = 'indexed') EXECUTE FUNCTION search_library_change_log()""",
     f"""CREATE TRIGGER search_library_change_on_image_update AFTER UPDATE OF {", ".join(WATCHED)} ON gallery_image
-        FOR EACH ROW WHEN ({POSTGRES_CHANGED}) EXECUTE FUNCTION search_library_change_log()""",
+        FOR EACH ROW WHEN ({INDEXED_BEFORE_OR_AFTER} AND ({POSTGRES_CHANGED}))
+        EXECUTE FUNCTION search_library_change_log()""",
     """CREATE TRIGGER search_library_change_on_image_delete AFTER DELETE ON gallery_image
-        FOR EACH ROW EXECUTE FUNCTION search_library_change_log()""",
+        FOR EACH ROW WHEN (OLD.status = 'indexed') EXECUTE FUNCTION search_library_change_log()""",
 ]
 POSTGRES_DROP = [
     *(

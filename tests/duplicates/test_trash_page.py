@@ -19,9 +19,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def trashed(staff) -> list[Image]:
-    """Four stored photos in the trash, trashed a minute ago (not embedded: the trash needs no model)."""
-    images = [services.image_create(data=photo_jpeg(700 + n), original_name=f"t{n}.jpg").image for n in range(4)]
+def trashed(staff, searchable_upload) -> list[Image]:
+    """Four searchable photos in the trash, trashed a minute ago (stored vectors: the trash needs no model)."""
+    images = [searchable_upload(photo_jpeg(700 + n), f"t{n}.jpg") for n in range(4)]
     images_trash(images=images, user=staff)
     Image.objects.filter(pk__in=[image.pk for image in images]).update(trashed_at=timezone.now() - timedelta(minutes=1))
     return images

@@ -245,8 +245,10 @@ def test_page_size_is_capped_at_the_pagination_maximum(api):
     assert len(api.get(body["next"]).json()["results"]) == 5
 
 
-def test_delete_is_staff_only_and_moves_to_the_trash_which_alone_purges(api, staff_api, committed, settings):
-    image_id = services.image_create(data=photo_jpeg(13), original_name="d.jpg").image.pk
+def test_delete_is_staff_only_and_moves_to_the_trash_which_alone_purges(
+    api, staff_api, committed, settings, searchable_upload
+):
+    image_id = searchable_upload(photo_jpeg(13), "d.jpg").pk
     files = stored_files(settings)
     assert api.delete(f"/api/images/{image_id}/").status_code == 403
     assert committed(staff_api.delete, f"/api/images/{image_id}/").status_code == 204

@@ -121,8 +121,8 @@ def test_staff_can_accept_a_rejected_image(web, staff_web, committed):
     assert Image.objects.get().status == Image.Status.INDEXED
 
 
-def test_delete_on_the_image_page_moves_the_image_to_the_trash(staff_web, committed):
-    image = services.image_create(data=photo_jpeg(40), original_name="d.jpg").image
+def test_delete_on_the_image_page_moves_the_image_to_the_trash(staff_web, committed, searchable_upload):
+    image = searchable_upload(photo_jpeg(40), "d.jpg")
     form = f'action="/images/{image.pk}/delete/"'
     assert form in staff_web.get(f"/images/{image.pk}/").content.decode()
     response = committed(staff_web.post, f"/images/{image.pk}/delete/", follow=True)

@@ -16,7 +16,8 @@ from django.utils import timezone
 
 from duplicates.services.trash import images_trash
 from gallery.models import Image
-from pipeline.services import image_delete, image_ingest
+from gallery.services import image_delete
+from pipeline.services import image_ingest
 from search import selectors
 from search.index.vector_index import VectorIndex
 from search.library_view import GAP_PROBES, LibraryView, library_view

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from duplicates.services.trash import images_trash
 from gallery.models import Image
-from pipeline.services import image_delete
+from gallery.services import image_delete
 from search import selectors
 from search.index.scoring import BATCH_FROM_QUERIES
 from search.index.tail import TailGraph, TailSnapshot, VectorTail
