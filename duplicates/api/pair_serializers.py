@@ -152,7 +152,8 @@ class ResolveSerializer(serializers.Serializer):
         choices=[(value, label) for value, label in ResolveAction.LABELS.items()],
         help_text=(
             "not_duplicate and confirm record a decision; delete_a, delete_b and keep_suggested move an image to "
-            "the trash (restorable, purged after IMGSIM_TRASH_DAYS). Every decision can be undone."
+            "the trash (restorable, purged after IMGSIM_TRASH_DAYS); keep_suggested only on a near-duplicate pair "
+            "(a similar pair is two different photos: 409 not_same_photo). Every decision can be undone."
         ),
     )
 

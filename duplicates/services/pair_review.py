@@ -70,7 +70,9 @@ def duplicate_decision_log(
 
 def duplicate_pair_resolve(*, pair: DuplicatePair, action: str, user: Actor, source: str = "") -> DuplicateDecision:
     """Record a review decision; delete actions move the chosen image to the trash (undoable until it is
-    purged). keep_suggested trashes the image that suggest_keep ranks lower. The groups follow."""
+    purged). keep_suggested trashes the image that suggest_keep ranks lower, and only from a near-duplicate
+    pair: a similar pair holds two different photos, so trashing one is the reviewer's explicit choice.
+    The groups follow."""
     if action not in ResolveAction.ALL:
         raise ReviewError(
             "invalid_action", f"Unknown action {action!r}; use one of {', '.join(ResolveAction.ALL)}.", status=400
@@ -90,6 +92,12 @@ def duplicate_pair_resolve(*, pair: DuplicatePair, action: str, user: Actor, sou
             )
         previous = locked.review_status
         suggested = action == ResolveAction.KEEP_SUGGESTED
+        if suggested and locked.kind != DuplicatePair.Kind.NEAR_DUPLICATE:
+            raise ReviewError(
+                "not_same_photo",
+                "These two look alike but are not verified as the same photo, so there is no copy to suggest "
+                "for the trash: choose which one to trash (delete_a or delete_b), or keep both.",
+            )
         if suggested:
             advice = suggest_keep(image_facts(locked.image_a), image_facts(locked.image_b))
             action = ResolveAction.DELETE_A if advice.remove.id == locked.image_a_id else ResolveAction.DELETE_B
