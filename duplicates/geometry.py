@@ -78,20 +78,20 @@ def load_for_matching(source: str | IO[bytes], *, size: int = MATCH_SIZE) -> Ima
     return upright_rgb(image, max_side=size).convert("L")
 
 
-def local_features(image: Image.Image, *, mirrored: bool = True) -> LocalFeatures:
-    """ORB keypoints and descriptors of a greyscale picture, and of its mirror image unless `mirrored` is
-    False (single-threaded: workers share the cores)."""
+def local_features(image: Image.Image, *, mirrored: bool = True, features: int = ORB_FEATURES) -> LocalFeatures:
+    """At most `features` ORB keypoints and descriptors of a greyscale picture, and of its mirror image unless
+    `mirrored` is False (single-threaded: workers share the cores)."""
     grey = image.convert("L") if image.mode != "L" else image
-    points, descriptors = _orb(grey)
-    mirror = LocalFeatures(*_orb(ImageOps.mirror(grey)), width=grey.width) if mirrored else None
+    points, descriptors = _orb(grey, features)
+    mirror = LocalFeatures(*_orb(ImageOps.mirror(grey), features), width=grey.width) if mirrored else None
     return LocalFeatures(points=points, descriptors=descriptors, mirrored=mirror, width=grey.width)
 
 
-def _orb(grey: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+def _orb(grey: Image.Image, features: int) -> tuple[np.ndarray, np.ndarray | None]:
     import cv2
 
     cv2.setNumThreads(1)
-    keypoints, descriptors = cv2.ORB_create(nfeatures=ORB_FEATURES).detectAndCompute(np.asarray(grey), None)
+    keypoints, descriptors = cv2.ORB_create(nfeatures=features).detectAndCompute(np.asarray(grey), None)
     return np.array([keypoint.pt for keypoint in keypoints], dtype=np.float32).reshape(-1, 2), descriptors
 
 
@@ -101,28 +101,32 @@ def count_inliers(first: LocalFeatures, second: LocalFeatures) -> int:
     return best_match(first, second).inliers
 
 
-def best_match(first: LocalFeatures, second: LocalFeatures) -> Match:
+def best_match(first: LocalFeatures, second: LocalFeatures, *, both: bool = False) -> Match:
     """The direct match of the pair, or the match of a mirror image (the first's, else the second's) with the
     other picture when the direct one falls short of MIN_INLIERS and the mirror image does better (a mirrored
-    copy); the transform maps the first picture onto the second either way, the reflection included."""
+    copy); the transform maps the first picture onto the second either way, the reflection included.
+
+    `both` tries the mirror image even when the direct match passes: a repeated pattern (a row of windows,
+    two elephants) can give a mirror image a passing direct match with a wrong transform, and whoever needs
+    the transform, not only the verdict, keeps the match with more inliers."""
     direct = similarity_match(first, second)
-    if direct.inliers >= MIN_INLIERS:
+    if direct.inliers >= MIN_INLIERS and not both:
         return direct
     if first.mirrored is not None:
         reflected = similarity_match(first.mirrored, second)
         if reflected.inliers <= direct.inliers or reflected.transform is None:
             return direct
-        return Match(inliers=reflected.inliers, transform=reflected.transform @ _flip(first.width), mirrored=True)
+        return Match(inliers=reflected.inliers, transform=reflected.transform @ mirror_flip(first.width), mirrored=True)
     if second.mirrored is not None:
         reflected = similarity_match(second.mirrored, first)
         if reflected.inliers <= direct.inliers or reflected.transform is None:
             return direct
-        transform = _flip(second.width) @ np.linalg.inv(reflected.transform)
+        transform = mirror_flip(second.width) @ np.linalg.inv(reflected.transform)
         return Match(inliers=reflected.inliers, transform=transform, mirrored=True)
     return direct
 
 
-def _flip(width: int) -> np.ndarray:
+def mirror_flip(width: int) -> np.ndarray:
     """A keypoint at x in a picture `width` wide is at (width - 1 - x) in its mirror image, and back."""
     return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
