@@ -106,8 +106,8 @@ def best_match(first: LocalFeatures, second: LocalFeatures, *, both: bool = Fals
     other picture when the direct one falls short of MIN_INLIERS and the mirror image does better (a mirrored
     copy); the transform maps the first picture onto the second either way, the reflection included.
 
-    `both` tries the mirror image even when the direct match passes: a repeated pattern (a row of windows,
-    two elephants) can give a mirror image a passing direct match with a wrong transform, and whoever needs
+    `both` tries the mirror image even when the direct match passes: a picture with mirror-symmetric parts
+    gives its mirror image a passing direct match with a wrong transform (bench/README.md), and whoever needs
     the transform, not only the verdict, keeps the match with more inliers."""
     direct = similarity_match(first, second)
     if direct.inliers >= MIN_INLIERS and not both:
