@@ -137,3 +137,20 @@ def test_the_match_of_a_mirrored_copy_maps_the_first_picture_onto_the_second_eit
         assert match.inliers == count_inliers(first, second) >= MIN_INLIERS
         assert match.transform is not None
         assert np.abs((points @ match.transform.T)[:, :2] - expected).max() < 1.5
+
+
+def test_a_mirror_image_of_a_picture_with_mirror_symmetric_parts_matches_through_its_mirror_image():
+    """The Elephants painting's side panels are mirror images of each other: its own mirror image passes the
+    direct match on the panels alone, with a transform that shifts them; trying the mirror image as well
+    (`both`, for whoever needs the transform) finds the match of the whole picture."""
+    photo = Image.open(shared_path("data", "large-photos", "Elephants.jpg")).convert("RGB")
+    original = local_features(load_for_matching(_jpeg(photo)), mirrored=False)
+    mirrored = _features(ImageOps.mirror(photo))
+    direct = best_match(mirrored, original)
+    assert MIN_INLIERS <= direct.inliers < 50
+    assert not direct.mirrored
+    whole = best_match(mirrored, original, both=True)
+    assert whole.mirrored
+    assert whole.inliers > 10 * direct.inliers
+    assert whole.transform is not None
+    assert np.allclose(whole.transform[:2, :2], [[-1, 0], [0, 1]], atol=0.01)
