@@ -136,3 +136,17 @@ def test_only_who_may_open_both_images_gets_an_alignment(api, staff_api, photo):
     assert refused.json()["error"]["code"] == "not_found"
     assert api.get(f"/images/{mirror}/file/").status_code == 404
     assert staff_api.get(url).json()["aligned"] is True
+
+
+def test_a_process_busy_aligning_other_pictures_answers_503(api, photo, monkeypatch):
+    original = _upload(api, "photo.jpg", _jpeg(photo))
+    mirror = _upload(api, "mirror.jpg", _jpeg(ImageOps.mirror(photo)))
+    monkeypatch.setattr(alignment_selectors, "ALIGNMENT_WAIT_SECONDS", 0.05)
+    assert alignment_selectors._computing.acquire(timeout=1)  # another request computing one
+    try:
+        busy = api.get(f"/api/duplicates/alignment/?a={original}&b={mirror}")
+    finally:
+        alignment_selectors._computing.release()
+    assert busy.status_code == 503
+    assert busy.json()["error"]["code"] == "alignment_busy"
+    assert _alignment(api, original, mirror)["aligned"] is True  # computed once the process is free
