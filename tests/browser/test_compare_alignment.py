@@ -1,7 +1,7 @@
 """The compare view aligned by content, in the browser harness (live server, a real photo): side by side, a crop
-rescaled up and a mirror image of a photo are warped into the photo's frame, so at one zoom and pan the two
-panes show the same detail at the same place on screen, judged by their pixels; shown unaligned (the "a"
-key) they do not."""
+rescaled up, a mirror image and a quarter turn of a photo are warped into the photo's frame, so at one zoom
+and pan the two panes show the same detail at the same place on screen, judged by their pixels; shown
+unaligned (the "a" key) they do not."""
 
 from __future__ import annotations
 
@@ -36,8 +36,9 @@ def _jpeg(picture: PILImage.Image) -> bytes:
     return buffer.getvalue()
 
 
-def photo_and_copies() -> tuple[Image, Image, Image, DuplicateGroup]:
-    """A real photo, a crop of it rescaled up and its mirror image, grouped as near-duplicates."""
+def photo_and_copies() -> tuple[Image, Image, Image, Image, DuplicateGroup]:
+    """A real photo, a crop of it rescaled up, its mirror image and a quarter turn of it, grouped as
+    near-duplicates."""
     photo = PILImage.open(PHOTO).convert("RGB")
     left, top, right, bottom = CROP
     crop = photo.crop(CROP).resize(
@@ -45,14 +46,19 @@ def photo_and_copies() -> tuple[Image, Image, Image, DuplicateGroup]:
     )
     images = [
         image_create(data=_jpeg(picture), original_name=name).image
-        for name, picture in (("photo.jpg", photo), ("crop.jpg", crop), ("mirror.jpg", ImageOps.mirror(photo)))
+        for name, picture in (
+            ("photo.jpg", photo),
+            ("crop.jpg", crop),
+            ("mirror.jpg", ImageOps.mirror(photo)),
+            ("turned.jpg", photo.transpose(PILImage.Transpose.ROTATE_90)),
+        )
     ]
     for x, first in enumerate(images):
         for second in images[x + 1 :]:
             DuplicatePair.objects.create(image_a=first, image_b=second, kind="near_duplicate", similarity=0.95)
     duplicate_groups_refresh(image_ids=[image.pk for image in images])
-    original, cropped, mirrored = images
-    return original, cropped, mirrored, DuplicateGroup.objects.get(kind="near_duplicate")
+    original, cropped, mirrored, turned = images
+    return original, cropped, mirrored, turned, DuplicateGroup.objects.get(kind="near_duplicate")
 
 
 def _pane_pixels(page: Any, pane: str) -> np.ndarray:
@@ -105,8 +111,8 @@ def drag(page: Any, dx: int, dy: int) -> None:
     page.mouse.up()
 
 
-def test_a_crop_and_a_mirror_image_line_up_with_their_photo_at_one_zoom_and_pan(session):
-    original, cropped, mirrored, group = photo_and_copies()
+def test_a_crop_a_mirror_image_and_a_turn_line_up_with_their_photo_at_one_zoom_and_pan(session):
+    original, cropped, mirrored, turned, group = photo_and_copies()
     page = session.page
     session.go("/duplicates/")
     card = page.locator(f"#group-{group.pk}")
@@ -133,6 +139,8 @@ def test_a_crop_and_a_mirror_image_line_up_with_their_photo_at_one_zoom_and_pan(
 
     show_beside_the_original(page, card, original, mirrored)
     assert "(a mirror image)" in page.locator("#compare-alignment").inner_text()
+    assert pane_difference(page) < ALIGNED_MAX
+    show_beside_the_original(page, card, original, turned)
     assert pane_difference(page) < ALIGNED_MAX
 
     page.set_viewport_size(PHONE)  # panes one above the other: each is fitted again
