@@ -7,7 +7,9 @@ similarity model. A mirror image is not a rotation: its descriptors differ and n
 the original, so each picture's features also hold those of its mirrored copy, tried when the direct match
 fails. The embedding squashes every image to 224x224, so heavy crops (panorama strips) of a photo score low
 against it; this check recovers those pairs in the grey zone between the `similar` and `near_duplicate`
-bands. bench/duplicates.py measures what it adds (recall at the same precision) and what it costs.
+bands. bench/duplicates.py measures what it adds (recall at the same precision) and what it costs. The
+transform a match found is kept (`best_match`): the compare view registers one copy onto the other with it
+(duplicates/alignment.py).
 
 OpenCV is imported inside functions: the web process imports this module and shouldn't pay for it.
 """
@@ -42,15 +44,30 @@ CHECK = "orb-ransac-mirror"
 
 @dataclass(frozen=True)
 class LocalFeatures:
-    """Keypoint positions (n, 2) and their binary ORB descriptors (n, 32) of one picture, and the same of its
-    left-right mirror image (None when not computed)."""
+    """Keypoint positions (n, 2) and their binary ORB descriptors (n, 32) of one picture, the same of its
+    left-right mirror image (None when not computed), and the picture's width (to undo the mirroring)."""
 
     points: np.ndarray
     descriptors: np.ndarray | None
     mirrored: LocalFeatures | None = None
+    width: int = 0
 
     def __len__(self) -> int:
         return int(self.points.shape[0])
+
+
+@dataclass(frozen=True)
+class Match:
+    """What verifying a pair found: its RANSAC inliers and the 3x3 transform mapping keypoint positions of the
+    first picture (pixel centres at whole numbers) onto the second's; None when nothing matched. `mirrored`:
+    the first picture matched as its mirror image (the transform includes the reflection)."""
+
+    inliers: int
+    transform: np.ndarray | None = None
+    mirrored: bool = False
+
+
+NO_MATCH = Match(inliers=0)
 
 
 def load_for_matching(source: str | IO[bytes], *, size: int = MATCH_SIZE) -> Image.Image:
@@ -61,43 +78,72 @@ def load_for_matching(source: str | IO[bytes], *, size: int = MATCH_SIZE) -> Ima
     return upright_rgb(image, max_side=size).convert("L")
 
 
-def local_features(image: Image.Image, *, mirrored: bool = True) -> LocalFeatures:
-    """ORB keypoints and descriptors of a greyscale picture, and of its mirror image unless `mirrored` is
-    False (single-threaded: workers share the cores)."""
+def local_features(image: Image.Image, *, mirrored: bool = True, features: int = ORB_FEATURES) -> LocalFeatures:
+    """At most `features` ORB keypoints and descriptors of a greyscale picture, and of its mirror image unless
+    `mirrored` is False (single-threaded: workers share the cores)."""
     grey = image.convert("L") if image.mode != "L" else image
-    points, descriptors = _orb(grey)
-    mirror = LocalFeatures(*_orb(ImageOps.mirror(grey))) if mirrored else None
-    return LocalFeatures(points=points, descriptors=descriptors, mirrored=mirror)
+    points, descriptors = _orb(grey, features)
+    mirror = LocalFeatures(*_orb(ImageOps.mirror(grey), features), width=grey.width) if mirrored else None
+    return LocalFeatures(points=points, descriptors=descriptors, mirrored=mirror, width=grey.width)
 
 
-def _orb(grey: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+def _orb(grey: Image.Image, features: int) -> tuple[np.ndarray, np.ndarray | None]:
     import cv2
 
     cv2.setNumThreads(1)
-    keypoints, descriptors = cv2.ORB_create(nfeatures=ORB_FEATURES).detectAndCompute(np.asarray(grey), None)
+    keypoints, descriptors = cv2.ORB_create(nfeatures=features).detectAndCompute(np.asarray(grey), None)
     return np.array([keypoint.pt for keypoint in keypoints], dtype=np.float32).reshape(-1, 2), descriptors
 
 
 def count_inliers(first: LocalFeatures, second: LocalFeatures) -> int:
     """RANSAC inliers of the pair, or of the first's mirror image with the second when the direct match
     falls short of MIN_INLIERS (a mirrored copy); 0 when nothing matches."""
-    direct = similarity_inliers(first, second)
-    if direct >= MIN_INLIERS:
+    return best_match(first, second).inliers
+
+
+def best_match(first: LocalFeatures, second: LocalFeatures, *, both: bool = False) -> Match:
+    """The direct match of the pair, or the match of a mirror image (the first's, else the second's) with the
+    other picture when the direct one falls short of MIN_INLIERS and the mirror image does better (a mirrored
+    copy); the transform maps the first picture onto the second either way, the reflection included.
+
+    `both` tries the mirror image even when the direct match passes: a picture with mirror-symmetric parts
+    gives its mirror image a passing direct match with a wrong transform (bench/README.md), and whoever needs
+    the transform, not only the verdict, keeps the match with more inliers."""
+    direct = similarity_match(first, second)
+    if direct.inliers >= MIN_INLIERS and not both:
         return direct
-    mirror = first.mirrored if first.mirrored is not None else second.mirrored
-    if mirror is None:
-        return direct
-    other = second if first.mirrored is not None else first
-    return max(direct, similarity_inliers(mirror, other))
+    if first.mirrored is not None:
+        reflected = similarity_match(first.mirrored, second)
+        if reflected.inliers <= direct.inliers or reflected.transform is None:
+            return direct
+        return Match(inliers=reflected.inliers, transform=reflected.transform @ mirror_flip(first.width), mirrored=True)
+    if second.mirrored is not None:
+        reflected = similarity_match(second.mirrored, first)
+        if reflected.inliers <= direct.inliers or reflected.transform is None:
+            return direct
+        transform = mirror_flip(second.width) @ np.linalg.inv(reflected.transform)
+        return Match(inliers=reflected.inliers, transform=transform, mirrored=True)
+    return direct
+
+
+def mirror_flip(width: int) -> np.ndarray:
+    """A keypoint at x in a picture `width` wide is at (width - 1 - x) in its mirror image, and back."""
+    return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
 
 def similarity_inliers(first: LocalFeatures, second: LocalFeatures) -> int:
     """Keypoints of the second picture that one rotation + uniform scale + shift (RANSAC) maps matches of the
     first onto, each counted once; 0 when nothing matches or the scale is implausible for a copy."""
+    return similarity_match(first, second).inliers
+
+
+def similarity_match(first: LocalFeatures, second: LocalFeatures) -> Match:
+    """`similarity_inliers` with the rotation + scale + shift that maps the first's keypoints onto the
+    second's (RANSAC, refined on its inliers)."""
     import cv2
 
     if first.descriptors is None or second.descriptors is None or len(first) < 2 or len(second) < 2:
-        return 0
+        return NO_MATCH
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
     good = [
         pair[0]
@@ -105,18 +151,19 @@ def similarity_inliers(first: LocalFeatures, second: LocalFeatures) -> int:
         if len(pair) == 2 and pair[0].distance < RATIO_TEST * pair[1].distance
     ]
     if len(good) < 4:
-        return 0
+        return NO_MATCH
     source = first.points[[match.queryIdx for match in good]]
     target = second.points[[match.trainIdx for match in good]]
     transform, mask = cv2.estimateAffinePartial2D(
         source, target, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_REPROJECTION_PX
     )
     if transform is None or mask is None:
-        return 0
+        return NO_MATCH
     # A near-zero scale maps every point onto one spot, where many-to-one matches all "fit": a blurred copy
     # with few keypoints can "match" an unrelated photo that way (bench/README.md). Copies are never scaled
     # that much.
     scale = float(np.hypot(transform[0, 0], transform[1, 0]))
     if not 1 / MAX_SCALE <= scale <= MAX_SCALE:
-        return 0
-    return len({match.trainIdx for match, inlier in zip(good, mask.ravel(), strict=True) if inlier})
+        return NO_MATCH
+    inliers = len({match.trainIdx for match, inlier in zip(good, mask.ravel(), strict=True) if inlier})
+    return Match(inliers=inliers, transform=np.vstack([transform, [0.0, 0.0, 1.0]]))

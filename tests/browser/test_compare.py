@@ -1,6 +1,7 @@
 """The compare view of group review in the browser harness (live server, real photos, fails on console errors):
-a member opens at full resolution, zooms and pans, two members side by side share one zoom and pan, the arrow
-keys step through the group, Esc closes, and none of its keys reach the page's review shortcuts."""
+a member opens at full resolution, zooms and pans, two members side by side (shown unaligned) share one zoom
+and pan, the arrow keys step through the group, Esc closes, and none of its keys reach the page's review
+shortcuts. Aligned by content: tests/browser/test_compare_alignment.py."""
 
 from __future__ import annotations
 
@@ -64,6 +65,9 @@ def test_compare_zoom_pan_side_by_side_and_step_with_the_keyboard(session):
         page.locator("#pane-b").get_attribute("data-image"),
     )
     assert left != right
+    page.wait_for_function("document.getElementById('compare').dataset.alignment === 'aligned'")  # copies
+    assert transforms(page)[1].startswith("matrix3d(")  # the right one warped into the left one's frame
+    page.keyboard.press("a")  # unaligned: both panes share one zoom and pan by screen position
     beside = page.locator("#pane-b .stage").bounding_box()
     page.mouse.move(beside["x"] + beside["width"] / 3, beside["y"] + beside["height"] / 3)
     page.mouse.wheel(0, -200)  # zoom in around the pointer, on the right pane
@@ -122,6 +126,8 @@ def test_compare_on_a_phone_stacks_the_panes(session):
     assert b["y"] >= a["y"] + a["height"] - 1  # one above the other
     assert a["width"] <= PHONE["width"]
     assert b["y"] + b["height"] <= PHONE["height"]
+    page.wait_for_function("document.getElementById('compare').dataset.alignment === 'aligned'")
+    page.locator("#compare-align").click()  # unaligned
     assert len(set(transforms(page))) == 1
     assert "scale(3)" in transforms(page)[0]
     session.shot("group-compare-phone")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 
+import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from duplicates.geometry import (
     MIN_INLIERS,
     LocalFeatures,
+    best_match,
     count_inliers,
     load_for_matching,
     local_features,
@@ -118,3 +120,37 @@ def test_a_blurred_copy_with_few_keypoints_does_not_match_an_unrelated_photo():
     assert count_inliers(unrelated, features) < MIN_INLIERS
     assert count_inliers(features, unrelated) < MIN_INLIERS
     assert count_inliers(_features(photo), features) >= MIN_INLIERS  # its own original still matches
+
+
+def test_the_match_of_a_mirrored_copy_maps_the_first_picture_onto_the_second_either_way():
+    """Whichever side's mirror image matched, the transform takes the first's keypoints to the second's, the
+    reflection included: x on the photo is (width - 1 - x) on its mirror image."""
+    photo = Image.open(shared_path("data", "distractors-dev", "val", "101085.jpg")).convert("RGB")
+    width = photo.width
+    points = np.array([[20.0, 30.0, 1.0], [240.0, 150.0, 1.0], [400.0, 300.0, 1.0]])
+    expected = np.column_stack([width - 1 - points[:, 0], points[:, 1]])
+    original, mirrored = _features(photo), _features(ImageOps.mirror(photo))
+    plain = local_features(load_for_matching(_jpeg(photo)), mirrored=False)
+    for first, second in ((original, mirrored), (plain, mirrored)):  # the first's mirror image, then the second's
+        match = best_match(first, second)
+        assert match.mirrored
+        assert match.inliers == count_inliers(first, second) >= MIN_INLIERS
+        assert match.transform is not None
+        assert np.abs((points @ match.transform.T)[:, :2] - expected).max() < 1.5
+
+
+def test_a_mirror_image_of_a_picture_with_mirror_symmetric_parts_matches_through_its_mirror_image():
+    """The Elephants painting's side panels are mirror images of each other: its own mirror image passes the
+    direct match on the panels alone, with a transform that shifts them; trying the mirror image as well
+    (`both`, for whoever needs the transform) finds the match of the whole picture."""
+    photo = Image.open(shared_path("data", "large-photos", "Elephants.jpg")).convert("RGB")
+    original = local_features(load_for_matching(_jpeg(photo)), mirrored=False)
+    mirrored = _features(ImageOps.mirror(photo))
+    direct = best_match(mirrored, original)
+    assert MIN_INLIERS <= direct.inliers < 50
+    assert not direct.mirrored
+    whole = best_match(mirrored, original, both=True)
+    assert whole.mirrored
+    assert whole.inliers > 10 * direct.inliers
+    assert whole.transform is not None
+    assert np.allclose(whole.transform[:2, :2], [[-1, 0], [0, 1]], atol=0.01)
