@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
+from duplicates.models import CalibrationRun
 from pipeline.services import image_ingest
 from search.result_labels import LabelLines, label_lines
-from search.services.thresholds import threshold_setting_apply, threshold_setting_undo
 from search.thresholds import thresholds_in_force
 from tests.images import shared_path
 
@@ -127,25 +128,39 @@ def test_rating_fallback_when_the_closest_only_looks_alike(api, query, photo_wit
     )
 
 
-def test_labels_move_with_the_thresholds_in_force(api, staff, query, photo_with_vector):
+def test_labels_move_with_a_calibration_applied_and_undone(api, staff_api, query, photo_with_vector):
     before = lines_in_force()
-    result = photo_with_vector(at_cosine(one_per_band(before)["same_photo"], 2), 1)
-    assert labels_by_id(api.get(f"/api/images/{query.pk}/similar/").json()) == {result.pk: "same_photo"}
-    # A calibration puts every line above the result's score: it is no longer the same photo, not even alike.
-    setting = threshold_setting_apply(
+    bands = one_per_band(before)
+    photo = photo_with_vector(at_cosine(bands["same_photo"], 2), 1)
+    scene = photo_with_vector(at_cosine(bands["same_scene"], 3), 2)
+    assert labels_by_id(api.get(f"/api/images/{query.pk}/similar/").json()) == {
+        photo.pk: "same_photo",
+        scene.pk: "same_scene",
+    }
+    # A calibration of this library suggests every line above both scores; its "same scene" line is the run's
+    # suggested match, not its similar threshold.
+    near = round(bands["same_photo"] + 0.02, 3)
+    run = CalibrationRun.objects.create(
         model_name=settings.IMGSIM_MODEL,
-        match=0.985,
-        near_duplicate=0.99,
-        similar=0.98,
-        origin="calibrated",
-        applied_by=staff,
+        sample_size=10,
+        target_precision=0.999,
+        status=CalibrationRun.Status.DONE,
+        suggested_near_duplicate=near,
+        suggested_similar=0.92,
+        result={"sampled": 10, "library_size": 16, "suggested_match": 0.935},
+        finished_at=timezone.now(),
     )
+    applied = staff_api.post("/api/thresholds/apply/", {"calibration_run": run.pk}, format="json")
+    assert applied.status_code == 200, applied.content
     body = api.get(f"/api/images/{query.pk}/similar/").json()
-    assert labels_by_id(body) == {result.pk: "weak"}
-    assert [entry["at_least"] for entry in body["labels"]] == [0.99, 0.985, 0.98, None]
-    assert body["matched"] is False
-    threshold_setting_undo(setting=setting, user=staff)
-    assert labels_by_id(api.get(f"/api/images/{query.pk}/similar/").json()) == {result.pk: "same_photo"}
+    assert [entry["at_least"] for entry in body["labels"]] == [near, 0.935, 0.92, None]
+    assert labels_by_id(body) == {photo.pk: "same_scene", scene.pk: "weak"}
+    undone = staff_api.post("/api/thresholds/undo/", {"setting": applied.json()["setting"]["id"]}, format="json")
+    assert undone.status_code == 200, undone.content
+    assert labels_by_id(api.get(f"/api/images/{query.pk}/similar/").json()) == {
+        photo.pk: "same_photo",
+        scene.pk: "same_scene",
+    }
 
 
 @pytest.mark.ml
