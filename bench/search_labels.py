@@ -21,6 +21,7 @@ different photos.
 3. Uploads with no real match: each distractor photo queries the library without its own photo, copies and
    brackets (as an unrelated upload would); how often the answer says "no match", and how many results are
    labelled a match.
+4. Candidate "same scene" lines judged on those top-k results (how the match threshold was chosen).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import numpy as np
 
 from bench import edited_families
 from bench.duplicates import OUT, DevData, django_ready, embedded, load_dev
+from duplicates import threshold_measurement
 
 LABELS = ("same_photo", "same_scene", "looks_alike", "weak")
 
@@ -126,6 +128,12 @@ def distributions(scores: np.ndarray, truth: np.ndarray, lines: Lines, *, near: 
             f"{(same >= value).mean():>11.3f}"
         )
     print("   candidate 'same scene' lines (pairs in [line, same photo)): scene or photo share, brackets reached")
+    grid = np.round(np.arange(0.5, 1.0 + 1e-9, threshold_measurement.GRID_STEP), 4)
+    rare = grid[[(different >= t).mean() <= threshold_measurement.MATCH_NEGATIVE_SHARE for t in grid]]
+    print(
+        f"   the calibration's rule for match (only {threshold_measurement.MATCH_NEGATIVE_SHARE:.2%} of "
+        f"different-photo pairs at or above it) on these pairs: {rare[0]:.3f}"
+    )
     for line in np.round(np.arange(0.70, near + 1e-9, 0.02), 3):
         band = (scores >= line) & (scores < near)
         true = band & (truth > 0)
@@ -150,6 +158,7 @@ def by_library_image(lib: Library, lines: Lines, k: int) -> None:
     labels = lines.label(scores)
     same_photo = lib.photos[positions] == lib.photos[queries][:, None]
     same_scene = lib.scenes[positions] == lib.scenes[queries][:, None]
+    bracketed = (lib.kinds[positions] == "bracket") | (lib.kinds[queries] == "bracket")[:, None]
     print(f"\n2. Search by library image: {len(queries):,} queries, top {k} ({scores.size:,} results)")
     print(f"   {'label':>11} {'results':>8} {'precision':>9}   same photo / same scene / different")
     for name in LABELS:
@@ -159,6 +168,12 @@ def by_library_image(lib: Library, lines: Lines, k: int) -> None:
         other = count - photo - scene
         true = photo if name == "same_photo" else photo + scene if name == "same_scene" else other
         print(f"   {name:>11} {count:>8,} {true / max(1, count):>9.4f}   {photo:,} / {scene:,} / {other:,}")
+    photo_label = labels == "same_photo"
+    print(
+        f"   'same photo' counting a bracket of the scene as right too: "
+        f"{(photo_label & same_scene).sum() / max(1, photo_label.sum()):.4f}; without the brackets in the "
+        f"library: {(photo_label & same_photo & ~bracketed).sum() / max(1, (photo_label & ~bracketed).sum()):.4f}"
+    )
     found = same_photo.sum()
     print(f"   same-photo results labelled 'same photo': {(same_photo & (labels == 'same_photo')).sum() / found:.4f}")
     scene_only = same_scene & ~same_photo
@@ -169,7 +184,7 @@ def by_library_image(lib: Library, lines: Lines, k: int) -> None:
     )
 
 
-def unmatched_uploads(lib: Library, lines: Lines, k: int) -> None:
+def unmatched_uploads(lib: Library, lines: Lines, k: int, *, before: float) -> None:
     originals = np.flatnonzero(lib.kinds == "original")
     excluded = [np.flatnonzero(lib.scenes == lib.scenes[q]) for q in originals]
     scores, _ = top_k(lib, originals, k, excluded=excluded)
@@ -186,11 +201,36 @@ def unmatched_uploads(lib: Library, lines: Lines, k: int) -> None:
     for name in LABELS:
         print(f"   results labelled {name:>11}: {(labels == name).sum():>5,} ({(labels == name).mean():.4f})")
     print(f"   queries with a result labelled 'looks alike': {(labels == 'looks_alike').any(axis=1).mean():.4f}")
+    print(
+        f"   before (one match threshold {before}, no labels): answer said 'matched' for "
+        f"{(scores[:, 0] >= before).mean():.4f} of them, with {(scores >= before).sum():,} results above it"
+    )
+
+
+def scene_lines(lib: Library, k: int, *, near: float) -> None:
+    """Candidate "same scene" lines judged on what users see: the top k of both searches above."""
+    queries = np.arange(len(lib.names))
+    scores, positions = top_k(lib, queries, k, excluded=[np.array([q]) for q in queries])
+    same_photo = lib.photos[positions] == lib.photos[queries][:, None]
+    same_scene = lib.scenes[positions] == lib.scenes[queries][:, None]
+    scene_only = same_scene & ~same_photo
+    originals = np.flatnonzero(lib.kinds == "original")
+    unrelated, _ = top_k(lib, originals, k, excluded=[np.flatnonzero(lib.scenes == lib.scenes[q]) for q in originals])
+    print(f"\n4. Candidate 'same scene' lines, top {k}: line, 'same scene' precision (same scene or photo),")
+    print("   same-scene results labelled a match, unrelated uploads told 'no match', their results labelled a match")
+    for line in (0.70, 0.74, 0.76, 0.78, 0.79, 0.80, 0.81, 0.82, 0.84, 0.86):
+        band = (scores >= line) & (scores < near)
+        print(
+            f"   {line:.2f}: {(band & same_scene).sum() / max(1, band.sum()):.4f}, "
+            f"{(scene_only & (scores >= line)).sum() / max(1, scene_only.sum()):.4f}, "
+            f"{(unrelated[:, 0] < line).mean():.4f}, {(unrelated >= line).sum():,}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--before", type=float, default=0.70, help="the single match threshold search used before")
     parser.add_argument("--brackets", type=int, default=100, help="exposure brackets of the first N distractors")
     parser.add_argument("--copies", type=int, default=edited_families.DEFAULT_COPIES)
     parser.add_argument("--family-seed", type=int, default=edited_families.DEFAULT_SEED)
@@ -212,7 +252,8 @@ def main() -> None:
     scores, truth = pair_scores(lib)
     distributions(scores, truth, lines, near=lines.same_photo)
     by_library_image(lib, lines, args.k)
-    unmatched_uploads(lib, lines, args.k)
+    unmatched_uploads(lib, lines, args.k, before=args.before)
+    scene_lines(lib, args.k, near=lines.same_photo)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,15 @@
 """What a search score means: same photo, same scene, looks alike or weak, read off the thresholds in force.
 
-A cosine alone means nothing to a person ("0.74": is that a match?), and a single "match" line put unrelated
-places above it. Each result gets one of four labels whose lines are the thresholds in force
-(search/thresholds.py), so a recalibration or another backbone moves them with the duplicate bands:
+A cosine alone means nothing to a person ("0.74": is that a match?), and one "match" line low enough to keep
+heavily edited copies lets unrelated places through. Each result gets one of four labels whose lines are the
+thresholds in force (search/thresholds.py), so a recalibration or another backbone moves them with the
+duplicate bands:
 
 - same photo: at or above the near-duplicate threshold, the duplicate band (crops, rescales, recompressions,
   small edits);
-- same scene: at or above the match threshold (exposure brackets and bursts of one scene reach it, unrelated
-  photos almost never: measured by bench/search_labels.py);
-- looks alike: at or above the similar threshold (above nearly every unrelated photo's score, but not the
-  same photo or scene);
+- same scene: at or above the match threshold, which exposure brackets of one scene mostly reach and only
+  0.01 % of pairs of different photos (bench/search_labels.py; a calibration measures it the same way);
+- looks alike: at or above the similar threshold, about the 99th percentile of different photos' scores;
 - weak: below it.
 
 A search has a real match when some result is the same photo or the same scene; otherwise it says so.
@@ -30,9 +30,9 @@ MATCHING = (SAME_PHOTO, SAME_SCENE)
 
 TITLES = {SAME_PHOTO: "same photo", SAME_SCENE: "same scene", LOOKS_ALIKE: "looks alike", WEAK: "weak"}
 MEANINGS = {
-    SAME_PHOTO: "the same picture: a copy, crop, resize, recompression or small edit of it",
-    SAME_SCENE: "the same scene shot again: another exposure, a burst, a near-identical frame",
-    LOOKS_ALIKE: "a different photo that resembles it (subject, colours, composition)",
+    SAME_PHOTO: "the same picture: a copy, crop, resize, recompression or edit of it",
+    SAME_SCENE: "the same scene: another exposure or frame of a burst, or a heavier edit of the same picture",
+    LOOKS_ALIKE: "resembles it (subject, colours, layout): usually a different photo, sometimes a heavy edit of it",
     WEAK: "a different photo, only the closest there is",
 }
 

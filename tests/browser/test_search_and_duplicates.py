@@ -83,7 +83,7 @@ def test_search_results_say_what_each_score_means(session):
     ).to_have_count(0)
     legend = page.locator("#label-legend")
     expect(legend).to_contain_text("same scene")
-    expect(legend).to_contain_text("the same scene shot again")
+    expect(legend).to_contain_text("another exposure or frame of a burst")
     session.shot("search-no-match", full_page=True)
     page.set_viewport_size(PHONE)
     expect(legend).to_be_visible()

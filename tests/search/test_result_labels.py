@@ -90,7 +90,7 @@ def test_find_similar_page_labels_every_result_and_explains_the_labels(web, quer
     legend = html[html.index('id="label-legend"') :]
     for title, line in (("same photo", lines.same_photo), ("same scene", lines.same_scene)):
         assert f"{title}</span> ≥ {line:.3f}" in legend
-    assert "another exposure, a burst" in legend
+    assert "another exposure or frame of a burst" in legend
     assert "1 result is the same photo and 1 the same scene." in html
 
 
