@@ -104,7 +104,9 @@ class ThresholdSourcesSerializer(serializers.Serializer):
 
 class ThresholdsInForceSerializer(serializers.Serializer):
     model = serializers.CharField()
-    match = serializers.FloatField(help_text="A search result at or above it matches the query.")
+    match = serializers.FloatField(
+        help_text="A search result at or above it is the same scene (or photo) as the query: a match."
+    )
     near_duplicate = serializers.FloatField(help_text="Pairs at or above it are the same photo.")
     similar = serializers.FloatField(help_text="Pairs at or above it look alike (grey zone verified geometrically).")
     source = serializers.CharField(help_text="Where the near-duplicate threshold comes from.")
