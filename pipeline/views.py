@@ -21,7 +21,6 @@ from gallery.models import Image
 from pipeline import services as pipeline_services
 from search import selectors
 from search.forms import SearchByUploadForm
-from search.views import near_duplicate_threshold
 
 
 @retry_after_lost_connection("POST")  # identical bytes find the image a first, interrupted run stored
@@ -121,11 +120,7 @@ def search_by_upload(request: HttpRequest) -> HttpResponse:
             status=limit_error.status,
         )
     form = SearchByUploadForm(request.POST or None, request.FILES or None)
-    context: dict[str, object] = {
-        "form": form,
-        "status": selectors.index_status(),
-        "near_duplicate_threshold": near_duplicate_threshold(),
-    }
+    context: dict[str, object] = {"form": form, "status": selectors.index_status()}
     status = 200
     wait = web_form_throttle_wait(request, SearchRateThrottle()) if request.method == "POST" else None
     if wait is not None:

@@ -2,16 +2,18 @@
 
 A search runs: query vector -> served index (PCA + HNSW, or exact for small libraries) -> exact re-rank on
 the full vectors the index file carries -> merged with a search over the in-memory tail (vectors embedded or
-changed since the build) -> rating-aware ordering -> the rating fallback when nothing reaches the match
-threshold. The index and the tail are the process's LibraryView (search.library_view). A search runs on the
-view as it is and reads one query, whatever the library and tail sizes: the k result rows, with whether the
-change log has rows the view has not applied (then they are applied and the search runs again).
+changed since the build) -> rating-aware ordering -> labels (search.result_labels) -> the rating fallback
+when no result is the same photo or the same scene. The index and the tail are the process's LibraryView
+(search.library_view). A search runs on the view as it is and reads one query, whatever the library and tail
+sizes: the k result rows, with whether the change log has rows the view has not applied (then they are
+applied and the search runs again).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from typing import IO
 
 import numpy as np
@@ -25,6 +27,7 @@ from gallery.models import Image
 from gallery.services import read_upload_bytes
 from search.library_view import LibrarySearch, LibraryState, library_view
 from search.models import IndexBuild, LibraryChange
+from search.result_labels import LOOKS_ALIKE, MATCHING, SAME_PHOTO, SAME_SCENE, TITLES, LabelLines, label_lines
 from search.services.embedding_queue import embedder_get
 from search.services.index_lifecycle import REPAIR_RETRY_SCHEDULE
 from search.thresholds import thresholds_for, thresholds_in_force
@@ -38,19 +41,48 @@ class SimilarImage:
     image: Image
     similarity: float  # exact cosine of the full vectors: what users see
     score: float  # similarity plus the rating term: what results are ordered by
+    label: str = ""  # what the similarity means (search.result_labels): same_photo, same_scene, looks_alike, weak
+
+    @property
+    def label_title(self) -> str:
+        return TITLES.get(self.label, "")
 
 
 @dataclass(frozen=True)
 class SearchResult:
     results: list[SimilarImage]
-    matched: bool  # some result reaches the match threshold
+    matched: bool  # some result is the same photo or the same scene
     fallback: bool  # results are the rating fallback
-    threshold: float
+    threshold: float  # the lowest score of a match (the "same scene" line)
     query_rating: int | None
     k: int
     index_version: int | None
     searched: int  # how many vectors the search covered (index + tail)
+    lines: LabelLines  # the label lines in force for this search
+    closest: SimilarImage | None  # the most similar image found visually (also when the fallback replaced it)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        """What the results say, in one plain sentence or two (the page's notice and the API's `summary`)."""
+        if self.closest is None:
+            return "The library has no searchable images yet."
+        if self.matched:
+            counts = Counter(result.label for result in self.results)
+            parts = [f"{counts[label]} the {TITLES[label]}" for label in MATCHING if counts[label]]
+            first = counts[SAME_PHOTO] or counts[SAME_SCENE]
+            parts[0] = f"{first} result{' is' if first == 1 else 's are'} {parts[0].split(' ', 1)[1]}"
+            return f"{' and '.join(parts)}."
+        closest = self.closest
+        name = closest.image.original_name or f"#{closest.image.pk}"
+        text = "No photo in the library is the same photo or scene"
+        if closest.label == LOOKS_ALIKE:
+            text += f"; the closest look alike: {name} ({closest.similarity:.3f})."
+        else:
+            text += f", nor looks alike; the closest: {name} ({closest.similarity:.3f}, weak)."
+        if self.fallback:
+            text += f" Shown: the images whose rating is closest to {self.query_rating} ★, most similar first."
+        return text
 
 
 def similar_images(
@@ -81,12 +113,19 @@ def similar_images(
                 view.confirmed(state, at=asked_at)
             break
         state, checking = view.current(), False  # apply what changed, search again, and trust that state
-    threshold = thresholds_for(model_name).match
-    matched = any(result.similarity >= threshold for result in results)
+    lines = label_lines(thresholds_for(model_name))
+    results = _labelled(results, lines)
+    closest = max(results, key=lambda item: item.similarity, default=None)
+    matched = closest is not None and closest.label in MATCHING
+    found = (lines.same_scene, rating, k, library.version, library.size, lines, closest)
     if matched or rating is None:
-        return SearchResult(results, matched, False, threshold, rating, k, library.version, library.size)
-    fallback = _rating_fallback(library, query[0], rating=rating, k=k, exclude_ids=exclude_ids)
-    return SearchResult(fallback, False, True, threshold, rating, k, library.version, library.size)
+        return SearchResult(results, matched, False, *found)
+    fallback = _labelled(_rating_fallback(library, query[0], rating=rating, k=k, exclude_ids=exclude_ids), lines)
+    return SearchResult(fallback, False, True, *found)
+
+
+def _labelled(results: list[SimilarImage], lines: LabelLines) -> list[SimilarImage]:
+    return [replace(result, label=lines.label(result.similarity)) for result in results]
 
 
 def _with_images(

@@ -12,12 +12,6 @@ from core.query_params import query_int
 from gallery.models import Image
 from search import selectors
 from search.forms import SimilarForm
-from search.thresholds import thresholds_for
-
-
-def near_duplicate_threshold() -> float:
-    """Results at or above it get the "near-duplicate" badge; the (lower) match threshold gets none."""
-    return thresholds_for(settings.IMGSIM_MODEL).near_duplicate
 
 
 @login_required
@@ -27,7 +21,6 @@ def similar_to_image(request: HttpRequest, pk: int) -> HttpResponse:
     context: dict[str, object] = {
         "image": image,
         "form": SimilarForm(initial={"k": k}),
-        "near_duplicate_threshold": near_duplicate_threshold(),
         "k": k,
     }
     if image.vector is None or image.status == Image.Status.REJECTED:  # a rejected image's vector is for its copy check

@@ -177,3 +177,34 @@ def searchable_upload(db: None) -> Callable[[bytes, str], Any]:
         return image
 
     return make
+
+
+@pytest.fixture
+def photo_with_vector(db: None, settings: Any) -> Callable[..., Any]:
+    """A real photo (distractors-dev, the `number`th) indexed with a stored vector under the configured
+    model, no network: searches return it at exactly the cosine the test chose (unit vectors)."""
+    from django.utils import timezone
+
+    from gallery.models import Image
+    from gallery.services import image_create
+
+    # 135037.jpg is the one real photo the blur check rejects.
+    paths = [
+        path for path in sorted(shared_path("data", "distractors-dev", "train").glob("*.jpg")) if path.stem != "135037"
+    ]
+
+    def make(vector: np.ndarray, number: int, *, rating: int | None = None) -> Any:
+        path = paths[number]
+        image = image_create(data=path.read_bytes(), original_name=path.name).image
+        unit = np.asarray(vector, dtype=np.float32) / np.linalg.norm(vector)
+        Image.objects.filter(pk=image.pk).update(
+            status=Image.Status.INDEXED,
+            embedding=unit.tobytes(),
+            embedding_model=settings.IMGSIM_MODEL,
+            embedded_at=timezone.now(),
+            rating=rating,
+        )
+        image.refresh_from_db()
+        return image
+
+    return make

@@ -51,7 +51,11 @@ class ThresholdsApplySerializer(serializers.Serializer):
     calibration_run = serializers.IntegerField(help_text="The newest finished calibration of the model in use.")
     near_duplicate = serializers.FloatField(required=False, help_text="Default: the run's suggestion.")
     similar = serializers.FloatField(required=False, help_text="Default: the run's suggestion.")
-    match = serializers.FloatField(required=False, help_text="Default: the similar threshold.")
+    match = serializers.FloatField(
+        required=False,
+        help_text="Search's \"same scene\" line. Default: the run's suggestion (the score only 0.01 % of different "
+        "photos reach), or the similar threshold for runs that have none.",
+    )
 
 
 class ThresholdsUndoSerializer(serializers.Serializer):

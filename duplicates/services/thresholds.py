@@ -95,8 +95,13 @@ def calibration_thresholds_propose(
     similar_value = run.suggested_similar if similar is None else similar
     if similar_value is None:
         raise ServiceError("no_suggestion", f"Calibration #{run.pk} has no similar threshold: give one.")
-    # The similar band is where "looks like" starts: a search result at or above it matches the query.
-    match_value = similar_value if match is None else match
+    # Search's "same scene" line: the run's suggestion (older runs have none: the similar threshold), kept
+    # between the similar and near-duplicate thresholds when those were given instead of suggested.
+    if match is None:
+        suggested = (run.result or {}).get("suggested_match")
+        match_value = similar_value if suggested is None else min(max(float(suggested), similar_value), near)
+    else:
+        match_value = match
     thresholds_validate(match=match_value, near_duplicate=near, similar=similar_value)
     return ProposedThresholds(run=run, match=match_value, near_duplicate=near, similar=similar_value)
 

@@ -126,8 +126,10 @@ class SearchByUploadView(APIView):
         description=(
             "The k most similar library images to an uploaded photo (not stored unless add_to_library, which "
             "spends one of the user's uploads: with none left, the whole request is refused with 429). "
-            "When no result reaches the match threshold, `matched` is false and, if the query has a rating "
-            "(its EXIF or the `rating` field), the results are the rating fallback (`fallback: true`)."
+            "Each result has a `label` (same_photo, same_scene, looks_alike, weak; `labels` gives the lines in "
+            "force) and `summary` says what the results mean. When no result is the same photo or scene, `matched` "
+            "is false and, if the query has a rating (its EXIF or the `rating` field), the results are the rating "
+            "fallback (`fallback: true`)."
         ),
     )
     def post(self, request: Request) -> Response:

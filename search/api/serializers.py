@@ -7,7 +7,10 @@ from rest_framework import serializers
 
 from core.query_params import WholeNumberField
 from gallery.api.serializers import ImageSerializer
+from search.result_labels import LABELS, MEANINGS, TITLES
 from search.thresholds import Origin
+
+LABEL_HELP = "; ".join(f"{label}: {TITLES[label]}, {MEANINGS[label]}" for label in LABELS)
 
 
 class ResultCountField(WholeNumberField):
@@ -42,14 +45,33 @@ class SimilarQuerySerializer(serializers.Serializer):
 class SimilarImageSerializer(serializers.Serializer):
     similarity = serializers.FloatField(help_text="Exact cosine similarity of the embeddings.")
     score = serializers.FloatField(help_text="Similarity plus the rating term; results are ordered by it.")
-    match = serializers.BooleanField()
+    label = serializers.ChoiceField(
+        choices=list(LABELS), help_text=f"What the similarity means, by the lines in `labels`: {LABEL_HELP}."
+    )
+    match = serializers.BooleanField(help_text="The same photo or the same scene (and not a rating fallback).")
     image = ImageSerializer()
 
 
+class ResultLabelSerializer(serializers.Serializer):
+    label = serializers.ChoiceField(choices=list(LABELS))
+    title = serializers.CharField(help_text='What the page shows, e.g. "same scene".')
+    at_least = serializers.FloatField(
+        allow_null=True, help_text="The lowest similarity with this label (thresholds in force); null for weak."
+    )
+    meaning = serializers.CharField()
+
+
 class SearchResultSerializer(serializers.Serializer):
-    matched = serializers.BooleanField(help_text="Some result reaches the match threshold.")
-    fallback = serializers.BooleanField(help_text="Results are images with the closest rating (no visual match).")
-    threshold = serializers.FloatField()
+    matched = serializers.BooleanField(help_text="Some result is the same photo or the same scene.")
+    fallback = serializers.BooleanField(
+        help_text="Results are images with the closest rating (none is the same photo or scene)."
+    )
+    summary = serializers.CharField(
+        help_text='What the results say, e.g. "No photo in the library is the same photo or scene; the closest '
+        'look alike: beach.jpg (0.74)."'
+    )
+    threshold = serializers.FloatField(help_text="The match threshold: the lowest similarity labelled same_scene.")
+    labels = ResultLabelSerializer(many=True, help_text="The labels, best first, with their lines in force.")
     query_rating = serializers.IntegerField(allow_null=True)
     k = serializers.IntegerField()
     index_version = serializers.IntegerField(allow_null=True)
@@ -82,7 +104,9 @@ class ThresholdSourcesSerializer(serializers.Serializer):
 
 class ThresholdsInForceSerializer(serializers.Serializer):
     model = serializers.CharField()
-    match = serializers.FloatField(help_text="A search result at or above it matches the query.")
+    match = serializers.FloatField(
+        help_text="A search result at or above it is the same scene (or photo) as the query: a match."
+    )
     near_duplicate = serializers.FloatField(help_text="Pairs at or above it are the same photo.")
     similar = serializers.FloatField(help_text="Pairs at or above it look alike (grey zone verified geometrically).")
     source = serializers.CharField(help_text="Where the near-duplicate threshold comes from.")

@@ -22,6 +22,7 @@ from search.api.serializers import (
     SimilarQuerySerializer,
     WorkerHealthSerializer,
 )
+from search.result_labels import MATCHING
 from search.services.index_lifecycle import index_rebuild_schedule
 from worker.health import worker_health
 
@@ -31,7 +32,9 @@ def result_payload(result: selectors.SearchResult, request: Request) -> dict[str
         {
             "matched": result.matched,
             "fallback": result.fallback,
+            "summary": result.summary,
             "threshold": result.threshold,
+            "labels": result.lines.legend(),
             "query_rating": result.query_rating,
             "k": result.k,
             "index_version": result.index_version,
@@ -40,7 +43,8 @@ def result_payload(result: selectors.SearchResult, request: Request) -> dict[str
                 {
                     "similarity": item.similarity,
                     "score": item.score,
-                    "match": item.similarity >= result.threshold and not result.fallback,
+                    "label": item.label,
+                    "match": item.label in MATCHING and not result.fallback,
                     "image": item.image,
                 }
                 for item in result.results

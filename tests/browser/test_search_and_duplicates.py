@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 from duplicates.models import CalibrationRun, DuplicatePair
 from duplicates.services import calibration as calibration_services
 from pipeline.services import image_ingest
+from tests.browser.conftest import PHONE
 from tests.browser.photos import distinct_photos, variants
 
 pytestmark = pytest.mark.browser
@@ -44,16 +45,16 @@ def test_search_by_upload_keeps_the_file_and_shows_the_query(session):
     expect(button).to_be_enabled()
     expect(page.locator("#query-photo img")).to_have_js_property("complete", True)
     expect(page.locator("#query-photo")).to_contain_text(same[0].name)
-    expect(page.locator("#results .badge.near_duplicate")).to_have_count(3)  # the three other variants
-    expect(page.locator("#results")).not_to_contain_text("match")
+    expect(page.locator("#results .badge.result-label.same_photo")).to_have_count(3)  # the three other variants
+    expect(page.locator("#search-summary")).to_have_text("3 results are the same photo.")
     session.shot("search")
     # The chosen file is still chosen: ask for more results without choosing it again.
     assert page.get_by_label("Query image").evaluate("input => input.files.length") == 1
     page.get_by_label("Results").fill("6")
     page.get_by_role("button", name="Search").click()
     expect(page.locator("#results .card:not(.query-card)")).to_have_count(6, timeout=60_000)
-    badges = page.locator("#results .card:not(.query-card)").nth(5).locator(".badge")
-    expect(badges).to_have_count(0)  # an unrelated photo: no badge at all
+    unrelated = page.locator("#results .card:not(.query-card)").nth(5)
+    expect(unrelated.locator(".badge.result-label")).to_have_text(re.compile("^(looks alike|weak)$"))
 
     session.problems.expect(r"/search/$", 415)
     page.get_by_label("Query image").set_input_files(
@@ -61,6 +62,32 @@ def test_search_by_upload_keeps_the_file_and_shows_the_query(session):
     )
     page.get_by_role("button", name="Search").click()
     expect(page.locator("#search-errors")).to_contain_text("not a photo")
+
+
+def test_search_results_say_what_each_score_means(session):
+    """An unrelated photo: told plainly that nothing is the same photo or scene, the nearest results still
+    labelled, the legend beside them; on a desktop and on a phone."""
+    photos = distinct_photos(13)
+    add(photos[1:])
+    page = session.page
+    session.go("/search/")
+    page.get_by_label("Query image").set_input_files(str(photos[0]))
+    page.get_by_role("button", name="Search").click()
+    summary = page.locator("#search-summary")
+    expect(summary).to_contain_text("No real match. No photo in the library is the same photo or scene", timeout=60_000)
+    cards = page.locator("#results .card:not(.query-card)")
+    expect(cards).to_have_count(10)
+    expect(cards.locator(".badge.result-label")).to_have_count(10)
+    expect(
+        page.locator("#results .badge.result-label.same_photo, #results .badge.result-label.same_scene")
+    ).to_have_count(0)
+    legend = page.locator("#label-legend")
+    expect(legend).to_contain_text("same scene")
+    expect(legend).to_contain_text("another exposure or frame of a burst")
+    session.shot("search-no-match", full_page=True)
+    page.set_viewport_size(PHONE)
+    expect(legend).to_be_visible()
+    session.shot("search-no-match", full_page=True)
 
 
 def test_find_similar_from_the_image_page(session):

@@ -36,7 +36,8 @@ def test_calibrate_command_reports_precision_recall_suggestion_and_plot(small_li
     # These photos and edits reach the default target precision, so a threshold is suggested and printed.
     assert run.suggested_near_duplicate is not None
     assert f"IMGSIM_NEAR_DUPLICATE_THRESHOLD={run.suggested_near_duplicate:.3f}" in text
-    assert 0.5 <= run.suggested_similar <= run.suggested_near_duplicate <= 1.0
+    assert 0.5 <= run.suggested_similar <= run.result["suggested_match"] <= run.suggested_near_duplicate <= 1.0
+    assert f"IMGSIM_MATCH_THRESHOLD={run.result['suggested_match']:.3f}" in text
 
 
 def test_calibration_sets_existing_copies_aside_instead_of_counting_them_as_negatives(small_library):
@@ -76,6 +77,7 @@ def test_calibration_page_runs_in_the_background_and_shows_the_result(staff_web,
     html = staff_web.get("/duplicates/calibration/").content.decode()
     assert 'id="latest-run"' in html
     assert f"/duplicates/calibration/{run.pk}/plot.png" in html
+    assert f'id="suggested-match">{run.result["suggested_match"]:.3f}<' in html
     plot = staff_web.get(f"/duplicates/calibration/{run.pk}/plot.png")
     assert (plot.status_code, plot["Content-Type"]) == (200, "image/png")
     assert staff_web.get("/admin/duplicates/calibrationrun/").status_code == 200

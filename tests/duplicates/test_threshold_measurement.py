@@ -75,6 +75,35 @@ def test_clean_library_suggests_a_threshold_below_every_copy():
     assert set(result.per_transform) == {"a", "b", "c", "d", "e"}
 
 
+def test_match_suggestion_is_the_lowest_line_almost_no_different_photo_reaches():
+    # 20 sources x 5 copies scoring 0.55-0.98 with their original, against 2,000 library images: 200,000
+    # pairs of different photos (random directions in 24 dimensions)
+    rng = np.random.default_rng(5)
+    dim = 24
+    pool = rng.normal(size=(2000, dim))
+    pool /= np.linalg.norm(pool, axis=1, keepdims=True)
+    copies, copy_source = [], []
+    for index in range(20):
+        for target in (0.55, 0.70, 0.80, 0.90, 0.98):
+            noise = rng.normal(size=dim)
+            noise -= (noise @ pool[index]) * pool[index]
+            copies.append(target * pool[index] + np.sqrt(1 - target**2) * noise / np.linalg.norm(noise))
+            copy_source.append(index)
+    data = CalibrationSet(
+        copy_vectors=np.array(copies, dtype=np.float32),
+        copy_source=np.array(copy_source),
+        copy_transform=["edit"] * 100,
+        source_vectors={index: pool[index] for index in range(20)},
+        pool_ids=np.arange(2000),
+        pool_vectors=pool.astype(np.float32),
+    )
+    result = calibrate(data, target_precision=0.999)
+    scores = data.copy_vectors @ data.pool_vectors.T
+    different = scores[data.pool_ids[None, :] != data.copy_source[:, None]]
+    assert (different >= result.suggested_match).mean() <= 1e-4 < (different >= result.suggested_match - 0.005).mean()
+    assert result.suggested_similar < result.suggested_match < result.suggested_near_duplicate
+
+
 def test_a_look_alike_pushes_the_threshold_above_it():
     result = calibrate(synthetic_set(look_alike=0.93), target_precision=0.999)
     assert result.suggested_near_duplicate is not None

@@ -347,16 +347,15 @@ def test_web_search_page_and_find_similar(web, committed, settings):
     assert page.status_code == 200
     html = page.content.decode()
     assert html.count("/thumbnail/") >= 11
-    # Each result at or above the near-duplicate threshold carries a "near-duplicate" badge, and only those;
-    # merely similar results (above the match threshold) carry none. The 10 results hold g00's 5 other
-    # variants and unrelated photos.
+    # Each result at or above the near-duplicate threshold is labelled "same photo", and only those. The 10
+    # results hold g00's 5 other variants and unrelated photos.
     shown = selectors.similar_to_image(image=Image.objects.get(pk=image_id), k=10)
     near = thresholds_for(settings.IMGSIM_MODEL).near_duplicate
     duplicates = [item for item in shown.results if item.similarity >= near]
     assert 3 <= len(duplicates) < len(shown.results) == 10
     assert {groups[item.image.pk] for item in duplicates} == {"g00"}
-    assert html.count('class="badge near_duplicate">near-duplicate<') == len(duplicates)
-    assert ">match</span>" not in html
+    assert html.count('data-label="same_photo"') == len(duplicates)
+    assert html.count('class="badge result-label ') == 10 + 4  # every result, and the legend's four labels
     detail = web.get(f"/images/{image_id}/").content.decode()
     assert f"/images/{image_id}/similar/" in detail
 
@@ -377,8 +376,9 @@ def test_web_fallback_notice(web, committed, settings):
     settings.IMGSIM_MATCH_THRESHOLD = 0.999
     data = encode(photo_like_image(83, (320, 240)), "JPEG", quality=90)
     html = web.post("/search/", {"file": SimpleUploadedFile("q.jpg", data), "k": 3, "rating": "2"}).content.decode()
-    assert 'id="fallback-notice"' in html
-    assert "rating fallback" in html
+    assert 'data-fallback="true"' in html
+    assert "Shown: the images whose rating is closest to 2 ★, most similar first." in html
+    assert html.count('class="badge">rating fallback<') == 3
 
 
 def test_admin_rebuild_button(staff_web, committed):

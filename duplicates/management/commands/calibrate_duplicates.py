@@ -73,7 +73,7 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 f"Suggested for precision >= {result.target_precision}: near-duplicate "
                 f"{result.suggested_near_duplicate:.3f} (recall on edited copies {result.recall_at_suggested:.4f}), "
-                f"similar {result.suggested_similar:.3f}"
+                f"similar {result.suggested_similar:.3f}, search match (same scene) {result.suggested_match:.3f}"
             )
         )
         self.stdout.write(
@@ -81,7 +81,8 @@ class Command(BaseCommand):
             f'{{"calibration_run": {run.pk}}} (logged, undoable; pairs are re-banded in the background). '
             f"Environment variables win over applied thresholds: "
             f"IMGSIM_NEAR_DUPLICATE_THRESHOLD={result.suggested_near_duplicate:.3f} "
-            f"IMGSIM_SIMILAR_THRESHOLD={result.suggested_similar:.3f} and a restart."
+            f"IMGSIM_SIMILAR_THRESHOLD={result.suggested_similar:.3f} "
+            f"IMGSIM_MATCH_THRESHOLD={result.suggested_match:.3f} and a restart."
         )
 
 
