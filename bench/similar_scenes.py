@@ -1,0 +1,317 @@
+"""Similar groups that are one scene: purity of the similar band's groups and exposure brackets kept together.
+
+Run from the repository root (no Django database; ~10 minutes the first time on 2 cores, cached in bench/out/):
+
+    .venv/bin/python bench/similar_scenes.py [--scenes 30]
+
+The library: ../shared/data/neardup-dev + distractors-dev (899 distinct files) + exposure brackets (-2, -1, +1,
++2 EV) of the first `--scenes` distractors, made by bench/edited_families.py. A bracket shot is labelled with
+its photo's scene, so a bracket set is the photo and its four shots. The product's path is replayed: adaptive
+k-NN candidates at the similar floor, cosine bands, the grey zone verified geometrically (ORB + RANSAC), the
+near-duplicate groups, then the similar band (pairs outside one near-duplicate group) grouped by each rule.
+
+Printed per rule ("before" = the similar band as grouped on main, then each lever alone and combined):
+purity (share of grouped images whose group's majority scene is theirs), groups, largest, images grouped,
+bracket completeness (share of bracket sets whose five files are all in one group of the review, and in one
+similar group) and bracket pair recall (share of bracket pairs whose two files share a group of the review).
+
+Levers (duplicates/scene_match.py is what the product runs):
+- scene evidence at detection: a similar pair is one scene only when its pictures agree beyond the embedding:
+  the geometric check's inliers reach SCENE_MIN_INLIERS (below the near-duplicate MIN_INLIERS), or the
+  exposure-normalised thumbnails agree (scene_match.exposure_agreement), or EXIF says a burst (same camera,
+  seconds apart: no file of this data set has a capture time, so this lever is measured on none);
+- the grouping rule's strictness (SIMILAR_MIN_SHARED).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+if __name__ == "__main__":
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageOps
+
+from bench import edited_families
+from bench.duplicates import (
+    OUT,
+    DevData,
+    PairSet,
+    all_pairs,
+    django_ready,
+    embedded,
+    geometric_evidence,
+    knn_pairs,
+    load_dev,
+    measured_defaults,
+    pair_name,
+)
+from duplicates import geometry, group_linking, scene_match
+from duplicates.candidate_pairs import K_MAX, K_START
+from duplicates.evidence import ImageFacts
+from gallery.exif import read_exif
+
+
+@dataclass(frozen=True)
+class Library:
+    data: DevData
+    bracket_set: np.ndarray  # per file: the bracket set (scene number) it belongs to, -1 for none
+    bracket_kind: dict[int, str]  # scene number -> "camera" (frames with EXIF) or "plain" (photo + 4 edits)
+    taken: list[datetime.datetime | None]
+    cameras: list[str]
+
+
+def plain_brackets(scenes: range, seed: int) -> Path:
+    """edited_families.exposure_brackets of these distractors (the photo plus -2, -1, +1, +2 EV, no EXIF)."""
+    sources = edited_families.source_photos()[scenes.start : scenes.stop]
+    folder = (
+        OUT / f"similar-scenes-plain-brackets-v{edited_families.GENERATOR_VERSION}-s{seed}-{scenes.start}-{scenes.stop}"
+    )
+    if (folder / edited_families.LABELS).exists():
+        return folder
+    members = []
+    for path in sources:
+        name = path.relative_to(edited_families.SOURCES).as_posix()
+        with PILImage.open(path) as opened:
+            photo = ImageOps.exif_transpose(opened).convert("RGB")
+        for member, data in edited_families.exposure_brackets(photo, name=name, seed=seed):
+            target = folder / member.file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            members.append(member)
+    edited_families._write_labels(folder, members)
+    return folder
+
+
+def library(dev: DevData, *, camera_scenes: int, plain_scenes: int, seed: int) -> Library:
+    """The dev photos, with the first `camera_scenes` distractors replaced by camera brackets of them (five
+    frames with EXIF) and the next `plain_scenes` distractors joined by their plain brackets; each bracket
+    file labelled with its photo's scene."""
+    camera = edited_families.ensure_camera_brackets(cache=OUT, seed=seed, scenes=camera_scenes)
+    plain = plain_brackets(range(camera_scenes, camera_scenes + plain_scenes), seed)
+    camera_members = edited_families.read_labels(camera)
+    plain_members = [m for m in edited_families.read_labels(plain) if m.kind == "bracket"]
+    position = {pair_name(path): i for i, path in enumerate(dev.files)}
+
+    def source_position(member: edited_families.FamilyMember) -> int:
+        return position[f"{Path(member.source).parent.name}/{Path(member.source).name}"]
+
+    replaced = {source_position(m) for m in camera_members}
+    keep = np.array([i for i in range(len(dev.files)) if i not in replaced])
+    files = [*(camera / m.file for m in camera_members), *(plain / m.file for m in plain_members)]
+    vectors = embedded(files, [hashlib.sha256(path.read_bytes()).hexdigest() for path in files], what="brackets")
+    labels = [dev.groups[source_position(m)] for m in [*camera_members, *plain_members]]
+    data = replace(
+        dev,
+        files=[*(dev.files[i] for i in keep), *files],
+        groups=np.concatenate([dev.groups[keep], np.array(labels)]),
+        vectors=np.vstack([dev.vectors[keep], vectors]).astype(np.float32),
+        kinds=np.concatenate([dev.kinds[keep], np.array(["bracket"] * len(files))]),
+        edits=[*(dev.edits[i] for i in keep), *(m.edits for m in [*camera_members, *plain_members])],
+        captions=np.concatenate([dev.captions[keep], np.zeros(len(files), dtype=bool)]),
+    )
+    scene_of: dict[str, int] = {}
+    bracket_kind: dict[int, str] = {}
+    bracket_set = np.full(len(data.files), -1, dtype=np.int64)
+    offset = len(keep)
+    for number, member in enumerate([*camera_members, *plain_members]):
+        scene = scene_of.setdefault(member.source, len(scene_of))
+        bracket_kind[scene] = "camera" if member.kind == "camera-bracket" else "plain"
+        bracket_set[offset + number] = scene
+    new_position = {pair_name(path): i for i, path in enumerate(data.files)}
+    for member in plain_members:  # the plain set's photo itself is its 0 EV frame
+        bracket_set[new_position[f"{Path(member.source).parent.name}/{Path(member.source).name}"]] = scene_of[
+            member.source
+        ]
+    taken, cameras = [], []
+    for path in data.files:
+        with PILImage.open(path) as opened:
+            exif = read_exif(opened)
+        taken.append(exif.taken_at)
+        cameras.append(f"{exif.camera_make} {exif.camera_model}".strip())
+    return Library(data=data, bracket_set=bracket_set, bracket_kind=bracket_kind, taken=taken, cameras=cameras)
+
+
+def exposure_scores(data: DevData, pairs: PairSet, chosen: np.ndarray) -> np.ndarray:
+    """scene_match.exposure_agreement of the chosen pairs (NaN elsewhere), cached by file names."""
+    cache = OUT / f"similar-scenes-exposure-{scene_match.EXPOSURE_CHECK}.json"
+    known: dict[str, float] = json.loads(cache.read_text()) if cache.exists() else {}
+    names = [pair_name(path) for path in data.files]
+    keys = {int(p): f"{names[pairs.first[p]]}|{names[pairs.second[p]]}" for p in chosen}
+    todo = [p for p, key in keys.items() if key not in known]
+    if todo:
+        started = time.perf_counter()
+        needed = sorted({int(pairs.first[p]) for p in todo} | {int(pairs.second[p]) for p in todo})
+        thumbs = {i: scene_match.exposure_thumbnail(scene_match.load_thumbnail(str(data.files[i]))) for i in needed}
+        for p in todo:
+            known[keys[p]] = scene_match.exposure_agreement(thumbs[int(pairs.first[p])], thumbs[int(pairs.second[p])])
+        cache.write_text(json.dumps(known))
+        elapsed = time.perf_counter() - started
+        print(f"exposure-normalised comparison of {len(todo)} pairs ({len(needed)} images) in {elapsed:.1f}s")
+    scores = np.full(pairs.cosine.shape[0], np.nan)
+    for p, key in keys.items():
+        scores[p] = known[key]
+    return scores
+
+
+def scores_of(groups: list[list[int]], labels: np.ndarray) -> tuple[float, int, int, int]:
+    """(purity, groups, largest, images grouped)."""
+    grouped = sum(len(members) for members in groups)
+    pure = sum(Counter(labels[members].tolist()).most_common(1)[0][1] for members in groups)
+    return pure / max(1, grouped), len(groups), max((len(m) for m in groups), default=0), grouped
+
+
+def homes(groups: list[list[int]], n: int) -> np.ndarray:
+    home = np.full(n, -1, dtype=np.int64)
+    for number, members in enumerate(groups):
+        home[members] = number
+    return home
+
+
+def bracket_figures(lib: Library, kind: str, near_home: np.ndarray, similar_home: np.ndarray) -> list[float]:
+    """Over the bracket sets of this kind: [sets whose files are all in one similar group, all in one group of
+    either band, bracket pairs sharing a similar group, sharing a group of either band]."""
+    scenes = [s for s, k in lib.bracket_kind.items() if k == kind]
+    if not scenes:
+        return [float("nan")] * 4
+
+    def together(home: np.ndarray, a: int, b: int) -> bool:
+        return bool(home[a] >= 0 and home[a] == home[b])
+
+    whole_similar = whole_any = pairs_similar = pairs_any = total = 0
+    for scene in scenes:
+        members = np.flatnonzero(lib.bracket_set == scene)
+        links = [(int(a), int(b)) for i, a in enumerate(members) for b in members[i + 1 :]]
+        in_similar = [together(similar_home, a, b) for a, b in links]
+        in_near = [together(near_home, a, b) for a, b in links]
+        whole_similar += all(in_similar)
+        whole_any += all(in_similar) or all(in_near)
+        pairs_similar += sum(in_similar)
+        pairs_any += sum(x or y for x, y in zip(in_similar, in_near, strict=True))
+        total += len(links)
+    return [whole_similar / len(scenes), whole_any / len(scenes), pairs_similar / total, pairs_any / total]
+
+
+def facts(lib: Library, i: int) -> ImageFacts:
+    return ImageFacts(id=i, width=0, height=0, file_size=0, taken_at=lib.taken[i], camera=lib.cameras[i])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--camera-scenes", type=int, default=30, help="camera bracket sets (first N distractors)")
+    parser.add_argument("--plain-scenes", type=int, default=30, help="plain bracket sets (the next N)")
+    parser.add_argument("--seed", type=int, default=edited_families.DEFAULT_SEED)
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    django_ready()
+    defaults = measured_defaults()
+    near, similar = defaults.near_duplicate, defaults.similar
+    lib = library(
+        load_dev(families=None), camera_scenes=args.camera_scenes, plain_scenes=args.plain_scenes, seed=args.seed
+    )
+    data = lib.data
+    n = len(data.files)
+    pairs = all_pairs(data)
+    candidates = knn_pairs(data, pairs, k_start=K_START, k_max=K_MAX, floor=similar)
+    grey = np.flatnonzero((candidates.cosine >= similar) & (candidates.cosine < near))
+    print(
+        f"{n} distinct files: neardup-dev + distractors-dev, {args.camera_scenes} distractors replaced by camera "
+        f"brackets (5 frames with EXIF, 0.2 s apart), {args.plain_scenes} joined by plain brackets (the photo + "
+        f"4 EV edits, no EXIF); {candidates.cosine.shape[0]:,} candidate pairs >= {similar}, {grey.shape[0]:,} in "
+        f"the grey zone [{similar}, {near})"
+    )
+    inliers = geometric_evidence(data, candidates, chosen=grey).product()
+    first, second = candidates.first.tolist(), candidates.second.tolist()
+    distinct = np.array(
+        [scene_match.distinct_shots(facts(lib, a), facts(lib, b)) for a, b in zip(first, second, strict=True)]
+    )
+    burst = np.array(
+        [
+            scene_match.burst(taken=(lib.taken[a], lib.taken[b]), cameras=(lib.cameras[a], lib.cameras[b]))
+            for a, b in zip(first, second, strict=True)
+        ]
+    )
+    copies = (candidates.cosine >= near) | (inliers >= geometry.MIN_INLIERS)
+    exposure = exposure_scores(data, candidates, np.flatnonzero(~copies | distinct))
+    ids = np.arange(n, dtype=np.int64)
+    print(
+        f"EXIF: {sum(t is not None for t in lib.taken)} files with a capture time; {int(distinct.sum())} candidate "
+        f"pairs are distinct shots of one camera seconds apart, {int((distinct & copies).sum())} of them "
+        "near-duplicates by cosine or geometry"
+    )
+    band_all = ~copies
+    scene = candidates.positive
+    for label, values in (("inliers", inliers.astype(float)), ("exposure agreement", exposure)):
+        wanted = band_all & (values == values)
+        one, other = values[wanted & scene], values[wanted & ~scene]
+        print(
+            f"   similar pairs, {label}: one scene median {np.median(one):.3f}, 5th pct {np.quantile(one, 0.05):.3f}"
+            f" | different scenes median {np.median(other):.3f}, 99th pct {np.quantile(other, 0.99):.3f}, 99.9th "
+            f"{np.quantile(other, 0.999):.3f}, max {other.max():.3f}"
+        )
+
+    def replay(name: str, *, exif_bands: bool, verified: np.ndarray | None, min_shared: float) -> None:
+        near_mask = copies & ~distinct if exif_bands else copies
+        near_pairs = candidates.subset(near_mask)
+        near_home = homes(
+            group_linking.group_pairs(
+                ids=ids, first=near_pairs.first, second=near_pairs.second, cosine=near_pairs.cosine
+            ),
+            n,
+        )
+        in_band = ~near_mask
+        outside = (near_home[candidates.first] < 0) | (near_home[candidates.first] != near_home[candidates.second])
+        keep = in_band & outside & (verified if verified is not None else True)
+        kept = candidates.subset(keep)
+        groups = group_linking.group_pairs(
+            ids=ids, first=kept.first, second=kept.second, cosine=kept.cosine, min_shared=min_shared
+        )
+        purity, count, largest, grouped = scores_of(groups, data.groups)
+        similar_home = homes(groups, n)
+        camera = bracket_figures(lib, "camera", near_home, similar_home)
+        plain = bracket_figures(lib, "plain", near_home, similar_home)
+        print(
+            f"{name:>46} | {int(keep.sum()):>6} | {purity:>6.3f} {count:>6} {largest:>7} {grouped:>6} | "
+            + " ".join(f"{value:>6.3f}" for value in camera)
+            + " | "
+            + " ".join(f"{value:>6.3f}" for value in plain)
+        )
+
+    print(
+        "\nColumns: pairs grouped in the similar band | purity, groups, largest, images in similar groups | camera "
+        "bracket sets: sets in one similar group, sets in one group of either band, pairs in one similar group, "
+        "pairs in one group of either band | the same for plain bracket sets"
+    )
+    print(
+        f"{'similar band rule':>46} | {'pairs':>6} | {'purity':>6} {'groups':>6} {'largest':>7} {'images':>6} | "
+        f"{'camera: sets sim / any, pairs sim / any':>27} | {'plain: the same':>27}"
+    )
+    replay("before: cosine only, min_shared 0.9", exif_bands=False, verified=None, min_shared=0.9)
+    for shared in (0.5, 0.75, 1.0):
+        replay(f"cosine only, min_shared {shared}", exif_bands=False, verified=None, min_shared=shared)
+    replay("EXIF: distinct shots similar, cosine only 0.9", exif_bands=True, verified=None, min_shared=0.9)
+    replay("EXIF: + burst evidence only, 0.5", exif_bands=True, verified=burst, min_shared=0.5)
+    for k in (6, 8, 10, 12, 15):
+        replay(f"inliers >= {k}, min_shared 0.5", exif_bands=False, verified=inliers >= k, min_shared=0.5)
+    for t in (0.80, 0.85, 0.90, 0.93, 0.95):
+        replay(f"exposure >= {t}, min_shared 0.5", exif_bands=False, verified=exposure >= t, min_shared=0.5)
+    product = scene_match.is_same_scene_arrays(inliers=inliers, exposure=exposure) | burst
+    for shared in (0.5, 0.9):
+        replay(
+            f"no EXIF bands; scene_match, min_shared {shared}", exif_bands=False, verified=product, min_shared=shared
+        )
+        replay(f"product: EXIF bands + scene_match, {shared}", exif_bands=True, verified=product, min_shared=shared)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Is a similar pair one scene (a burst, an exposure bracket) or two look-alike photos? Pure logic, no Django.
+
+The embedding puts many photos of the sea, of rooms, of forests within the similar band of each other; grouping
+those pairs makes groups of unrelated photos. Shots of one scene agree beyond the embedding: their local
+features match geometrically (fewer than a copy's, the camera moved a little), or their pictures line up
+once exposure is taken out (a bracket: the same frame darker or brighter), or the camera says so (same camera,
+seconds apart). bench/similar_scenes.py measures each against the labels of the dev photos and generated
+brackets; the thresholds below come from there.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import IO
+
+import numpy as np
+from PIL import Image
+
+from core.pixels import upright_rgb
+from duplicates.evidence import ImageFacts
+
+# Side of the square grey thumbnail the exposure-normalised comparison is made on.
+EXPOSURE_SIZE = 32
+# Names the comparison a stored agreement came from: a stored value made by another one is recomputed.
+EXPOSURE_CHECK = "rank-32-v1"
+
+
+def load_thumbnail(source: str | IO[bytes]) -> Image.Image:
+    """Upright RGB picture, decoded at reduced scale (JPEG draft): the comparison needs only a few pixels."""
+    image = Image.open(source)
+    image.draft("RGB", (4 * EXPOSURE_SIZE, 4 * EXPOSURE_SIZE))
+    return upright_rgb(image, max_side=8 * EXPOSURE_SIZE)
+
+
+def exposure_thumbnail(image: Image.Image) -> np.ndarray:
+    """The picture squashed to EXPOSURE_SIZE x EXPOSURE_SIZE grey pixels, each replaced by its rank (0..1):
+    an exposure change is monotonic, so the ranks of a bracket's shots are the same picture."""
+    grey = np.asarray(image.convert("L").resize((EXPOSURE_SIZE, EXPOSURE_SIZE), Image.Resampling.BOX), np.float64)
+    flat = grey.reshape(-1)
+    order = np.argsort(flat, kind="stable")
+    ranks = np.empty(flat.shape[0], dtype=np.float64)
+    ranks[order] = np.arange(flat.shape[0], dtype=np.float64)
+    # ties (clipped highlights, flat sky) share their mean rank
+    _, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return (sums / counts)[inverse] / max(1, flat.shape[0] - 1)
+
+
+def exposure_agreement(first: np.ndarray, second: np.ndarray) -> float:
+    """Correlation of two exposure-normalised thumbnails (Spearman's rho of the pixels): ~1 for one frame at
+    different exposures, low for two different frames however alike their content."""
+    a, b = first - first.mean(), second - second.mean()
+    norm = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / norm) if norm > 0 else 0.0
+
+
+# Geometric inliers that make a similar pair one scene (placeholder until measured).
+SCENE_MIN_INLIERS = 10
+# Exposure agreement that makes a similar pair one scene (placeholder until measured).
+SCENE_MIN_EXPOSURE_AGREEMENT = 0.9
+# Two shots of one camera this many seconds apart or less are a burst or a bracket of one scene.
+BURST_SECONDS = 10.0
+# Names this verification: stored under another name, a pair's scene evidence is made again (the detection
+# settings key carries it, so a change re-detects the library once).
+CHECK = f"scene-{SCENE_MIN_INLIERS}-{SCENE_MIN_EXPOSURE_AGREEMENT}-{BURST_SECONDS:g}-{EXPOSURE_CHECK}"
+
+
+def is_same_scene_arrays(*, inliers: np.ndarray, exposure: np.ndarray) -> np.ndarray:
+    """Per pair (bench/similar_scenes.py): one scene by geometry or by the exposure-normalised comparison."""
+    geometric = np.asarray(inliers) >= SCENE_MIN_INLIERS
+    return geometric | (np.nan_to_num(np.asarray(exposure, dtype=np.float64)) >= SCENE_MIN_EXPOSURE_AGREEMENT)
+
+
+def _gap_seconds(taken: tuple[datetime | None, datetime | None], cameras: tuple[str, str]) -> float | None:
+    """Seconds between two shots of one named camera; None when the camera or a time is unknown."""
+    first, second = taken
+    if first is None or second is None or not cameras[0] or cameras[0].casefold() != cameras[1].casefold():
+        return None
+    if (first.tzinfo is None) != (second.tzinfo is None):
+        return None
+    return abs((first - second).total_seconds())
+
+
+def burst(*, taken: tuple[datetime | None, datetime | None], cameras: tuple[str, str]) -> bool:
+    """Same camera (named), capture times at most BURST_SECONDS apart."""
+    gap = _gap_seconds(taken, cameras)
+    return gap is not None and gap <= BURST_SECONDS
+
+
+def distinct_shots(a: ImageFacts, b: ImageFacts) -> bool:
+    """Two shots of one camera taken at different moments, seconds apart: a burst or an exposure bracket, never
+    a copy of one another (a copy keeps its photo's capture time, to the fraction of a second the camera wrote).
+    However alike, they belong to the similar band: each shot is a photo of its own, kept unless chosen."""
+    gap = _gap_seconds((a.taken_at, b.taken_at), (a.camera, b.camera))
+    return gap is not None and 0 < gap <= BURST_SECONDS
+
+
+def same_scene_reason(
+    *,
+    inliers: int | None,
+    exposure_agreement: float | None,
+    taken: tuple[datetime | None, datetime | None] = (None, None),
+    cameras: tuple[str, str] = ("", ""),
+) -> str:
+    """Why two look-alike pictures are one scene ("geometry", "exposure", "burst"), or "" when nothing beyond
+    the embedding says so."""
+    if inliers is not None and inliers >= SCENE_MIN_INLIERS:
+        return "geometry"
+    if exposure_agreement is not None and exposure_agreement >= SCENE_MIN_EXPOSURE_AGREEMENT:
+        return "exposure"
+    if burst(taken=taken, cameras=cameras):
+        return "burst"
+    return ""
+
+
+def scene_evidence(
+    *, a: ImageFacts, b: ImageFacts, inliers: int | None, exposure_agreement: float | None
+) -> dict[str, object]:
+    """The keys a similar pair's evidence gets: whether it is one scene, why, and the measured agreement."""
+    reason = same_scene_reason(
+        inliers=inliers,
+        exposure_agreement=exposure_agreement,
+        taken=(a.taken_at, b.taken_at),
+        cameras=(a.camera, b.camera),
+    )
+    return {
+        "same_scene": bool(reason),
+        "scene_reason": reason,
+        "exposure_agreement": None if exposure_agreement is None else round(exposure_agreement, 4),
+        "scene_check": CHECK,
+    }
