@@ -1,25 +1,28 @@
 """Similar groups that are one scene: purity of the similar band's groups and exposure brackets kept together.
 
-Run from the repository root (no Django database; ~10 minutes the first time on 2 cores, cached in bench/out/):
+Run from the repository root (no database; ~15 minutes the first time on a loaded 2-core machine, mostly the
+geometric check of 21,000 grey-zone pairs; cached in bench/out/ afterwards, ~15 s):
 
-    .venv/bin/python bench/similar_scenes.py [--scenes 30]
+    .venv/bin/python bench/similar_scenes.py [--camera-scenes 30] [--plain-scenes 30]
 
-The library: ../shared/data/neardup-dev + distractors-dev (899 distinct files) + exposure brackets (-2, -1, +1,
-+2 EV) of the first `--scenes` distractors, made by bench/edited_families.py. A bracket shot is labelled with
-its photo's scene, so a bracket set is the photo and its four shots. The product's path is replayed: adaptive
-k-NN candidates at the similar floor, cosine bands, the grey zone verified geometrically (ORB + RANSAC), the
-near-duplicate groups, then the similar band (pairs outside one near-duplicate group) grouped by each rule.
+The library: ../shared/data/neardup-dev + distractors-dev with exposure brackets made from distractors by
+bench/edited_families.py. Camera brackets (`camera_brackets`): the first 30 distractors are replaced by five
+frames each (-2 to +2 EV), 0.2 s apart, with the camera's EXIF, as a camera writes a bracket. Plain brackets
+(`exposure_brackets`): the next 30 distractors get four edits each (-2, -1, +1, +2 EV), no EXIF: the same
+pixels as a brightness-edited copy. Every bracket file is labelled with its photo's scene. The product's path is
+replayed: adaptive k-NN candidates at the similar floor, cosine bands, the grey zone verified geometrically
+(ORB + RANSAC), the near-duplicate groups, then the similar band (pairs outside one near-duplicate group)
+grouped by each rule.
 
-Printed per rule ("before" = the similar band as grouped on main, then each lever alone and combined):
-purity (share of grouped images whose group's majority scene is theirs), groups, largest, images grouped,
-bracket completeness (share of bracket sets whose five files are all in one group of the review, and in one
-similar group) and bracket pair recall (share of bracket pairs whose two files share a group of the review).
+Printed per rule ("before" = the similar band as main groups it, then each lever alone and combined): purity
+(share of grouped images whose group's majority scene is theirs), groups, groups mixing scenes, largest,
+images grouped; bracket completeness (share of bracket sets whose files are all in one similar group, and in
+one group of either band) and bracket pair recall (share of bracket pairs in one similar group / one group).
 
 Levers (duplicates/scene_match.py is what the product runs):
-- scene evidence at detection: a similar pair is one scene only when its pictures agree beyond the embedding:
-  the geometric check's inliers reach SCENE_MIN_INLIERS (below the near-duplicate MIN_INLIERS), or the
-  exposure-normalised thumbnails agree (scene_match.exposure_agreement), or EXIF says a burst (same camera,
-  seconds apart: no file of this data set has a capture time, so this lever is measured on none);
+- EXIF bands: two shots of one camera taken at different moments, seconds apart, are similar, not near-duplicates;
+- scene evidence: a similar pair is grouped only when the camera says one burst (same camera, seconds apart),
+  the exposure-normalised thumbnails agree, or the geometric check's inliers reach a count (each measured);
 - the grouping rule's strictness (SIMILAR_MIN_SHARED).
 """
 
@@ -164,11 +167,12 @@ def exposure_scores(data: DevData, pairs: PairSet, chosen: np.ndarray) -> np.nda
     return scores
 
 
-def scores_of(groups: list[list[int]], labels: np.ndarray) -> tuple[float, int, int, int]:
-    """(purity, groups, largest, images grouped)."""
+def scores_of(groups: list[list[int]], labels: np.ndarray) -> tuple[float, int, int, int, int]:
+    """(purity, groups, groups mixing scenes, largest, images grouped)."""
     grouped = sum(len(members) for members in groups)
     pure = sum(Counter(labels[members].tolist()).most_common(1)[0][1] for members in groups)
-    return pure / max(1, grouped), len(groups), max((len(m) for m in groups), default=0), grouped
+    mixed = sum(len(set(labels[members].tolist())) > 1 for members in groups)
+    return pure / max(1, grouped), len(groups), mixed, max((len(m) for m in groups), default=0), grouped
 
 
 def homes(groups: list[list[int]], n: int) -> np.ndarray:
@@ -242,75 +246,104 @@ def main() -> None:
         ]
     )
     copies = (candidates.cosine >= near) | (inliers >= geometry.MIN_INLIERS)
-    exposure = exposure_scores(data, candidates, np.flatnonzero(~copies | distinct))
-    ids = np.arange(n, dtype=np.int64)
+    bracket_pair = (lib.bracket_set[candidates.first] >= 0) & (
+        lib.bracket_set[candidates.first] == lib.bracket_set[candidates.second]
+    )
+    exposure = exposure_scores(data, candidates, np.flatnonzero(~copies | distinct | bracket_pair))
+    for kind in ("camera", "plain"):
+        scenes = [scene for scene, made in lib.bracket_kind.items() if made == kind]
+        chosen = bracket_pair & np.isin(lib.bracket_set[candidates.first], scenes)
+        bands = Counter(
+            "near-duplicate (cosine)"
+            if cosine >= near
+            else "near-duplicate (geometry)"
+            if count >= geometry.MIN_INLIERS
+            else "similar"
+            for cosine, count in zip(candidates.cosine[chosen], inliers[chosen], strict=True)
+        )
+        print(
+            f"{kind} bracket pairs: {int(chosen.sum())} candidates, cosine min {candidates.cosine[chosen].min():.3f}; "
+            f"exposure agreement min {np.nanmin(exposure[chosen]):.3f}, 5th pct "
+            f"{np.nanquantile(exposure[chosen], 0.05):.3f}; distinct shots (EXIF) {int((chosen & distinct).sum())}; "
+            "bands by cosine and geometry: " + ", ".join(f"{name} {count}" for name, count in bands.most_common())
+        )
     print(
         f"EXIF: {sum(t is not None for t in lib.taken)} files with a capture time; {int(distinct.sum())} candidate "
         f"pairs are distinct shots of one camera seconds apart, {int((distinct & copies).sum())} of them "
         "near-duplicates by cosine or geometry"
     )
-    band_all = ~copies
     scene = candidates.positive
     for label, values in (("inliers", inliers.astype(float)), ("exposure agreement", exposure)):
-        wanted = band_all & (values == values)
+        wanted = ~copies & (values == values)
         one, other = values[wanted & scene], values[wanted & ~scene]
         print(
-            f"   similar pairs, {label}: one scene median {np.median(one):.3f}, 5th pct {np.quantile(one, 0.05):.3f}"
-            f" | different scenes median {np.median(other):.3f}, 99th pct {np.quantile(other, 0.99):.3f}, 99.9th "
-            f"{np.quantile(other, 0.999):.3f}, max {other.max():.3f}"
+            f"similar-band pairs ({int(wanted.sum()):,}), {label}: one scene ({one.shape[0]}) median "
+            f"{np.median(one):.3f}, 5th pct {np.quantile(one, 0.05):.3f} | different scenes median "
+            f"{np.median(other):.3f}, 99th pct {np.quantile(other, 0.99):.3f}, 99.9th {np.quantile(other, 0.999):.3f}, "
+            f"max {other.max():.3f}"
         )
+    ids = np.arange(n, dtype=np.int64)
 
     def replay(name: str, *, exif_bands: bool, verified: np.ndarray | None, min_shared: float) -> None:
         near_mask = copies & ~distinct if exif_bands else copies
         near_pairs = candidates.subset(near_mask)
-        near_home = homes(
-            group_linking.group_pairs(
-                ids=ids, first=near_pairs.first, second=near_pairs.second, cosine=near_pairs.cosine
-            ),
-            n,
+        near_groups = group_linking.group_pairs(
+            ids=ids, first=near_pairs.first, second=near_pairs.second, cosine=near_pairs.cosine
         )
-        in_band = ~near_mask
+        near_home = homes(near_groups, n)
         outside = (near_home[candidates.first] < 0) | (near_home[candidates.first] != near_home[candidates.second])
-        keep = in_band & outside & (verified if verified is not None else True)
+        keep = ~near_mask & outside
+        if verified is not None:
+            keep &= verified
         kept = candidates.subset(keep)
         groups = group_linking.group_pairs(
             ids=ids, first=kept.first, second=kept.second, cosine=kept.cosine, min_shared=min_shared
         )
-        purity, count, largest, grouped = scores_of(groups, data.groups)
+        purity, count, mixed, largest, grouped = scores_of(groups, data.groups)
         similar_home = homes(groups, n)
         camera = bracket_figures(lib, "camera", near_home, similar_home)
         plain = bracket_figures(lib, "plain", near_home, similar_home)
         print(
-            f"{name:>46} | {int(keep.sum()):>6} | {purity:>6.3f} {count:>6} {largest:>7} {grouped:>6} | "
+            f"{name:>46} | {int(keep.sum()):>6} | {purity:>6.3f} {count:>6} {mixed:>5} {largest:>7} {grouped:>6} | "
             + " ".join(f"{value:>6.3f}" for value in camera)
             + " | "
             + " ".join(f"{value:>6.3f}" for value in plain)
         )
+        for p in np.flatnonzero(keep & ~candidates.positive)[: 5 if verified is not None else 0]:
+            a, b = int(candidates.first[p]), int(candidates.second[p])
+            print(
+                f"{'':>46}   different scenes: {pair_name(data.files[a])} ~ {pair_name(data.files[b])}, cosine "
+                f"{candidates.cosine[p]:.3f}, inliers {inliers[p]}, exposure {exposure[p]:.3f}"
+            )
 
     print(
-        "\nColumns: pairs grouped in the similar band | purity, groups, largest, images in similar groups | camera "
-        "bracket sets: sets in one similar group, sets in one group of either band, pairs in one similar group, "
-        "pairs in one group of either band | the same for plain bracket sets"
+        "\nColumns: similar-band pairs grouped | purity, groups, groups mixing scenes, largest, images in similar "
+        "groups | camera bracket sets: share in one similar group, in one group of either band; bracket pairs in "
+        "one similar group, in one group of either band | the same for plain bracket sets"
     )
     print(
-        f"{'similar band rule':>46} | {'pairs':>6} | {'purity':>6} {'groups':>6} {'largest':>7} {'images':>6} | "
-        f"{'camera: sets sim / any, pairs sim / any':>27} | {'plain: the same':>27}"
+        f"{'similar band rule':>46} | {'pairs':>6} | {'purity':>6} {'groups':>6} {'mixed':>5} {'largest':>7} "
+        f"{'images':>6} | {'camera sets, pairs':>27} | {'plain sets, pairs':>27}"
     )
     replay("before: cosine only, min_shared 0.9", exif_bands=False, verified=None, min_shared=0.9)
     for shared in (0.5, 0.75, 1.0):
         replay(f"cosine only, min_shared {shared}", exif_bands=False, verified=None, min_shared=shared)
-    replay("EXIF: distinct shots similar, cosine only 0.9", exif_bands=True, verified=None, min_shared=0.9)
-    replay("EXIF: + burst evidence only, 0.5", exif_bands=True, verified=burst, min_shared=0.5)
-    for k in (6, 8, 10, 12, 15):
-        replay(f"inliers >= {k}, min_shared 0.5", exif_bands=False, verified=inliers >= k, min_shared=0.5)
-    for t in (0.80, 0.85, 0.90, 0.93, 0.95):
-        replay(f"exposure >= {t}, min_shared 0.5", exif_bands=False, verified=exposure >= t, min_shared=0.5)
+    replay("EXIF bands, cosine only, 0.9", exif_bands=True, verified=None, min_shared=0.9)
+    replay("EXIF bands + burst evidence, 0.9", exif_bands=True, verified=burst, min_shared=0.9)
+    for k in (6, 10, 15, 20):
+        replay(f"inliers >= {k}, 0.9", exif_bands=False, verified=inliers >= k, min_shared=0.9)
+    for t in (0.80, 0.90):
+        replay(f"exposure >= {t}, 0.9", exif_bands=False, verified=exposure >= t, min_shared=0.9)
     product = scene_match.is_same_scene_arrays(inliers=inliers, exposure=exposure) | burst
-    for shared in (0.5, 0.9):
-        replay(
-            f"no EXIF bands; scene_match, min_shared {shared}", exif_bands=False, verified=product, min_shared=shared
-        )
-        replay(f"product: EXIF bands + scene_match, {shared}", exif_bands=True, verified=product, min_shared=shared)
+    replay("scene evidence, no EXIF bands, 0.9", exif_bands=False, verified=product, min_shared=0.9)
+    replay(
+        "EXIF bands + evidence with inliers >= 10, 0.9",
+        exif_bands=True,
+        verified=product | (inliers >= 10),
+        min_shared=0.9,
+    )
+    replay("product: EXIF bands + scene evidence, 0.5", exif_bands=True, verified=product, min_shared=0.5)
+    replay("product: EXIF bands + scene evidence, 0.9", exif_bands=True, verified=product, min_shared=0.9)
 
 
 if __name__ == "__main__":
