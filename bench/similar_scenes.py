@@ -262,8 +262,10 @@ def main() -> None:
             for cosine, count in zip(candidates.cosine[chosen], inliers[chosen], strict=True)
         )
         print(
-            f"{kind} bracket pairs: {int(chosen.sum())} candidates, cosine min {candidates.cosine[chosen].min():.3f}; "
-            f"exposure agreement min {np.nanmin(exposure[chosen]):.3f}, 5th pct "
+            f"{kind} bracket pairs: {int(chosen.sum())} candidates, cosine {candidates.cosine[chosen].min():.3f}-"
+            f"{candidates.cosine[chosen].max():.3f}; "
+            f"exposure agreement median {np.nanmedian(exposure[chosen]):.3f}, "
+            f"min {np.nanmin(exposure[chosen]):.3f}, 5th pct "
             f"{np.nanquantile(exposure[chosen], 0.05):.3f}; distinct shots (EXIF) {int((chosen & distinct).sum())}; "
             "bands by cosine and geometry: " + ", ".join(f"{name} {count}" for name, count in bands.most_common())
         )
