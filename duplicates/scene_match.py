@@ -20,6 +20,7 @@ from PIL import Image
 
 from core.pixels import upright_rgb
 from duplicates import geometry
+from duplicates.candidate_pairs import SIMILAR
 from duplicates.evidence import ImageFacts
 
 # Side of the square grey thumbnail the exposure-normalised comparison is made on.
@@ -99,6 +100,12 @@ def distinct_shots(a: ImageFacts, b: ImageFacts) -> bool:
     However alike, they belong to the similar band: each shot is a photo of its own, kept unless chosen."""
     gap = _gap_seconds((a.taken_at, b.taken_at), (a.camera, b.camera))
     return gap is not None and 0 < gap <= BURST_SECONDS
+
+
+def band_of_shots(kind: str | None, a: ImageFacts, b: ImageFacts) -> str | None:
+    """The band a pair of these two images belongs to, given the band its pictures put it in: two distinct shots
+    of one camera are similar, however alike."""
+    return SIMILAR if kind is not None and distinct_shots(a, b) else kind
 
 
 def same_scene_reason(

@@ -242,8 +242,7 @@ def _detect_chunk(ids: list[int], run: _Run) -> DetectSummary:
         if kind is None:
             continue
         facts_a, facts_b = image_facts(image_a), image_facts(image_b)
-        if scene_match.distinct_shots(facts_a, facts_b):  # a burst or a bracket: one scene, not one photo
-            kind = DuplicatePair.Kind.SIMILAR
+        kind = scene_match.band_of_shots(kind, facts_a, facts_b)  # a burst or a bracket is not a copy
         first, second = image_fingerprint(image_a), image_fingerprint(image_b)
         evidence = pair_evidence(
             cosine=similarity,

@@ -18,6 +18,7 @@ from PIL import ImageOps, TiffImagePlugin
 
 from duplicates.models import DuplicateGroup, DuplicatePair
 from duplicates.services.detection import duplicate_pairs_detect
+from duplicates.services.thresholds import duplicate_pairs_reband
 from gallery.models import Image
 from gallery.services import image_create
 from tests.duplicates.conftest import distractor_files, make_groups
@@ -89,6 +90,20 @@ def test_a_cameras_exposure_bracket_is_one_similar_group(staff_api):
     assert all(pair.evidence["same_scene"] for pair in pairs)
     assert groups_of(staff_api, "similar") == [{image.pk for image in images}]
     assert groups_of(staff_api, "near_duplicate") == []
+
+
+def test_re_banding_the_pairs_keeps_a_bracket_in_the_similar_band(staff_api):
+    # given a camera's bracket detected as one similar group
+    frames = camera_brackets(distractor_files(1)[0])
+    vectors = vectors_at(NEAR_DUPLICATE_COSINE, len(frames), seed=4)
+    images = [library_image(data, f"frame{n}.jpg", vectors[n]) for n, data in enumerate(frames)]
+    duplicate_pairs_detect(image_ids=[image.pk for image in images])
+    # when the stored pairs are put in the bands of the thresholds in force (as after a threshold change)
+    summary = duplicate_pairs_reband()
+    # then the frames stay similar, one group
+    assert summary.to_near_duplicate == 0
+    assert set(DuplicatePair.objects.values_list("kind", flat=True)) == {DuplicatePair.Kind.SIMILAR}
+    assert groups_of(staff_api, "similar") == [{image.pk for image in images}]
 
 
 def test_an_iphones_two_frames_of_one_hdr_shot_are_one_similar_group(staff_api):
