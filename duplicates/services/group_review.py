@@ -166,8 +166,8 @@ def _stackable(group: DuplicateGroup, seen: list[int]) -> list[int]:
     if len(reached) < 2:
         raise GroupReviewError(
             "not_verified",
-            f"No other member of group #{group.pk} is verified as the same scene as #{cover}: nothing to stack "
-            "(keep all instead).",
+            f"No other member of group #{group.pk} is verified as the same photo or scene as #{cover}: nothing "
+            "to stack (keep all instead).",
             group=group,
         )
     return sorted(reached)
