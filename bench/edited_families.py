@@ -202,6 +202,7 @@ def exposure_brackets(photo: Image.Image, *, name: str, seed: int) -> list[tuple
 CAMERA = ("Bench", "AEB-5")
 CAMERA_BRACKET_EV = (-2.0, -1.0, 0.0, 1.0, 2.0)
 CAMERA_BRACKET_INTERVAL_S = 0.2  # automatic exposure bracketing in continuous drive: 5 frames a second
+CAMERA_BRACKETS_VERSION = "2"  # part of the cache folder's name: change it when the frames change
 _TAG_MAKE, _TAG_MODEL, _TAG_EXIF_IFD = 0x010F, 0x0110, 0x8769
 _TAG_DATETIME_ORIGINAL, _TAG_SUBSEC_ORIGINAL, _TAG_EXPOSURE_BIAS = 0x9003, 0x9291, 0x9204
 
@@ -224,7 +225,9 @@ def camera_brackets(photo: Image.Image, *, name: str, seed: int) -> list[tuple[F
     rng = _rng(seed, name, "camera-brackets")
     stem = Path(name).stem
     # scenes minutes apart (never within one burst), the same scene's frames a fifth of a second apart
-    start = datetime.datetime(2026, 6, 1, 9, 0, 0) + datetime.timedelta(minutes=int(rng.integers(0, 100_000)))
+    start = datetime.datetime(2026, 6, 1, 9, 0, 0) + datetime.timedelta(
+        minutes=int(rng.integers(0, 100_000)), milliseconds=10 * int(rng.integers(1, 20))
+    )
     linear = (np.asarray(photo, dtype=np.float32) / 255.0) ** 2.2
     made = []
     for frame, ev in enumerate(CAMERA_BRACKET_EV):
@@ -251,7 +254,7 @@ def camera_brackets(photo: Image.Image, *, name: str, seed: int) -> list[tuple[F
 def ensure_camera_brackets(*, cache: Path, seed: int, scenes: int) -> Path:
     """camera_brackets of the first `scenes` source photos under `cache`, made once, with labels.csv."""
     sources = source_photos()[:scenes]
-    folder = cache / f"camera-brackets-v{GENERATOR_VERSION}-s{seed}-n{len(sources)}"
+    folder = cache / f"camera-brackets-v{CAMERA_BRACKETS_VERSION}-s{seed}-n{len(sources)}"
     if (folder / LABELS).exists():
         return folder
     print(f"generating camera brackets of {len(sources)} scenes in {folder}...", flush=True)

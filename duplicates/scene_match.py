@@ -98,8 +98,15 @@ def burst(*, taken: tuple[datetime | None, datetime | None], cameras: tuple[str,
 def distinct_shots(a: ImageFacts, b: ImageFacts) -> bool:
     """Two shots of one camera taken at different moments, seconds apart: a burst or an exposure bracket, never
     a copy of one another (a copy keeps its photo's capture time, to the fraction of a second the camera wrote).
-    However alike, they belong to the similar band: each shot is a photo of its own, kept unless chosen."""
-    gap = _gap_seconds((a.taken_at, b.taken_at), (a.camera, b.camera))
+    However alike, they belong to the similar band: each shot is a photo of its own, kept unless chosen.
+
+    Times are compared at the precision both files carry: a time without a fraction of a second (an editor
+    that dropped SubSecTime, or a camera that never writes it) is compared to the whole second, so a copy that
+    lost the fraction is not taken for another shot."""
+    taken = (a.taken_at, b.taken_at)
+    if a.taken_at is not None and b.taken_at is not None and not (a.taken_at.microsecond and b.taken_at.microsecond):
+        taken = (a.taken_at.replace(microsecond=0), b.taken_at.replace(microsecond=0))
+    gap = _gap_seconds(taken, (a.camera, b.camera))
     return gap is not None and 0 < gap <= BURST_SECONDS
 
 

@@ -8,6 +8,8 @@ product's.
 from __future__ import annotations
 
 import io
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,9 @@ from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import ImageOps, TiffImagePlugin
 
+from duplicates.evidence import ImageFacts
 from duplicates.models import DuplicateGroup, DuplicatePair
+from duplicates.scene_match import distinct_shots
 from duplicates.services.detection import duplicate_pairs_detect
 from duplicates.services.thresholds import duplicate_pairs_reband
 from gallery.models import Image
@@ -60,7 +64,7 @@ def camera_brackets(path: Path) -> list[bytes]:
         exif = PILImage.Exif()
         exif[0x010F], exif[0x0110] = "Bench", "AEB-5"
         shot = exif.get_ifd(0x8769)
-        shot[0x9003], shot[0x9291] = "2026:06:01 09:00:00", f"{20 * number:02d}"
+        shot[0x9003], shot[0x9291] = "2026:06:01 09:00:00", f"{5 + 20 * number:02d}"
         shot[0x9204] = TiffImagePlugin.IFDRational(ev, 1)
         pixels = (np.clip(linear * 2.0**ev, 0, 1) ** (1 / 2.2) * 255).round().astype(np.uint8)
         buffer = io.BytesIO()
@@ -174,3 +178,13 @@ def test_stacking_is_refused_when_no_member_is_verified_as_the_same_scene(staff_
     assert not Image.objects.filter(stack_cover__isnull=False).exists()
     group.refresh_from_db()
     assert group.status == DuplicateGroup.Status.PENDING
+
+
+def test_a_copy_that_lost_the_fraction_of_a_second_is_not_another_shot():
+    shot = ImageFacts(id=1, width=640, height=480, file_size=1, taken_at=datetime(2015, 4, 10, 20, 12, 23, 550000))
+    shot = replace(shot, camera="Apple iPhone 6")
+    copy = replace(shot, id=2, taken_at=datetime(2015, 4, 10, 20, 12, 23))  # an editor dropped SubSecTime
+    assert not distinct_shots(shot, copy)
+    assert distinct_shots(shot, replace(shot, id=3, taken_at=datetime(2015, 4, 10, 20, 12, 23, 16000)))
+    assert distinct_shots(copy, replace(copy, id=4, taken_at=datetime(2015, 4, 10, 20, 12, 25)))
+    assert not distinct_shots(shot, replace(shot, id=5, camera="Canon EOS 5D"))
