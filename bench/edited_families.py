@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import hashlib
 import io
 import sys
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps, TiffImagePlugin
 
 if __name__ == "__main__":
     # Run as a script, bench/ is sys.path[0] and bench/duplicates.py would shadow the `duplicates` package.
@@ -198,6 +199,79 @@ def exposure_brackets(photo: Image.Image, *, name: str, seed: int) -> list[tuple
     return made
 
 
+CAMERA = ("Bench", "AEB-5")
+CAMERA_BRACKET_EV = (-2.0, -1.0, 0.0, 1.0, 2.0)
+CAMERA_BRACKET_INTERVAL_S = 0.2  # automatic exposure bracketing in continuous drive: 5 frames a second
+CAMERA_BRACKETS_VERSION = "2"  # part of the cache folder's name: change it when the frames change
+_TAG_MAKE, _TAG_MODEL, _TAG_EXIF_IFD = 0x010F, 0x0110, 0x8769
+_TAG_DATETIME_ORIGINAL, _TAG_SUBSEC_ORIGINAL, _TAG_EXPOSURE_BIAS = 0x9003, 0x9291, 0x9204
+
+
+def _camera_exif(moment: datetime.datetime, ev: float) -> bytes:
+    """EXIF as a camera writes it for one frame: make, model, capture time to the hundredth, exposure bias."""
+    exif = Image.Exif()
+    exif[_TAG_MAKE], exif[_TAG_MODEL] = CAMERA
+    shot = exif.get_ifd(_TAG_EXIF_IFD)
+    shot[_TAG_DATETIME_ORIGINAL] = moment.strftime("%Y:%m:%d %H:%M:%S")
+    shot[_TAG_SUBSEC_ORIGINAL] = f"{moment.microsecond // 10000:02d}"
+    shot[_TAG_EXPOSURE_BIAS] = TiffImagePlugin.IFDRational(round(ev * 3), 3)
+    return exif.tobytes()
+
+
+def camera_brackets(photo: Image.Image, *, name: str, seed: int) -> list[tuple[FamilyMember, bytes]]:
+    """One scene shot as a camera brackets it: frames at CAMERA_BRACKET_EV stops (linear light scaled by
+    2**ev, sRGB-ish gamma 2.2), 0.2 s apart, each with the camera's EXIF. Unlike `exposure_brackets` (the
+    photo plus four edits of it), every frame is a shot of its own, the 0 EV one included."""
+    rng = _rng(seed, name, "camera-brackets")
+    stem = Path(name).stem
+    # scenes minutes apart (never within one burst), the same scene's frames a fifth of a second apart
+    start = datetime.datetime(2026, 6, 1, 9, 0, 0) + datetime.timedelta(
+        minutes=int(rng.integers(0, 100_000)), milliseconds=10 * int(rng.integers(1, 20))
+    )
+    linear = (np.asarray(photo, dtype=np.float32) / 255.0) ** 2.2
+    made = []
+    for frame, ev in enumerate(CAMERA_BRACKET_EV):
+        pixels = np.clip(linear * 2.0**ev, 0, 1) ** (1 / 2.2) * 255
+        quality = int(rng.integers(QUALITY[0], QUALITY[1] + 1))
+        moment = start + datetime.timedelta(seconds=frame * CAMERA_BRACKET_INTERVAL_S)
+        member = FamilyMember(
+            file=f"camera-brackets/{stem}-ev{ev:+.0f}.jpg",
+            family=f"distractor-{stem}",
+            source=name,
+            kind="camera-bracket",
+            edits=(f"ev{ev:+.0f}",),
+            caption=False,
+            quality=quality,
+        )
+        buffer = io.BytesIO()
+        Image.fromarray(pixels.round().astype(np.uint8)).save(
+            buffer, "JPEG", quality=quality, exif=_camera_exif(moment, ev)
+        )
+        made.append((member, buffer.getvalue()))
+    return made
+
+
+def ensure_camera_brackets(*, cache: Path, seed: int, scenes: int) -> Path:
+    """camera_brackets of the first `scenes` source photos under `cache`, made once, with labels.csv."""
+    sources = source_photos()[:scenes]
+    folder = cache / f"camera-brackets-v{CAMERA_BRACKETS_VERSION}-s{seed}-n{len(sources)}"
+    if (folder / LABELS).exists():
+        return folder
+    print(f"generating camera brackets of {len(sources)} scenes in {folder}...", flush=True)
+    members = []
+    for path in sources:
+        name = path.relative_to(SOURCES).as_posix()
+        with Image.open(path) as opened:
+            photo = ImageOps.exif_transpose(opened).convert("RGB")
+        for member, data in camera_brackets(photo, name=name, seed=seed):
+            target = folder / member.file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            members.append(member)
+    _write_labels(folder, members)
+    return folder
+
+
 def source_photos(root: Path = SOURCES) -> list[Path]:
     if not root.exists():
         sys.exit(f"Missing {root}: the generator reads ../shared/data/distractors-dev (beside the repository).")
@@ -221,6 +295,11 @@ def generate(
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
             members.append(member)
+    _write_labels(out, members)
+    return members
+
+
+def _write_labels(out: Path, members: list[FamilyMember]) -> None:
     with (out / LABELS).open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(FIELDS)
@@ -236,7 +315,6 @@ def generate(
                     member.quality,
                 ]
             )
-    return members
 
 
 def read_labels(folder: Path) -> list[FamilyMember]:

@@ -10,10 +10,11 @@ import logging
 import threading
 from collections import OrderedDict
 
+import numpy as np
 from PIL import Image as PILImage
 
-from duplicates import geometry
-from duplicates.evidence import dhash, hamming, phash, upright
+from duplicates import geometry, scene_match
+from duplicates.evidence import ImageFacts, dhash, hamming, phash, upright
 from gallery.models import Image
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,39 @@ def fingerprint_distance(first: tuple[int, int] | None, second: tuple[int, int] 
     if first is None or second is None:
         return None
     return hamming(first[which], second[which])
+
+
+_exposure_thumbnails: OrderedDict[str, np.ndarray | None] = OrderedDict()
+_exposure_lock = threading.Lock()
+
+
+def exposure_thumbnail(image: Image) -> np.ndarray | None:
+    """scene_match.exposure_thumbnail of an image, cached per process by content (sha256); None if unreadable."""
+    with _exposure_lock:
+        if image.sha256 in _exposure_thumbnails:
+            _exposure_thumbnails.move_to_end(image.sha256)
+            return _exposure_thumbnails[image.sha256]
+    try:
+        value: np.ndarray | None = scene_match.exposure_thumbnail(_open_picture(image))
+    except (OSError, ValueError, PILImage.DecompressionBombError) as error:
+        logger.warning("no exposure thumbnail for image %s: %s", image.pk, error)
+        value = None
+    with _exposure_lock:
+        _exposure_thumbnails[image.sha256] = value
+        while len(_exposure_thumbnails) > _FINGERPRINT_CACHE_SIZE:
+            _exposure_thumbnails.popitem(last=False)
+    return value
+
+
+def similar_scene_evidence(
+    first: Image, second: Image, *, a: ImageFacts, b: ImageFacts, inliers: int | None
+) -> dict[str, object]:
+    """What a similar pair's evidence says about being one scene (scene_match.scene_evidence)."""
+    thumbnails = exposure_thumbnail(first), exposure_thumbnail(second)
+    agreement = None
+    if thumbnails[0] is not None and thumbnails[1] is not None:
+        agreement = scene_match.exposure_agreement(thumbnails[0], thumbnails[1])
+    return scene_match.scene_evidence(a=a, b=b, inliers=inliers, exposure_agreement=agreement)
 
 
 def local_features(image: Image) -> geometry.LocalFeatures | None:

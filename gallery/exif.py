@@ -36,6 +36,9 @@ TAG_DATETIME_DIGITIZED = 0x9004
 TAG_OFFSET_TIME = 0x9010
 TAG_OFFSET_TIME_ORIGINAL = 0x9011
 TAG_OFFSET_TIME_DIGITIZED = 0x9012
+TAG_SUBSEC_TIME = 0x9290
+TAG_SUBSEC_TIME_ORIGINAL = 0x9291
+TAG_SUBSEC_TIME_DIGITIZED = 0x9292
 
 # (date tag, where it lives, its offset tag in the Exif IFD, name kept as taken_at_source), best first.
 _DATE_SOURCES = (
@@ -43,6 +46,14 @@ _DATE_SOURCES = (
     (TAG_DATETIME_DIGITIZED, "exif_ifd", TAG_OFFSET_TIME_DIGITIZED, "DateTimeDigitized"),
     (TAG_DATETIME, "ifd0", TAG_OFFSET_TIME, "DateTime"),
 )
+# Fractions of a second of each date tag (in the Exif IFD): two shots of a burst or bracket often share the
+# second, and only these tell them apart from two copies of one shot.
+_SUBSEC_TAGS = {
+    TAG_DATETIME_ORIGINAL: TAG_SUBSEC_TIME_ORIGINAL,
+    TAG_DATETIME_DIGITIZED: TAG_SUBSEC_TIME_DIGITIZED,
+    TAG_DATETIME: TAG_SUBSEC_TIME,
+}
+_SUBSEC = re.compile(r"\s*(\d{1,9})\s*$")
 _XMP_APP1_PREFIX = b"http://ns.adobe.com/xap/1.0/\x00"
 # "xmp" is the usual prefix of the namespace http://ns.adobe.com/xap/1.0/ and "xap" its old name.
 # Other prefixes are deliberately not matched: MicrosoftPhoto:Rating holds a 0-99 percentage.
@@ -234,7 +245,7 @@ def _taken_at(ifd0: dict[int, object], exif_ifd: dict[int, object]) -> tuple[dat
         raw = (exif_ifd if where == "exif_ifd" else ifd0).get(tag)
         moment = _parse_datetime(_text(raw), _text(exif_ifd.get(offset_tag)))
         if moment is not None:
-            return moment, name
+            return moment + _fraction(exif_ifd.get(_SUBSEC_TAGS[tag])), name
         if raw not in (None, "", b""):
             logger.debug("Unreadable EXIF date %s=%r", name, raw)
     return None, ""
@@ -255,6 +266,15 @@ def _parse_datetime(text: str, offset_text: str) -> datetime.datetime | None:
         return None
     zone = _timezone(match.group(7) or offset_text)
     return moment.replace(tzinfo=zone) if zone is not None else moment
+
+
+def _fraction(value: object) -> datetime.timedelta:
+    """A SubSecTime value ("25" = 0.25 s) as a duration; nothing when absent or unreadable."""
+    match = _SUBSEC.match(_text(value))
+    if match is None:
+        return datetime.timedelta(0)
+    digits = match.group(1)
+    return datetime.timedelta(microseconds=int(digits[:6].ljust(6, "0")))
 
 
 def _timezone(text: str) -> datetime.timezone | None:

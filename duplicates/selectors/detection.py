@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import Exists, OuterRef, QuerySet
 
-from duplicates import geometry
+from duplicates import geometry, scene_match
 from duplicates.candidate_pairs import NeighbourSearch, band_of, needs_verification
 from duplicates.models import DetectionCheck
 from duplicates.selectors.thresholds import duplicate_bands
@@ -25,12 +25,13 @@ def geometric_verification_enabled() -> bool:
 
 
 def detection_settings_key(*, model_name: str | None = None) -> str:
-    """What a detection result depends on (backbone, both thresholds, geometric verification): an image
-    checked under another key is checked again, so a model or threshold change re-detects the library."""
+    """What a detection result depends on (backbone, both thresholds, geometric verification, the similar
+    band's scene check): an image checked under another key is checked again, so a model or threshold change
+    re-detects the library."""
     model = model_name or settings.IMGSIM_MODEL
     bands = duplicate_bands(model_name=model)
     geometry_flag = f"geo:{geometry.CHECK}" if geometric_verification_enabled() else "nogeo"
-    return f"{model}:{bands.near_duplicate:.4f}:{bands.similar:.4f}:{geometry_flag}"[:100]
+    return f"{model}:{bands.near_duplicate:.4f}:{bands.similar:.4f}:{geometry_flag}:{scene_match.CHECK}"[:100]
 
 
 def images_awaiting_detection(*, model_name: str | None = None) -> QuerySet[Image]:

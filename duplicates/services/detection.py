@@ -26,7 +26,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from core.task_queue import task_queue_after_commit, task_queue_once_after_commit
-from duplicates import geometry
+from duplicates import geometry, scene_match
 from duplicates.candidate_pairs import (
     Bands,
     NeighbourSearch,
@@ -36,7 +36,7 @@ from duplicates.candidate_pairs import (
     neighbours_above,
 )
 from duplicates.evidence import pair_evidence
-from duplicates.features import Verifier, fingerprint_distance, image_fingerprint
+from duplicates.features import Verifier, fingerprint_distance, image_fingerprint, similar_scene_evidence
 from duplicates.models import DetectionCheck, DetectionClaim, DuplicateDecision, DuplicatePair, sha_pair_key
 from duplicates.selectors.detection import (
     detection_settings_key,
@@ -241,17 +241,21 @@ def _detect_chunk(ids: list[int], run: _Run) -> DetectSummary:
         kind = band_of(similarity, bands=run.bands, inliers=inliers, min_inliers=geometry.MIN_INLIERS)
         if kind is None:
             continue
+        facts_a, facts_b = image_facts(image_a), image_facts(image_b)
+        kind = scene_match.band_of_shots(kind, facts_a, facts_b)  # a burst or a bracket is not a copy
         first, second = image_fingerprint(image_a), image_fingerprint(image_b)
         evidence = pair_evidence(
             cosine=similarity,
-            a=image_facts(image_a),
-            b=image_facts(image_b),
+            a=facts_a,
+            b=facts_b,
             phash_distance=fingerprint_distance(first, second, 0),
             dhash_distance=fingerprint_distance(first, second, 1),
             geometric_inliers=inliers,
         )
         if inliers is not None:
             evidence["geometric_check"] = geometry.CHECK
+        if kind == DuplicatePair.Kind.SIMILAR:  # grouped only when one scene (duplicates/scene_match.py)
+            evidence.update(similar_scene_evidence(image_a, image_b, a=facts_a, b=facts_b, inliers=inliers))
         if pair is not None:
             pair.similarity, pair.kind, pair.embedding_model = similarity, kind, run.model_name
             pair.evidence = {**evidence, **_kept_notes(pair.evidence)}

@@ -3,9 +3,11 @@ unstack an image's stack.
 
 A decision applies to the members the reviewer saw (the ids they send), never to an image that joined the
 group after their page loaded: that one is left out of the decision and stays pending in a new group with
-the kept copies. The group's version counts decisions: sending an old version, or deciding on a group that
-is no longer pending, is refused with 409 and the group's current state, so two reviewers never overwrite
-each other. Every decision is logged (DuplicateGroupDecision) with what its undo needs.
+the kept copies. A stack hides members under its cover, so it takes only the members verified as the same
+photo or the same scene as the cover; the others are left out the same way. The group's version counts
+decisions: sending an old version, or deciding on a group that is no longer pending, is refused with 409 and
+the group's current state, so two reviewers never overwrite each other. Every decision is logged
+(DuplicateGroupDecision) with what its undo needs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from core.errors import ServiceError
@@ -130,6 +133,8 @@ def group_plan(
         keep_ids, trash_ids = seen, []
     if len(seen) < 2:
         raise GroupReviewError("too_few", "A decision needs at least two of the group's members.", status=400)
+    if action == GroupAction.STACK:
+        seen = keep_ids = _stackable(group, seen)
     return GroupPlan(
         action=action,
         members=seen,
@@ -137,6 +142,35 @@ def group_plan(
         trash=sorted(trash_ids),
         bytes_trashed=sum(current[x] for x in trash_ids),
     )
+
+
+def _stackable(group: DuplicateGroup, seen: list[int]) -> list[int]:
+    """The members a stack may hide under its cover: those linked to the cover through pairs verified as one
+    photo (near-duplicates) or one scene (similar pairs whose evidence says so, duplicates/scene_match.py).
+    A look-alike linked only by the embedding is left out of the stack and stays in the review."""
+    cover = group.suggested_keep_id if group.suggested_keep_id in seen else seen[0]
+    verified = Q(kind=DuplicatePair.Kind.NEAR_DUPLICATE) | Q(kind=DuplicatePair.Kind.SIMILAR, evidence__same_scene=True)
+    links: dict[int, set[int]] = {}
+    for a, b in (
+        DuplicatePair.objects.filter(verified, image_a_id__in=seen, image_b_id__in=seen)
+        .exclude(review_status=DuplicatePair.ReviewStatus.NOT_DUPLICATE)
+        .values_list("image_a_id", "image_b_id")
+    ):
+        links.setdefault(a, set()).add(b)
+        links.setdefault(b, set()).add(a)
+    reached, frontier = {cover}, [cover]
+    while frontier:
+        for other in links.get(frontier.pop(), set()) - reached:
+            reached.add(other)
+            frontier.append(other)
+    if len(reached) < 2:
+        raise GroupReviewError(
+            "not_verified",
+            f"No other member of group #{group.pk} is verified as the same photo or scene as #{cover}: nothing "
+            "to stack (keep all instead).",
+            group=group,
+        )
+    return sorted(reached)
 
 
 def _refuse_if_stale(group: DuplicateGroup, version: int | None) -> None:

@@ -2,8 +2,9 @@
 
 Pending groups are derived: the pairs of one band (not dismissed as "not a duplicate", both images out of the
 trash) are grouped by duplicates/group_linking.py, and a group needs at least one pending pair inside it (pairs a
-reviewer already confirmed make no new work). The similar band is grouped apart, without the pairs that lie
-inside one near-duplicate group. A refresh recomputes only the connected part of the library around the
+reviewer already confirmed make no new work). The similar band is grouped apart, from its pairs verified as
+one scene (duplicates/scene_match.py: look-alike photos of the sea do not make a group) and without the pairs
+that lie inside one near-duplicate group. A refresh recomputes only the connected part of the library around the
 images it is given, and keeps each existing pending group's id for the new group that shares most of its
 members, so a reviewer's page stays valid while detection adds images. Resolved and stacked groups are
 records of a decision: a refresh never changes them.
@@ -83,13 +84,16 @@ def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
 
 
 def _edges_of(kind: str, ids: Iterable[int]) -> dict[tuple[int, int], _Edge]:
-    """Grouping pairs of `kind` touching these images: not dismissed, both images out of the trash."""
+    """Grouping pairs of `kind` touching these images: not dismissed, both images out of the trash; similar
+    pairs only when their evidence says one scene."""
     edges: dict[tuple[int, int], _Edge] = {}
     pairs = (
         DuplicatePair.objects.filter(kind=kind, image_a__trashed_at__isnull=True, image_b__trashed_at__isnull=True)
         .exclude(review_status=DuplicatePair.ReviewStatus.NOT_DUPLICATE)
         .order_by()
     )
+    if kind == DuplicatePair.Kind.SIMILAR:  # look-alikes group only when verified one scene (scene_match)
+        pairs = pairs.filter(evidence__same_scene=True)
     for chunk in _chunks(ids):
         rows = pairs.filter(Q(image_a_id__in=chunk) | Q(image_b_id__in=chunk)).values_list(
             "id", "image_a_id", "image_b_id", "similarity", "review_status"

@@ -19,11 +19,12 @@ from django.utils import timezone
 from core.errors import ServiceError
 from core.task_queue import task_queue_after_commit
 from core.users import Actor, recorded_user
-from duplicates import geometry, threshold_measurement
+from duplicates import geometry, scene_match, threshold_measurement
 from duplicates.candidate_pairs import band_of, needs_verification
 from duplicates.features import Verifier
 from duplicates.models import CalibrationRun, DuplicatePair
 from duplicates.selectors.detection import geometric_verification_enabled
+from duplicates.selectors.pairs import image_facts
 from duplicates.selectors.thresholds import duplicate_bands, latest_calibration
 from duplicates.services.calibration import CALIBRATION_MIN_IMAGES, calibration_run_create, calibration_run_execute
 from duplicates.services.detection import duplicate_detection_schedule
@@ -199,6 +200,7 @@ def duplicate_pairs_reband(*, model_name: str | None = None) -> RebandSummary:
                 if inliers is not None:
                     pair.evidence = {**pair.evidence, "geometric_inliers": inliers}
             kind = band_of(pair.similarity, bands=bands, inliers=inliers, min_inliers=geometry.MIN_INLIERS)
+            kind = scene_match.band_of_shots(kind, image_facts(pair.image_a), image_facts(pair.image_b))
             if kind == pair.kind:
                 continue
             if kind is None:

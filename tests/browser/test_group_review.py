@@ -1,5 +1,6 @@
 """The group review page in the browser harness (live server, real photos, fails on console errors): the card
-fits 1440x900, the keyboard decides and undoes without reloading, and the next pending group gets the focus."""
+fits 1440x900, the keyboard decides and undoes without reloading, and the next pending group gets the focus; a
+camera's bracket is one card on the Similar tab, look-alike photos none."""
 
 from __future__ import annotations
 
@@ -8,12 +9,23 @@ import re
 from playwright.sync_api import expect
 
 from duplicates.models import DuplicateGroup
+from duplicates.services.detection import duplicate_pairs_detect
 from duplicates.services.group_review import GroupAction, duplicate_group_resolve
 from duplicates.services.groups import duplicate_groups_refresh
 from gallery.models import Image
 from pipeline.services import image_ingest
-from tests.browser.conftest import PHONE
+from tests.browser.conftest import DESKTOP, PHONE
 from tests.duplicates.conftest import distractor_files, group_files
+from tests.duplicates.test_similar_scenes import (
+    LOOK_ALIKE_COSINE,
+    NEAR_DUPLICATE_COSINE,
+    camera_brackets,
+    library_image,
+    vectors_at,
+)
+from tests.images import shared_path
+
+CATS = ("134008.jpg", "134052.jpg")  # a cheetah and a leopard on dry grass
 
 
 def test_review_groups_with_the_keyboard_without_reloading(session):
@@ -80,3 +92,31 @@ def test_unstack_from_the_library_grid_and_from_the_image_page(session):
             expect(page.locator("#stack")).to_have_count(0)
         expect(page.locator(".messages")).to_contain_text(f"group #{group.pk} is pending review")
         assert not Image.objects.filter(stack_cover__isnull=False).exists()
+
+
+def test_a_cameras_bracket_is_one_card_on_the_similar_tab_and_stacks_into_one(session):
+    # a five-frame bracket of one photo (camera EXIF), and a cheetah and a leopard alike only to the embedding
+    frames = camera_brackets(distractor_files(1)[0])
+    vectors = vectors_at(NEAR_DUPLICATE_COSINE, len(frames), seed=5)
+    shots = [library_image(data, f"frame{n}.jpg", vectors[n]).pk for n, data in enumerate(frames)]
+    folder = shared_path("data", "distractors-dev", "train")
+    alike = vectors_at(LOOK_ALIKE_COSINE, 2, seed=6)
+    cats = [library_image((folder / name).read_bytes(), name, alike[n]).pk for n, name in enumerate(CATS)]
+    duplicate_pairs_detect(image_ids=shots + cats)
+    page = session.page
+    session.go("/duplicates/?kind=similar")
+    cards = page.locator("article.group")
+    expect(cards).to_have_count(1)  # the bracket; the two big cats make no group
+    card = cards.first
+    members = card.locator("input[name=member]").evaluate_all("inputs => inputs.map(input => Number(input.value))")
+    assert sorted(members) == shots
+    session.shot("similar-bracket")
+    page.set_viewport_size(PHONE)
+    session.shot("similar-bracket", full_page=True)
+    page.set_viewport_size(DESKTOP)
+    card.focus()
+    page.keyboard.press("s")  # stack: keep all five, shown as one
+    expect(card).to_have_attribute("data-status", "stacked")
+    assert Image.objects.filter(pk__in=shots, stack_cover__isnull=False).count() == 4
+    session.go("/")
+    expect(page.locator(".grid .card")).to_have_count(3)  # the stack and the two big cats

@@ -54,8 +54,8 @@ def ingest(committed: Callable[..., Any]) -> Callable[[dict[str, list[Path]]], d
 
 
 def make_groups(sizes: list[int], *, seed: int, kind: str = DuplicatePair.Kind.NEAR_DUPLICATE) -> list[DuplicateGroup]:
-    """Families of real (made) photos, every two of a family paired as near-duplicates (or as similar photos),
-    grouped by the refresh the detection step runs."""
+    """Families of real (made) photos, every two of a family paired as near-duplicates (or as similar photos of
+    one scene), grouped by the refresh the detection step runs."""
     groups = []
     for number, size in enumerate(sizes):
         images = [
@@ -69,7 +69,13 @@ def make_groups(sizes: list[int], *, seed: int, kind: str = DuplicatePair.Kind.N
                     image_b=second,
                     kind=kind,
                     similarity=0.95 if kind == DuplicatePair.Kind.NEAR_DUPLICATE else 0.8,
-                    evidence={"cosine": 0.95, "phash_distance": 4, "geometric_inliers": None, "same_camera": True},
+                    evidence={
+                        "cosine": 0.95,
+                        "phash_distance": 4,
+                        "geometric_inliers": None,
+                        "same_camera": True,
+                        **({"same_scene": True} if kind == DuplicatePair.Kind.SIMILAR else {}),
+                    },
                 )
         duplicate_groups_refresh(image_ids=[image.pk for image in images])
         groups.append(DuplicateGroup.objects.get(kind=kind, members__image_id=images[0].pk))

@@ -38,14 +38,15 @@ DATE_TIME_ORIGINAL = {
     "exif-samples/files/jpg/mobile/HMD_Nokia_8.3_5G.jpg": datetime.datetime(
         2022, 8, 14, 14, 12, 31, tzinfo=datetime.timezone(datetime.timedelta(hours=3))
     ),
-    "immich-test-assets/files/metadata/rating/mongolels.jpg": datetime.datetime(2009, 8, 29, 13, 18, 8),
+    # SubSecTimeOriginal "17" adds 0.17 s (exiftool's SubSecDateTimeOriginal).
+    "immich-test-assets/files/metadata/rating/mongolels.jpg": datetime.datetime(2009, 8, 29, 13, 18, 8, 170000),
     # DateTimeDigitized says 2023-04-04 04:00:00: DateTimeOriginal wins.
     "immich-test-assets/files/metadata/dates/date-priority-test.jpg": datetime.datetime(2023, 2, 2, 2, 0, 0),
     "immich-test-assets/files/metadata/dates/datetimeoriginal-gps.jpg": datetime.datetime(2025, 12, 1, 11, 30),
     # Written NUL-terminated ("2012:08:05 11:39:59\0"), next to an ISO-8601 DateTime.
     "immich-test-assets/files/formats/jpg/el_torcal_rocks.jpg": datetime.datetime(2012, 8, 5, 11, 39, 59),
     "immich-test-assets/files/albums/nature/notocactus_minimus.jpg": datetime.datetime(2008, 5, 23, 15, 54, 59),
-    "immich-test-assets/files/formats/webp/denali.webp": datetime.datetime(2010, 8, 13, 21, 0, 1),
+    "immich-test-assets/files/formats/webp/denali.webp": datetime.datetime(2010, 8, 13, 21, 0, 1, 850000),
 }
 
 
@@ -339,6 +340,19 @@ def test_taken_at_is_naive_without_an_offset_and_aware_with_one():
     assert aware.taken_at == datetime.datetime(
         2021, 5, 6, 7, 8, 9, tzinfo=datetime.timezone(-datetime.timedelta(hours=4, minutes=30))
     )
+
+
+def test_sub_second_capture_times_tell_two_frames_of_one_second_apart():
+    """An iPhone's HDR shot and its normal exposure, written in the same second: SubSecTimeOriginal (".016",
+    ".550") tells the two frames apart (duplicates/scene_match.py treats them as two shots, not copies)."""
+    folder = shared_path("data", "exif", "exif-samples", "files", "jpg", "hdr")
+    normal, hdr = (read_exif(Image.open(folder / name)) for name in ("iphone_hdr_NO.jpg", "iphone_hdr_YES.jpg"))
+
+    assert normal.taken_at == datetime.datetime(2015, 4, 10, 20, 12, 23, 16000)
+    assert hdr.taken_at == datetime.datetime(2015, 4, 10, 20, 12, 23, 550000)
+    assert read_exif(jpeg(exif_with({}, {0x9003: "2021:05:06 07:08:09", 0x9291: "x"}))).taken_at == (
+        datetime.datetime(2021, 5, 6, 7, 8, 9)
+    )  # an unreadable fraction is left out, the date kept
 
 
 def test_unset_camera_clock_falls_back_to_the_next_date():
