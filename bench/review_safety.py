@@ -100,7 +100,8 @@ def stored_pairs(data: DevData, *, near: float, similar: float) -> tuple[PairSet
     """The near-duplicate pairs the product stores (k-NN candidates, cosine or verified grey zone), and which
     of them passed by cosine alone."""
     candidates = candidate_pairs(data, all_pairs(data), floor=similar, verbose=False)
-    inliers = geometric_evidence(data, candidates)
+    grey = np.flatnonzero((candidates.cosine >= similar) & (candidates.cosine < near))  # the product's grey zone
+    inliers = geometric_evidence(data, candidates, chosen=grey)
     accepted = accepted_by(candidates, near=near, low=similar, extra=inliers.verified(mirror=True))
     return candidates.subset(accepted), candidates.cosine[accepted] >= near
 
