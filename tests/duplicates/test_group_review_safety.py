@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 from duplicates.models import DuplicateGroup, DuplicatePair
+from duplicates.services.detection import duplicate_pairs_detect
 from duplicates.services.groups import duplicate_groups_refresh
 from gallery.models import Image
 from gallery.services import image_create
 from gallery.templatetags.gallery_tags import filesize
-from tests.duplicates.conftest import make_groups
+from tests.duplicates.conftest import distractor_files, group_files, make_groups
 from tests.images import photo_jpeg
 
 pytestmark = pytest.mark.django_db
@@ -199,3 +201,35 @@ def test_grouping_keeps_a_copy_whose_matches_are_not_shared():
     groups = DuplicateGroup.objects.filter(kind="near_duplicate", status="pending")
     found = sorted(sorted(g.members.values_list("image_id", flat=True)) for g in groups)
     assert found == sorted([sorted(x.pk for x in [*family, c]), sorted(x.pk for x in other)])
+
+
+def test_detection_checks_a_member_against_the_kept_copy_and_verifies_it(staff_api):
+    """Four copies of one real photo with stored vectors: h matches a and b (cosine 0.91) but only 0.67 the
+    kept copy k (below the similar floor); detection checks it against k geometrically and stores their pair,
+    so the suggestion trashes it too. A distinct photo linked the same way fails the check and stays aside."""
+    made = [image_create(data=path.read_bytes(), original_name=path.name).image for path in group_files("g02", 4)]
+    k = max(made, key=lambda image: (image.width * image.height, image.file_size))
+    a, b, h = [image for image in made if image.pk != k.pk]
+    stranger = image_create(data=distractor_files(1)[0].read_bytes(), original_name="other.jpg").image
+    angles = {k.pk: 0.0, a.pk: 24.0, b.pk: 25.0, h.pk: 48.0, stranger.pk: 49.0}  # degrees in one plane
+    for pk, degrees in angles.items():
+        vector = np.zeros(8, dtype=np.float32)
+        vector[0], vector[1] = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+        Image.objects.filter(pk=pk).update(
+            status=Image.Status.INDEXED, embedding=vector.tobytes(), embedding_model="mobilenet_v2"
+        )
+    duplicate_pairs_detect(image_ids=list(angles), verify=True)
+
+    group = DuplicateGroup.objects.get(kind="near_duplicate", status="pending")
+    assert group.suggested_keep_id == k.pk
+    checked = DuplicatePair.objects.get(image_a_id=min(k.pk, h.pk), image_b_id=max(k.pk, h.pk))
+    assert checked.kind == "near_duplicate"
+    assert checked.evidence["checked_against_kept"] is True
+    assert checked.evidence["geometric_inliers"] >= 20
+    assert checked.similarity == pytest.approx(np.cos(np.radians(48.0)), abs=1e-4)
+    assert not DuplicatePair.objects.filter(
+        image_a_id=min(k.pk, stranger.pk), image_b_id=max(k.pk, stranger.pk)
+    ).exists()
+    suggestion = staff_api.get(f"{API}{group.pk}/").json()["suggestion"]
+    assert h.pk in suggestion["trash"]
+    assert stranger.pk not in suggestion["trash"]
