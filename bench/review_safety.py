@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import multiprocessing
 import sys
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -54,6 +56,7 @@ from bench.duplicates import (
     geometric_evidence,
     load_dev,
     measured_defaults,
+    pair_name,
     wrong_pairs,
 )
 from duplicates import geometry, group_linking
@@ -69,7 +72,12 @@ def big_families(*, count: int, copies: int, skip: int) -> list[edited_families.
     if not (folder / edited_families.LABELS).exists():
         print(f"generating {count} big families x {copies} attacked copies in {folder}...", flush=True)
         edited_families.generate(out=folder, sources=sources, copies=copies, seed=BIG_SEED)
-    return [replace(member, file=str(folder / member.file)) for member in edited_families.read_labels(folder)]
+    # "big/<stem>-<n>.jpg": the geometric checks are cached by folder and file name, and the 4-copy families'
+    # files are "copies/<stem>-<n>.jpg".
+    big = folder / "big"
+    if not big.exists():
+        (folder / "copies").rename(big)
+    return [replace(member, file=str(big / Path(member.file).name)) for member in edited_families.read_labels(folder)]
 
 
 def library(args: argparse.Namespace) -> tuple[DevData, np.ndarray]:
@@ -100,11 +108,64 @@ def library(args: argparse.Namespace) -> tuple[DevData, np.ndarray]:
     return data, big
 
 
-def stored_pairs(data: DevData, *, near: float, similar: float) -> tuple[PairSet, np.ndarray]:
+def _inliers_of(task: tuple[list[str], list[tuple[int, int]]]) -> list[list[int]]:
+    """[direct, mirror] inliers of pairs of files, as bench/duplicates.py geometric_evidence counts them."""
+    files, todo = task
+    features: dict[int, geometry.LocalFeatures] = {}
+
+    def of(position: int) -> geometry.LocalFeatures:
+        if position not in features:
+            features[position] = geometry.local_features(geometry.load_for_matching(files[position]))
+        return features[position]
+
+    found = []
+    for first, second in todo:
+        a, b = of(first), of(second)
+        direct = geometry.similarity_inliers(a, b)
+        mirror = -1
+        if direct < geometry.MIN_INLIERS and a.mirrored is not None:
+            mirror = geometry.similarity_inliers(a.mirrored, b)
+        found.append([direct, mirror])
+    return found
+
+
+def prefill_geometry(data: DevData, candidates: PairSet, grey: np.ndarray, *, workers: int) -> None:
+    """Fill bench/duplicates.py's cache of geometric checks for these pairs with `workers` processes."""
+    cache = geometry_cache()
+    known: dict[str, list[int]] = json.loads(cache.read_text()) if cache.exists() else {}
+    names = [pair_name(path) for path in data.files]
+    keys = {int(p): f"{names[candidates.first[p]]}|{names[candidates.second[p]]}" for p in grey}
+    todo = sorted(
+        (int(candidates.first[p]), int(candidates.second[p]), key) for p, key in keys.items() if key not in known
+    )
+    if not todo or workers <= 1:
+        return
+    print(f"geometric verification of {len(todo)} pairs in {workers} processes (cached afterwards)...", flush=True)
+    files = [str(path) for path in data.files]
+    parts = [todo[start::workers] for start in range(workers)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        results = pool.map(_inliers_of, [(files, [(a, b) for a, b, _ in part]) for part in parts])
+    for part, found in zip(parts, results, strict=True):
+        for (_, _, key), value in zip(part, found, strict=True):
+            known[key] = value
+    cache.write_text(json.dumps(known))
+
+
+def geometry_cache() -> Path:
+    """bench/duplicates.py geometric_evidence's cache file."""
+    params = (
+        f"{geometry.MATCH_SIZE}-{geometry.ORB_FEATURES}-{geometry.RATIO_TEST}-{geometry.RANSAC_REPROJECTION_PX}"
+        f"-{getattr(geometry, 'MIN_SIDE', 0)}-{geometry.MIN_INLIERS}-{geometry.CHECK}-{geometry.MAX_SCALE}"
+    )
+    return OUT / f"duplicates-inliers-by-name-{hashlib.sha256(params.encode()).hexdigest()[:16]}.json"
+
+
+def stored_pairs(data: DevData, *, near: float, similar: float, workers: int = 1) -> tuple[PairSet, np.ndarray]:
     """The near-duplicate pairs the product stores (k-NN candidates, cosine or verified grey zone), and which
     of them passed by cosine alone."""
     candidates = candidate_pairs(data, all_pairs(data), floor=similar, verbose=False)
     grey = np.flatnonzero((candidates.cosine >= similar) & (candidates.cosine < near))  # the product's grey zone
+    prefill_geometry(data, candidates, grey, workers=workers)
     inliers = geometric_evidence(data, candidates, chosen=grey)
     accepted = accepted_by(candidates, near=near, low=similar, extra=inliers.verified(mirror=True))
     return candidates.subset(accepted), candidates.cosine[accepted] >= near
@@ -327,12 +388,13 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=4, help="big families of attacked copies")
     parser.add_argument("--big-copies", type=int, default=100)
     parser.add_argument("--draws", type=int, default=5, help="draws of injected wrong pairs")
+    parser.add_argument("--workers", type=int, default=2, help="processes for the geometric checks")
     parser.add_argument("--prepare", action="store_true", help="only compute the caches")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     defaults = measured_defaults()
     data, big = library(args)
-    pairs, _ = stored_pairs(data, near=defaults.near_duplicate, similar=defaults.similar)
+    pairs, _ = stored_pairs(data, near=defaults.near_duplicate, similar=defaults.similar, workers=args.workers)
     print(f"{len(data.files)} files, {int(big.sum())} in big families, {pairs.first.shape[0]:,} near-duplicate pairs")
     if args.prepare:
         return
