@@ -4,18 +4,20 @@ rules ("before") and this branch's ("after"), in one run.
 Run from the repository root (no Django database; the embeddings, edited copies and geometric checks are
 cached in bench/out/ and shared with bench/duplicates.py):
 
-    .venv/bin/python bench/review_safety.py [--copydays 8] [--families 100] [--big 4] [--big-copies 100]
+    .venv/bin/python bench/review_safety.py --copydays 2 --big 1 --attacks 2 --workers 3   # bench/README.md
 
 The library: the neardup-dev photos (Copydays: `--copydays` of its 8 photos with ~100 variants each) and
 distractors-dev (300 distinct photos), 4 edited copies of each of the first `--families` distractors
 (bench/edited_families.py), and `--big` big families of `--big-copies` strongly attacked copies of other
-distractors (two edits each from crop, half size, brightness, colour, rotation, mirror, blur, greyscale, a
-caption on 30 %, JPEG 35-85). Pairs as the product stores them: adaptive k-NN candidates from the similar
-floor, cosine >= near_duplicate, or the grey zone verified by ORB + RANSAC (mirror-aware).
+distractors (each copy through bench/edited_families.py's edits `--attacks` times: two edits from crop, half
+size, brightness, colour, rotation, mirror, blur, greyscale, maybe a caption, JPEG 35-85, each time). Pairs
+as the product stores them: adaptive k-NN candidates from the similar floor, cosine >= near_duplicate, or the
+grey zone verified by ORB + RANSAC (mirror-aware; `--workers` processes).
 
 Printed, before and after:
 - grouping: purity, mixed groups, completeness (per family of 2+ files, its share in its largest group)
-  overall and on the big families (Copydays and generated), also with wrong pairs injected between families;
+  overall and on the big families (Copydays and generated), also with wrong pairs injected between families
+  and with a share of the pairs missed;
 - applying every group's suggestion as it stands, one decision per group covering all its members: distinct
   photos trashed (files of another photo than the kept copy), families lost entirely, and the share of
   redundant copies trashed (per family, at most its size - 1 can go). Before, the suggestion trashes every
