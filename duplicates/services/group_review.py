@@ -73,7 +73,6 @@ class GroupPlan:
     keep: list[int]
     trash: list[int]
     bytes_trashed: int
-    aside: list[int]  # members left out of the decision: not verified against a kept copy
 
 
 def _ids(values: Iterable[int] | None) -> list[int] | None:
@@ -122,7 +121,6 @@ def group_plan(
         else:
             action, keep_ids = GroupAction.KEEP, [group.suggested_keep_id]
             trash_ids = sorted(verified_members(kept=keep_ids, others=seen))
-            covered = seen
     if action == GroupAction.KEEP:
         if not keep_ids:
             raise GroupReviewError("keep_required", "Choose at least one image to keep.", status=400, group=group)
@@ -157,7 +155,6 @@ def group_plan(
         keep=sorted(keep_ids),
         trash=sorted(trash_ids),
         bytes_trashed=sum(current[x] for x in trash_ids),
-        aside=sorted(set(covered or []) - set(seen)),
     )
 
 
