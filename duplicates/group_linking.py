@@ -6,6 +6,11 @@ groups merge only when they are linked by at least `min_links` times as many pai
 members (a single wrong pair never merges two groups of two or more; a lone image joins through one pair).
 bench/duplicates.py compares it with connected components and with star (leader) clustering on the dev
 photos and reports group purity and completeness; the rule and its default were chosen there.
+
+The near-duplicate band uses `attached_labels`: the shared-match rule, then every image it left out joins the
+group that holds most of its matches. In a large family of strongly edited copies a copy's few matches are
+rarely shared by its partners' many, so the shared-match rule alone leaves a fifth of such copies in no group
+(bench/review_safety.py measures it).
 """
 
 from __future__ import annotations
@@ -27,10 +32,15 @@ MIN_SHARED = 0.5
 # must be tighter: a stricter setting keeps the largest similar group small and purer (bench/README.md). Its
 # default decision is "keep all" anyway.
 SIMILAR_MIN_SHARED = 0.9
+# An image the shared-match rule left out joins the group holding more than this share of its pairs into
+# groups (a strict majority: a copy matching one member of each of two groups joins neither).
+ATTACH_MIN_SHARE = 0.5
+# Passes of attaching: a copy matching only copies that were attached in the pass before joins in the next.
+ATTACH_PASSES = 2
 # Passes over the pairs: a merge can make a rejected one acceptable later; these converge in two or three.
 MAX_PASSES = 8
 
-RULES = ("shared", "linked", "components", "leader")
+RULES = ("attached", "shared", "linked", "components", "leader")
 
 
 def _positions(
@@ -123,6 +133,39 @@ def shared_labels(n: int, first: np.ndarray, second: np.ndarray, *, min_shared: 
     return component_labels(n, first[keep], second[keep])
 
 
+def attached_labels(
+    n: int,
+    first: np.ndarray,
+    second: np.ndarray,
+    *,
+    min_shared: float = MIN_SHARED,
+    min_share: float = ATTACH_MIN_SHARE,
+    passes: int = ATTACH_PASSES,
+) -> np.ndarray:
+    """shared_labels, then each image left in no group joins the group holding more than min_share of its
+    pairs into groups (its pair with the group's photos is a match of the band; that its partners' other
+    matches are not shared says nothing against it). A wrong pair from a left-out copy to another family is
+    outvoted by its pairs to its own."""
+    labels = shared_labels(n, first, second, min_shared=min_shared)
+    for _ in range(passes):
+        size = np.bincount(labels, minlength=n)
+        votes: dict[int, Counter[int]] = {}
+        for a, b in zip(first.tolist(), second.tolist(), strict=True):
+            for node, other in ((a, b), (b, a)):
+                if size[labels[node]] == 1 and size[labels[other]] >= 2:
+                    votes.setdefault(node, Counter())[int(labels[other])] += 1
+        joined = {}
+        for node, counts in votes.items():
+            label, count = counts.most_common(1)[0]
+            if count > min_share * sum(counts.values()):
+                joined[node] = label
+        if not joined:
+            break
+        for node, label in joined.items():
+            labels[node] = label
+    return labels
+
+
 def linked_labels(
     n: int, first: np.ndarray, second: np.ndarray, cosine: np.ndarray, *, min_links: float = MIN_LINKS
 ) -> np.ndarray:
@@ -178,7 +221,9 @@ def group_pairs(
     scores = np.asarray(list(cosine), dtype=np.float64)
     pa, pb, scores = pa[known], pb[known], scores[known]
     n = nodes.shape[0]
-    if rule == "components":
+    if rule == "attached":
+        labels = attached_labels(n, pa, pb, min_shared=min_shared)
+    elif rule == "components":
         labels = component_labels(n, pa, pb)
     elif rule == "leader":
         labels = leader_labels(n, pa, pb, scores)

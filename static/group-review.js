@@ -56,12 +56,17 @@
 
   async function resolve(card, action) {
     if (card.dataset.status !== "pending" || card.dataset.busy) return;
-    const members = Array.from(card.querySelectorAll("input[name=member]")).map((input) => Number(input.value));
-    const keep = Array.from(card.querySelectorAll("input[name=keep]:checked")).map((input) => Number(input.value));
+    const ids = (selector) => Array.from(card.querySelectorAll(selector)).map((input) => Number(input.value));
+    const members = ids("input[name=member]");
+    const keep = ids("input[name=keep]:checked");
+    // Members shown apart (not verified against the kept copy) go to the trash only when ticked; members
+    // not shown follow the suggestion: the digest makes the decision cover them all.
+    const asideTrash = ids("input[name=trash]:checked");
     const body = { action: action, version: Number(card.dataset.version) };
+    if (card.dataset.digest) body.members_digest = card.dataset.digest;
     if (action === "keep") {
       body.keep = keep;
-      body.trash = members.filter((id) => !keep.includes(id));
+      body.trash = members.filter((id) => !keep.includes(id)).concat(asideTrash);
     } else {
       body.members = members;
     }
@@ -79,7 +84,7 @@
     card.dataset.status = result.data.group.status;
     card.dataset.version = result.data.group.version;
     card.classList.add("decided");
-    card.querySelectorAll(".group-actions, input[name=keep]").forEach((node) => node.remove());
+    card.querySelectorAll(".group-actions, input[name=keep], input[name=trash]").forEach((node) => node.remove());
     for (const id of decision.trashed_ids) {
       const tile = card.querySelector(`.member[data-image="${id}"]`);
       if (tile) tile.classList.add("trashed");
@@ -161,7 +166,7 @@
     if (event.key === "j" || event.key === "ArrowDown") { focus(current + 1); event.preventDefault(); }
     else if (event.key === "k" || event.key === "ArrowUp") { focus(current - 1); event.preventDefault(); }
     else if (/^[1-9]$/.test(event.key)) {
-      const box = card.querySelectorAll("input[name=keep]")[Number(event.key) - 1];
+      const box = card.querySelectorAll("input[name=keep], input[name=trash]")[Number(event.key) - 1];
       if (box) { box.checked = !box.checked; event.preventDefault(); }
     }
     else if (event.key === "Enter") { resolve(card, "keep"); event.preventDefault(); }

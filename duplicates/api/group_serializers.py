@@ -37,6 +37,11 @@ class GroupMemberSerializer(serializers.Serializer):
     highlights = serializers.ListField(
         child=serializers.CharField(), help_text="Facts it has and not every member has (largest file, sharpest...)."
     )
+    verified = serializers.BooleanField(
+        help_text="Its own near-duplicate pair with the suggested copy stands (cosine at or above the threshold, or "
+        "a geometric match): the suggestion trashes only these."
+    )
+    check = serializers.CharField(help_text="Why it is not verified (empty when it is): weaker match, not checked...")
 
     @extend_schema_field(MemberEvidenceSerializer(allow_null=True))
     def get_evidence(self, member: MemberReview) -> dict[str, object] | None:
@@ -52,13 +57,23 @@ class GroupMemberSerializer(serializers.Serializer):
             "similarity": member.similarity,
             "evidence": self.get_evidence(member),
             "highlights": member.highlights,
+            "verified": member.verified,
+            "check": member.check,
         }
 
 
 class GroupSuggestionSerializer(serializers.Serializer):
-    action = serializers.CharField(help_text="keep (the suggested copy, trash the rest) or keep_all (similar band).")
+    action = serializers.CharField(
+        help_text="keep (the suggested copy, trash the verified copies) or keep_all (similar band)."
+    )
     keep = serializers.ListField(child=serializers.IntegerField())
-    trash = serializers.ListField(child=serializers.IntegerField())
+    trash = serializers.ListField(
+        child=serializers.IntegerField(), help_text="Every member verified against the kept copy, listed or not."
+    )
+    aside = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="Members not verified against the kept copy: the suggestion leaves them out, for review.",
+    )
     reason = serializers.CharField(help_text="Why the kept copy beats the runner-up (higher resolution...).")
     bytes_to_trash = serializers.IntegerField()
 
@@ -104,13 +119,19 @@ class DuplicateGroupSerializer(serializers.Serializer):
     resolved_at = serializers.DateTimeField(source="group.resolved_at", allow_null=True)
     resolved_by = serializers.CharField(source="group.resolved_by.username", allow_null=True, default=None)
     suggestion = serializers.SerializerMethodField()
-    members = GroupMemberSerializer(many=True)
+    members = serializers.SerializerMethodField(help_text="Listed members: the verified first, then those apart.")
     hidden_members = serializers.IntegerField(
         source="hidden",
         help_text=(
-            "Members not listed (over member_limit). A decision covers the ids you send; `suggestion`, `keep_all` "
-            "and `stack` without `members` cover every member."
+            "Members not listed (over member_limit). A decision sent with `members_digest` covers them too; "
+            "without it, the ids you send (`suggestion`, `keep_all` and `stack` without `members`: every member)."
         ),
+    )
+    member_count = serializers.IntegerField(help_text="Every member, listed or not.")
+    bytes_total = serializers.IntegerField(help_text="Their files' bytes.")
+    members_digest = serializers.CharField(
+        help_text="Names the members as they are now: send it with a decision to cover every member (409 when they "
+        "changed since)."
     )
     last_decision = DuplicateGroupDecisionSerializer(allow_null=True)
     review_url = serializers.SerializerMethodField()
@@ -123,9 +144,14 @@ class DuplicateGroupSerializer(serializers.Serializer):
             "action": GroupAction.KEEP if review.suggested_trash else GroupAction.KEEP_ALL,
             "keep": keep,
             "trash": review.suggested_trash,
+            "aside": review.aside_ids if review.suggested_trash else [],
             "reason": group.suggestion_reason if review.suggested_trash else "similar, not the same photo: keep all",
             "bytes_to_trash": review.bytes_suggested_trash,
         }
+
+    @extend_schema_field(GroupMemberSerializer(many=True))
+    def get_members(self, review: GroupReview) -> list[dict[str, object]]:
+        return GroupMemberSerializer([*review.members, *review.aside], many=True, context=self.context).data
 
     @extend_schema_field(GroupSuggestionSerializer)
     def get_suggestion(self, review: GroupReview) -> dict[str, object]:
@@ -157,6 +183,15 @@ class GroupResolveSerializer(serializers.Serializer):
     )
     version = serializers.IntegerField(
         required=False, min_value=1, help_text="The group's version you saw: 409 if it changed since."
+    )
+    members_digest = serializers.CharField(
+        required=False,
+        max_length=64,
+        help_text=(
+            "The group's `members_digest` you saw: the decision covers every member, listed or not (members you "
+            "don't name go to the trash only when verified against a kept copy, else stay for review); 409 when "
+            "the members changed since."
+        ),
     )
 
 

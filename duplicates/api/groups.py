@@ -97,7 +97,7 @@ class DuplicateGroupViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 int,
                 description=(
                     f"Members listed per group, the suggested copy first (default {MEMBER_LIMIT}, 0: all); "
-                    "`hidden_members` counts the others, the suggestion covers the listed ones, and "
+                    "`hidden_members` counts the others, the suggestion covers every member, and "
                     "GET /api/duplicate-groups/{id}/ lists them all."
                 ),
             ),
@@ -120,7 +120,8 @@ class DuplicateGroupViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def resolve(self, request: Request, pk: str | None = None) -> Response:
         """Decide on a group: 400 (nothing changed) for ids that are not members, 409 with the group's current
-        state when it was decided or changed since `version`. Members that joined after you loaded the group
+        state when it was decided or changed since `version`, or its members since `members_digest`. With the
+        digest the decision covers every member; without it, members that joined after you loaded the group
         are left out of the decision and stay pending."""
         form = GroupResolveSerializer(data=request.data)
         form.is_valid(raise_exception=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.db.models import Case, Count, F, Prefetch, Q, QuerySet, Value, When
@@ -78,9 +80,12 @@ class MemberReview:
     membership: DuplicateGroupMember
     image: Image
     suggested: bool
-    similarity: float | None  # cosine with the suggested copy (its strongest pair in the group otherwise)
+    similarity: float | None  # cosine with the suggested copy (None: no pair with it)
     evidence: dict[str, object]
     highlights: list[str] = field(default_factory=list)
+    verified: bool = True  # its own near-duplicate pair with the suggested copy (near-duplicate groups)
+    check: str = ""  # why it is not verified: "weaker match 0.78", "not checked against the kept copy"...
+    key: int | None = None  # the number key that ticks it on the card (1-9)
 
     @property
     def megapixels(self) -> float:
@@ -89,15 +94,44 @@ class MemberReview:
 
 @dataclass(frozen=True)
 class GroupReview:
-    group: DuplicateGroup
-    members: list[MemberReview]  # the ones shown (all, unless a limit was asked for)
-    suggested_trash: list[int]  # among the members shown
-    last_decision: DuplicateGroupDecision | None
-    hidden: int = 0  # members not shown (a decision never touches them)
+    """A group as a reviewer decides it: a decision covers every member, shown or not (`members_digest` names
+    them); the suggestion trashes only the members verified against the kept copy and leaves the rest aside."""
 
-    @property
-    def bytes_suggested_trash(self) -> int:
-        return sum(member.image.file_size for member in self.members if member.image.pk in self.suggested_trash)
+    group: DuplicateGroup
+    members: list[MemberReview]  # shown: the suggested copy first, then verified members (up to the limit)
+    suggested_trash: list[int]  # every member the suggestion moves to the trash, shown or not
+    last_decision: DuplicateGroupDecision | None
+    hidden: int = 0  # members not shown; a decision sent with the digest covers them too
+    aside: list[MemberReview] = field(default_factory=list)  # shown apart: not verified against the kept copy
+    aside_ids: list[int] = field(default_factory=list)  # every member the suggestion leaves aside
+    member_count: int = 0
+    bytes_total: int = 0
+    bytes_suggested_trash: int = 0
+    members_digest: str = ""
+
+
+def members_digest(image_ids: Iterable[int]) -> str:
+    """Names a group's exact members: a decision sent with it covers all of them, shown or not, and is refused
+    when the members changed since the page loaded (so an image that joined later is never decided blindly)."""
+    text = ",".join(str(pk) for pk in sorted({int(pk) for pk in image_ids}))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _usable(pairs: QuerySet[DuplicatePair]) -> QuerySet[DuplicatePair]:
+    return pairs.exclude(review_status=DuplicatePair.ReviewStatus.NOT_DUPLICATE)
+
+
+def verified_members(*, kept: Iterable[int], others: Iterable[int]) -> set[int]:
+    """Which of `others` are verified copies of a kept image: their own near-duplicate pair with it (cosine at
+    or above the threshold, or a geometric match) stands, not only a link through other members."""
+    kept_ids = {int(pk) for pk in kept}
+    other_ids = {int(pk) for pk in others} - kept_ids
+    if not kept_ids or not other_ids:
+        return set()
+    rows = _usable(DuplicatePair.objects.near_duplicates()).filter(
+        Q(image_a_id__in=kept_ids, image_b_id__in=other_ids) | Q(image_b_id__in=kept_ids, image_a_id__in=other_ids)
+    )
+    return {b if a in kept_ids else a for a, b in rows.values_list("image_a_id", "image_b_id").order_by()}
 
 
 def _highlights(images: list[Image]) -> dict[int, list[str]]:
@@ -128,72 +162,155 @@ def _highlights(images: list[Image]) -> dict[int, list[str]]:
     return marks
 
 
+def _check(pair: dict[str, object] | None, link: tuple[int, float] | None) -> str:
+    """Why a member is not verified against the kept copy, as the card says it."""
+    if pair is not None and pair["review_status"] == DuplicatePair.ReviewStatus.NOT_DUPLICATE:
+        return "marked not a duplicate of the kept copy"
+    if pair is not None:
+        return f"weaker match {pair['similarity']:.2f} with the kept copy: below the threshold, no geometric match"
+    through = f": linked through #{link[0]} ({link[1]:.2f})" if link is not None else ""
+    return f"not checked against the kept copy{through}"
+
+
 def group_reviews(groups: list[DuplicateGroup], *, member_limit: int | None = None) -> list[GroupReview]:
     """Members with evidence and highlights for a page of groups: each member's pair with the suggested copy
-    (one query for the page), what sets it apart, the latest decision. With member_limit, a card shows the
-    suggested copy and the first others up to the limit; the rest stay out of any decision made on it.
-    The groups come from duplicate_group_list (their `review_members`, the suggested copy first); with the
-    same member_limit there, the others are not loaded and one more query counts them."""
-    shown: dict[int, list[DuplicateGroupMember]] = {}
-    for group in groups:
-        memberships = group.review_members  # type: ignore[attr-defined]
-        shown[group.pk] = memberships if member_limit is None else memberships[:member_limit]
-    totals = {group.pk: len(group.review_members) for group in groups}  # type: ignore[attr-defined]
-    if member_limit is not None:
-        cut = [pk for pk, members in shown.items() if len(members) >= member_limit]
-        if cut:
-            rows = DuplicateGroupMember.objects.filter(group_id__in=cut).values("group_id").annotate(n=Count("id"))
-            totals.update({row["group_id"]: row["n"] for row in rows.order_by()})
+    (one query for the page), whether that pair verifies it, what sets it apart, the latest decision. With
+    member_limit, a card shows the suggested copy and the first verified members up to the limit, and the
+    members that are not verified apart (up to the limit too); a decision covers the others as well.
+    The groups come from duplicate_group_list (their `review_members`, the suggested copy first); the rest of
+    a large group is read as ids and file sizes only, and the images of the members shown apart that were
+    not among the first ones in one more query."""
+    everyone: dict[int, list[int]] = {group.pk: [] for group in groups}
+    sizes: dict[int, int] = {}
+    rows = DuplicateGroupMember.objects.filter(group_id__in=everyone).values_list(
+        "group_id", "image_id", "image__file_size"
+    )
+    for group_id, image_id, file_size in rows.order_by("image_id"):
+        everyone[group_id].append(image_id)
+        sizes[image_id] = file_size
     keeps = {group.suggested_keep_id for group in groups if group.suggested_keep_id is not None}
-    others = {member.image_id for members in shown.values() for member in members}
+    others = set(sizes) - keeps
     pairs: dict[tuple[int, int], dict[str, object]] = {}
-    if keeps:
+    if keeps and others:
         # Only the evidence's few keys, read in the database: decoding whole evidence blobs (with both images'
         # facts) for every member would be a large part of a page of big groups.
         rows = DuplicatePair.objects.filter(
             Q(image_a_id__in=keeps, image_b_id__in=others) | Q(image_b_id__in=keeps, image_a_id__in=others)
-        ).values_list("id", "image_a_id", "image_b_id", "similarity", *(f"evidence__{name}" for name in EVIDENCE_KEYS))
-        for pk, a, b, similarity, *values in rows.order_by():
-            pairs[(a, b)] = {"pair": pk, "similarity": similarity, **dict(zip(EVIDENCE_KEYS, values, strict=True))}
+        ).values_list(
+            "id",
+            "image_a_id",
+            "image_b_id",
+            "similarity",
+            "kind",
+            "review_status",
+            *(f"evidence__{name}" for name in EVIDENCE_KEYS),
+        )
+        for pk, a, b, similarity, kind, status, *values in rows.order_by():
+            pairs[(a, b)] = {
+                "pair": pk,
+                "similarity": similarity,
+                "kind": kind,
+                "review_status": status,
+                **dict(zip(EVIDENCE_KEYS, values, strict=True)),
+            }
+
+    def pair_with_keep(group: DuplicateGroup, image_id: int) -> dict[str, object] | None:
+        keep = group.suggested_keep_id
+        if keep is None or image_id == keep:
+            return None
+        return pairs.get((min(keep, image_id), max(keep, image_id)))
+
+    def verified(group: DuplicateGroup, image_id: int) -> bool:
+        if (
+            group.kind != DuplicatePair.Kind.NEAR_DUPLICATE
+            or group.status != DuplicateGroup.Status.PENDING
+            or group.suggested_keep_id in (None, image_id)
+        ):
+            return True
+        pair = pair_with_keep(group, image_id)
+        return (
+            pair is not None
+            and pair["kind"] == DuplicatePair.Kind.NEAR_DUPLICATE
+            and pair["review_status"] != DuplicatePair.ReviewStatus.NOT_DUPLICATE
+        )
+
+    apart = {group.pk: [x for x in everyone[group.pk] if not verified(group, x)] for group in groups}
+    apart_set = {pk: set(ids) for pk, ids in apart.items()}
+    links: dict[int, tuple[int, float]] = {}  # a member not verified -> its strongest pair in its group
+    unverified = {x for ids in apart.values() for x in ids}
+    if unverified:
+        near = _usable(DuplicatePair.objects.near_duplicates()).filter(
+            Q(image_a_id__in=unverified, image_b_id__in=sizes) | Q(image_b_id__in=unverified, image_a_id__in=sizes)
+        )
+        home = {x: group_id for group_id, ids in everyone.items() for x in ids}
+        for a, b, similarity in near.values_list("image_a_id", "image_b_id", "similarity").order_by():
+            for node, other in ((a, b), (b, a)):
+                if node in unverified and home.get(other) == home[node] and similarity > links.get(node, (0, -1.0))[1]:
+                    links[node] = (other, similarity)
+
+    limit = member_limit if member_limit is not None else len(sizes) + 1
+    loaded = {
+        (member.group_id, member.image_id): member
+        for group in groups
+        for member in group.review_members  # type: ignore[attr-defined]
+    }
+    shown_ids: dict[int, tuple[list[int], list[int]]] = {}
+    for group in groups:
+        first = [x for x in everyone[group.pk] if x == group.suggested_keep_id]
+        rest = [x for x in everyone[group.pk] if x != group.suggested_keep_id and x not in apart_set[group.pk]]
+        shown_ids[group.pk] = ((first + rest)[:limit], apart[group.pk][:limit])
+    missing = {x for pk, (main, aside) in shown_ids.items() for x in [*main, *aside] if (pk, x) not in loaded}
+    if missing:
+        for member in _members(None).filter(group_id__in=shown_ids, image_id__in=missing):
+            loaded[(member.group_id, member.image_id)] = member
     latest: dict[int, DuplicateGroupDecision] = {}
     decisions = DuplicateGroupDecision.objects.filter(group__in=groups, undone_at__isnull=True).order_by("-at", "-id")
     for decision in decisions.select_related("user"):
         latest.setdefault(decision.group_id, decision)
     reviews = []
     for group in groups:
-        memberships = shown[group.pk]
+        main_ids, aside_ids = shown_ids[group.pk]
+        memberships = [loaded[(group.pk, x)] for x in [*main_ids, *aside_ids] if (group.pk, x) in loaded]
         marks = _highlights([member.image for member in memberships])
         keep = group.suggested_keep_id
-        members = []
-        for member in memberships:
-            pair = None
-            if keep is not None and member.image_id != keep:
-                pair = pairs.get((min(keep, member.image_id), max(keep, member.image_id)))
+        members: list[MemberReview] = []
+        aside: list[MemberReview] = []
+        for key, member in enumerate(memberships, start=1):
+            pair = pair_with_keep(group, member.image_id)
             evidence: dict[str, object] = {}
             if pair is not None:
-                evidence = {"other": keep, **{name: value for name, value in pair.items() if name != "similarity"}}
-            members.append(
-                MemberReview(
-                    membership=member,
-                    image=member.image,
-                    suggested=member.image_id == keep,
-                    similarity=pair["similarity"] if pair is not None else None,  # type: ignore[arg-type]
-                    evidence=evidence,
-                    highlights=marks[member.image_id],
-                )
+                evidence = {"other": keep, **{name: pair[name] for name in ("pair", *EVIDENCE_KEYS)}}
+            is_verified = verified(group, member.image_id)
+            review = MemberReview(
+                membership=member,
+                image=member.image,
+                suggested=member.image_id == keep,
+                similarity=pair["similarity"] if pair is not None else None,  # type: ignore[arg-type]
+                evidence=evidence,
+                highlights=marks[member.image_id],
+                verified=is_verified,
+                check="" if is_verified else _check(pair, links.get(member.image_id)),
+                key=key if key <= 9 else None,
             )
+            (members if is_verified else aside).append(review)
         trash = (
-            [member.image_id for member in memberships if member.image_id != keep]
+            [x for x in everyone[group.pk] if x != keep and x not in apart_set[group.pk]]
             if group.kind == DuplicatePair.Kind.NEAR_DUPLICATE and keep is not None
             else []
-        )
+        )  # the suggestion of a similar group keeps all
         reviews.append(
             GroupReview(
                 group=group,
                 members=members,
                 suggested_trash=trash,
                 last_decision=latest.get(group.pk),
-                hidden=totals[group.pk] - len(memberships),
+                hidden=len(everyone[group.pk]) - len(memberships),
+                aside=aside,
+                aside_ids=apart[group.pk],
+                member_count=len(everyone[group.pk]),
+                bytes_total=sum(sizes[x] for x in everyone[group.pk]),
+                bytes_suggested_trash=sum(sizes[x] for x in trash),
+                members_digest=members_digest(everyone[group.pk]),
             )
         )
     return reviews

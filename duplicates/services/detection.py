@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
@@ -37,7 +38,15 @@ from duplicates.candidate_pairs import (
 )
 from duplicates.evidence import pair_evidence
 from duplicates.features import Verifier, fingerprint_distance, image_fingerprint, similar_scene_evidence
-from duplicates.models import DetectionCheck, DetectionClaim, DuplicateDecision, DuplicatePair, sha_pair_key
+from duplicates.models import (
+    DetectionCheck,
+    DetectionClaim,
+    DuplicateDecision,
+    DuplicateGroup,
+    DuplicateGroupMember,
+    DuplicatePair,
+    sha_pair_key,
+)
 from duplicates.selectors.detection import (
     detection_settings_key,
     geometric_verification_enabled,
@@ -62,6 +71,9 @@ DETECT_CHUNK = 256
 # where one bulk_update of every pair (a CASE branch per row and field) spends its time in JIT compilation
 # (bench/scan.py; figures in bench/README.md).
 PAIR_WRITE_BATCH = 250
+# Group members checked against their group's kept copy per detection chunk (_check_against_kept): bounds
+# the geometric work a chunk adds; later chunks touching the group check the rest.
+KEPT_CHECKS = 200
 DETECT_TASK = "duplicates.tasks.detect_pending"
 SCAN_TASK = "duplicates.tasks.scan_library"
 
@@ -296,7 +308,89 @@ def _detect_chunk(ids: list[int], run: _Run) -> DetectSummary:
         if summary.pairs:  # the groups follow the pairs, committed with them
             duplicate_groups_refresh(image_ids=queried)
         _mark_checked(queried, settings_key=run.settings_key, at=now)
+    if summary.pairs:
+        summary.created += _check_against_kept(queried, run)
     return summary
+
+
+def _kept_check_key(key: tuple[int, int]) -> str:
+    return f"duplicates:kept-check:{geometry.CHECK}:{key[0]}:{key[1]}"
+
+
+def _check_against_kept(ids: list[int], run: _Run) -> int:
+    """Check the members of the pending near-duplicate groups around these images that have no pair with their
+    group's kept copy against it, geometrically and whatever their cosine, and store each match as their
+    near-duplicate pair: the suggestion trashes only members verified against the kept copy, and a copy that
+    joined through other members is often a strong edit whose cosine fell below the similar floor. Checks
+    that fail are remembered in the cache (forgetting one costs one more check); at most KEPT_CHECKS a
+    chunk. Returns the pairs stored."""
+    if not run.verifier.enabled:
+        return 0
+    keeps = dict(
+        DuplicateGroup.objects.filter(
+            kind=DuplicatePair.Kind.NEAR_DUPLICATE,
+            status=DuplicateGroup.Status.PENDING,
+            suggested_keep__isnull=False,
+            members__image_id__in=ids,
+        )
+        .values_list("id", "suggested_keep_id")
+        .distinct()
+    )
+    members = DuplicateGroupMember.objects.filter(group_id__in=list(keeps)).values_list("group_id", "image_id")
+    wanted = {(min(keeps[g], m), max(keeps[g], m)) for g, m in members if m != keeps[g]}
+    if not wanted:
+        return 0
+    kept, others = set(keeps.values()), {x for key in wanted for x in key}
+    known = set(
+        DuplicatePair.objects.filter(image_a_id__in=others, image_b_id__in=others)
+        .filter(Q(image_a_id__in=kept) | Q(image_b_id__in=kept))
+        .values_list("image_a_id", "image_b_id")
+    )
+    todo = [key for key in sorted(wanted - known) if cache.get(_kept_check_key(key)) is None][:KEPT_CHECKS]
+    images = Image.objects.defer("embedding").in_bulk({x for key in todo for x in key})
+    vector_ids, vectors, _ = stored_vectors(model_name=run.model_name, ids=sorted(images))
+    row = {pk: position for position, pk in enumerate(vector_ids.tolist())}
+    now = timezone.now()
+    found: list[DuplicatePair] = []
+    for key in todo:
+        a, b = key
+        if a not in row or b not in row:
+            continue
+        inliers = run.verifier.inliers(images[a], images[b])
+        if inliers is None or inliers < geometry.MIN_INLIERS:
+            cache.set(_kept_check_key(key), inliers or 0, None)
+            continue
+        similarity = float(vectors[row[a]] @ vectors[row[b]])
+        first, second = image_fingerprint(images[a]), image_fingerprint(images[b])
+        evidence = pair_evidence(
+            cosine=similarity,
+            a=image_facts(images[a]),
+            b=image_facts(images[b]),
+            phash_distance=fingerprint_distance(first, second, 0),
+            dhash_distance=fingerprint_distance(first, second, 1),
+            geometric_inliers=inliers,
+        )
+        evidence.update(geometric_check=geometry.CHECK, checked_against_kept=True)
+        found.append(
+            DuplicatePair(
+                image_a=images[a],
+                image_b=images[b],
+                similarity=similarity,
+                kind=DuplicatePair.Kind.NEAR_DUPLICATE,
+                evidence=evidence,
+                embedding_model=run.model_name,
+                detected_at=now,
+            )
+        )
+    remembered = _remembered_decisions(found)
+    fresh = [pair for pair in found if _key(pair) not in remembered]  # a dismissed pair stays dismissed
+    if not fresh:
+        return 0
+    with transaction.atomic():
+        groups_lock()
+        created = DuplicatePair.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=PAIR_WRITE_BATCH)
+        duplicate_groups_refresh(image_ids={x for pair in fresh for x in (pair.image_a_id, pair.image_b_id)})
+    return len(created)
 
 
 def _mark_checked(ids: list[int], *, settings_key: str, at: datetime) -> None:
@@ -409,7 +503,10 @@ def duplicates_scan(
     detection.verified = run.verifier.checked
     pruned = 0
     if prune:
+        # A member's pair with its kept copy (_check_against_kept) is a geometric match below the k-NN floor:
+        # the scan does not find it, and the files have not changed.
         stale = DuplicatePair.objects.pending().exclude(detected_at__gte=started)
+        stale = stale.exclude(evidence__has_key="checked_against_kept")
         pruned, _ = stale.delete()
     duplicate_groups_rebuild()
     build = IndexBuild.objects.latest_ready(model_name=model_name)

@@ -1,13 +1,17 @@
 """Writes of group review: resolve a whole group (keep some and trash the rest, keep all, stack), undo it,
 unstack an image's stack.
 
-A decision applies to the members the reviewer saw (the ids they send), never to an image that joined the
-group after their page loaded: that one is left out of the decision and stays pending in a new group with
-the kept copies. A stack hides members under its cover, so it takes only the members verified as the same
-photo or the same scene as the cover; the others are left out the same way. The group's version counts
-decisions: sending an old version, or deciding on a group that is no longer pending, is refused with 409 and
-the group's current state, so two reviewers never overwrite each other. Every decision is logged
-(DuplicateGroupDecision) with what its undo needs.
+A decision sent with the group's `members_digest` (the card and the API list give it) covers every member,
+shown or not: members it does not name go to the trash only when verified against a kept copy (their own
+near-duplicate pair with it), and are otherwise left out for review. A digest that no longer matches (an
+image joined or left after the page loaded) is refused with 409 and the group's current state, so nothing
+is decided blindly. Without a digest a decision applies to the ids sent, and a member that joined later is
+left out and stays pending in a new group with the kept copies. The suggestion keeps the suggested copy and
+trashes only the members verified against it. A stack hides members under its cover, so it takes only the
+members verified as the same photo or the same scene as the cover; the others are left out the same way.
+The group's version counts decisions: sending an old version, or deciding on a group that is no longer
+pending, is refused with 409 and the group's current state, so two reviewers never overwrite each other.
+Every decision is logged (DuplicateGroupDecision) with what its undo needs.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from duplicates.models import (
     DuplicateGroupMember,
     DuplicatePair,
 )
-from duplicates.selectors.groups import image_stack_group
+from duplicates.selectors.groups import image_stack_group, members_digest, verified_members
 from duplicates.services.groups import duplicate_groups_refresh, groups_lock
 from gallery.models import Image
 from gallery.services import image_restore, image_trash
@@ -50,7 +54,7 @@ class GroupAction:
     KEEP = "keep"  # keep the `keep` ids, move the `trash` ids to the trash
     KEEP_ALL = "keep_all"  # not duplicates: the pairs are dismissed, nothing is trashed
     STACK = "stack"  # keep all, shown as one stack under the suggested copy
-    SUGGESTION = "suggestion"  # near-duplicates: keep the suggested copy, trash the rest; similar: keep all
+    SUGGESTION = "suggestion"  # near-duplicates: keep the suggested copy, trash the verified; similar: keep all
 
     ALL = (KEEP, KEEP_ALL, STACK, SUGGESTION)
     LABELS = {
@@ -84,13 +88,23 @@ def group_plan(
     keep: Iterable[int] | None = None,
     trash: Iterable[int] | None = None,
     members: Iterable[int] | None = None,
+    digest: str | None = None,
 ) -> GroupPlan:
-    """Check a decision against the group's current members (400 for ids that aren't members) and spell it out."""
+    """Check a decision against the group's current members (400 for ids that aren't members, 409 for a digest
+    of other members) and spell it out."""
     if action not in GroupAction.ALL:
         raise GroupReviewError(
             "invalid_action", f"Unknown action {action!r}; use one of {', '.join(GroupAction.ALL)}.", status=400
         )
     current = dict(DuplicateGroupMember.objects.filter(group=group).values_list("image_id", "image__file_size"))
+    whole = digest is not None
+    if whole and digest != members_digest(current):
+        raise GroupReviewError(
+            "members_changed",
+            f"Group #{group.pk} has other members than when you loaded it ({len(current)} now): reload it to "
+            "decide on all of them. Nothing was changed.",
+            group=group,
+        )
     keep_ids, trash_ids, seen_ids = _ids(keep), _ids(trash), _ids(members)
     named = set(keep_ids or []) | set(trash_ids or []) | set(seen_ids or [])
     strangers = sorted(named - set(current))
@@ -101,35 +115,39 @@ def group_plan(
             status=400,
             group=group,
         )
+    covered = sorted(current) if whole else None
     if action == GroupAction.SUGGESTION:
-        seen = seen_ids or sorted(current)
+        seen = covered or seen_ids or sorted(current)
         if group.kind == DuplicatePair.Kind.SIMILAR or group.suggested_keep_id not in seen:
             action, keep_ids, trash_ids = GroupAction.KEEP_ALL, seen, []
         else:
             action, keep_ids = GroupAction.KEEP, [group.suggested_keep_id]
-            trash_ids = [x for x in seen if x != group.suggested_keep_id]
+            trash_ids = sorted(verified_members(kept=keep_ids, others=seen))
     if action == GroupAction.KEEP:
         if not keep_ids:
             raise GroupReviewError("keep_required", "Choose at least one image to keep.", status=400, group=group)
-        if trash_ids is None:
+        if trash_ids is None and covered is None:
             raise GroupReviewError(
                 "trash_required",
-                "Say which images go to the trash (`trash`, possibly empty): the decision applies only to the "
-                "members you saw.",
+                "Say which images go to the trash (`trash`, possibly empty), or send the group's `members_digest`: "
+                "the decision applies only to the members you saw.",
                 status=400,
                 group=group,
             )
+        trash_ids = trash_ids or []
         if set(keep_ids) & set(trash_ids):
             raise GroupReviewError(
                 "keep_and_trash", "An image cannot be both kept and trashed.", status=400, group=group
             )
+        unnamed = set(covered or []) - set(keep_ids) - set(trash_ids)
+        trash_ids = sorted(set(trash_ids) | verified_members(kept=keep_ids, others=unnamed))
         seen = sorted(set(keep_ids) | set(trash_ids))
     else:
         if trash_ids:
             raise GroupReviewError(
                 "nothing_to_trash", f"{GroupAction.LABELS[action]} trashes nothing: leave `trash` out.", status=400
             )
-        seen = seen_ids or keep_ids or sorted(current)
+        seen = covered or seen_ids or keep_ids or sorted(current)
         keep_ids, trash_ids = seen, []
     if len(seen) < 2:
         raise GroupReviewError("too_few", "A decision needs at least two of the group's members.", status=400)
@@ -197,9 +215,11 @@ def duplicate_group_resolve(
     trash: Iterable[int] | None = None,
     members: Iterable[int] | None = None,
     version: int | None = None,
+    members_digest: str | None = None,
     source: str = "",
 ) -> DuplicateGroupDecision:
-    """Decide on the members the reviewer saw: trash some and keep the rest, keep all, or stack them."""
+    """Decide on the group (with its members_digest: every member) or on the members the reviewer saw: trash
+    some and keep the rest, keep all, or stack them."""
     with transaction.atomic():
         groups_lock()
         try:
@@ -209,7 +229,7 @@ def duplicate_group_resolve(
                 "group_gone", f"Group #{group.pk} no longer exists: its pairs changed. Reload.", status=404
             ) from None
         _refuse_if_stale(locked, version)
-        plan = group_plan(group=locked, action=action, keep=keep, trash=trash, members=members)
+        plan = group_plan(group=locked, action=action, keep=keep, trash=trash, members=members, digest=members_digest)
         suggested = action == GroupAction.SUGGESTION
         seen = set(plan.members)
         new_status = (

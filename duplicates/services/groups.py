@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
@@ -27,6 +28,12 @@ from gallery.models import Image
 
 IDS_PER_QUERY = 2000
 KINDS = (DuplicatePair.Kind.NEAR_DUPLICATE, DuplicatePair.Kind.SIMILAR)
+# The grouping rule of each band (duplicates/group_linking.py): near-duplicates keep every copy whose pairs
+# mostly go to one group; the similar band links loosely and is grouped strictly.
+GROUPING: dict[str, dict[str, Any]] = {
+    DuplicatePair.Kind.NEAR_DUPLICATE: {"rule": "attached", "min_shared": MIN_SHARED},
+    DuplicatePair.Kind.SIMILAR: {"rule": "shared", "min_shared": SIMILAR_MIN_SHARED},
+}
 
 
 @dataclass
@@ -164,7 +171,7 @@ def _refresh_kind(kind: str, seeds: set[int], summary: RefreshSummary) -> None:
         first=[a for a, _ in keys],
         second=[b for _, b in keys],
         cosine=[edges[key].similarity for key in keys],
-        min_shared=MIN_SHARED if kind == DuplicatePair.Kind.NEAR_DUPLICATE else SIMILAR_MIN_SHARED,
+        **GROUPING[kind],
     )
     home = {member: number for number, members in enumerate(grouped) for member in members}
     pending = [False] * len(grouped)

@@ -29,7 +29,7 @@ from gallery.models import Image
 
 GROUPS_PER_PAGE = 10
 # Members per card: the strip scrolls sideways inside the card, which stays one screen high at 1440x900;
-# larger groups show the rest on their own page (?group=id), and a decision covers only the members shown.
+# larger groups show the rest on their own page (?group=id); a decision on the card covers them all.
 MEMBERS_PER_CARD = 16
 BROWSER_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 
@@ -104,17 +104,20 @@ def _back(request: HttpRequest) -> HttpResponse:
 @staff_required
 @require_POST
 def group_resolve(request: HttpRequest, pk: int) -> HttpResponse:
-    """The card's form: `action`, the `member` ids shown, the `keep` ids ticked, the `version` shown."""
+    """The card's form: `action`, the `member` ids shown, the `keep` ids ticked, the members shown apart that
+    were ticked for the `trash`, the `version` and `members_digest` shown (the decision covers every member)."""
     group = get_object_or_404(DuplicateGroup, pk=pk)
     action = request.POST.get("action", "")
     members, keep = _ids(request.POST.getlist("member")), _ids(request.POST.getlist("keep"))
+    aside_trash = _ids(request.POST.getlist("trash"))
     version = request.POST.get("version", "")
-    if members is None or keep is None or (version and _version(version) is None):
+    if members is None or keep is None or aside_trash is None or (version and _version(version) is None):
         messages.error(request, "Member ids and the version must be whole numbers. Nothing was changed.")
         return _page(request, status=400)
     fields: dict[str, object] = {"members": members or None}
     if action == GroupAction.KEEP:
-        fields = {"keep": keep, "trash": [x for x in members if x not in keep]}
+        fields = {"keep": keep, "trash": [x for x in members if x not in keep] + aside_trash}
+    fields["members_digest"] = request.POST.get("members_digest") or None
     try:
         decision = duplicate_group_resolve(
             group=group,
@@ -154,7 +157,8 @@ def group_undo(request: HttpRequest, pk: int) -> HttpResponse:
 @staff_required
 @require_POST
 def groups_apply_suggestions(request: HttpRequest) -> HttpResponse:
-    """ "Apply the suggestion to every group on this page": `group` ids with their `version-<id>` as shown."""
+    """ "Apply the suggestion to every group on this page": `group` ids with their `version-<id>` and
+    `digest-<id>` as shown (each decision covers every member of its group)."""
     ids = _ids(request.POST.getlist("group"))
     if not ids:
         messages.error(request, "No groups were sent. Nothing was changed.")
@@ -170,6 +174,7 @@ def groups_apply_suggestions(request: HttpRequest) -> HttpResponse:
                 user=request.user,
                 members=shown or None,
                 version=_version(version),
+                members_digest=request.POST.get(f"digest-{group.pk}") or None,
                 source="web",
             )
         except GroupReviewError as error:

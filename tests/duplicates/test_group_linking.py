@@ -80,3 +80,11 @@ def test_large_ids_and_numpy_input():
 def test_unknown_rule_is_refused():
     with pytest.raises(ValueError, match="unknown grouping rule"):
         group_pairs(ids=[1, 2], first=[1], second=[2], cosine=[0.9], rule="magic")
+
+
+def test_a_left_out_copy_joins_the_group_holding_most_of_its_pairs_not_a_wrong_one():
+    family, other = [1, 2, 4, 5, 6], [10, 11, 12, 13]
+    pairs = [pair for pair in clique(family) if pair[:2] != (1, 2)] + clique(other)
+    pairs += [(1, 3, 0.9), (2, 3, 0.9), (3, 12, 0.95)]  # 3: a copy whose own pair 1-2 was missed; 3-12 is wrong
+    assert run(pairs) == [[1, 2, 4, 5, 6], [10, 11, 12, 13]]  # the shared-match rule leaves 3 out
+    assert run(pairs, rule="attached") == [[1, 2, 3, 4, 5, 6], [10, 11, 12, 13]]
