@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from duplicates.models import DetectionCheck, DuplicateGroup
+from duplicates.selectors import detection as detection_selectors
 from duplicates.selectors.detection import detection_settings_key
 from duplicates.views import groups as group_views
 from tests.browser.conftest import PHONE
@@ -18,6 +20,11 @@ from tests.duplicates.conftest import make_groups
 from tests.search.test_library_view import synthetic_library
 
 NAVIGATIONS = "() => performance.getEntriesByType('navigation').length"
+
+
+@pytest.fixture(autouse=True)
+def _backlog_counted_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(detection_selectors, "BACKLOG_CACHE_SECONDS", 0)
 
 
 def pending_order() -> list[int]:

@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from duplicates.models import DetectionCheck
+from duplicates.selectors import detection as detection_selectors
 from duplicates.selectors.detection import detection_backlog, detection_settings_key
 from duplicates.services.detection import duplicate_detection_run
 from tests.search.test_library_view import synthetic_library
@@ -17,6 +18,11 @@ from tests.search.test_library_view import synthetic_library
 pytestmark = pytest.mark.django_db
 
 API = "/api/duplicates/detection/"
+
+
+@pytest.fixture(autouse=True)
+def _counted_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(detection_selectors, "BACKLOG_CACHE_SECONDS", 0)
 
 
 def test_backlog_is_shown_while_images_await_detection_and_gone_after(staff_web, api):
@@ -59,3 +65,11 @@ def test_estimate_comes_from_the_checks_of_the_last_minutes():
     DetectionCheck.objects.filter(image_id__in=ids[:60]).update(settings_key="old-settings")
     assert detection_backlog().waiting == 149
     assert detection_backlog().seconds_left is None
+
+
+def test_the_count_is_shared_for_a_few_seconds(monkeypatch, api):
+    monkeypatch.setattr(detection_selectors, "BACKLOG_CACHE_SECONDS", 60)
+    synthetic_library(2, seed=7)
+    assert api.get(API).json()["waiting"] == 2
+    synthetic_library(3, seed=8, start=10)
+    assert api.get(API).json()["waiting"] == 2  # the pages polling it share one count
