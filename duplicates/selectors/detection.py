@@ -50,7 +50,7 @@ def images_awaiting_detection(*, model_name: str | None = None, settings_key: st
 # that a run that stopped soon shows no estimate.
 DETECTION_RATE_WINDOW = timedelta(minutes=5)
 # How long a counted backlog is shared (the cache): about the review page's polling interval.
-BACKLOG_CACHE_SECONDS = 5
+BACKLOG_CACHE_SECONDS = 10
 # The shortest span a rate is measured over: a batch that committed a second ago says little about the pace.
 DETECTION_RATE_MIN_SPAN = timedelta(seconds=15)
 

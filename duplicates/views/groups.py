@@ -35,7 +35,7 @@ GROUPS_PER_PAGE = 10
 MAX_CARDS_PER_REQUEST = 20
 MAX_EXCLUDED = 500
 # How often an open review page asks for the detection backlog while images await detection.
-DETECTION_POLL_MS = 5000
+DETECTION_POLL_MS = 10_000
 # Members per card: the strip scrolls sideways inside the card, which stays one screen high at 1440x900;
 # larger groups show the rest on their own page (?group=id), and a decision covers only the members shown.
 MEMBERS_PER_CARD = 16
