@@ -14,6 +14,7 @@ from playwright.sync_api import expect
 from duplicates.models import DetectionCheck, DuplicateGroup
 from duplicates.selectors import detection as detection_selectors
 from duplicates.selectors.detection import detection_settings_key
+from duplicates.services.group_review import GroupAction, duplicate_group_resolve
 from duplicates.views import groups as group_views
 from tests.browser.conftest import PHONE
 from tests.duplicates.conftest import make_groups
@@ -72,6 +73,16 @@ def test_decide_undo_and_load_the_next_groups_without_a_page_load(session, monke
     assert page.evaluate("window.sameDocument") is True
     assert page.evaluate(NAVIGATIONS) == 1
     session.shot("group-review-in-place")
+
+    # Decided by a colleague meanwhile: the refused decision (409) shows the card as it stands now.
+    duplicate_group_resolve(group=DuplicateGroup.objects.get(pk=order[5]), action=GroupAction.STACK, user=session.user)
+    session.problems.expect(rf"/api/duplicate-groups/{order[5]}/resolve/$", 409)
+    page.keyboard.press("j")
+    page.keyboard.press("a")
+    stacked = page.locator(f"#group-{order[5]}")
+    expect(stacked).to_have_attribute("data-status", "stacked")
+    expect(stacked.locator(".group-status")).to_contain_text("This is the group as it stands now.")
+    assert page.evaluate(NAVIGATIONS) == 1
 
 
 def test_detection_backlog_updates_while_the_page_is_open(session, monkeypatch):
