@@ -7,6 +7,7 @@ from typing import Self
 
 from django.db.models import Case, Count, F, Prefetch, Q, QuerySet, Value, When
 
+from core.query_params import InvalidQueryParameter, whole_number
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicateGroupMember, DuplicatePair
 from gallery.models import Image
 
@@ -79,15 +80,17 @@ class GroupCursor:
     def parse(cls, text: str) -> Self | None:
         """`size:max_similarity:id` as str() writes it; None for anything else."""
         parts = text.split(":")
-        if len(parts) != 3 or not all(part.isascii() and part.isdigit() for part in (parts[0], parts[2])):
+        if len(parts) != 3:
             return None
         try:
+            size = whole_number(parts[0], name="size")
+            pk = whole_number(parts[2], name="id", minimum=1)
             similarity = float(parts[1])
-        except ValueError:
+        except (InvalidQueryParameter, ValueError):
             return None
-        if not -1.0 <= similarity <= 1.0 or len(parts[0]) > 9 or len(parts[2]) > 18:
+        if not -1.0 <= similarity <= 1.0:  # also refuses nan and inf
             return None
-        return cls(size=int(parts[0]), max_similarity=similarity, id=int(parts[2]))
+        return cls(size=size, max_similarity=similarity, id=pk)
 
     def __str__(self) -> str:
         return f"{self.size}:{self.max_similarity!r}:{self.id}"
