@@ -16,7 +16,8 @@ pairs, and `--similar` similar pairs between families (bursts). Timed with the D
 interleaved rounds so load on the shared machine hits every endpoint alike: GET /api/duplicate-groups/
 (first page: the 20 largest groups, up to 16 members each with their evidence, and the suggestion), the same
 with member_limit=0 (every member: 708 of them), the review page /duplicates/ (10 group cards of up to 16
-members), and, as the baseline, GET /api/duplicates/ (the pair list, 20 pairs). Also printed:
+members), the card that comes in after a decision (/duplicates/cards/, the 11th group, the first ten on the
+page), and, as the baseline, GET /api/duplicates/ (the pair list, 20 pairs). Also printed:
 the time to rebuild every group (scan_duplicates does it) and to refresh one image's groups (what the
 detection step does per new image).
 """
@@ -194,10 +195,15 @@ def main() -> None:
 
     client = Client()
     client.login(username="bench", password="bench-pass-123")
+    first_page = DuplicateGroup.objects.filter(kind="near_duplicate", status="pending").order_by(
+        "-size", "-max_similarity", "id"
+    )[:10]
+    on_page = ",".join(str(pk) for pk in first_page.values_list("id", flat=True))
     endpoints = {
         "GET /api/duplicate-groups/ (20 groups)": "/api/duplicate-groups/?kind=near_duplicate&page_size=20",
         "same, member_limit=0 (every member)": "/api/duplicate-groups/?kind=near_duplicate&page_size=20&member_limit=0",
         "GET /duplicates/ (review page, 10 cards)": "/duplicates/",
+        "GET /duplicates/cards/ (next card in place)": f"/duplicates/cards/?limit=1&exclude={on_page}",
         "GET /api/duplicates/ (baseline: 20 pairs)": "/api/duplicates/?kind=near_duplicate&page_size=20",
     }
     for url in endpoints.values():  # warm up (templates, first queries)

@@ -90,6 +90,10 @@ class DetectionCheck(models.Model):
     settings_key = models.CharField(max_length=100, db_index=True, help_text="Backbone, thresholds, verification.")
     checked_at = models.DateTimeField()
 
+    class Meta:
+        # The review page's detection pace: the checks of the settings in force in the last minutes.
+        indexes = [models.Index(fields=["settings_key", "checked_at"], name="detection_check_recent_idx")]
+
     def __str__(self) -> str:
         return f"#{self.image_id} checked {self.checked_at:%Y-%m-%d %H:%M} ({self.settings_key})"
 

@@ -8,6 +8,7 @@ from duplicates.views import trash as trash_views
 app_name = "duplicates"
 urlpatterns = [
     path("duplicates/", group_views.review, name="review"),
+    path("duplicates/cards/", group_views.review_cards, name="review-cards"),
     path("duplicates/groups/<int:pk>/resolve/", group_views.group_resolve, name="group-resolve"),
     path("duplicates/groups/<int:pk>/undo/", group_views.group_undo, name="group-undo"),
     path("duplicates/groups/apply-suggestions/", group_views.groups_apply_suggestions, name="groups-apply"),

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, QuerySet
+from django.core.cache import cache
+from django.db.models import Count, Exists, Min, OuterRef, QuerySet
+from django.utils import timezone
 
 from duplicates import geometry, scene_match
 from duplicates.candidate_pairs import NeighbourSearch, band_of, needs_verification
@@ -34,12 +38,83 @@ def detection_settings_key(*, model_name: str | None = None) -> str:
     return f"{model}:{bands.near_duplicate:.4f}:{bands.similar:.4f}:{geometry_flag}:{scene_match.CHECK}"[:100]
 
 
-def images_awaiting_detection(*, model_name: str | None = None) -> QuerySet[Image]:
-    """Searchable images without a detection check under the settings in force (the durable to-do list)."""
+def images_awaiting_detection(*, model_name: str | None = None, settings_key: str | None = None) -> QuerySet[Image]:
+    """Searchable images without a detection check under the settings in force (the durable to-do list);
+    `settings_key`: that of the settings in force, when the caller has read it already."""
     model = model_name or settings.IMGSIM_MODEL
-    key = detection_settings_key(model_name=model)
+    key = settings_key or detection_settings_key(model_name=model)
     checked = DetectionCheck.objects.filter(image_id=OuterRef("pk"), settings_key=key)
     return Image.objects.searchable(model_name=model).filter(~Exists(checked))
+
+
+# The recent checks that give the detection rate: long enough to span several batches of a run, short enough
+# that a run that stopped soon shows no estimate.
+DETECTION_RATE_WINDOW = timedelta(minutes=5)
+# How long a counted backlog is shared (the cache): about the review page's polling interval.
+BACKLOG_CACHE_SECONDS = 10
+# The shortest span a rate is measured over: a batch that committed a second ago says little about the pace.
+DETECTION_RATE_MIN_SPAN = timedelta(seconds=15)
+
+
+@dataclass(frozen=True)
+class DetectionBacklog:
+    """Images still to be checked for duplicates, and the time they should take at the recent pace."""
+
+    waiting: int
+    per_minute: float | None  # checks per minute over the last few minutes; None when none were made
+    seconds_left: int | None  # None when the pace is unknown
+
+    @property
+    def summary(self) -> str:
+        """One line for the review page: "Still checking 1,180 photos for duplicates, about 3 minutes left." """
+        if not self.waiting:
+            return "Every photo has been checked for duplicates."
+        photos = f"{self.waiting:,} photo{'s' if self.waiting != 1 else ''}"
+        if self.seconds_left is None:
+            return f"Still checking {photos} for duplicates."
+        if self.seconds_left < 60:
+            left = "less than a minute"
+        elif self.seconds_left < 90:
+            left = "about a minute"
+        elif self.seconds_left < 3600:
+            left = f"about {round(self.seconds_left / 60)} minutes"
+        else:
+            hours = self.seconds_left / 3600
+            left = "about an hour" if hours < 1.5 else f"about {round(hours)} hours"
+        return f"Still checking {photos} for duplicates, {left} left."
+
+
+def detection_backlog(*, model_name: str | None = None) -> DetectionBacklog:
+    """How many images await detection (images_awaiting_detection, counted) and, while some do, the pace of
+    the checks committed in the last minutes. The count is an anti-join over every searchable image (about a
+    second on a million images, bench/README.md), so it is shared through the cache for a few seconds: the
+    review pages polling it cost one count per BACKLOG_CACHE_SECONDS however many are open."""
+    model = model_name or settings.IMGSIM_MODEL
+    key = detection_settings_key(model_name=model)
+    cache_key = f"duplicates:detection-backlog:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+    cached = cache.get(cache_key)
+    if cached is not None:
+        return DetectionBacklog(*cached)
+    backlog = _detection_backlog(model=model, key=key)
+    cache.set(cache_key, (backlog.waiting, backlog.per_minute, backlog.seconds_left), BACKLOG_CACHE_SECONDS)
+    return backlog
+
+
+def _detection_backlog(*, model: str, key: str) -> DetectionBacklog:
+    waiting = images_awaiting_detection(model_name=model, settings_key=key).count()
+    if not waiting:
+        return DetectionBacklog(waiting=0, per_minute=None, seconds_left=None)
+    now = timezone.now()
+    recent = DetectionCheck.objects.filter(settings_key=key, checked_at__gte=now - DETECTION_RATE_WINDOW).aggregate(
+        checks=Count("pk"), first=Min("checked_at")
+    )
+    if not recent["checks"]:
+        return DetectionBacklog(waiting=waiting, per_minute=None, seconds_left=None)
+    span = max(now - recent["first"], DETECTION_RATE_MIN_SPAN).total_seconds()
+    per_second = recent["checks"] / span
+    return DetectionBacklog(
+        waiting=waiting, per_minute=round(per_second * 60, 1), seconds_left=math.ceil(waiting / per_second)
+    )
 
 
 def library_neighbour_search(*, model_name: str) -> NeighbourSearch:

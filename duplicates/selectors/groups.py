@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Self
 
 from django.db.models import Case, Count, F, Prefetch, Q, QuerySet, Value, When
 
+from core.query_params import InvalidQueryParameter, whole_number
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicateGroupMember, DuplicatePair
 from gallery.models import Image
 
@@ -61,6 +63,56 @@ def duplicate_group_list(
     if status == DuplicateGroup.Status.PENDING:
         groups = groups.filter(size__gte=2)
     return groups.order_by("-size", "-max_similarity", "id")
+
+
+@dataclass(frozen=True)
+class GroupCursor:
+    """A place in the review order (largest, then most alike, then oldest): paging by it never skips a group
+    when groups before it are decided, as an offset does (the decided ones leave the pending list)."""
+
+    size: int
+    max_similarity: float
+    id: int
+
+    @classmethod
+    def of(cls, group: DuplicateGroup) -> Self:
+        return cls(size=group.size, max_similarity=group.max_similarity, id=group.pk)
+
+    @classmethod
+    def parse(cls, text: str) -> Self | None:
+        """`size:max_similarity:id` as str() writes it; None for anything else."""
+        parts = text.split(":")
+        if len(parts) != 3:
+            return None
+        try:
+            size = whole_number(parts[0], name="size")
+            pk = whole_number(parts[2], name="id", minimum=1)
+            similarity = float(parts[1])
+        except (InvalidQueryParameter, ValueError):
+            return None
+        if not -1.0 <= similarity <= 1.0:  # also refuses nan and inf
+            return None
+        return cls(size=size, max_similarity=similarity, id=pk)
+
+    def __str__(self) -> str:
+        return f"{self.size}:{self.max_similarity!r}:{self.id}"
+
+
+def groups_after(groups: QuerySet[DuplicateGroup], cursor: GroupCursor, *, inclusive: bool = False) -> QuerySet:
+    """The groups that come after the cursor in the review order (and the cursor's own group if inclusive)."""
+    size, similarity = cursor.size, cursor.max_similarity
+    same = Q(size=size, max_similarity=similarity) & (Q(id__gte=cursor.id) if inclusive else Q(id__gt=cursor.id))
+    return groups.filter(Q(size__lt=size) | Q(size=size, max_similarity__lt=similarity) | same)
+
+
+def groups_before(groups: QuerySet[DuplicateGroup], cursor: GroupCursor) -> QuerySet:
+    """The groups that come before the cursor in the review order."""
+    size, similarity = cursor.size, cursor.max_similarity
+    return groups.filter(
+        Q(size__gt=size)
+        | Q(size=size, max_similarity__gt=similarity)
+        | Q(size=size, max_similarity=similarity, id__lt=cursor.id)
+    )
 
 
 def duplicate_group_counts() -> dict[str, dict[str, int]]:

@@ -4,8 +4,8 @@ static/group-review.js, through the API without reloading the page and with the 
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
@@ -15,8 +15,10 @@ from django.views.decorators.http import require_POST
 from core.access import staff_required
 from core.query_params import InvalidQueryParameter, query_int, whole_number
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicatePair
+from duplicates.selectors import detection as detection_selectors
 from duplicates.selectors import groups as group_selectors
 from duplicates.selectors import thresholds as threshold_selectors
+from duplicates.selectors.groups import GroupCursor
 from duplicates.services.group_review import (
     GroupAction,
     GroupReviewError,
@@ -28,6 +30,12 @@ from duplicates.services.group_review import (
 from gallery.models import Image
 
 GROUPS_PER_PAGE = 10
+# In-place loading (review_cards): cards per answer, and the ids of the cards already on a page it skips
+# (past that many, the page follows its "Next groups" link instead).
+MAX_CARDS_PER_REQUEST = 20
+MAX_EXCLUDED = 500
+# How often an open review page asks for the detection backlog while images await detection.
+DETECTION_POLL_MS = 10_000
 # Members per card: the strip scrolls sideways inside the card, which stays one screen high at 1440x900;
 # larger groups show the rest on their own page (?group=id); a decision on the card covers them all.
 MEMBERS_PER_CARD = 16
@@ -54,41 +62,127 @@ def _version(value: str) -> int | None:
         return None
 
 
-def _page(request: HttpRequest, status: int = 200) -> HttpResponse:
+def _list_filters(request: HttpRequest) -> tuple[str, str, int | None]:
+    """The list a review page shows: the band, the status, or one whole group (?group=id)."""
     kind = _choice(request.GET.get("kind", ""), DuplicatePair.Kind.values, DuplicatePair.Kind.NEAR_DUPLICATE)
     state = _choice(request.GET.get("status", ""), [*DuplicateGroup.Status.values, "all"], "pending")
-    single = query_int(request.GET, "group", minimum=1)
-    limit = None if single is not None else MEMBERS_PER_CARD
-    groups = group_selectors.duplicate_group_list(kind=kind, status=state, member_limit=limit)
+    return kind, state, query_int(request.GET, "group", minimum=1)
+
+
+def _groups(kind: str, state: str, single: int | None) -> QuerySet[DuplicateGroup]:
     if single is not None:
-        groups = group_selectors.duplicate_group_list(status="all", min_size=0).filter(pk=single)
-    page = Paginator(groups, GROUPS_PER_PAGE).get_page(query_int(request.GET, "page", default=1, minimum=1))
-    reviews = group_selectors.group_reviews(list(page.object_list), member_limit=limit)
+        return group_selectors.duplicate_group_list(status="all", min_size=0).filter(pk=single)
+    return group_selectors.duplicate_group_list(kind=kind, status=state, member_limit=MEMBERS_PER_CARD)
+
+
+def _cursor(request: HttpRequest, name: str) -> GroupCursor | None:
+    text = request.GET.get(name, "")
+    cursor = GroupCursor.parse(text) if text else None
+    if text and cursor is None:
+        raise InvalidQueryParameter(name, f"{name} must be a place in the list as the page links write it.")
+    return cursor
+
+
+def _url(path: str, request: HttpRequest, **changes: str) -> str:
+    """`path` with the request's list filters (band, status, group) and `changes`."""
+    query = QueryDict(mutable=True)
+    for name in ("kind", "status", "group"):
+        if request.GET.get(name):
+            query[name] = request.GET[name]
+    query.update(changes)
+    return f"{path}?{query.urlencode()}" if query else path
+
+
+def _card_context(reviews: list[group_selectors.GroupReview], here: str) -> dict[str, object]:
+    """What _group_card.html needs besides its review: the page its forms return to (`here`), the formats the
+    compare view shows as they are (others as a large WebP rendition)."""
+    return {"reviews": reviews, "here": here, "browser_formats": BROWSER_FORMATS}
+
+
+def _page(request: HttpRequest, status: int = 200) -> HttpResponse:
+    """One page of the list, from a cursor (?after= or ?before= a group's place, as the links write it)."""
+    kind, state, single = _list_filters(request)
+    groups = _groups(kind, state, single)
+    after, before = _cursor(request, "after"), _cursor(request, "before")
+    if before is not None:
+        rows = list(group_selectors.groups_before(groups, before).reverse()[:GROUPS_PER_PAGE])[::-1]
+    else:
+        rows = list((groups if after is None else group_selectors.groups_after(groups, after))[:GROUPS_PER_PAGE])
+    first, last = (GroupCursor.of(rows[0]), GroupCursor.of(rows[-1])) if rows else (None, None)
+    remaining = group_selectors.groups_after(groups, last).count() if last is not None else 0
+    earlier = first is not None and (after or before) and group_selectors.groups_before(groups, first).exists()
+    reviews = group_selectors.group_reviews(rows, member_limit=None if single is not None else MEMBERS_PER_CARD)
+    here = request.get_full_path() if request.method == "GET" else _url(reverse("duplicates:review"), request)
     pending = [review for review in reviews if review.group.status == DuplicateGroup.Status.PENDING]
-    query = request.GET.copy()
-    query.pop("page", None)
     thresholds = threshold_selectors.thresholds_overview()  # read once: the bands and the thresholds panel
+    review_url = reverse("duplicates:review")
+    # In-place loading continues this page: from its first group on (from the start on the first page).
+    cards = {"from": str(first)} if first is not None and (after or before) else {}
     return render(
         request,
         "duplicates/review.html",
         {
-            "page": page,
-            "reviews": reviews,
+            **_card_context(reviews, here),
             "counts": group_selectors.duplicate_group_counts(),
             "kind": kind,
             "status": state,
+            "single": single,
             "bands": threshold_selectors.duplicate_bands(thresholds=thresholds.thresholds),
             "thresholds_overview": thresholds,
+            "backlog": detection_selectors.detection_backlog(),
+            "detection_poll_ms": DETECTION_POLL_MS,
             "page_files": sum(len(review.suggested_trash) for review in pending),
             "page_bytes": sum(review.bytes_suggested_trash for review in pending),
             "page_groups": pending,
-            "query_string": query.urlencode(),
-            "here": request.get_full_path(),
-            # The compare view shows these originals as they are; other formats as a large WebP rendition.
-            "browser_formats": BROWSER_FORMATS,
+            "remaining": remaining,
+            "per_page": GROUPS_PER_PAGE,
+            "paged": bool(after or before),
+            "first_url": _url(review_url, request),
+            "next_url": _url(review_url, request, after=str(last)) if remaining else "",
+            "previous_url": _url(review_url, request, before=str(first)) if earlier else "",
+            "cards_url": _url(reverse("duplicates:review-cards"), request, **cards),
         },
         status=status,
     )
+
+
+@staff_required
+def review_cards(request: HttpRequest) -> HttpResponse:
+    """The cards that continue a review page in place (static/group-review.js): the first `limit` groups of
+    the list that are not on the page yet (`exclude`, comma-separated ids), from the page's first group on
+    (`from`); or the one group `card` as it stands now. X-Groups-Remaining counts the list's groups still
+    neither on the page nor in this answer; X-Next-Url is the page after the last of them. `here`: the page
+    the cards' forms return to without JavaScript."""
+    kind, state, single = _list_filters(request)
+    groups = _groups(kind, state, single)
+    card = query_int(request.GET, "card", minimum=1)
+    limit = query_int(request.GET, "limit", default=GROUPS_PER_PAGE, minimum=1, maximum=MAX_CARDS_PER_REQUEST)
+    exclude = _ids([value for value in request.GET.get("exclude", "").split(",") if value])
+    if exclude is None or len(exclude) > MAX_EXCLUDED:
+        raise InvalidQueryParameter("exclude", f"exclude must be up to {MAX_EXCLUDED} comma-separated group ids.")
+    start = _cursor(request, "from")
+    members = None if single is not None else MEMBERS_PER_CARD
+    if card is not None:
+        listed = group_selectors.duplicate_group_list(status="all", min_size=0, member_limit=members)
+        rows, remaining = list(listed.filter(pk=card)), None
+        if not rows:
+            raise Http404(f"No group #{card}.")
+    else:
+        rest = (groups if start is None else group_selectors.groups_after(groups, start, inclusive=True)).exclude(
+            pk__in=exclude
+        )
+        rows = list(rest[:limit])
+        remaining = rest.exclude(pk__in=[row.pk for row in rows]).count()
+    reviews = group_selectors.group_reviews(rows, member_limit=members)
+    here = request.GET.get("here", "")
+    if not here.startswith("/duplicates/"):
+        here = _url(reverse("duplicates:review"), request)
+    response = render(request, "duplicates/_group_cards.html", _card_context(reviews, here))
+    if remaining is not None:
+        response["X-Groups-Remaining"] = str(remaining)
+        if rows:  # the page's "Next groups" link once these cards are on it
+            response["X-Next-Url"] = _url(reverse("duplicates:review"), request, after=str(GroupCursor.of(rows[-1])))
+    return response
 
 
 @staff_required
