@@ -704,11 +704,15 @@ class Run:
     def poller(self) -> None:
         from django.db import connection
 
+        shown = -1e9
         try:
             while not self.stop.is_set():
                 began = time.monotonic()
                 try:
                     self.samples.append(self.sample())
+                    if self.samples[-1].t - shown >= self.instance.args.progress:
+                        shown = self.samples[-1].t
+                        print(timeline_table(self.samples[-1:], every=1).splitlines()[-1], flush=True)
                     self.collect_tasks()
                     clusters_supervise(self.instance, self.notes)
                 except Exception as error:  # a poll that fails (database busy) is skipped, not fatal
@@ -854,6 +858,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=15, help="caught up this long before stopping, seconds")
     parser.add_argument("--index-wait", type=float, default=180, help="seconds to wait for a first index after")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between samples")
+    parser.add_argument("--progress", type=float, default=30, help="seconds between progress lines")
     parser.add_argument("--port", type=int, default=8131)
     parser.add_argument("--redis-db", type=int, default=7, help="Redis database number (flushed)")
     parser.add_argument("--seed", type=int, default=20261207)
@@ -901,6 +906,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         token = Token.objects.create(user=user).key
         ready = wait_until_ready(instance, token, deadline=deadline)
         print(f"ready after {ready:.0f} s (API answering, {args.clusters} cluster heartbeat(s)); uploading", flush=True)
+        print(timeline_table([], every=1), flush=True)
         run = Run(instance=instance, token=token, files=files, started=time.monotonic(), wall_started=time.time())
         poller = threading.Thread(target=run.poller, name="poller", daemon=True)
         queue = list(reversed(files))
