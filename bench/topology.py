@@ -203,6 +203,15 @@ _PROCESSING = re.compile(r"^(\S+ \S+) \w+ django-q: (\S+) processing (.*) '([^']
 _FINISHED = re.compile(r"^(\S+ \S+) \w+ django-q: (?:Processed|Failed) '([^']+)' \((.*?)\)(?: - .*)?$")
 
 
+_DETECTED = re.compile(r"duplicate detection: DetectSummary\(queried=(\d+)")
+
+
+def checks_from_log(lines: Iterable[str]) -> int | None:
+    """Images checked by the detection runs of a cluster's log, repeats included (None: no such line)."""
+    found = [int(match.group(1)) for line in lines if (match := _DETECTED.search(line)) is not None]
+    return sum(found) if found else None
+
+
 def runs_from_log(lines: Iterable[str], *, origin: float) -> list[LogRun]:
     """The task runs of one cluster's log (LOGGING's "%(asctime)s LEVEL name: message", local time), in
     seconds after `origin` (a time.time()). A run ends at the first finish line of its function and task name
@@ -317,8 +326,11 @@ class Figures:
     max_fetched: int
 
 
-def figures_from(samples: Sequence[Sample], runs: Sequence[TaskRun], *, last_upload: float | None) -> Figures:
-    """Every timing of the result table, from the poller's samples and the finished tasks."""
+def figures_from(
+    samples: Sequence[Sample], runs: Sequence[TaskRun], *, last_upload: float | None, logged_checks: int | None = None
+) -> Figures:
+    """Every timing of the result table, from the poller's samples and the finished tasks; the image checks
+    from the detection runs' results, else from their log lines (`logged_checks`)."""
     after = last_upload if last_upload is not None else float("inf")
     drained = settled_at(samples, after, embedding_drained) if last_upload is not None else None
     caught_up = settled_at(samples, after, detection_caught_up) if last_upload is not None else None
@@ -330,7 +342,7 @@ def figures_from(samples: Sequence[Sample], runs: Sequence[TaskRun], *, last_upl
         default=None,
     )
     detect = task_tallies(runs).get(DETECT_TASK)
-    checks_run = detect.work if detect is not None and detect.unknown == 0 else None
+    checks_run = detect.work if detect is not None and detect.unknown == 0 else logged_checks
     images_checked = final.checked if final else 0
     at_caught_up = next((s for s in samples if caught_up is not None and s.t >= caught_up), None)
     max_pending: Counter[str] = Counter()
@@ -750,7 +762,8 @@ class Run:
         origin = timezone.now() - timedelta(seconds=self.clock())
         newest = max((run.stopped for run in self.tasks.values()), default=-3600.0)
         recent = Task.objects.filter(stopped__gte=origin + timedelta(seconds=newest - 60))
-        for task in recent.exclude(id__in=list(self.tasks)):
+        new = set(recent.values_list("id", flat=True)) - set(self.tasks)
+        for task in Task.objects.filter(id__in=new) if new else []:
             self.tasks[task.id] = TaskRun(
                 func=task.func,
                 queued=(task.started - origin).total_seconds(),
@@ -925,14 +938,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         run.stop.set()
         poller.join(timeout=30)
         run.collect_tasks()
-        log_runs = [
-            span
-            for name in cluster_names(instance)
-            for span in runs_from_log(
-                (instance.root / f"{name}.log").read_text(errors="replace").splitlines(), origin=run.wall_started
-            )
+        logs = [
+            (instance.root / f"{name}.log").read_text(errors="replace").splitlines() for name in cluster_names(instance)
         ]
-        figures = figures_from(run.samples, list(run.tasks.values()), last_upload=run.last_answer)
+        log_runs = [span for lines in logs for span in runs_from_log(lines, origin=run.wall_started)]
+        logged = [checks for lines in logs if (checks := checks_from_log(lines)) is not None]
+        figures = figures_from(
+            run.samples,
+            list(run.tasks.values()),
+            last_upload=run.last_answer,
+            logged_checks=sum(logged) if logged else None,
+        )
         tallies = task_tallies(run.tasks.values(), log_runs)
         loads = [sample.load for sample in run.samples] or [0.0]
         load_end = os.getloadavg()

@@ -13,6 +13,7 @@ from bench.topology import (
     LogRun,
     Sample,
     TaskRun,
+    checks_from_log,
     figures_from,
     result_table,
     runs_from_log,
@@ -65,12 +66,21 @@ def test_figures_time_the_drain_and_the_catch_up_from_the_last_upload_and_count_
     assert figures_from([*samples[:3], _sample(70, checked=10)], runs, last_upload=10.0).goal_met is True
 
 
-def test_no_checks_per_image_when_a_detection_result_does_not_say_what_it_checked():
+def test_checks_come_from_the_cluster_logs_when_the_detection_results_do_not_say():
     runs = [TaskRun(func=DETECT_TASK, queued=0, stopped=1, success=True, work=work_done(DETECT_TASK, {"pairs": 3}))]
-    figures = figures_from([_sample(0, checked=5)], runs, last_upload=0.0)
-    assert figures.checks_run is None
-    assert figures.checks_per_image is None
-    assert "? / 5" in result_table(figures, task_tallies(runs))
+    unknown = figures_from([_sample(0, checked=5)], runs, last_upload=0.0)
+    assert unknown.checks_run is None
+    assert unknown.checks_per_image is None
+    assert "? / 5" in result_table(unknown, task_tallies(runs))
+    log = [
+        "2026-12-07 06:06:54,824 INFO duplicates.services.detection: duplicate detection: "
+        "DetectSummary(queried=4, pairs=9, created=9, updated=0, remembered=0, verified=3), 0 failed",
+        "2026-12-07 06:07:54,824 INFO duplicates.services.detection: duplicate detection: DetectSummary(queried=2)",
+    ]
+    assert checks_from_log(log) == 6
+    assert checks_from_log(log[:0]) is None
+    logged = figures_from([_sample(0, checked=5)], runs, last_upload=0.0, logged_checks=6)
+    assert logged.checks_per_image == 1.2
 
 
 def test_nothing_is_reached_when_the_uploads_did_not_finish():
