@@ -893,6 +893,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     deadline = started + args.timeout
+    signal.signal(signal.SIGINT, _interrupt)  # also when started in the background, where SIGINT is ignored
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGALRM, _interrupt)  # the hard bound, should a wait below overrun the deadline
     signal.alarm(int(args.timeout) + 120)
@@ -998,4 +999,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as interrupt:
+        sys.exit(f"interrupted ({interrupt or 'Ctrl-C'}): every process this run started was stopped")
