@@ -2,7 +2,7 @@
 
 Usage (from the repository root):
     .venv/bin/python bench/topology.py [--database sqlite|postgres] [--broker orm|redis] [--clusters 1|2]
-        [--uploads 800] [--clients 8] [--timeout 1800]
+        [--uploads 800] [--clients 8] [--timeout 2700]
 
 It starts its own instance on 127.0.0.1 (own var dir, media, index, database and port): `migrate`, a user with
 an API token, gunicorn with --web-workers (3) and --clusters `manage.py qcluster` processes of --workers (1)
@@ -867,7 +867,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--web-workers", type=int, default=3, help="gunicorn workers")
     parser.add_argument("--uploads", type=int, default=800)
     parser.add_argument("--clients", type=int, default=8, help="upload threads")
-    parser.add_argument("--timeout", type=float, default=1800, help="upper bound of the whole run, seconds")
+    parser.add_argument("--timeout", type=float, default=2700, help="upper bound of the whole run, seconds")
     parser.add_argument("--settle", type=float, default=15, help="caught up this long before stopping, seconds")
     parser.add_argument("--index-wait", type=float, default=180, help="seconds to wait for a first index after")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between samples")
