@@ -82,9 +82,11 @@ def image_create(
     data: bytes,
     original_name: str,
     uploaded_by: Actor = None,
+    store_original: bool = True,
 ) -> ImageCreateResult:
     """Validate, check quality and store an upload (status queued or rejected); identical bytes return the
-    existing image. Queueing the embedding is the caller's step (pipeline.services.image_ingest)."""
+    existing image. Queueing the embedding is the caller's step (pipeline.services.image_ingest).
+    store_original=False keeps no copy in media: a library source's file, read where it is (gallery.originals)."""
     if len(data) > settings.IMGSIM_MAX_UPLOAD_BYTES:
         raise _file_too_large(len(data), settings.IMGSIM_MAX_UPLOAD_BYTES)
     sha256 = hashlib.sha256(data).hexdigest()
@@ -120,7 +122,8 @@ def image_create(
         image.quality_score = report.rejection.score
         image.quality_threshold = report.rejection.threshold
 
-    image.file.save("original", ContentFile(data), save=False)  # named from image.format, see original_upload_to
+    if store_original:
+        image.file.save("original", ContentFile(data), save=False)  # named from image.format: original_upload_to
     thumb = thumbnail_webp(decoded.preview, size=settings.IMGSIM_THUMBNAIL_SIZE)
     image.thumbnail.save("thumb.webp", ContentFile(thumb), save=False)
     stored_names = [image.file.name, image.thumbnail.name]

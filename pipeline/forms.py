@@ -1,0 +1,15 @@
+"""Forms of the pipeline's pages: registering a library source."""
+
+from __future__ import annotations
+
+from django import forms
+
+
+class LibrarySourceForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="How the library names it, e.g. “NAS photos”.")
+    root = forms.CharField(
+        label="Folder",
+        max_length=1024,
+        help_text="Absolute path on the server, seen at the same path by the web and worker machines.",
+        widget=forms.TextInput(attrs={"placeholder": "/mnt/nas/photos", "spellcheck": "false"}),
+    )
