@@ -172,6 +172,7 @@ class _Scan:
             )
             return
         _source_state(source, LibrarySource.State.ONLINE)
+        self._requeue_unreadable()
         self.scan.files_total = len(files)
         for problem in skipped:
             self.progress.problem(problem.relative_path, problem.reason, problem.message, counter="skipped")
@@ -194,6 +195,27 @@ class _Scan:
         self._remove_expired()
         LibrarySource.objects.filter(pk=source.pk).update(last_scanned_at=timezone.now())
         self.scan.status = SourceScan.Status.FINISHED
+
+    def _requeue_unreadable(self) -> None:
+        """Images whose embedding failed because their file could not be read (the folder was offline, or the
+        file changed before the scan saw it) are queued again once their file is readable."""
+        failed = Image.objects.filter(
+            status=Image.Status.FAILED,
+            reason_code="file_missing",
+            source_files__source=self.source,
+            source_files__state=SourceFile.State.PRESENT,
+        ).values_list("pk", flat=True)
+        requeued = Image.objects.filter(pk__in=list(failed)).update(
+            status=Image.Status.QUEUED,
+            reason_code="",
+            status_message="",
+            embed_attempts=0,
+            claimed_until=None,
+            claim_token="",
+            updated_at=timezone.now(),
+        )
+        if requeued:
+            self.created_images = True
 
     def _offline(self, message: str) -> None:
         _source_state(self.source, LibrarySource.State.OFFLINE, message)

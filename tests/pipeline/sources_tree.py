@@ -21,8 +21,8 @@ class StubEmbedder:
         for data in sources:
             rng = np.random.default_rng(len(data))
             rows.append(rng.normal(size=16))
-        vectors = np.asarray(rows, dtype=np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = np.asarray(rows, dtype=np.float32).reshape(len(sources), 16)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return EmbedBatchResult(vectors=vectors, ok_indices=list(range(len(sources))))
 
 

@@ -403,3 +403,25 @@ def test_an_upload_of_a_source_files_bytes_is_that_image(source: Any, tree: Any,
     assert response.status_code == 200
     assert response.json()["outcome"] == "exact_duplicate"
     assert response.json()["image"]["id"] == image_at(source, "2024/b.jpg").pk
+
+
+def test_an_image_whose_folder_was_offline_when_it_was_embedded_is_embedded_once_the_folder_is_back(
+    source: Any, tree: Any, committed: Callable[..., Any]
+):
+    from pipeline import tasks
+
+    root, _ = tree
+    image = image_at(source, "2024/a.jpg")
+    Image.objects.filter(pk=image.pk).update(status="queued", embedding=None, embedded_at=None)
+    away = root.with_name("photos-unmounted")
+    root.rename(away)
+    rescan(source, committed)
+    committed(tasks.embed_pending)
+    image.refresh_from_db()
+    assert (image.status, image.reason_code) == ("failed", "file_missing")
+    assert "offline" in image.status_message
+
+    away.rename(root)
+    rescan(source, committed)
+    image.refresh_from_db()
+    assert image.status == "indexed"
