@@ -20,6 +20,7 @@ import os
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -143,6 +144,19 @@ def _read_and_hash(path: str, *, max_bytes: int) -> tuple[bytes | None, str, os.
     return (b"".join(chunks) if total <= max_bytes else None), digest.hexdigest(), info
 
 
+@dataclass(slots=True)
+class _KnownFile:
+    """What the last scan recorded about one path (a tuple-sized row: a tree of a million files is held whole)."""
+
+    pk: int
+    relative_path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    state: str
+    image_id: int | None
+
+
 def _under(path: str, folders: list[str]) -> bool:
     return any(path == folder or path.startswith(folder + "/") for folder in folders)
 
@@ -164,7 +178,10 @@ class _Scan:
             return
         files = [entry for entry in walked if isinstance(entry, WalkedFile)]
         skipped = [entry for entry in walked if isinstance(entry, WalkProblem)]
-        known = {row.relative_path: row for row in SourceFile.objects.filter(source=source)}
+        known = {
+            row[1]: _KnownFile(*row)
+            for row in SourceFile.objects.filter(source=source).values_list(*_KnownFile.__slots__).iterator(2000)
+        }
         present = sum(1 for row in known.values() if row.state == SourceFile.State.PRESENT)
         if not files and present:
             self._offline(
@@ -181,7 +198,7 @@ class _Scan:
         unreadable = [p.relative_path for p in skipped if p.reason == "unreadable_folder"]
         seen = {entry.relative_path for entry in files}
         vanished = {path: row for path, row in known.items() if path not in seen and not _under(path, unreadable)}
-        vanished_by_content: dict[str, list[SourceFile]] = defaultdict(list)
+        vanished_by_content: dict[str, list[_KnownFile]] = defaultdict(list)
         for row in vanished.values():
             if row.image_id is not None:
                 vanished_by_content[row.sha256].append(row)
@@ -225,9 +242,9 @@ class _Scan:
     def _file(
         self,
         entry: WalkedFile,
-        row: SourceFile | None,
-        vanished: dict[str, SourceFile],
-        vanished_by_content: dict[str, list[SourceFile]],
+        row: _KnownFile | None,
+        vanished: dict[str, _KnownFile],
+        vanished_by_content: dict[str, list[_KnownFile]],
     ) -> None:
         if row is not None and row.size == entry.size and row.mtime_ns == entry.mtime_ns:
             if row.state == SourceFile.State.MISSING:
@@ -263,13 +280,16 @@ class _Scan:
             return
         self._store(path, data, sha256, stat, row=None)
 
-    def _save(self, row: SourceFile, **values: object) -> None:
+    def _save(self, row: _KnownFile, **values: object) -> None:
         for name, value in values.items():
-            setattr(row, name, value)
+            if name == "image":
+                row.image_id = value.pk if isinstance(value, Image) else None
+            elif name in _KnownFile.__slots__:
+                setattr(row, name, value)
         SourceFile.objects.filter(pk=row.pk).update(**values, updated_at=timezone.now())
 
     def _store(
-        self, path: str, data: bytes | None, sha256: str, stat: dict[str, int], *, row: SourceFile | None
+        self, path: str, data: bytes | None, sha256: str, stat: dict[str, int], *, row: _KnownFile | None
     ) -> None:
         """A new or changed file: its image (new, or the existing one with these bytes), or why it is refused."""
         name = os.path.basename(path)
@@ -306,16 +326,17 @@ class _Scan:
         if previous != image.pk:
             self._drop_orphan(previous)
 
-    def _write_row(self, path: str, row: SourceFile | None, values: dict[str, object]) -> None:
+    def _write_row(self, path: str, row: _KnownFile | None, values: dict[str, object]) -> None:
         if row is None:
             SourceFile.objects.create(source=self.source, relative_path=path, **values)
         else:
             self._save(row, **values)
 
-    def _mark_missing(self, rows: object) -> None:
+    def _mark_missing(self, rows: Iterable[_KnownFile]) -> None:
         now = timezone.now()
-        gone = [row for row in rows if row.state == SourceFile.State.PRESENT]  # type: ignore[attr-defined]
-        refused = [row.pk for row in rows if row.state == SourceFile.State.REFUSED]  # type: ignore[attr-defined]
+        rows = list(rows)
+        gone = [row for row in rows if row.state == SourceFile.State.PRESENT]
+        refused = [row.pk for row in rows if row.state == SourceFile.State.REFUSED]
         SourceFile.objects.filter(pk__in=[row.pk for row in gone]).update(
             state=SourceFile.State.MISSING, missing_since=now, updated_at=now
         )
@@ -344,10 +365,11 @@ class _Scan:
             images_delete(images=images)
 
 
-def source_scan_run(*, scan_id: int) -> SourceScan:
-    """Run one queued scan (the task's body); a scan of a source another worker is scanning is skipped."""
-    scan = SourceScan.objects.select_related("source").get(pk=scan_id)
-    if scan.status != SourceScan.Status.QUEUED:
+def source_scan_run(*, scan_id: int) -> SourceScan | None:
+    """Run one queued scan (the task's body); a scan of a source another worker is scanning is skipped, and
+    one already run (a task delivered twice) or removed with its source is left alone."""
+    scan = SourceScan.objects.select_related("source").filter(pk=scan_id).first()
+    if scan is None or scan.status != SourceScan.Status.QUEUED:
         return scan
     source = scan.source
     token = _claim(source)

@@ -19,6 +19,8 @@ def embed_pending() -> dict[str, object]:
 def source_scan(scan_id: int) -> dict[str, object]:
     """Run one queued scan of a library source (skipped if another worker is scanning that source)."""
     scan = source_scan_run(scan_id=scan_id)
+    if scan is None:
+        return {"scan": scan_id, "status": "gone"}
     return {"scan": scan.pk, "status": scan.status, "files_seen": scan.files_seen}
 
 

@@ -358,12 +358,13 @@ def test_two_scans_at_once_import_each_file_once(
     source = LibrarySource.objects.create(name="NAS", root=str(root.resolve()))
     scans = [SourceScan.objects.create(source=source) for _ in range(2)]
     other_returned = threading.Event()
-    real_create = source_scan.image_create
+    real_read = source_scan._read_and_hash
 
-    def import_once_the_other_returned(**kwargs: Any) -> Any:
-        """The first scan to import waits until the other has returned: the two surely overlap."""
+    def read_once_the_other_returned(*args: Any, **kwargs: Any) -> Any:
+        """The first scan to read a file waits (outside any transaction) until the other has returned: the two
+        surely overlap."""
         other_returned.wait(timeout=10)
-        return real_create(**kwargs)
+        return real_read(*args, **kwargs)
 
     def scan(index: int) -> str:
         try:
@@ -371,7 +372,7 @@ def test_two_scans_at_once_import_each_file_once(
         finally:
             other_returned.set()
 
-    monkeypatch.setattr(source_scan, "image_create", import_once_the_other_returned)
+    monkeypatch.setattr(source_scan, "_read_and_hash", read_once_the_other_returned)
     results = at_once(2, scan)
     assert sorted(results) == ["finished", "skipped"]
     assert Image.objects.count() == 3

@@ -14,7 +14,9 @@ from pipeline.source_scan import source_scan_run
 from pipeline.sources import library_source_create, library_source_delete, library_source_scan_request
 
 
-def scan_summary(scan: SourceScan) -> str:
+def scan_summary(scan: SourceScan | None) -> str:
+    if scan is None:
+        return "The scan is gone (its source was removed)."
     reasons = ", ".join(f"{code} {count}" for code, count in sorted(scan.reasons.items()))
     return (
         f"{scan.status}: {scan.files_seen}/{scan.files_total or 0} files seen, {scan.accepted} new, "
