@@ -285,10 +285,10 @@ class LibrarySource(models.Model):
 
 class SourceFileQuerySet(models.QuerySet["SourceFile"]):
     def readable(self) -> SourceFileQuerySet:
-        """Files to open an image's bytes from: present, in a source that is not offline."""
-        return self.filter(state=SourceFile.State.PRESENT, image__isnull=False).exclude(
-            source__state=LibrarySource.State.OFFLINE
-        )
+        """Files to open an image's bytes from: present (or in the source's quarantine), in a source that is
+        not offline."""
+        states = [SourceFile.State.PRESENT, SourceFile.State.QUARANTINED]
+        return self.filter(state__in=states, image__isnull=False).exclude(source__state=LibrarySource.State.OFFLINE)
 
 
 class SourceFile(models.Model):
@@ -303,6 +303,7 @@ class SourceFile(models.Model):
         PRESENT = "present", "Present"
         MISSING = "missing", "Missing"
         REFUSED = "refused", "Refused"
+        QUARANTINED = "quarantined", "In the source's quarantine folder"
 
     source = models.ForeignKey(LibrarySource, on_delete=models.CASCADE, related_name="files")
     relative_path = models.CharField(max_length=1024, help_text="POSIX path below the source's root.")
@@ -310,10 +311,13 @@ class SourceFile(models.Model):
     mtime_ns = models.BigIntegerField()
     sha256 = models.CharField(max_length=64, db_index=True)
     image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="source_files")
-    state = models.CharField(max_length=10, choices=State.choices, default=State.PRESENT)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PRESENT)
     reason_code = models.CharField(max_length=40, blank=True, help_text="Why a refused file is not an image.")
     status_message = models.TextField(blank=True)
     missing_since = models.DateTimeField(null=True, blank=True)
+    quarantined_from = models.CharField(
+        max_length=1024, blank=True, help_text="Where a quarantined file was (restore moves it back there)."
+    )
     first_seen_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -392,3 +396,36 @@ class SourceScan(models.Model):
         if not self.files_total:
             return None
         return min(100, round(100 * self.files_seen / self.files_total))
+
+
+class SourceFileMove(models.Model):
+    """Every move imgsim makes in a writable source (into its quarantine folder, back, or deleting from it),
+    done or failed with the reason: the log a person reads, and what an undo starts from."""
+
+    class Action(models.TextChoices):
+        QUARANTINE = "quarantine", "Moved to the quarantine folder"
+        RESTORE = "restore", "Moved back"
+        PURGE = "purge", "Deleted from the quarantine folder"
+
+    class Status(models.TextChoices):
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        UNDONE = "undone", "Undone"
+
+    source = models.ForeignKey(LibrarySource, on_delete=models.CASCADE, related_name="moves")
+    source_file = models.ForeignKey(SourceFile, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=12, choices=Action.choices)
+    from_path = models.CharField(max_length=1024)
+    to_path = models.CharField(max_length=1024, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices)
+    code = models.CharField(max_length=40, blank=True, help_text="Why it failed: collision, permission_denied, ...")
+    message = models.TextField(blank=True)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.from_path}: {self.status}"

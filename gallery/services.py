@@ -20,6 +20,7 @@ from core.users import Actor
 from gallery.image_file import UploadRejected, decode_upload, thumbnail_webp
 from gallery.models import Image
 from gallery.quality import QualityThresholds, assess_quality
+from gallery.source_moves import image_files_follow_restore, image_files_follow_trash, images_files_follow_purge
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +172,7 @@ def images_delete(*, images: list[Image]) -> None:
     files go once the deletion has committed."""
     names = [name for image in images for name in (image.file.name, image.thumbnail.name)]
     with transaction.atomic():
+        images_files_follow_purge(image_ids=[image.pk for image in images])
         Image.objects.filter(pk__in=[image.pk for image in images]).delete()
         transaction.on_commit(lambda: _delete_files(names))
 
@@ -182,7 +184,8 @@ def image_purge(*, image: Image) -> None:
 
 def image_trash(*, image: Image, user: Actor = None) -> Image:
     """Move an image to the trash: out of the library grid, search and duplicate detection; its file is kept
-    until it is purged (by hand, or IMGSIM_TRASH_DAYS later). Trashing a trashed image changes nothing."""
+    until it is purged (by hand, or IMGSIM_TRASH_DAYS later), and in a writable library source it moves into
+    the source's quarantine folder once this commits. Trashing a trashed image changes nothing."""
     changed = Image.objects.filter(pk=image.pk, trashed_at__isnull=True).update(
         trashed_at=timezone.now(),
         trashed_by=user if user is not None and user.is_authenticated else None,
@@ -190,17 +193,20 @@ def image_trash(*, image: Image, user: Actor = None) -> Image:
     )
     if changed:
         image.refresh_from_db(fields=["trashed_at", "trashed_by", "updated_at"])
+        image_files_follow_trash(image=image, by=user)
     return image
 
 
-def image_restore(*, image: Image) -> Image:
-    """Take an image out of the trash: back in the library and search (the index tail until a rebuild)."""
+def image_restore(*, image: Image, by: Actor = None) -> Image:
+    """Take an image out of the trash: back in the library and search (the index tail until a rebuild); its
+    quarantined source files move back once this commits."""
     now = timezone.now()
     changed = Image.objects.filter(pk=image.pk, trashed_at__isnull=False).update(
         trashed_at=None, trashed_by=None, restored_at=now, updated_at=now
     )
     if changed:
         image.refresh_from_db(fields=["trashed_at", "trashed_by", "restored_at", "updated_at"])
+        image_files_follow_restore(image=image, by=by)
     return image
 
 

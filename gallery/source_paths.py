@@ -72,13 +72,14 @@ class WalkProblem:
     is_folder: bool = False
 
 
-def walk_source(root: str) -> Iterator[WalkedFile | WalkProblem]:
+def walk_source(root: str, *, skip: frozenset[str] = frozenset()) -> Iterator[WalkedFile | WalkProblem]:
     """Every image file below `root` (stat only, nothing opened), and what was skipped and why.
 
     Symlinks are never followed: one pointing outside the root is reported as `symlink_outside_root`, one
     inside as `symlink` (its target is read under its own path). A folder that cannot be listed is reported
     as `unreadable_folder`, so the caller can leave what it knew below it alone rather than call it deleted.
-    The root itself failing to list raises OSError (the source is offline)."""
+    The root itself failing to list raises OSError (the source is offline). Folders named in `skip` directly
+    under the root (imgsim's quarantine folder) are not walked."""
     root_real = os.path.realpath(root)
     pending = [""]
     first = True
@@ -95,6 +96,8 @@ def walk_source(root: str) -> Iterator[WalkedFile | WalkProblem]:
         first = False
         for entry in sorted(listed, key=lambda e: e.name):
             relative = f"{folder}/{entry.name}" if folder else entry.name
+            if not folder and entry.name in skip:
+                continue
             try:
                 if entry.is_symlink():
                     target = os.path.realpath(entry.path)

@@ -48,7 +48,7 @@ class LibrarySourceAdminForm(forms.ModelForm):
 
     class Meta:
         model = LibrarySource
-        fields = ["name", "root"]
+        fields = ["name", "root", "writable"]
 
     def clean_root(self) -> str:
         try:
@@ -112,7 +112,7 @@ class LibrarySourceAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        created = library_source_create(name=obj.name, root=obj.root, created_by=request.user)
+        created = library_source_create(name=obj.name, root=obj.root, writable=obj.writable, created_by=request.user)
         obj.pk = created.pk
         obj.refresh_from_db()
 

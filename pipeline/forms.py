@@ -13,3 +13,9 @@ class LibrarySourceForm(forms.Form):
         help_text="Absolute path on the server, seen at the same path by the web and worker machines.",
         widget=forms.TextInput(attrs={"placeholder": "/mnt/nas/photos", "spellcheck": "false"}),
     )
+    writable = forms.BooleanField(
+        required=False,
+        label="Writable",
+        help_text="Trashing an image moves its file into .imgsim-trash/ inside the folder (restore moves it back, "
+        "emptying the trash deletes it). Unticked, imgsim never changes the folder.",
+    )

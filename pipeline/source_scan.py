@@ -32,6 +32,7 @@ from django.utils import timezone
 from gallery.image_file import UploadRejected
 from gallery.models import Image, LibrarySource, SourceFile, SourceScan
 from gallery.services import image_create, images_delete
+from gallery.source_moves import QUARANTINE_FOLDER
 from gallery.source_paths import WalkedFile, WalkProblem, safe_join, walk_source
 from pipeline.services import embedding_schedule
 
@@ -172,7 +173,7 @@ class _Scan:
     def run(self) -> None:
         source = self.source
         try:
-            walked = list(walk_source(source.root))
+            walked = list(walk_source(source.root, skip=frozenset({QUARANTINE_FOLDER})))
         except OSError as error:
             self._offline(f"The folder {source.root} cannot be read: {error.strerror or error}.")
             return
@@ -180,7 +181,10 @@ class _Scan:
         skipped = [entry for entry in walked if isinstance(entry, WalkProblem)]
         known = {
             row[1]: _KnownFile(*row)
-            for row in SourceFile.objects.filter(source=source).values_list(*_KnownFile.__slots__).iterator(2000)
+            for row in SourceFile.objects.filter(source=source)
+            .exclude(state=SourceFile.State.QUARANTINED)
+            .values_list(*_KnownFile.__slots__)
+            .iterator(2000)
         }
         present = sum(1 for row in known.values() if row.state == SourceFile.State.PRESENT)
         if not files and present:

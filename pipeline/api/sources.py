@@ -6,13 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from gallery.models import LibrarySource, SourceScan
+from gallery.models import LibrarySource, SourceFileMove, SourceScan
+from gallery.source_moves import source_file_move_undo
 from pipeline.selectors import library_sources_with_latest_scan
 from pipeline.sources import library_source_create, library_source_delete, library_source_scan_request
 
@@ -79,9 +81,20 @@ class LibrarySourceSerializer(serializers.ModelSerializer):
         return SourceScanSerializer(scan).data if scan is not None else None
 
 
+class SourceFileMoveSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SourceFileMove
+        fields = ["id", "action", "status", "from_path", "to_path", "code", "message", "image", "created_at"]
+        read_only_fields = fields
+
+
 class LibrarySourceCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     root = serializers.CharField(max_length=1024, help_text="Absolute path of the folder on the server.")
+    writable = serializers.BooleanField(
+        default=False,
+        help_text="Trash moves the file into .imgsim-trash/ inside the folder, restore moves it back, purge deletes.",
+    )
 
 
 class LibrarySourceViewSet(
@@ -123,3 +136,19 @@ class LibrarySourceViewSet(
         """Scan now (or the scan already waiting or running)."""
         scan = library_source_scan_request(source=self.get_object(), requested_by=request.user)
         return Response(SourceScanSerializer(scan).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses=SourceFileMoveSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def moves(self, request: Request, pk: str | None = None) -> Response:
+        """The newest 200 file moves in this source (a writable one): done, failed with why, or undone."""
+        moves = SourceFileMove.objects.filter(source=self.get_object())[:200]
+        return Response(SourceFileMoveSerializer(moves, many=True).data)
+
+    @extend_schema(request=None, responses=SourceFileMoveSerializer)
+    @action(detail=True, methods=["post"], url_path=r"moves/(?P<move_id>[0-9]+)/undo")
+    def undo_move(self, request: Request, pk: str | None = None, move_id: str | None = None) -> Response:
+        """Undo a done move (a file moved into quarantine goes back, and the other way); 409 with why not."""
+        move = get_object_or_404(SourceFileMove, pk=int(move_id or 0), source=self.get_object())
+        source_file_move_undo(move=move, by=request.user)
+        move.refresh_from_db()
+        return Response(SourceFileMoveSerializer(move).data)

@@ -38,6 +38,11 @@ class Command(BaseCommand):
         add.add_argument("root", help="Absolute path of the folder.")
         add.add_argument("--user", help="User name recorded as who registered it.")
         add.add_argument("--scan-now", action="store_true", help="Scan it in this process.")
+        add.add_argument(
+            "--writable",
+            action="store_true",
+            help="Trash moves files into .imgsim-trash/ inside the folder (restore moves them back, purge deletes).",
+        )
         actions.add_parser("list", help="The sources with their state and latest scan.")
         scan = actions.add_parser("scan", help="Scan a source now.")
         scan.add_argument("name")
@@ -57,13 +62,13 @@ class Command(BaseCommand):
             raise CommandError(f"No source named {name!r}.")
         return source
 
-    def _add(self, *, name: str, root: str, user: str | None, scan_now: bool, **options: Any) -> None:
+    def _add(self, *, name: str, root: str, user: str | None, scan_now: bool, writable: bool, **options: Any) -> None:
         creator = None
         if user:
             creator = get_user_model().objects.filter(username=user).first()
             if creator is None:
                 raise CommandError(f"No user named {user!r}.")
-        source = library_source_create(name=name, root=root, created_by=creator)
+        source = library_source_create(name=name, root=root, writable=writable, created_by=creator)
         self.stdout.write(self.style.SUCCESS(f"Source {source.name}: {source.root}"))
         if scan_now:
             scan = library_source_scan_request(source=source)
