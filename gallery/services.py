@@ -93,6 +93,8 @@ def image_create(
     sha256 = hashlib.sha256(data).hexdigest()
     existing = Image.objects.filter(sha256=sha256).first()
     if existing is not None:
+        if store_original and not existing.file:
+            _keep_copy(existing, data)
         return ImageCreateResult(image=existing, created=False)
 
     decoded = decode_upload(data, max_pixels=settings.IMGSIM_MAX_PIXELS)
@@ -142,6 +144,15 @@ def image_create(
         _delete_files(stored_names)
         raise
     return ImageCreateResult(image=image, created=True)
+
+
+def _keep_copy(image: Image, data: bytes) -> None:
+    """An upload of an image only a library source held: its bytes are kept in media, so the image no longer
+    depends on the folder (it stays when the source's file goes)."""
+    image.file.save("original", ContentFile(data), save=False)
+    if not Image.objects.filter(pk=image.pk, file="").update(file=image.file.name):
+        _delete_files([image.file.name])  # a concurrent upload kept its copy first
+        image.refresh_from_db(fields=["file"])
 
 
 def _aware(moment: timezone.datetime | None) -> timezone.datetime | None:

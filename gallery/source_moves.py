@@ -26,7 +26,7 @@ from gallery.source_paths import contains, safe_join
 
 logger = logging.getLogger(__name__)
 
-QUARANTINE_FOLDER = ".imgsim-trash"
+QUARANTINE_FOLDER = ".imgsim-trash"  # hidden, so scans never walk it (gallery.source_paths.ignored)
 
 _ERRNO_CODES = {
     errno.EEXIST: ("collision", "a file with that name is already there"),

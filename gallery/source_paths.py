@@ -14,6 +14,13 @@ from pathlib import PurePosixPath
 
 # The image files a scan reads (the import's too); anything else below a root is ignored.
 IMAGE_FILE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mpo"})
+# Never walked: hidden entries (".thumbnails", macOS "._name.jpg" resource forks, imgsim's own ".imgsim-trash")
+# and the thumbnail and recycle folders NAS systems keep beside the photos (Synology, QNAP, Windows shares).
+IGNORED_NAMES = frozenset({"@eaDir", "#recycle", "#snapshot", "@Recycle", "@Recently-Snapshot", "$RECYCLE.BIN"})
+
+
+def ignored(name: str) -> bool:
+    return name.startswith(".") or name in IGNORED_NAMES
 
 
 class PathOutsideRoot(OSError):
@@ -72,14 +79,14 @@ class WalkProblem:
     is_folder: bool = False
 
 
-def walk_source(root: str, *, skip: frozenset[str] = frozenset()) -> Iterator[WalkedFile | WalkProblem]:
+def walk_source(root: str) -> Iterator[WalkedFile | WalkProblem]:
     """Every image file below `root` (stat only, nothing opened), and what was skipped and why.
 
     Symlinks are never followed: one pointing outside the root is reported as `symlink_outside_root`, one
     inside as `symlink` (its target is read under its own path). A folder that cannot be listed is reported
     as `unreadable_folder`, so the caller can leave what it knew below it alone rather than call it deleted.
-    The root itself failing to list raises OSError (the source is offline). Folders named in `skip` directly
-    under the root (imgsim's quarantine folder) are not walked."""
+    Hidden entries and NAS thumbnail and recycle folders (IGNORED_NAMES) are not walked.
+    The root itself failing to list raises OSError (the source is offline)."""
     root_real = os.path.realpath(root)
     pending = [""]
     first = True
@@ -96,7 +103,7 @@ def walk_source(root: str, *, skip: frozenset[str] = frozenset()) -> Iterator[Wa
         first = False
         for entry in sorted(listed, key=lambda e: e.name):
             relative = f"{folder}/{entry.name}" if folder else entry.name
-            if not folder and entry.name in skip:
+            if ignored(entry.name):
                 continue
             try:
                 if entry.is_symlink():

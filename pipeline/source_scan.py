@@ -32,7 +32,6 @@ from django.utils import timezone
 from gallery.image_file import UploadRejected
 from gallery.models import Image, LibrarySource, SourceFile, SourceScan
 from gallery.services import image_create, images_delete
-from gallery.source_moves import QUARANTINE_FOLDER
 from gallery.source_paths import WalkedFile, WalkProblem, safe_join, walk_source
 from pipeline.services import embedding_schedule
 
@@ -173,7 +172,7 @@ class _Scan:
     def run(self) -> None:
         source = self.source
         try:
-            walked = list(walk_source(source.root, skip=frozenset({QUARANTINE_FOLDER})))
+            walked = list(walk_source(source.root))  # hidden folders, the quarantine among them, are not walked
         except OSError as error:
             self._offline(f"The folder {source.root} cannot be read: {error.strerror or error}.")
             return

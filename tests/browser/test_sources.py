@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from gallery.models import LibrarySource, SourceScan
+from gallery.models import LibrarySource, SourceFile, SourceScan
 from search.services import embedding_queue
 from tests.browser.conftest import DESKTOP, PHONE
 from tests.browser.photos import distinct_photos
@@ -93,3 +93,10 @@ def test_the_sources_page_follows_a_scan_in_progress_and_adds_a_folder(session: 
     added.get_by_role("button", name="Scan now").click()
     expect(added.locator(".badge.source-state")).to_have_text("Offline")
     expect(added.locator(".notice")).to_contain_text("Its images stay in the library")
+    # when staff open one of its images, then the page says the folder is offline and shows the thumbnail
+    image = SourceFile.objects.filter(source=nas).first().image
+    session.go(f"/images/{image.pk}/")
+    expect(page.locator("#source-offline")).to_contain_text("The folder NAS photos is offline")
+    expect(page.locator("#source-files")).to_contain_text("offline")
+    expect(page.get_by_role("link", name="Download original")).to_have_count(0)
+    session.shot("image-offline")

@@ -398,12 +398,23 @@ def test_a_scan_that_lost_its_claim_stops(tree: Any, stub_backbone: Any, monkeyp
     assert SourceFile.objects.count() == 1
 
 
-def test_an_upload_of_a_source_files_bytes_is_that_image(source: Any, tree: Any, staff_api: Any):
-    _, files = tree
+def test_an_upload_of_a_source_files_bytes_is_that_image_and_keeps_it_when_the_file_goes(
+    source: Any, tree: Any, staff_api: Any, committed: Callable[..., Any], settings: Any
+):
+    root, files = tree
     response = staff_api.post("/api/images/", {"file": _named(files["2024/b.jpg"], "b.jpg")}, format="multipart")
     assert response.status_code == 200
     assert response.json()["outcome"] == "exact_duplicate"
     assert response.json()["image"]["id"] == image_at(source, "2024/b.jpg").pk
+    image = image_at(source, "2024/b.jpg")
+    assert image.file  # the upload's bytes are kept: the image no longer depends on the folder
+    (root / "2024" / "b.jpg").unlink()
+    rescan(source, committed)
+    SourceFile.objects.filter(relative_path="2024/b.jpg").update(missing_since=timezone.now() - timedelta(days=365))
+    assert rescan(source, committed).removed == 1
+    assert Image.objects.in_library().filter(pk=image.pk).exists()
+    served = staff_api.get(f"/images/{image.pk}/file/")
+    assert b"".join(served.streaming_content) == files["2024/b.jpg"]
 
 
 def test_an_image_whose_folder_was_offline_when_it_was_embedded_is_embedded_once_the_folder_is_back(
@@ -426,3 +437,13 @@ def test_an_image_whose_folder_was_offline_when_it_was_embedded_is_embedded_once
     rescan(source, committed)
     image.refresh_from_db()
     assert image.status == "indexed"
+
+
+def test_hidden_files_and_nas_thumbnail_folders_are_not_read(source: Any, tree: Any, committed: Callable[..., Any]):
+    root, _ = tree
+    for folder in ("@eaDir/a.jpg", ".thumbnails", "#recycle"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "thumb.jpg").write_bytes(photo_jpeg(401))
+    (root / "2024" / "._a.jpg").write_bytes(b"resource fork")  # what macOS leaves on network shares
+    scan = rescan(source, committed)
+    assert (scan.files_total, scan.unchanged, scan.accepted, scan.rejected) == (3, 3, 0, 0)
