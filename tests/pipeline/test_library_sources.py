@@ -447,3 +447,28 @@ def test_hidden_files_and_nas_thumbnail_folders_are_not_read(source: Any, tree: 
     (root / "2024" / "._a.jpg").write_bytes(b"resource fork")  # what macOS leaves on network shares
     scan = rescan(source, committed)
     assert (scan.files_total, scan.unchanged, scan.accepted, scan.rejected) == (3, 3, 0, 0)
+
+
+def test_a_running_scan_reports_its_progress_through_the_api(
+    tree: Any, staff_api: Any, stub_backbone: Any, monkeypatch: pytest.MonkeyPatch
+):
+    root, _ = tree
+    source = LibrarySource.objects.create(name="NAS", root=str(root.resolve()))
+    scan = SourceScan.objects.create(source=source)
+    monkeypatch.setattr(source_scan, "PROGRESS_EVERY_SECONDS", 0.0)
+    seen_mid_scan: list[dict[str, Any]] = []
+    real_read = source_scan._read_and_hash
+
+    def read_and_look(*args: Any, **kwargs: Any) -> Any:
+        seen_mid_scan.append(staff_api.get(f"/api/sources/{source.pk}/").json()["latest_scan"])
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(source_scan, "_read_and_hash", read_and_look)
+    source_scan_run(scan_id=scan.pk)
+    assert [(s["status"], s["files_total"], s["files_seen"]) for s in seen_mid_scan] == [
+        ("running", 3, 0),
+        ("running", 3, 1),
+        ("running", 3, 2),
+    ]
+    assert seen_mid_scan[-1]["accepted"] == 2
+    assert seen_mid_scan[-1]["eta_seconds"] is not None
