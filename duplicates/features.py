@@ -16,6 +16,7 @@ from PIL import Image as PILImage
 from duplicates import geometry, scene_match
 from duplicates.evidence import ImageFacts, dhash, hamming, phash, upright
 from gallery.models import Image
+from gallery.originals import original_open
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +27,7 @@ _fingerprints_lock = threading.Lock()
 
 def _open_picture(image: Image) -> PILImage.Image:
     """The thumbnail when there is one (small, upright), else the original at reduced scale."""
-    field_file = image.thumbnail if image.thumbnail else image.file
-    with field_file.open("rb") as handle:
+    with image.thumbnail.open("rb") if image.thumbnail else original_open(image) as handle:
         picture = PILImage.open(handle)
         picture.draft("RGB", (256, 256))
         if not image.thumbnail:
@@ -98,7 +98,7 @@ def similar_scene_evidence(
 def local_features(image: Image) -> geometry.LocalFeatures | None:
     """ORB features of the stored original; None (logged) when the file cannot be read."""
     try:
-        with image.file.open("rb") as handle:
+        with original_open(image) as handle:
             return geometry.local_features(geometry.load_for_matching(handle))
     except (OSError, ValueError, PILImage.DecompressionBombError) as error:
         logger.warning("no local features for image %s: %s", image.pk, error)

@@ -10,6 +10,7 @@ import numpy as np
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from gallery.quality import DECIDING_SCORES, REJECTION_FIGURES, rejection_figures
 
@@ -91,7 +92,12 @@ class Image(models.Model):
         REJECTED = "rejected", "Rejected"
         FAILED = "failed", "Failed"
 
-    file = models.FileField(upload_to=original_upload_to, max_length=255)
+    file = models.FileField(
+        upload_to=original_upload_to,
+        max_length=255,
+        blank=True,
+        help_text="The copy in media (uploads and import_images); empty for an image read from library sources.",
+    )
     thumbnail = models.FileField(upload_to=thumbnail_upload_to, max_length=255, blank=True)
     original_name = models.CharField(max_length=255, blank=True)
     sha256 = models.CharField(max_length=64, unique=True)
@@ -178,7 +184,7 @@ class Image(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.original_name or self.file.name}"
+        return f"#{self.pk} {self.original_name or self.file.name or self.sha256[:12]}"
 
     @property
     def content_type(self) -> str:
@@ -241,3 +247,185 @@ class Image(models.Model):
         if self.embedding is None:
             return None
         return np.frombuffer(bytes(self.embedding), dtype=np.float32)
+
+
+class LibrarySource(models.Model):
+    """A folder registered by staff whose files imgsim reads where they are: it stores only their renditions,
+    vectors and metadata (gallery.originals opens the bytes)."""
+
+    class State(models.TextChoices):
+        NEW = "new", "Not scanned yet"
+        ONLINE = "online", "Online"
+        OFFLINE = "offline", "Offline"
+
+    name = models.CharField(max_length=100, unique=True)
+    root = models.CharField(max_length=1024, unique=True, help_text="Absolute path, symlinks resolved.")
+    writable = models.BooleanField(default=False, help_text="Read-only unless set.")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.NEW)
+    state_message = models.TextField(blank=True)
+    state_changed_at = models.DateTimeField(null=True, blank=True)
+    last_scanned_at = models.DateTimeField(null=True, blank=True)
+    scan_claim_token = models.CharField(max_length=32, blank=True)
+    scan_claimed_until = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def offline(self) -> bool:
+        return self.state == LibrarySource.State.OFFLINE
+
+
+class SourceFileQuerySet(models.QuerySet["SourceFile"]):
+    def readable(self) -> SourceFileQuerySet:
+        """Files to open an image's bytes from: present (or in the source's quarantine), in a source that is
+        not offline."""
+        states = [SourceFile.State.PRESENT, SourceFile.State.QUARANTINED]
+        return self.filter(state__in=states, image__isnull=False).exclude(source__state=LibrarySource.State.OFFLINE)
+
+
+class SourceFile(models.Model):
+    """One file under a source's root, as the last scan saw it, and the image its content is.
+
+    Several files with the same bytes (a copy in another folder, or a file identical to an upload) are several
+    rows for one Image: the image is the content (sha256 is unique; its vector, pairs, groups and decisions
+    belong to the content), the rows are where that content lives, so the copies show on the image page and
+    none of them is embedded twice."""
+
+    class State(models.TextChoices):
+        PRESENT = "present", "Present"
+        MISSING = "missing", "Missing"
+        REFUSED = "refused", "Refused"
+        QUARANTINED = "quarantined", "In the source's quarantine folder"
+
+    source = models.ForeignKey(LibrarySource, on_delete=models.CASCADE, related_name="files")
+    relative_path = models.CharField(max_length=1024, help_text="POSIX path below the source's root.")
+    size = models.PositiveBigIntegerField()
+    mtime_ns = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64, db_index=True)
+    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="source_files")
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PRESENT)
+    reason_code = models.CharField(max_length=40, blank=True, help_text="Why a refused file is not an image.")
+    status_message = models.TextField(blank=True)
+    missing_since = models.DateTimeField(null=True, blank=True)
+    quarantined_from = models.CharField(
+        max_length=1024, blank=True, help_text="Where a quarantined file was (restore moves it back there)."
+    )
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SourceFileQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["source_id", "relative_path"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "relative_path"], name="source_file_path_unique"),
+        ]
+        indexes = [models.Index(fields=["state", "missing_since"], name="source_file_missing_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.source.name}:{self.relative_path}"
+
+
+class SourceScan(models.Model):
+    """One scan of a source: its progress while it runs (files seen, accepted, rejected with reasons) and what
+    it found (new, changed, moved, missing, returned files)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+        OFFLINE = "offline", "Source offline"
+        SKIPPED = "skipped", "Skipped (another scan was running)"
+        FAILED = "failed", "Failed"
+
+    source = models.ForeignKey(LibrarySource, on_delete=models.CASCADE, related_name="scans")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    message = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    files_total = models.PositiveIntegerField(null=True, blank=True, help_text="Image files found by the walk.")
+    files_seen = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    accepted = models.PositiveIntegerField(default=0, help_text="New images queued for embedding.")
+    known_content = models.PositiveIntegerField(default=0, help_text="Files whose bytes were already an image.")
+    rejected = models.PositiveIntegerField(default=0, help_text="Stored, rejected for quality, or refused.")
+    changed = models.PositiveIntegerField(default=0)
+    moved = models.PositiveIntegerField(default=0)
+    missing = models.PositiveIntegerField(default=0)
+    returned = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0, help_text="Symlinks and unreadable folders, not read.")
+    removed = models.PositiveIntegerField(default=0, help_text="Missing past the grace period: out of the library.")
+    reasons = models.JSONField(default=dict, blank=True, help_text="Rejections and skips by reason code.")
+    problems = models.JSONField(default=list, blank=True, help_text="The first problems: path, reason, message.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        get_latest_by = "created_at"
+
+    def __str__(self) -> str:
+        return f"scan {self.pk} of {self.source.name}: {self.status}"
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status in (SourceScan.Status.QUEUED, SourceScan.Status.RUNNING)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the rate so far; None until the walk has counted the files and one was read."""
+        if self.status != SourceScan.Status.RUNNING or not self.files_total or not self.files_seen:
+            return None
+        if self.started_at is None:
+            return None
+        elapsed = (timezone.now() - self.started_at).total_seconds()
+        return max(0.0, elapsed / self.files_seen * (self.files_total - self.files_seen))
+
+    @property
+    def percent(self) -> int | None:
+        if not self.files_total:
+            return None
+        return min(100, round(100 * self.files_seen / self.files_total))
+
+
+class SourceFileMove(models.Model):
+    """Every move imgsim makes in a writable source (into its quarantine folder, back, or deleting from it),
+    done or failed with the reason: the log a person reads, and what an undo starts from."""
+
+    class Action(models.TextChoices):
+        QUARANTINE = "quarantine", "Moved to the quarantine folder"
+        RESTORE = "restore", "Moved back"
+        PURGE = "purge", "Deleted from the quarantine folder"
+
+    class Status(models.TextChoices):
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        UNDONE = "undone", "Undone"
+
+    source = models.ForeignKey(LibrarySource, on_delete=models.CASCADE, related_name="moves")
+    source_file = models.ForeignKey(SourceFile, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=12, choices=Action.choices)
+    from_path = models.CharField(max_length=1024)
+    to_path = models.CharField(max_length=1024, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices)
+    code = models.CharField(max_length=40, blank=True, help_text="Why it failed: collision, permission_denied, ...")
+    message = models.TextField(blank=True)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.from_path}: {self.status}"

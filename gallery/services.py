@@ -20,6 +20,7 @@ from core.users import Actor
 from gallery.image_file import UploadRejected, decode_upload, thumbnail_webp
 from gallery.models import Image
 from gallery.quality import QualityThresholds, assess_quality
+from gallery.source_moves import image_files_follow_restore, image_files_follow_trash, images_files_follow_purge
 
 logger = logging.getLogger(__name__)
 
@@ -82,14 +83,18 @@ def image_create(
     data: bytes,
     original_name: str,
     uploaded_by: Actor = None,
+    store_original: bool = True,
 ) -> ImageCreateResult:
     """Validate, check quality and store an upload (status queued or rejected); identical bytes return the
-    existing image. Queueing the embedding is the caller's step (pipeline.services.image_ingest)."""
+    existing image. Queueing the embedding is the caller's step (pipeline.services.image_ingest).
+    store_original=False keeps no copy in media: a library source's file, read where it is (gallery.originals)."""
     if len(data) > settings.IMGSIM_MAX_UPLOAD_BYTES:
         raise _file_too_large(len(data), settings.IMGSIM_MAX_UPLOAD_BYTES)
     sha256 = hashlib.sha256(data).hexdigest()
     existing = Image.objects.filter(sha256=sha256).first()
     if existing is not None:
+        if store_original and not existing.file:
+            _keep_copy(existing, data)
         return ImageCreateResult(image=existing, created=False)
 
     decoded = decode_upload(data, max_pixels=settings.IMGSIM_MAX_PIXELS)
@@ -120,7 +125,8 @@ def image_create(
         image.quality_score = report.rejection.score
         image.quality_threshold = report.rejection.threshold
 
-    image.file.save("original", ContentFile(data), save=False)  # named from image.format, see original_upload_to
+    if store_original:
+        image.file.save("original", ContentFile(data), save=False)  # named from image.format: original_upload_to
     thumb = thumbnail_webp(decoded.preview, size=settings.IMGSIM_THUMBNAIL_SIZE)
     image.thumbnail.save("thumb.webp", ContentFile(thumb), save=False)
     stored_names = [image.file.name, image.thumbnail.name]
@@ -138,6 +144,15 @@ def image_create(
         _delete_files(stored_names)
         raise
     return ImageCreateResult(image=image, created=True)
+
+
+def _keep_copy(image: Image, data: bytes) -> None:
+    """An upload of an image only a library source held: its bytes are kept in media, so the image no longer
+    depends on the folder (it stays when the source's file goes)."""
+    image.file.save("original", ContentFile(data), save=False)
+    if not Image.objects.filter(pk=image.pk, file="").update(file=image.file.name):
+        _delete_files([image.file.name])  # a concurrent upload kept its copy first
+        image.refresh_from_db(fields=["file"])
 
 
 def _aware(moment: timezone.datetime | None) -> timezone.datetime | None:
@@ -168,6 +183,7 @@ def images_delete(*, images: list[Image]) -> None:
     files go once the deletion has committed."""
     names = [name for image in images for name in (image.file.name, image.thumbnail.name)]
     with transaction.atomic():
+        images_files_follow_purge(image_ids=[image.pk for image in images])
         Image.objects.filter(pk__in=[image.pk for image in images]).delete()
         transaction.on_commit(lambda: _delete_files(names))
 
@@ -179,7 +195,8 @@ def image_purge(*, image: Image) -> None:
 
 def image_trash(*, image: Image, user: Actor = None) -> Image:
     """Move an image to the trash: out of the library grid, search and duplicate detection; its file is kept
-    until it is purged (by hand, or IMGSIM_TRASH_DAYS later). Trashing a trashed image changes nothing."""
+    until it is purged (by hand, or IMGSIM_TRASH_DAYS later), and in a writable library source it moves into
+    the source's quarantine folder once this commits. Trashing a trashed image changes nothing."""
     changed = Image.objects.filter(pk=image.pk, trashed_at__isnull=True).update(
         trashed_at=timezone.now(),
         trashed_by=user if user is not None and user.is_authenticated else None,
@@ -187,17 +204,20 @@ def image_trash(*, image: Image, user: Actor = None) -> Image:
     )
     if changed:
         image.refresh_from_db(fields=["trashed_at", "trashed_by", "updated_at"])
+        image_files_follow_trash(image=image, by=user)
     return image
 
 
-def image_restore(*, image: Image) -> Image:
-    """Take an image out of the trash: back in the library and search (the index tail until a rebuild)."""
+def image_restore(*, image: Image, by: Actor = None) -> Image:
+    """Take an image out of the trash: back in the library and search (the index tail until a rebuild); its
+    quarantined source files move back once this commits."""
     now = timezone.now()
     changed = Image.objects.filter(pk=image.pk, trashed_at__isnull=False).update(
         trashed_at=None, trashed_by=None, restored_at=now, updated_at=now
     )
     if changed:
         image.refresh_from_db(fields=["trashed_at", "trashed_by", "restored_at", "updated_at"])
+        image_files_follow_restore(image=image, by=by)
     return image
 
 

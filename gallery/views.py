@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import IO
+
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -15,6 +18,7 @@ from core.query_params import query_int
 from gallery import renditions, selectors
 from gallery.forms import GalleryFilterForm
 from gallery.models import Image
+from gallery.originals import OriginalUnavailable, original_open
 
 GALLERY_PAGE_SIZE = 48
 
@@ -58,9 +62,12 @@ def image_list(request: HttpRequest) -> HttpResponse:
 SERVED_FILE_CSP = "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
 
 
-def _stream(field_file: object, content_type: str) -> FileResponse:
+def _stream(open_file: Callable[[], IO[bytes]], content_type: str) -> FileResponse:
+    """A stored file (media or a library source, the same headers for both) as inert data."""
     try:
-        handle = field_file.open("rb")  # type: ignore[attr-defined]
+        handle = open_file()
+    except OriginalUnavailable as error:
+        raise Http404(error.message) from None
     except (OSError, ValueError):
         raise Http404("The stored file is missing.") from None
     response = FileResponse(handle, content_type=content_type)
@@ -77,7 +84,7 @@ def image_thumbnail(request: HttpRequest, pk: int) -> FileResponse:
     image = get_object_or_404(Image.objects.visible_to(request.user).only("thumbnail"), pk=pk)
     if not image.thumbnail:
         raise Http404("No thumbnail.")
-    return _stream(image.thumbnail, "image/webp")
+    return _stream(lambda: image.thumbnail.open("rb"), "image/webp")
 
 
 @login_required
@@ -85,10 +92,18 @@ def image_preview(request: HttpRequest, pk: int, size: str) -> HttpResponse:
     """The image page's large preview ("large") and its zoomed view ("full"): WebP, any stored format."""
     if size not in renditions.PREVIEW_SIZES:
         raise Http404("Unknown preview size.")
-    image = get_object_or_404(Image.objects.visible_to(request.user).only("file"), pk=pk)
+    image = get_object_or_404(Image.objects.visible_to(request.user).only("file", "thumbnail"), pk=pk)
     try:
-        with image.file.open("rb") as handle:
+        with original_open(image) as handle:
             data = renditions.image_preview_webp(handle=handle, size=renditions.PREVIEW_SIZES[size])
+    except OriginalUnavailable as error:
+        # A folder that is offline (or a file gone from it) still shows its rendition: the thumbnail.
+        if not image.thumbnail:
+            raise Http404(error.message) from None
+        response = _stream(lambda: image.thumbnail.open("rb"), "image/webp")
+        response["X-Imgsim-Original"] = error.reason
+        response["Cache-Control"] = "private, no-cache"  # the real preview once the folder is back
+        return response
     except (OSError, ValueError):
         raise Http404("The stored file is missing or unreadable.") from None
     response = HttpResponse(data, content_type="image/webp")
@@ -103,7 +118,7 @@ def image_file(request: HttpRequest, pk: int) -> FileResponse:
     hostile extension is served safely too: neither name nor bytes decide the type)."""
     images = Image.objects.visible_to(request.user).only("file", "format", "original_name")
     image = get_object_or_404(images, pk=pk)
-    response = _stream(image.file, image.content_type)
+    response = _stream(lambda: original_open(image), image.content_type)
     # Django quotes and encodes the user's file name (quotes, newlines, non-ASCII) for the header.
     response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=image.download_name)
     return response

@@ -341,6 +341,13 @@ IMGSIM_DUPLICATE_GEOMETRY = env_bool("IMGSIM_DUPLICATE_GEOMETRY", True)
 # Images moved to the trash (duplicate review, an image page's Delete) are purged for good after this many days
 # (a daily task).
 IMGSIM_TRASH_DAYS = env_int("IMGSIM_TRASH_DAYS", 30, minimum=1)
+# Library sources (folders read in place): a file gone from a source that is online stays in the library, marked
+# missing, this many days before it leaves it (it comes back with its history if it returns meanwhile).
+IMGSIM_SOURCE_MISSING_GRACE_DAYS = env_int("IMGSIM_SOURCE_MISSING_GRACE_DAYS", 30, minimum=0)
+# Every source is rescanned when its last scan is this old (a schedule looks every 15 minutes; 0: on demand only).
+IMGSIM_SOURCE_RESCAN_MINUTES = env_int("IMGSIM_SOURCE_RESCAN_MINUTES", 60, minimum=0)
+# A scan's claim on its source, renewed as it goes; a scan whose worker died is taken over once it expires.
+IMGSIM_SOURCE_SCAN_LEASE_SECONDS = env_int("IMGSIM_SOURCE_SCAN_LEASE_SECONDS", 300, minimum=10)
 
 # --- Task queue and shared cache -----------------------------------------------------------------------
 IMGSIM_REDIS_URL = env_str("IMGSIM_REDIS_URL", "")

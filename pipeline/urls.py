@@ -4,7 +4,7 @@ the same namespaces, the pipeline's (upload, the image page, delete, retry, sear
 from django.urls import include, path
 
 from gallery import urls as gallery_urls
-from pipeline import views
+from pipeline import source_views, views
 from search import urls as search_urls
 
 gallery_pages = [
@@ -12,6 +12,8 @@ gallery_pages = [
     path("images/<int:pk>/", views.image_detail, name="image-detail"),
     path("images/<int:pk>/delete/", views.image_delete, name="image-delete"),
     path("images/<int:pk>/retry/", views.image_retry, name="image-retry"),
+    path("sources/", source_views.sources, name="sources"),
+    path("sources/<int:pk>/scan/", source_views.source_scan, name="source-scan"),
 ]
 search_pages = [
     path("search/", views.search_by_upload, name="search"),

@@ -18,6 +18,7 @@ from gallery import labels, renditions, services
 from gallery.forms import UploadForm
 from gallery.image_file import UploadRejected
 from gallery.models import Image
+from gallery.originals import original_location
 from pipeline import services as pipeline_services
 from search import selectors
 from search.forms import SearchByUploadForm
@@ -83,7 +84,13 @@ def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "pipeline/image_detail.html",
-        {"image": image, "stacked": stacked, "browser_formats": ("JPEG", "PNG", "WEBP")},
+        {
+            "image": image,
+            "stacked": stacked,
+            "browser_formats": ("JPEG", "PNG", "WEBP"),
+            "original": original_location(image),
+            "source_grace_days": settings.IMGSIM_SOURCE_MISSING_GRACE_DAYS,
+        },
     )
 
 

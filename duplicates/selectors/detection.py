@@ -19,6 +19,7 @@ from duplicates.candidate_pairs import NeighbourSearch, band_of, needs_verificat
 from duplicates.models import DetectionCheck
 from duplicates.selectors.thresholds import duplicate_bands
 from gallery.models import Image
+from gallery.originals import original_open
 from search.library_view import LibrarySearch
 from search.selectors import query_image_from_upload
 
@@ -174,7 +175,7 @@ def check_upload(*, data: bytes, k: int = 10) -> UploadCheck:
 
 def _inliers_with(features: geometry.LocalFeatures, image: Image) -> int | None:
     try:
-        with image.file.open("rb") as handle:
+        with original_open(image) as handle:
             other = geometry.local_features(geometry.load_for_matching(handle))
     except (OSError, ValueError):
         return None

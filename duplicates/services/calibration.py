@@ -21,6 +21,7 @@ from duplicates.features import Verifier
 from duplicates.models import CalibrationRun, DuplicatePair
 from duplicates.selectors.detection import geometric_verification_enabled
 from gallery.models import Image
+from gallery.originals import original_open
 from search.services.embedding_queue import embedder_get
 from search.stored_vectors import stored_vectors
 
@@ -80,7 +81,7 @@ def calibration_run_execute(*, run: CalibrationRun, seed: int = 0) -> Calibratio
         vectors, sources, transforms = [], [], []
         for pk in source_vectors:
             try:
-                with images[pk].file.open("rb") as handle, PILImage.open(handle) as picture:
+                with original_open(images[pk]) as handle, PILImage.open(handle) as picture:
                     copies = threshold_measurement.edited_copies(picture, rng=copy_rng)
             except (OSError, ValueError, PILImage.DecompressionBombError) as error:
                 logger.warning("calibration skips image %s: %s", pk, error)

@@ -19,6 +19,7 @@ from django.utils import timezone
 from duplicates.blur_match import reblurred
 from duplicates.selectors.thresholds import rejected_copy_threshold
 from gallery.models import Image
+from gallery.originals import original_read
 from search.embedding import Embedder
 from search.library_view import LibrarySearch
 from search.model_input import ImageDecodeError, load_rgb_for_embedding, model_input_pixels
@@ -91,8 +92,7 @@ def _best_blurred_alike(image: Image, candidate_ids: list[int], embedder: Embedd
 def _model_pixels(image: Image) -> np.ndarray | None:
     """The stored file as the model's input pixels; None when it cannot be read (the check goes on without)."""
     try:
-        with image.file.open("rb") as handle:
-            return model_input_pixels(load_rgb_for_embedding(handle.read()))
+        return model_input_pixels(load_rgb_for_embedding(original_read(image)))
     except (OSError, ValueError, ImageDecodeError):
         logger.warning("image %s could not be read for the copy check", image.pk, exc_info=True)
         return None

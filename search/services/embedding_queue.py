@@ -17,6 +17,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from gallery.models import Image
+from gallery.originals import original_read
 from search.embedding import Embedder, WeightsUnavailableError, available_cpu_count, get_embedder
 from search.services.index_lifecycle import index_refresh_if_needed
 
@@ -103,8 +104,7 @@ def _release_claims(*, token: str, status: str = Image.Status.QUEUED) -> int:
 
 
 def _read_file(image: Image) -> bytes:
-    with image.file.open("rb") as handle:
-        return handle.read()
+    return original_read(image)
 
 
 def _mark_failed(images: list[Image], *, token: str, code: str, message: str) -> int:

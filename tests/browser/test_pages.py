@@ -164,7 +164,7 @@ def test_phone_menu_shows_every_item_with_room_for_one_more(session):
     page.set_viewport_size(PHONE)
     session.go("/")
     items = page.locator("header.top nav a")
-    assert items.all_inner_texts() == ["Library", "Upload", "Search", "Duplicates", "Trash", "Admin", "API"]
+    assert items.all_inner_texts() == ["Library", "Upload", "Search", "Duplicates", "Trash", "Sources", "Admin", "API"]
     page.evaluate(  # one more item, as long as the longest, still fits
         """() => { const nav = document.querySelector('header.top nav'); const extra = nav.lastElementChild.cloneNode();
                    extra.textContent = 'Duplicates'; nav.append(extra); }"""

@@ -16,9 +16,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from gallery.image_file import UploadRejected
 from gallery.services import image_create, read_upload_bytes
+from gallery.source_paths import IMAGE_FILE_SUFFIXES
 from pipeline.services import embed_and_detect_now, embedding_schedule, import_statistics_refresh
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mpo"}
 # Exact copies named in the summary; --verbosity 2 names them all, --summary-file writes every file's outcome.
 COPIES_SHOWN = 20
 SUMMARY_FIELDS = ["path", "outcome", "image_id", "image_name", "reason", "message"]
@@ -69,7 +69,9 @@ class Command(BaseCommand):
             uploader = get_user_model().objects.filter(username=user).first()
             if uploader is None:
                 raise CommandError(f"No user named {user!r}.")
-        files = sorted(path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(
+            path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in IMAGE_FILE_SUFFIXES
+        )
         skipped = sum(1 for path in folder.rglob("*") if path.is_file()) - len(files)
         outcomes: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
