@@ -19,6 +19,7 @@ from PIL import Image as PILImage
 from core.errors import ServiceError
 from duplicates.alignment import ALIGNMENT_VERSION, Alignment, picture_alignment
 from gallery.models import Image
+from gallery.originals import original_open
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def _computed(*, second: Image, onto: Image) -> Alignment | None:
             "alignment_busy", "The server is busy aligning other pictures; try again in a moment.", status=503
         )
     try:
-        with onto.file.open("rb") as first_file, second.file.open("rb") as second_file:
+        with original_open(onto) as first_file, original_open(second) as second_file:
             return picture_alignment(
                 first_file,
                 second_file,
