@@ -75,6 +75,8 @@ PAIR_WRITE_BATCH = 250
 DETECT_TASK = "duplicates.tasks.detect_pending"
 SCAN_TASK = "duplicates.tasks.scan_library"
 TAKE_OVER_SCHEDULE = "imgsim: take over detection claims"
+# Times steps, budgets and leases (replaced in tests).
+clock: Callable[[], float] = time.monotonic
 # After a lease ends, the scheduler (which looks every 15 s) queues the run that takes its images over.
 TAKE_OVER_MARGIN = timedelta(seconds=1)
 
@@ -179,16 +181,16 @@ class _Lease:
 
     def __init__(self, token: str) -> None:
         self.token = token
-        self.renewed = time.monotonic()
+        self.renewed = clock()
 
     def keep(self) -> None:
         seconds = settings.IMGSIM_DETECT_LEASE_SECONDS
-        if time.monotonic() - self.renewed < seconds / 3:
+        if clock() - self.renewed < seconds / 3:
             return
         until = timezone.now() + timedelta(seconds=seconds)
         if not DetectionClaim.objects.filter(token=self.token).update(claimed_until=until):
             raise ClaimLostError(self.token)
-        self.renewed = time.monotonic()
+        self.renewed = clock()
 
 
 def _claim_chunk(*, after: int, size: int) -> tuple[str, int, list[int]]:
@@ -258,7 +260,7 @@ def duplicate_detection_run(*, time_budget_seconds: float | None = None) -> Pend
     (a run that finds images leased to another worker schedules one for then).
     """
     budget = settings.IMGSIM_DETECT_RUN_SECONDS if time_budget_seconds is None else time_budget_seconds
-    started = time.monotonic()
+    started = clock()
     summary = DetectSummary()
     failed: list[int] = []
     steps: list[int] = []
@@ -270,15 +272,15 @@ def duplicate_detection_run(*, time_budget_seconds: float | None = None) -> Pend
         if not ids:
             continue  # all claimed by another worker: on to the next images
         steps.append(len(ids))
-        step_started = time.monotonic()
+        step_started = clock()
         try:
             verified += _detect_step(ids, _Lease(token), summary, failed)
         except ClaimLostError:
             logger.warning("detection claims %s ran out and were taken over; that worker checks them", token)
         finally:
             _release_chunk(token)
-        step_pace.record(images=len(ids), seconds=time.monotonic() - step_started)
-        if time.monotonic() - started > budget:
+        step_pace.record(images=len(ids), seconds=clock() - step_started)
+        if clock() - started > budget:
             break
     summary.verified = verified
     more = after > 0 and images_awaiting_detection().filter(id__gt=after).exists()
