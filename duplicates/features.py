@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import TypeVar
 
 from PIL import Image as PILImage
 
@@ -19,6 +22,9 @@ from duplicates.evidence import dhash, hamming, phash, upright
 from gallery.models import Image
 
 logger = logging.getLogger(__name__)
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 
 _FINGERPRINT_CACHE_SIZE = 8192
 _fingerprints: OrderedDict[str, tuple[int, int] | None] = OrderedDict()
@@ -90,10 +96,12 @@ def local_features(image: Image) -> geometry.LocalFeatures | None:
 
 
 class Verifier:
-    """Geometric verification for one detection run (features from the per-process cache)."""
+    """Geometric verification for one detection run (features from the per-process cache), on `threads`
+    threads: OpenCV and faiss release the GIL, so the pairs of a step are verified side by side."""
 
-    def __init__(self, *, enabled: bool) -> None:
+    def __init__(self, *, enabled: bool, threads: int = 1) -> None:
         self.enabled = enabled
+        self.threads = max(1, threads)
         self.checked = 0
 
     def _features(self, image: Image) -> geometry.LocalFeatures | None:
@@ -108,3 +116,39 @@ class Verifier:
             return None
         self.checked += 1
         return geometry.count_inliers(a, b)
+
+    def inliers_of(self, pairs: list[tuple[Image, Image]], *, progress: Callable[[], None]) -> list[int | None]:
+        """inliers() of each pair: every image's features first (once each), then the matches; `progress`
+        is called in this thread as each piece of work completes (a detection step renews its lease there)."""
+        if not self.enabled or not pairs:
+            return [None] * len(pairs)
+        images = {image.pk: image for pair in pairs for image in pair}
+        features = dict(zip(images, self._each(self._features, list(images.values()), progress), strict=True))
+
+        def match(pair: tuple[Image, Image]) -> int | None:
+            a, b = features[pair[0].pk], features[pair[1].pk]
+            return None if a is None or b is None else geometry.count_inliers(a, b)
+
+        counted = self._each(match, pairs, progress)
+        self.checked += sum(1 for count in counted if count is not None)
+        return counted
+
+    def _each(
+        self, work: Callable[[_Item], _Result], items: list[_Item], progress: Callable[[], None]
+    ) -> list[_Result]:
+        if self.threads == 1 or len(items) == 1:
+            results = []
+            for item in items:
+                results.append(work(item))
+                progress()
+            return results
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="verify") as pool:
+            futures = [pool.submit(work, item) for item in items]
+            try:
+                for _ in as_completed(futures):
+                    progress()
+            except BaseException:
+                for future in futures:
+                    future.cancel()  # the step stops (its claim was lost): no more work for it
+                raise
+            return [future.result() for future in futures]

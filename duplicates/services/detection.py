@@ -50,6 +50,7 @@ from duplicates.selectors.detection import (
     geometric_verification_enabled,
     images_awaiting_detection,
     library_neighbour_search,
+    verification_threads,
 )
 from duplicates.selectors.pairs import image_facts
 from duplicates.selectors.thresholds import duplicate_bands
@@ -115,7 +116,9 @@ def _run(*, verify: bool | None, since: datetime | None = None, keep_claim: Call
         bands=duplicate_bands(model_name=model_name),
         settings_key=detection_settings_key(model_name=model_name),
         search=library_neighbour_search(model_name=model_name),
-        verifier=Verifier(enabled=geometric_verification_enabled() if verify is None else verify),
+        verifier=Verifier(
+            enabled=geometric_verification_enabled() if verify is None else verify, threads=verification_threads()
+        ),
         since=since,
         keep_claim=keep_claim or (lambda: None),
     )
@@ -344,21 +347,33 @@ def _detect_chunk(ids: list[int], run: _Run) -> DetectSummary:
         if (pair.image_a_id, pair.image_b_id) in found
     }
     stored = _stored_by_partners(existing, queried=set(queried), settings_key=run.settings_key)
+    to_write: list[tuple[tuple[int, int], float, DuplicatePair | None]] = []
+    for key, similarity in found.items():
+        pair = existing.get(key)
+        if pair is not None and run.since is not None and pair.detected_at and pair.detected_at >= run.since:
+            continue  # found from its other image earlier in this run: written and counted once
+        if key in stored:
+            continue  # written by its other image's check under these settings: nothing new to write
+        to_write.append((key, similarity, pair))
+    unverified = [
+        key
+        for key, similarity, pair in to_write
+        if needs_verification(similarity, bands=run.bands) and _verified_before(pair) is None
+    ]
+    counted = run.verifier.inliers_of(
+        [(images[a_id], images[b_id]) for a_id, b_id in unverified], progress=run.keep_claim
+    )
+    verified = dict(zip(unverified, counted, strict=True))
     now = timezone.now()
     to_update: list[DuplicatePair] = []
     to_create: list[DuplicatePair] = []
-    for (a_id, b_id), similarity in found.items():
+    for (a_id, b_id), similarity, pair in to_write:
         run.keep_claim()
-        pair = existing.get((a_id, b_id))
-        if pair is not None and run.since is not None and pair.detected_at and pair.detected_at >= run.since:
-            continue  # found from its other image earlier in this run: written and counted once
-        if (a_id, b_id) in stored:
-            continue  # written by its other image's check under these settings: nothing new to write
         image_a, image_b = images[a_id], images[b_id]
         inliers = None
         if needs_verification(similarity, bands=run.bands):
             previous = _verified_before(pair)
-            inliers = previous if previous is not None else run.verifier.inliers(image_a, image_b)
+            inliers = previous if previous is not None else verified[(a_id, b_id)]
         kind = band_of(similarity, bands=run.bands, inliers=inliers, min_inliers=geometry.MIN_INLIERS)
         if kind is None:
             continue
