@@ -68,7 +68,7 @@ logger = logging.getLogger(__name__)
 # largest step of a detection run, however quick its images.
 DETECT_CHUNK = 256
 # The first step of a worker process, before it has timed one.
-FIRST_STEP = 8
+FIRST_STEP = 4
 # Rows per UPDATE / INSERT when storing pairs: one statement per few hundred rows plans quickly on PostgreSQL,
 # where one bulk_update of every pair (a CASE branch per row and field) spends its time in JIT compilation
 # (bench/scan.py; figures in bench/README.md).

@@ -42,7 +42,9 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 def pace(monkeypatch: pytest.MonkeyPatch, *, step: int | None, settings: Any) -> None:
     """This worker's measured pace: `step` images fit in a step (None: nothing measured yet)."""
     measured = None if step is None else settings.IMGSIM_DETECT_STEP_SECONDS / step
-    monkeypatch.setattr(detection, "step_pace", detection.StepPace(seconds_per_image=measured, last_size=step or 8))
+    monkeypatch.setattr(
+        detection, "step_pace", detection.StepPace(seconds_per_image=measured, last_size=step or detection.FIRST_STEP)
+    )
 
 
 def copies_of_one_photo(count: int, *, seed: int) -> list[int]:
@@ -131,9 +133,9 @@ def test_the_step_size_follows_the_time_measured_per_image(
     monkeypatch.setattr(detection, "_detect_chunk", timed_chunk)
     summary = detection.duplicate_detection_run(time_budget_seconds=float("inf"))
 
-    # Quick images: the step doubles from the first 8; once they turn slow (the third step took 26.6 s for
+    # Quick images: the step doubles from the first one; once they turn slow (the fourth step took 30.2 s for
     # 32 images), as many as fit in 4 s.
-    assert summary.steps == [8, 16, 32, 4, 4, 4, 2]
+    assert summary.steps == [detection.FIRST_STEP, 8, 16, 32, 4, 4, 2]
     assert not images_awaiting_detection().exists()
 
 
