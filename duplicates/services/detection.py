@@ -346,7 +346,12 @@ def _detect_chunk(ids: list[int], run: _Run) -> DetectSummary:
         for pair in DuplicatePair.objects.filter(Q(image_a_id__in=queried) | Q(image_b_id__in=queried))
         if (pair.image_a_id, pair.image_b_id) in found
     }
-    stored = _stored_by_partners(existing, queried=set(queried), settings_key=run.settings_key)
+    # A scan (run.since) rewrites every pair it finds: the pairs it does not write are pruned.
+    stored = (
+        _stored_by_partners(existing, queried=set(queried), settings_key=run.settings_key)
+        if run.since is None
+        else set()
+    )
     to_write: list[tuple[tuple[int, int], float, DuplicatePair | None]] = []
     for key, similarity in found.items():
         pair = existing.get(key)
