@@ -107,6 +107,7 @@ class _Run:
     verifier: Verifier
     since: datetime | None = None  # pairs detected at or after this were already written by this run
     keep_claim: Callable[[], None] = lambda: None  # called as the step makes progress (renews its lease)
+    fixed_seconds: float = 0.0  # spent refreshing groups: a cost per step, not per image
 
 
 def _run(*, verify: bool | None, since: datetime | None = None, keep_claim: Callable[[], None] | None = None) -> _Run:
@@ -147,27 +148,32 @@ class PendingDetectionSummary:
 class StepPace:
     """How many images a step claims: as many as this process checked in `target_seconds` lately.
 
-    The measured seconds per image follow a slower step at once and a quicker one by halves (an image with a
-    hundred look-alikes costs a hundred times one without, and they come in runs); a step is at most twice
-    the last one, within 1..DETECT_CHUNK.
+    A step costs a fixed part (refreshing the groups around its images, whatever their number) and a part
+    per image. The seconds per image follow a slower step at once and a quicker one by halves (an image with a
+    hundred look-alikes costs a hundred times one without, and they come in runs); a step takes at least as
+    many images as its fixed part is worth, so a slow refresh makes steps longer, not more numerous; a step
+    is at most twice the last one, within 1..DETECT_CHUNK.
     """
 
     seconds_per_image: float | None = None
+    fixed_seconds: float = 0.0
     last_size: int = FIRST_STEP
 
-    def record(self, *, images: int, seconds: float) -> None:
+    def record(self, *, images: int, seconds: float, fixed_seconds: float = 0.0) -> None:
         if images <= 0:
             return
-        measured = max(seconds, 0.0) / images
+        measured = max(seconds - fixed_seconds, 0.0) / images
         previous = self.seconds_per_image
         self.seconds_per_image = measured if previous is None else max(measured, (previous + measured) / 2)
+        self.fixed_seconds = fixed_seconds if previous is None else (self.fixed_seconds + fixed_seconds) / 2
         self.last_size = images
 
     def next_size(self, *, target_seconds: float) -> int:
         if self.seconds_per_image is None:
             return FIRST_STEP
-        fits = int(target_seconds / max(self.seconds_per_image, 1e-6))
-        return max(1, min(fits, 2 * self.last_size, DETECT_CHUNK))
+        per_image = max(self.seconds_per_image, 1e-6)
+        fits = max(target_seconds - self.fixed_seconds, self.fixed_seconds) / per_image
+        return max(1, min(int(fits), 2 * self.last_size, DETECT_CHUNK))
 
 
 # Per worker process: a run starts at the pace the previous runs measured.
@@ -231,9 +237,9 @@ def _release_chunk(token: str) -> None:
         logger.warning("could not release detection claims %s; they expire with their lease", token, exc_info=True)
 
 
-def _detect_step(ids: list[int], lease: _Lease, summary: DetectSummary, failed: list[int]) -> int:
-    """Check one claimed step's images; returns the pairs verified geometrically. A step that fails is
-    checked image by image, so one unreadable image cannot hold up the others."""
+def _detect_step(ids: list[int], lease: _Lease, summary: DetectSummary, failed: list[int]) -> _Run:
+    """Check one claimed step's images (its run holds the pairs verified and the time spent refreshing
+    groups). A step that fails is checked image by image, so one unreadable image cannot hold up the others."""
     # A fresh run per step: images embedded meanwhile are in its tail and found as neighbours.
     run = _run(verify=None, keep_claim=lease.keep)
     try:
@@ -250,7 +256,7 @@ def _detect_step(ids: list[int], lease: _Lease, summary: DetectSummary, failed: 
             except Exception:
                 logger.exception("duplicate detection failed for image %s; the next run retries it", pk)
                 failed.append(pk)
-    return run.verifier.checked
+    return run
 
 
 def duplicate_detection_run(*, time_budget_seconds: float | None = None) -> PendingDetectionSummary:
@@ -276,13 +282,16 @@ def duplicate_detection_run(*, time_budget_seconds: float | None = None) -> Pend
             continue  # all claimed by another worker: on to the next images
         steps.append(len(ids))
         step_started = clock()
+        fixed = 0.0
         try:
-            verified += _detect_step(ids, _Lease(token), summary, failed)
+            run = _detect_step(ids, _Lease(token), summary, failed)
+            verified += run.verifier.checked
+            fixed = run.fixed_seconds
         except ClaimLostError:
             logger.warning("detection claims %s ran out and were taken over; that worker checks them", token)
         finally:
             _release_chunk(token)
-        step_pace.record(images=len(ids), seconds=clock() - step_started)
+        step_pace.record(images=len(ids), seconds=clock() - step_started, fixed_seconds=fixed)
         if clock() - started > budget:
             break
     summary.verified = verified
@@ -431,7 +440,9 @@ def _detect_chunk(ids: list[int], run: _Run) -> DetectSummary:
                 summary.remembered += 1
                 summary.created += 1
         if summary.pairs:  # the groups follow the pairs, committed with them
+            refresh_started = clock()
             duplicate_groups_refresh(image_ids=queried)
+            run.fixed_seconds += clock() - refresh_started
         _mark_checked(queried, settings_key=run.settings_key, at=now)
     return summary
 

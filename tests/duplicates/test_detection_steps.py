@@ -139,6 +139,32 @@ def test_the_step_size_follows_the_time_measured_per_image(
     assert not images_awaiting_detection().exists()
 
 
+def test_a_slow_group_refresh_makes_steps_longer_not_more_numerous(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch, settings: Any
+):
+    settings.IMGSIM_DETECT_STEP_SECONDS = 4
+    copies_of_one_photo(40, seed=56)  # every step writes pairs and refreshes the photo's group
+    pace(monkeypatch, step=None, settings=settings)
+    real_chunk, real_refresh = detection._detect_chunk, detection.duplicate_groups_refresh
+
+    def timed_chunk(chunk: list[int], run: Any) -> detection.DetectSummary:
+        clock.now += 0.1 * len(chunk)
+        return real_chunk(chunk, run)
+
+    def slow_refresh(**kwargs: Any) -> Any:
+        clock.now += 3.0  # whatever the step's size
+        return real_refresh(**kwargs)
+
+    monkeypatch.setattr(detection, "_detect_chunk", timed_chunk)
+    monkeypatch.setattr(detection, "duplicate_groups_refresh", slow_refresh)
+    summary = detection.duplicate_detection_run(time_budget_seconds=float("inf"))
+
+    # 3 s per step and 0.1 s per image: steps of 30 images (as long in images as in refresh), reached by
+    # doubling; counted per image alone (0.85 s each in the first step) they would stay at 4 images.
+    assert summary.steps == [detection.FIRST_STEP, 8, 16, 12]
+    assert not images_awaiting_detection().exists()
+
+
 def test_a_pair_found_again_from_its_other_image_in_a_later_step_is_not_rewritten(
     monkeypatch: pytest.MonkeyPatch, settings: Any
 ):
