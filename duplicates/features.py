@@ -1,7 +1,9 @@
 """What detection reads from an image's stored files, cached per process: perceptual hashes and ORB features.
 
 Stored files never change (a new upload is a new row), so a value computed once holds for as long as the
-process lives; the caches are bounded so that a scan of a large library does not keep them all.
+process lives; the caches are bounded so that a scan of a large library does not keep them all. A detection
+step of a few seconds keeps the features its look-alikes had in the steps before: an image of a photo with
+a hundred copies is verified against many of them, step after step.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image as PILImage
@@ -19,6 +24,9 @@ from gallery.models import Image
 from gallery.originals import original_open
 
 logger = logging.getLogger(__name__)
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 
 _FINGERPRINT_CACHE_SIZE = 8192
 _fingerprints: OrderedDict[str, tuple[int, int] | None] = OrderedDict()
@@ -62,6 +70,12 @@ def fingerprint_distance(first: tuple[int, int] | None, second: tuple[int, int] 
     return hamming(first[which], second[which])
 
 
+# ORB features of an image with its mirror image take about 80 KB: 512 images are about 40 MB per worker.
+_FEATURE_CACHE_SIZE = 512
+_features: OrderedDict[str, geometry.LocalFeatures] = OrderedDict()
+_features_lock = threading.Lock()
+
+
 _exposure_thumbnails: OrderedDict[str, np.ndarray | None] = OrderedDict()
 _exposure_lock = threading.Lock()
 
@@ -96,35 +110,36 @@ def similar_scene_evidence(
 
 
 def local_features(image: Image) -> geometry.LocalFeatures | None:
-    """ORB features of the stored original; None (logged) when the file cannot be read."""
+    """ORB features of the stored original, cached per process by content (sha256); None (logged, not
+    cached: the next step tries again) when the file cannot be read."""
+    with _features_lock:
+        if image.sha256 in _features:
+            _features.move_to_end(image.sha256)
+            return _features[image.sha256]
     try:
         with original_open(image) as handle:
-            return geometry.local_features(geometry.load_for_matching(handle))
+            features = geometry.local_features(geometry.load_for_matching(handle))
     except (OSError, ValueError, PILImage.DecompressionBombError) as error:
         logger.warning("no local features for image %s: %s", image.pk, error)
         return None
+    with _features_lock:
+        _features[image.sha256] = features
+        while len(_features) > _FEATURE_CACHE_SIZE:
+            _features.popitem(last=False)
+    return features
 
 
 class Verifier:
-    """Geometric verification for one detection run; each image's features are kept for the next pairs
-    (the most recent FEATURE_CACHE images: a scan of a large library must not keep them all)."""
+    """Geometric verification for one detection run (features from the per-process cache), on `threads`
+    threads: OpenCV and faiss release the GIL, so the pairs of a step are verified side by side."""
 
-    FEATURE_CACHE = 512
-
-    def __init__(self, *, enabled: bool) -> None:
+    def __init__(self, *, enabled: bool, threads: int = 1) -> None:
         self.enabled = enabled
-        self.features: OrderedDict[int, geometry.LocalFeatures | None] = OrderedDict()
+        self.threads = max(1, threads)
         self.checked = 0
 
     def _features(self, image: Image) -> geometry.LocalFeatures | None:
-        if image.pk in self.features:
-            self.features.move_to_end(image.pk)
-            return self.features[image.pk]
-        features = local_features(image)
-        self.features[image.pk] = features
-        while len(self.features) > self.FEATURE_CACHE:
-            self.features.popitem(last=False)
-        return features
+        return local_features(image)
 
     def inliers(self, first: Image, second: Image) -> int | None:
         """Consistent ORB matches between the two (RANSAC), or None when disabled or a file is unreadable."""
@@ -135,3 +150,39 @@ class Verifier:
             return None
         self.checked += 1
         return geometry.count_inliers(a, b)
+
+    def inliers_of(self, pairs: list[tuple[Image, Image]], *, progress: Callable[[], None]) -> list[int | None]:
+        """inliers() of each pair: every image's features first (once each), then the matches; `progress`
+        is called in this thread as each piece of work completes (a detection step renews its lease there)."""
+        if not self.enabled or not pairs:
+            return [None] * len(pairs)
+        images = {image.pk: image for pair in pairs for image in pair}
+        features = dict(zip(images, self._each(self._features, list(images.values()), progress), strict=True))
+
+        def match(pair: tuple[Image, Image]) -> int | None:
+            a, b = features[pair[0].pk], features[pair[1].pk]
+            return None if a is None or b is None else geometry.count_inliers(a, b)
+
+        counted = self._each(match, pairs, progress)
+        self.checked += sum(1 for count in counted if count is not None)
+        return counted
+
+    def _each(
+        self, work: Callable[[_Item], _Result], items: list[_Item], progress: Callable[[], None]
+    ) -> list[_Result]:
+        if self.threads == 1 or len(items) == 1:
+            results = []
+            for item in items:
+                results.append(work(item))
+                progress()
+            return results
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="verify") as pool:
+            futures = [pool.submit(work, item) for item in items]
+            try:
+                for _ in as_completed(futures):
+                    progress()
+            except BaseException:
+                for future in futures:
+                    future.cancel()  # the step stops (its claim was lost): no more work for it
+                raise
+            return [future.result() for future in futures]

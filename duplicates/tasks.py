@@ -11,13 +11,20 @@ from duplicates.services import calibration, detection, thresholds, trash
 
 
 def detect_pending() -> dict[str, object]:
-    """Check every embedded image not yet checked under the settings in force (queued after each embedding
-    batch, and every two minutes by a schedule, so a killed worker leaves nothing unchecked); then queue the
-    auto-calibration of a model without measured thresholds once the library is large enough."""
+    """Check the embedded images not yet checked under the settings in force, in short steps for at most
+    IMGSIM_DETECT_RUN_SECONDS, then queue the next run if some are left (queued after each embedding batch,
+    every two minutes by a schedule, and when another worker's lease ends, so a killed worker leaves nothing
+    unchecked); then queue the auto-calibration of a model without measured thresholds once the library is
+    large enough."""
     task_queue_run_started(detection.DETECT_TASK)
     summary = detection.duplicate_detection_run()
     thresholds.auto_calibration_schedule()
-    return {**asdict(summary.detection), "more_left": summary.more_left, "failed": summary.failed[:100]}
+    return {
+        **asdict(summary.detection),
+        "more_left": summary.more_left,
+        "steps": summary.steps,
+        "failed": summary.failed[:100],
+    }
 
 
 def scan_library(requested_by: str = "") -> dict[str, object]:

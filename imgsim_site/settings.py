@@ -311,8 +311,18 @@ IMGSIM_TORCH_THREADS = env_int("IMGSIM_TORCH_THREADS", 0, minimum=0)  # 0: the c
 IMGSIM_EMBED_BATCH_SIZE = env_int("IMGSIM_EMBED_BATCH_SIZE", 16, minimum=1, maximum=256)
 IMGSIM_EMBED_MAX_ATTEMPTS = env_int("IMGSIM_EMBED_MAX_ATTEMPTS", 3, minimum=1)
 IMGSIM_EMBED_LEASE_SECONDS = env_int("IMGSIM_EMBED_LEASE_SECONDS", 600, minimum=10)
-# A detection worker's claim on the images it checks; another worker takes them over once it expires.
-IMGSIM_DETECT_LEASE_SECONDS = env_int("IMGSIM_DETECT_LEASE_SECONDS", 600, minimum=10)
+# Detection works in steps of about IMGSIM_DETECT_STEP_SECONDS (the images this worker checks in that time),
+# each under a claim whose lease is renewed while the step makes progress and taken over by another worker
+# soon after it ends; a run stops after IMGSIM_DETECT_RUN_SECONDS and queues the next one behind whatever was
+# queued meanwhile (embedding, index rebuilds), so no task waits long behind detection.
+IMGSIM_DETECT_STEP_SECONDS = env_int("IMGSIM_DETECT_STEP_SECONDS", 5, minimum=1)
+IMGSIM_DETECT_RUN_SECONDS = env_int("IMGSIM_DETECT_RUN_SECONDS", 20, minimum=1)
+IMGSIM_DETECT_LEASE_SECONDS = env_int("IMGSIM_DETECT_LEASE_SECONDS", 30, minimum=10)
+if IMGSIM_DETECT_LEASE_SECONDS < 2 * IMGSIM_DETECT_STEP_SECONDS:
+    raise ImproperlyConfigured(
+        f"IMGSIM_DETECT_LEASE_SECONDS ({IMGSIM_DETECT_LEASE_SECONDS}) must be at least twice "
+        f"IMGSIM_DETECT_STEP_SECONDS ({IMGSIM_DETECT_STEP_SECONDS}): a step's lease must outlast the step"
+    )
 # Web workers load the model and the index in a background thread at start (no slow first search).
 IMGSIM_WARM_MODEL = env_bool("IMGSIM_WARM_MODEL", True)
 

@@ -20,6 +20,7 @@ from duplicates.models import DetectionCheck
 from duplicates.selectors.thresholds import duplicate_bands
 from gallery.models import Image
 from gallery.originals import original_open
+from search.embedding import available_cpu_count
 from search.library_view import LibrarySearch
 from search.selectors import query_image_from_upload
 
@@ -27,6 +28,15 @@ from search.selectors import query_image_from_upload
 def geometric_verification_enabled() -> bool:
     """On by default: bench/duplicates.py measured it raising recall at the same precision."""
     return settings.IMGSIM_DUPLICATE_GEOMETRY
+
+
+def verification_threads() -> int:
+    """Threads a worker verifies pairs on: its share of the cores (IMGSIM_TORCH_THREADS when set), as for
+    embedding, so that several workers on one machine do not oversubscribe it."""
+    if settings.IMGSIM_TORCH_THREADS:
+        return int(settings.IMGSIM_TORCH_THREADS)
+    workers = int(str(settings.Q_CLUSTER.get("workers", 1)))
+    return max(1, available_cpu_count() // max(1, workers))
 
 
 def detection_settings_key(*, model_name: str | None = None) -> str:

@@ -6,6 +6,12 @@ selectors.detection.images_awaiting_detection and checked by the next detection 
 embedding batch, and by a schedule every two minutes), so a worker killed at any moment leaves nothing
 unchecked.
 
+A run works in short steps and stops after a short budget: each step claims as many images as this process
+checks in IMGSIM_DETECT_STEP_SECONDS (measured: an image with a hundred look-alikes costs far more than one
+without), under a lease renewed while the step makes progress; a run that used its IMGSIM_DETECT_RUN_SECONDS
+queues the next one behind whatever was queued meanwhile (an embedding run, an index rebuild), so no task
+waits long behind detection, and a dead worker's images are taken over soon after its lease ends.
+
 Detection never touches a human decision: a re-detection updates a pair's similarity, band and evidence but
 not its review status, and a pair that is new (a re-upload of a file that was reviewed before) takes the
 last decision about the same two files (by sha256) instead of coming back as pending.
@@ -23,8 +29,9 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
+from django_q.models import Schedule
 
 from core.task_queue import task_queue_after_commit, task_queue_once_after_commit
 from duplicates import geometry, scene_match
@@ -52,6 +59,7 @@ from duplicates.selectors.detection import (
     geometric_verification_enabled,
     images_awaiting_detection,
     library_neighbour_search,
+    verification_threads,
 )
 from duplicates.selectors.pairs import image_facts
 from duplicates.selectors.thresholds import duplicate_bands
@@ -65,8 +73,11 @@ from search.stored_vectors import IDS_PER_QUERY, stored_vectors
 
 logger = logging.getLogger(__name__)
 
-# Images queried per round trip when detecting for many images: bounds memory, batches the index.
+# Images queried per round trip when detecting for many images: bounds memory, batches the index; also the
+# largest step of a detection run, however quick its images.
 DETECT_CHUNK = 256
+# The first step of a worker process, before it has timed one.
+FIRST_STEP = 4
 # Rows per UPDATE / INSERT when storing pairs: one statement per few hundred rows plans quickly on PostgreSQL,
 # where one bulk_update of every pair (a CASE branch per row and field) spends its time in JIT compilation
 # (bench/scan.py; figures in bench/README.md).
@@ -76,6 +87,11 @@ PAIR_WRITE_BATCH = 250
 KEPT_CHECKS = 200
 DETECT_TASK = "duplicates.tasks.detect_pending"
 SCAN_TASK = "duplicates.tasks.scan_library"
+TAKE_OVER_SCHEDULE = "imgsim: take over detection claims"
+# Times steps, budgets and leases (replaced in tests).
+clock: Callable[[], float] = time.monotonic
+# After a lease ends, the scheduler (which looks every 15 s) queues the run that takes its images over.
+TAKE_OVER_MARGIN = timedelta(seconds=1)
 
 
 @dataclass
@@ -102,17 +118,22 @@ class _Run:
     search: NeighbourSearch
     verifier: Verifier
     since: datetime | None = None  # pairs detected at or after this were already written by this run
+    keep_claim: Callable[[], None] = lambda: None  # called as the step makes progress (renews its lease)
+    fixed_seconds: float = 0.0  # spent refreshing groups: a cost per step, not per image
 
 
-def _run(*, verify: bool | None, since: datetime | None = None) -> _Run:
+def _run(*, verify: bool | None, since: datetime | None = None, keep_claim: Callable[[], None] | None = None) -> _Run:
     model_name = settings.IMGSIM_MODEL
     return _Run(
         model_name=model_name,
         bands=duplicate_bands(model_name=model_name),
         settings_key=detection_settings_key(model_name=model_name),
         search=library_neighbour_search(model_name=model_name),
-        verifier=Verifier(enabled=geometric_verification_enabled() if verify is None else verify),
+        verifier=Verifier(
+            enabled=geometric_verification_enabled() if verify is None else verify, threads=verification_threads()
+        ),
         since=since,
+        keep_claim=keep_claim or (lambda: None),
     )
 
 
@@ -132,6 +153,65 @@ class PendingDetectionSummary:
     detection: DetectSummary
     more_left: bool  # the time budget ran out with images still unchecked (a follow-up run is queued)
     failed: list[int] = field(default_factory=list)  # left unchecked after an error: the next run retries them
+    steps: list[int] = field(default_factory=list)  # images claimed by each step, in order
+
+
+@dataclass
+class StepPace:
+    """How many images a step claims: as many as this process checked in `target_seconds` lately.
+
+    A step costs a fixed part (refreshing the groups around its images, whatever their number) and a part
+    per image. The seconds per image follow a slower step at once and a quicker one by halves (an image with a
+    hundred look-alikes costs a hundred times one without, and they come in runs); a step takes at least as
+    many images as its fixed part is worth, so a slow refresh makes steps longer, not more numerous; a step
+    is at most twice the last one, within 1..DETECT_CHUNK.
+    """
+
+    seconds_per_image: float | None = None
+    fixed_seconds: float = 0.0
+    last_size: int = FIRST_STEP
+
+    def record(self, *, images: int, seconds: float, fixed_seconds: float = 0.0) -> None:
+        if images <= 0:
+            return
+        measured = max(seconds - fixed_seconds, 0.0) / images
+        previous = self.seconds_per_image
+        self.seconds_per_image = measured if previous is None else max(measured, (previous + measured) / 2)
+        self.fixed_seconds = fixed_seconds if previous is None else (self.fixed_seconds + fixed_seconds) / 2
+        self.last_size = images
+
+    def next_size(self, *, target_seconds: float) -> int:
+        if self.seconds_per_image is None:
+            return FIRST_STEP
+        per_image = max(self.seconds_per_image, 1e-6)
+        fits = max(target_seconds - self.fixed_seconds, self.fixed_seconds) / per_image
+        return max(1, min(int(fits), 2 * self.last_size, DETECT_CHUNK))
+
+
+# Per worker process: a run starts at the pace the previous runs measured.
+step_pace = StepPace()
+
+
+class ClaimLostError(Exception):
+    """The step's lease ran out and another worker took its images over: it checks them, this step stops."""
+
+
+class _Lease:
+    """A step's claim, renewed once a third of the lease has passed while the step makes progress, so a step
+    that outlasts its lease keeps its images while its worker lives."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.renewed = clock()
+
+    def keep(self) -> None:
+        seconds = settings.IMGSIM_DETECT_LEASE_SECONDS
+        if clock() - self.renewed < seconds / 3:
+            return
+        until = timezone.now() + timedelta(seconds=seconds)
+        if not DetectionClaim.objects.filter(token=self.token).update(claimed_until=until):
+            raise ClaimLostError(self.token)
+        self.renewed = clock()
 
 
 def _claim_chunk(*, after: int, size: int) -> tuple[str, int, list[int]]:
@@ -169,50 +249,98 @@ def _release_chunk(token: str) -> None:
         logger.warning("could not release detection claims %s; they expire with their lease", token, exc_info=True)
 
 
-def duplicate_detection_run(*, time_budget_seconds: float = 240.0) -> PendingDetectionSummary:
-    """Check every embedded image that has no detection check under the settings in force, chunk by chunk
-    (each chunk's pairs and checks commit together), until none is left or the time budget is spent.
+def _detect_step(ids: list[int], lease: _Lease, summary: DetectSummary, failed: list[int]) -> _Run:
+    """Check one claimed step's images (its run holds the pairs verified and the time spent refreshing
+    groups). A step that fails is checked image by image, so one unreadable image cannot hold up the others."""
+    # A fresh run per step: images embedded meanwhile are in its tail and found as neighbours.
+    run = _run(verify=None, keep_claim=lease.keep)
+    try:
+        summary.add(_detect_chunk(ids, run))
+    except ClaimLostError:
+        raise
+    except Exception:
+        logger.exception("duplicate detection failed for %d images; checking them one by one", len(ids))
+        for pk in ids:
+            try:
+                summary.add(_detect_chunk([pk], run))
+            except ClaimLostError:
+                raise
+            except Exception:
+                logger.exception("duplicate detection failed for image %s; the next run retries it", pk)
+                failed.append(pk)
+    return run
 
-    Each chunk works only on the images it claimed (DetectionClaim), so workers running at once share the
-    work instead of checking the same images; a killed worker's images are taken over once its lease expires.
-    A chunk that fails is checked image by image, so one unreadable image cannot hold up the others; what
-    still fails stays unchecked (logged) and the next run tries it again.
+
+def duplicate_detection_run(*, time_budget_seconds: float | None = None) -> PendingDetectionSummary:
+    """Check every embedded image that has no detection check under the settings in force, step by step
+    (each step's pairs and checks commit together), until none is left or the time budget is spent
+    (IMGSIM_DETECT_RUN_SECONDS unless given; the next run is then queued).
+
+    Each step works only on the images it claimed (DetectionClaim), so workers running at once share the
+    work instead of checking the same images; a killed worker's images are taken over once its lease ends
+    (a run that finds images leased to another worker schedules one for then).
     """
-    started = time.monotonic()
+    budget = settings.IMGSIM_DETECT_RUN_SECONDS if time_budget_seconds is None else time_budget_seconds
+    started = clock()
     summary = DetectSummary()
     failed: list[int] = []
+    steps: list[int] = []
     verified = after = 0
     while True:
-        token, after, ids = _claim_chunk(after=after, size=DETECT_CHUNK)
+        token, after, ids = _claim_chunk(after=after, size=step_pace.next_size(target_seconds=_step_seconds()))
         if not token:
             break
         if not ids:
             continue  # all claimed by another worker: on to the next images
+        steps.append(len(ids))
+        step_started = clock()
+        fixed = 0.0
         try:
-            # A fresh run per chunk: images embedded meanwhile are in its tail and found as neighbours.
-            run = _run(verify=None)
-            try:
-                summary.add(_detect_chunk(ids, run))
-            except Exception:
-                logger.exception("duplicate detection failed for %d images; checking them one by one", len(ids))
-                for pk in ids:
-                    try:
-                        summary.add(_detect_chunk([pk], run))
-                    except Exception:
-                        logger.exception("duplicate detection failed for image %s; the next run retries it", pk)
-                        failed.append(pk)
+            run = _detect_step(ids, _Lease(token), summary, failed)
             verified += run.verifier.checked
+            fixed = run.fixed_seconds
+        except ClaimLostError:
+            logger.warning("detection claims %s ran out and were taken over; that worker checks them", token)
         finally:
             _release_chunk(token)
-        if time.monotonic() - started > time_budget_seconds:
+        step_pace.record(images=len(ids), seconds=clock() - step_started, fixed_seconds=fixed)
+        if clock() - started > budget:
             break
     summary.verified = verified
     more = after > 0 and images_awaiting_detection().filter(id__gt=after).exists()
     if more:
         duplicate_detection_schedule()
+    _take_over_schedule()
     if summary.queried or failed:
-        logger.info("duplicate detection: %s, %d failed", summary, len(failed))
-    return PendingDetectionSummary(detection=summary, more_left=more, failed=failed)
+        logger.info("duplicate detection: %s, %d failed, steps %s", summary, len(failed), steps)
+    return PendingDetectionSummary(detection=summary, more_left=more, failed=failed, steps=steps)
+
+
+def _step_seconds() -> float:
+    return float(settings.IMGSIM_DETECT_STEP_SECONDS)
+
+
+def _take_over_schedule() -> None:
+    """Images still unchecked under another worker's lease: a run is scheduled for when the earliest lease
+    ends, so a dead worker's images wait no longer than that (a living worker renews its lease and releases
+    the images once checked; the run then finds nothing to take over)."""
+    try:
+        ends = DetectionClaim.objects.filter(image__in=images_awaiting_detection()).aggregate(
+            first=Min("claimed_until")
+        )["first"]
+        if ends is None:
+            return
+        Schedule.objects.update_or_create(
+            name=TAKE_OVER_SCHEDULE,
+            defaults={
+                "func": DETECT_TASK,
+                "schedule_type": Schedule.ONCE,
+                "repeats": -1,
+                "next_run": max(ends, timezone.now()) + TAKE_OVER_MARGIN,
+            },
+        )
+    except DatabaseError:
+        logger.warning("could not schedule the take-over of detection claims; the schedule runs it", exc_info=True)
 
 
 def duplicate_detection_schedule() -> None:
@@ -230,6 +358,7 @@ def _detect_chunk(ids: list[int], run: _Run) -> DetectSummary:
     neighbours = neighbours_above(
         query_ids=query_ids, query_vectors=query_vectors, search=run.search, floor=run.bands.similar
     )
+    run.keep_claim()
     found = canonical_pairs(query_ids, neighbours)
     images = Image.objects.defer("embedding").in_bulk({pk for key in found for pk in key}) if found else {}
     found = {key: sim for key, sim in found.items() if key[0] in images and key[1] in images}
@@ -238,18 +367,39 @@ def _detect_chunk(ids: list[int], run: _Run) -> DetectSummary:
         for pair in DuplicatePair.objects.filter(Q(image_a_id__in=queried) | Q(image_b_id__in=queried))
         if (pair.image_a_id, pair.image_b_id) in found
     }
+    # A scan (run.since) rewrites every pair it finds: the pairs it does not write are pruned.
+    stored = (
+        _stored_by_partners(existing, queried=set(queried), settings_key=run.settings_key)
+        if run.since is None
+        else set()
+    )
+    to_write: list[tuple[tuple[int, int], float, DuplicatePair | None]] = []
+    for key, similarity in found.items():
+        pair = existing.get(key)
+        if pair is not None and run.since is not None and pair.detected_at and pair.detected_at >= run.since:
+            continue  # found from its other image earlier in this run: written and counted once
+        if key in stored:
+            continue  # written by its other image's check under these settings: nothing new to write
+        to_write.append((key, similarity, pair))
+    unverified = [
+        key
+        for key, similarity, pair in to_write
+        if needs_verification(similarity, bands=run.bands) and _verified_before(pair) is None
+    ]
+    counted = run.verifier.inliers_of(
+        [(images[a_id], images[b_id]) for a_id, b_id in unverified], progress=run.keep_claim
+    )
+    verified = dict(zip(unverified, counted, strict=True))
     now = timezone.now()
     to_update: list[DuplicatePair] = []
     to_create: list[DuplicatePair] = []
-    for (a_id, b_id), similarity in found.items():
-        pair = existing.get((a_id, b_id))
-        if pair is not None and run.since is not None and pair.detected_at and pair.detected_at >= run.since:
-            continue  # found from its other image earlier in this run: written and counted once
+    for (a_id, b_id), similarity, pair in to_write:
+        run.keep_claim()
         image_a, image_b = images[a_id], images[b_id]
         inliers = None
         if needs_verification(similarity, bands=run.bands):
             previous = _verified_before(pair)
-            inliers = previous if previous is not None else run.verifier.inliers(image_a, image_b)
+            inliers = previous if previous is not None else verified[(a_id, b_id)]
         kind = band_of(similarity, bands=run.bands, inliers=inliers, min_inliers=geometry.MIN_INLIERS)
         if kind is None:
             continue
@@ -306,7 +456,9 @@ def _detect_chunk(ids: list[int], run: _Run) -> DetectSummary:
                 summary.remembered += 1
                 summary.created += 1
         if summary.pairs:  # the groups follow the pairs, committed with them
+            refresh_started = clock()
             duplicate_groups_refresh(image_ids=queried)
+            run.fixed_seconds += clock() - refresh_started
         _mark_checked(queried, settings_key=run.settings_key, at=now)
     if summary.pairs:
         summary.created += _check_against_kept(queried, run)
@@ -391,6 +543,29 @@ def _check_against_kept(ids: list[int], run: _Run) -> int:
         created = DuplicatePair.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=PAIR_WRITE_BATCH)
         duplicate_groups_refresh(image_ids={x for pair in fresh for x in (pair.image_a_id, pair.image_b_id)})
     return len(created)
+
+
+def _stored_by_partners(
+    existing: dict[tuple[int, int], DuplicatePair], *, queried: set[int], settings_key: str
+) -> set[tuple[int, int]]:
+    """Stored pairs written by the check of their other image (not queried here) under these settings: the
+    cosine is exact, the bands and the inlier count the same, so writing them again changes nothing. In a
+    photo with a hundred copies, an image checked in one step finds its look-alikes of the steps before:
+    rewriting those pairs (and their evidence) would double the writes."""
+    partners = {pk for key in existing for pk in key if pk not in queried}
+    if not partners:
+        return set()
+    checked: dict[int, datetime] = {}
+    ordered = sorted(partners)
+    for start in range(0, len(ordered), IDS_PER_QUERY):
+        checks = DetectionCheck.objects.filter(image_id__in=ordered[start : start + IDS_PER_QUERY])
+        checked.update(checks.filter(settings_key=settings_key).values_list("image_id", "checked_at"))
+    return {
+        key
+        for key, pair in existing.items()
+        if pair.detected_at is not None
+        and any(pk in checked and checked[pk] <= pair.detected_at for pk in key if pk not in queried)
+    }
 
 
 def _mark_checked(ids: list[int], *, settings_key: str, at: datetime) -> None:

@@ -10,11 +10,13 @@ from PIL import Image, ImageFilter, ImageOps
 
 from duplicates.geometry import (
     MIN_INLIERS,
+    RATIO_TEST,
     LocalFeatures,
     best_match,
     count_inliers,
     load_for_matching,
     local_features,
+    ratio_matches,
     similarity_inliers,
 )
 from tests.images import shared_path
@@ -154,3 +156,28 @@ def test_a_mirror_image_of_a_picture_with_mirror_symmetric_parts_matches_through
     assert whole.inliers > 10 * direct.inliers
     assert whole.transform is not None
     assert np.allclose(whole.transform[:2, :2], [[-1, 0], [0, 1]], atol=0.01)
+
+
+def test_ratio_matches_are_those_of_opencvs_brute_force_matcher():
+    import cv2
+
+    root = shared_path("data", "neardup-dev", "images")
+    paths = sorted(root.glob("*.jpg"))[:48:4] + sorted(shared_path("data", "distractors-dev", "val").glob("*.jpg"))[:4]
+    features = [local_features(load_for_matching(str(path))) for path in paths]
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    compared = 0
+    for first in features:
+        for second in features:
+            for query in (first, first.mirrored):
+                assert query is not None
+                assert query.descriptors is not None
+                assert second.descriptors is not None
+                expected = [
+                    (pair[0].queryIdx, pair[0].trainIdx)
+                    for pair in matcher.knnMatch(query.descriptors, second.descriptors, k=2)
+                    if len(pair) == 2 and pair[0].distance < RATIO_TEST * pair[1].distance
+                ]
+                queries, trains = ratio_matches(query.descriptors, second.descriptors)
+                assert list(zip(queries.tolist(), trains.tolist(), strict=True)) == expected
+                compared += 1
+    assert compared == 2 * len(features) ** 2
