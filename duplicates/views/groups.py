@@ -6,14 +6,14 @@ from __future__ import annotations
 from django.contrib import messages
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from core.access import staff_required
 from core.query_params import InvalidQueryParameter, query_int, whole_number
+from core.redirects import redirect_back
 from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicatePair
 from duplicates.selectors import detection as detection_selectors
 from duplicates.selectors import groups as group_selectors
@@ -190,11 +190,6 @@ def review(request: HttpRequest) -> HttpResponse:
     return _page(request)
 
 
-def _back(request: HttpRequest) -> HttpResponse:
-    target = request.POST.get("next", "")
-    return redirect(target if target.startswith("/duplicates/") else "duplicates:review")
-
-
 @staff_required
 @require_POST
 def group_resolve(request: HttpRequest, pk: int) -> HttpResponse:
@@ -232,7 +227,7 @@ def group_resolve(request: HttpRequest, pk: int) -> HttpResponse:
         )
     else:
         messages.success(request, f"Group #{pk}: {decision.get_action_display().lower()}.")
-    return _back(request)
+    return redirect_back(request, "duplicates:review")
 
 
 @staff_required
@@ -245,7 +240,7 @@ def group_undo(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, error.message)
         return _page(request, status=error.status)
     messages.success(request, f"Group #{pk}: undone, back to pending.")
-    return _back(request)
+    return redirect_back(request, "duplicates:review")
 
 
 @staff_required
@@ -282,7 +277,7 @@ def groups_apply_suggestions(request: HttpRequest) -> HttpResponse:
     )
     for message in refused:
         messages.error(request, message)
-    return _back(request)
+    return redirect_back(request, "duplicates:review")
 
 
 @staff_required
@@ -296,8 +291,7 @@ def group_decision_undo(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, f"Group decision #{pk}: {error.message}")
     else:
         messages.success(request, f"Group decision #{pk} undone: group #{decision.group_number} is pending again.")
-    target = request.POST.get("next", "")
-    return redirect(target if target.startswith("/duplicates/") else "duplicates:decisions")
+    return redirect_back(request, "duplicates:decisions")
 
 
 @staff_required
@@ -315,6 +309,4 @@ def unstack(request: HttpRequest, pk: int) -> HttpResponse:
             f"Unstacked: the {len(decision.member_ids)} images show one by one in the library again; "
             f"group #{decision.group_number} is pending review.",
         )
-    back = request.POST.get("next", "")
-    safe = url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure())
-    return redirect(back if safe else reverse("gallery:image-detail", args=[pk]))
+    return redirect_back(request, reverse("gallery:image-detail", args=[pk]))

@@ -6,13 +6,13 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from core.access import staff_required
 from core.query_params import query_int
+from core.redirects import redirect_back
 from duplicates.forms import ResolveForm, ReviewFilterForm
 from duplicates.models import DuplicateDecision, DuplicatePair
 from duplicates.selectors import detection as detection_selectors
@@ -30,14 +30,6 @@ from duplicates.services.pair_review import (
 
 REVIEW_PAGE_SIZE = 20
 DECISIONS_PAGE_SIZE = 50
-
-
-def _back(request: HttpRequest, fallback: str) -> HttpResponse:
-    """To the page the form was on (only ever on this site), else the fallback."""
-    target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        return redirect(target)
-    return redirect(fallback)
 
 
 @staff_required
@@ -97,16 +89,16 @@ def pair_resolve(request: HttpRequest, pk: int) -> HttpResponse:
         )
     except ReviewError as error:
         messages.error(request, error.message)
-        return _back(request, reverse("duplicates:pairs"))
+        return redirect_back(request, reverse("duplicates:pairs"))
     if decision.is_delete:
         kept = decision.image_b_id if decision.deleted_image_id == decision.image_a_id else decision.image_a_id
         messages.success(
             request,
             f"Moved #{decision.deleted_image_id} ({decision.deleted_name}) to the trash and kept #{kept}.",
         )
-        return _back(request, reverse("duplicates:pairs"))
+        return redirect_back(request, reverse("duplicates:pairs"))
     messages.success(request, f"#{pair.image_a_id} ~ #{pair.image_b_id}: {decision.get_action_display().lower()}.")
-    return _back(request, reverse("duplicates:pairs"))
+    return redirect_back(request, reverse("duplicates:pairs"))
 
 
 def _undone(request: HttpRequest, decision: DuplicateDecision) -> None:
@@ -125,7 +117,7 @@ def pair_undo(request: HttpRequest, pk: int) -> HttpResponse:
         _undone(request, duplicate_pair_undo_latest(pair=pair, user=request.user))
     except ReviewError as error:
         messages.error(request, error.message)
-    return _back(request, reverse("duplicates:pair-detail", args=[pair.pk]))
+    return redirect_back(request, reverse("duplicates:pair-detail", args=[pair.pk]))
 
 
 @staff_required
@@ -136,7 +128,7 @@ def decision_undo(request: HttpRequest, pk: int) -> HttpResponse:
         _undone(request, duplicate_decision_undo(decision=decision, user=request.user))
     except ReviewError as error:
         messages.error(request, error.message)
-    return _back(request, reverse("duplicates:decisions"))
+    return redirect_back(request, reverse("duplicates:decisions"))
 
 
 @staff_required
@@ -171,4 +163,4 @@ def decisions(request: HttpRequest) -> HttpResponse:
 def scan(request: HttpRequest) -> HttpResponse:
     duplicates_scan_schedule(requested_by=request.user.get_username())
     messages.success(request, "A re-scan of the whole library is queued; pairs update as it runs.")
-    return _back(request, reverse("duplicates:pairs"))
+    return redirect_back(request, reverse("duplicates:pairs"))
