@@ -33,6 +33,7 @@ from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 from django_q.models import Schedule
 
+from core.planner_statistics import planner_statistics_refresh_if_stale
 from core.task_queue import task_queue_after_commit, task_queue_once_after_commit
 from duplicates import geometry, scene_match
 from duplicates.candidate_pairs import (
@@ -86,6 +87,8 @@ PAIR_WRITE_BATCH = 250
 # the geometric work a chunk adds; later chunks touching the group check the rest.
 KEPT_CHECKS = 200
 DETECT_TASK = "duplicates.tasks.detect_pending"
+# The tables detection fills and reads back in every step: their planner statistics are kept fresh by the run.
+PLANNED_TABLES = (Image, DuplicatePair, DuplicateGroup, DuplicateGroupMember, DetectionCheck)
 SCAN_TASK = "duplicates.tasks.scan_library"
 TAKE_OVER_SCHEDULE = "imgsim: take over detection claims"
 # Times steps, budgets and leases (replaced in tests).
@@ -282,6 +285,7 @@ def duplicate_detection_run(*, time_budget_seconds: float | None = None) -> Pend
     """
     budget = settings.IMGSIM_DETECT_RUN_SECONDS if time_budget_seconds is None else time_budget_seconds
     started = clock()
+    planner_statistics_refresh_if_stale(models=PLANNED_TABLES)  # the refresh's pair reads need fresh statistics
     summary = DetectSummary()
     failed: list[int] = []
     steps: list[int] = []
