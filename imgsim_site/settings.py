@@ -311,6 +311,10 @@ IMGSIM_TORCH_THREADS = env_int("IMGSIM_TORCH_THREADS", 0, minimum=0)  # 0: the c
 IMGSIM_EMBED_BATCH_SIZE = env_int("IMGSIM_EMBED_BATCH_SIZE", 16, minimum=1, maximum=256)
 IMGSIM_EMBED_MAX_ATTEMPTS = env_int("IMGSIM_EMBED_MAX_ATTEMPTS", 3, minimum=1)
 IMGSIM_EMBED_LEASE_SECONDS = env_int("IMGSIM_EMBED_LEASE_SECONDS", 600, minimum=10)
+# An embedding run stops after IMGSIM_EMBED_RUN_SECONDS (between batches) and queues the next one behind the
+# detection run its batches queued, so a worker alternates between the two instead of embedding a whole
+# upload session while detection waits (measured: 122 s runs held back detection on both clusters).
+IMGSIM_EMBED_RUN_SECONDS = env_int("IMGSIM_EMBED_RUN_SECONDS", 20, minimum=1)
 # Detection works in steps of about IMGSIM_DETECT_STEP_SECONDS (the images this worker checks in that time),
 # each under a claim whose lease is renewed while the step makes progress and taken over by another worker
 # soon after it ends; a run stops after IMGSIM_DETECT_RUN_SECONDS and queues the next one behind whatever was

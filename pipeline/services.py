@@ -12,6 +12,7 @@ import logging
 import time
 from typing import IO
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Model
 
@@ -83,11 +84,14 @@ def _detection_after_batch(image_ids: list[int]) -> None:
         logger.exception("could not queue duplicate detection after embedding %d images", len(image_ids))
 
 
-def embedding_run(*, time_budget_seconds: float = 240.0) -> EmbedRunSummary:
-    """The background embedding run: batches until the queue is empty or the budget is spent (then a
-    follow-up run is queued); each batch's new vectors queue a detection run. Then the rejected images
-    awaiting the copy check, after the queue, so a photo uploaded just before its blurred copy is in the
-    library when the copy is compared with it."""
+def embedding_run(*, time_budget_seconds: float | None = None) -> EmbedRunSummary:
+    """The background embedding run: batches until the queue is empty or the budget is spent
+    (IMGSIM_EMBED_RUN_SECONDS unless given; a follow-up run is then queued, behind the detection run the
+    batches queued, so detection keeps pace during a long upload). Then the rejected images awaiting the copy
+    check, after the queue, so a photo uploaded just before its blurred copy is in the library when the copy
+    is compared with it."""
+    if time_budget_seconds is None:
+        time_budget_seconds = float(settings.IMGSIM_EMBED_RUN_SECONDS)
     started = time.monotonic()
     summary = embed_pending(time_budget_seconds=time_budget_seconds, after_batch=_detection_after_batch)
     rejected = EmbedRunSummary(embedded=0, failed=0, retried=0)

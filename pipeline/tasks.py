@@ -10,8 +10,9 @@ from pipeline.source_scan import source_scan_run
 
 
 def embed_pending() -> dict[str, object]:
-    """Embed every queued image (batches, leases) and queue detection after each batch; also run every two
-    minutes by a schedule, so images of a killed worker are picked up once their lease expires."""
+    """Embed queued images (batches, leases) for up to IMGSIM_EMBED_RUN_SECONDS, queueing detection after each
+    batch; also run every two minutes by a schedule, so images of a killed worker are picked up once their
+    lease expires."""
     task_queue_run_started(services.EMBED_TASK)
     return asdict(services.embedding_run())
 

@@ -55,3 +55,32 @@ def test_a_hundred_uploads_leave_one_embedding_run_pending_and_an_upload_during_
     OrmQ.objects.all().delete()  # a worker fetched the pending run
     tasks.embed_pending()
     assert queued_runs()[services.EMBED_TASK] == 1
+
+
+def test_an_embedding_run_over_its_budget_queues_the_next_one_behind_detection(
+    committed: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, settings: Any
+):
+    """A worker alternates: the run stops after a batch once IMGSIM_EMBED_RUN_SECONDS is spent, and the
+    detection run its batch queued is ahead of the follow-up embedding run in the queue."""
+    monkeypatch.setattr(Conf, "SYNC", False)
+    settings.IMGSIM_EMBED_BATCH_SIZE = 2
+    settings.IMGSIM_EMBED_RUN_SECONDS = 0
+    for seed in range(5):
+        committed(services.image_ingest, data=photo_jpeg(seed), original_name=f"{seed}.jpg")
+
+    class FakeBackbone:
+        model_name = settings.IMGSIM_MODEL
+
+        def embed_sources(self, sources: list[bytes]) -> EmbedBatchResult:
+            vectors = np.random.default_rng(0).normal(size=(len(sources), 1280)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            return EmbedBatchResult(vectors=vectors, ok_indices=list(range(len(sources))))
+
+    monkeypatch.setattr(embedding_queue, "embedder_get", FakeBackbone)
+    OrmQ.objects.all().delete()  # a worker fetched the pending run
+    summary = committed(tasks.embed_pending)
+
+    assert summary["embedded"] == 2 and summary["more_left"] is True
+    runs = ["duplicates.tasks.detect_pending", services.EMBED_TASK]
+    in_queue_order = [row.func() for row in OrmQ.objects.order_by("id") if row.func() in runs]
+    assert in_queue_order == runs
