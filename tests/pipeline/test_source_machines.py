@@ -20,6 +20,7 @@ from django.utils import timezone
 from gallery import source_reach
 from gallery.models import Image, LibrarySource, SourceFile, SourceReach, SourceScan
 from gallery.source_reach import source_reach_check_due
+from pipeline.services import embedding_run
 from pipeline.sources import library_source_scan_request
 from search.services import embedding_queue
 from tests.pipeline.sources_tree import StubEmbedder, photo_tree
@@ -269,3 +270,21 @@ def test_each_process_writes_its_reading_at_most_once_a_minute(
         monkeypatch.setattr(source_reach.time, "monotonic", lambda: later)
         assert source_reach_check_due(role="worker") == 1
     assert reach(source)["worker-c", "worker"].readable
+
+
+def test_an_image_a_worker_without_the_share_failed_to_embed_is_embedded_after_a_scan_that_can(
+    source: LibrarySource, machines: Machines, committed: Callable[..., Any]
+):
+    image = SourceFile.objects.get(source=source, relative_path="2024/a.jpg").image
+    Image.objects.filter(pk=image.pk).update(status=Image.Status.QUEUED, embed_attempts=0)
+    machines.blind.add("worker-b")
+    # when worker-b, without the share, embeds it, then the image failed saying which machine could not read it
+    with machines.on("worker-b"):
+        committed(embedding_run)
+    image.refresh_from_db()
+    assert (image.status, image.reason_code) == ("failed", "file_missing")
+    assert "cannot be read on worker-b (No such file or directory)" in image.status_message
+    # when worker-a scans the folder, then the image is queued again and embedded
+    assert scan_on("worker-a", machines, source, committed).status == "finished"
+    image.refresh_from_db()
+    assert image.status == "indexed"
