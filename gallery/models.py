@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -283,6 +284,50 @@ class LibrarySource(models.Model):
         return self.state == LibrarySource.State.OFFLINE
 
 
+class SourceReach(models.Model):
+    """Whether one machine's web or worker processes could read a source's root, and when they last looked.
+
+    Several machines serve and scan the same sources: a root one machine cannot read (a share not mounted there)
+    must not make the source offline for the others, and the Sources page has to say which machine it is. One
+    row per source, machine and role, upserted at most once a minute per process (gallery.source_reach)."""
+
+    class Role(models.TextChoices):
+        WEB = "web", "Web"
+        WORKER = "worker", "Worker"
+
+    # A reading this recent says what the machine sees now: a scan that cannot read the root leaves the source
+    # online while another machine read it this recently.
+    RECENT = timedelta(minutes=10)
+    # Older rows are forgotten (a machine taken out of service, a role no longer run there).
+    KEPT = timedelta(hours=6)
+
+    source = models.ForeignKey(LibrarySource, on_delete=models.CASCADE, related_name="reach")
+    machine = models.CharField(max_length=255, help_text="IMGSIM_MACHINE_NAME, the host name unless set.")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    readable = models.BooleanField()
+    error = models.TextField(blank=True, help_text="Why the root could not be read.")
+    checked_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["machine", "role"]
+        verbose_name_plural = "source reach"
+        constraints = [
+            models.UniqueConstraint(fields=["source", "machine", "role"], name="source_reach_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.machine} ({self.role}) {'can' if self.readable else 'cannot'} read {self.source}"
+
+    @property
+    def stale(self) -> bool:
+        """Not checked for a while: the machine may have been fixed (or stopped) since."""
+        return self.checked_at < timezone.now() - SourceReach.RECENT
+
+    @property
+    def reader(self) -> str:
+        return f"{self.machine} ({self.get_role_display().lower()})"
+
+
 class SourceFileQuerySet(models.QuerySet["SourceFile"]):
     def readable(self) -> SourceFileQuerySet:
         """Files to open an image's bytes from: present (or in the source's quarantine), in a source that is
@@ -344,6 +389,7 @@ class SourceScan(models.Model):
         FINISHED = "finished", "Finished"
         OFFLINE = "offline", "Source offline"
         SKIPPED = "skipped", "Skipped (another scan was running)"
+        UNREADABLE = "unreadable", "Skipped (this worker cannot read the folder)"
         FAILED = "failed", "Failed"
 
     source = models.ForeignKey(LibrarySource, on_delete=models.CASCADE, related_name="scans")

@@ -4,7 +4,9 @@ An image's original is either its copy in media (uploads, import_images) or a fi
 where it is, never copied). Decoding for embedding, the previews, serving the file, the geometric check, the
 copy check and calibration all open it here, so a source file is read the same way everywhere: inside its
 root only (symlinks and `..` refused), only while its source is online, and only while it still is the file
-the last scan hashed (size and mtime unchanged).
+the last scan hashed (size and mtime unchanged). Each open tells gallery.source_reach whether this machine could
+read the source (no write unless a minute passed or the answer changed), and a file that cannot be opened because
+this machine cannot see the root at all says so (`unreachable`) instead of calling the file missing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import IO
 
 from gallery.models import Image, LibrarySource, SourceFile
 from gallery.source_paths import safe_join
+from gallery.source_reach import machine_name, process_role, source_reach_check, source_reach_record
 
 
 class OriginalUnavailable(OSError):
@@ -34,10 +37,16 @@ def source_file_open(source_file: SourceFile) -> IO[bytes]:
     path = safe_join(source.root, source_file.relative_path)
     try:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise OriginalUnavailable("missing", f"{source_file} is no longer in its folder.") from None
     except OSError as error:
+        problem = source_reach_check(source=source, role=process_role())
+        if problem:
+            raise OriginalUnavailable(
+                "unreachable", f"The folder {source.name} cannot be read on {machine_name()} ({problem})."
+            ) from None
+        if isinstance(error, FileNotFoundError):
+            raise OriginalUnavailable("missing", f"{source_file} is no longer in its folder.") from None
         raise OriginalUnavailable("unreadable", f"{source_file} cannot be read: {error.strerror}.") from None
+    source_reach_record(source=source, role=process_role())
     handle = os.fdopen(descriptor, "rb")
     info = os.fstat(handle.fileno())
     if info.st_size != source_file.size or info.st_mtime_ns != source_file.mtime_ns:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from collections import Counter
 from pathlib import Path
 
@@ -362,6 +363,9 @@ IMGSIM_SOURCE_MISSING_GRACE_DAYS = env_int("IMGSIM_SOURCE_MISSING_GRACE_DAYS", 3
 IMGSIM_SOURCE_RESCAN_MINUTES = env_int("IMGSIM_SOURCE_RESCAN_MINUTES", 60, minimum=0)
 # A scan's claim on its source, renewed as it goes; a scan whose worker died is taken over once it expires.
 IMGSIM_SOURCE_SCAN_LEASE_SECONDS = env_int("IMGSIM_SOURCE_SCAN_LEASE_SECONDS", 300, minimum=10)
+# This machine's name where the Sources page says which machine cannot read a folder (each web and worker
+# process records whether it could read every source's root): the host name unless set.
+IMGSIM_MACHINE_NAME = env_str("IMGSIM_MACHINE_NAME", "").strip()[:255] or socket.gethostname()
 
 # --- Task queue and shared cache -----------------------------------------------------------------------
 IMGSIM_REDIS_URL = env_str("IMGSIM_REDIS_URL", "")

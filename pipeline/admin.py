@@ -1,6 +1,6 @@
 """The image admin with the pipeline's actions: queue rejected or failed images again, move images to the trash,
 and delete (from the trash only) through the service that also tells every process's search view; the library
-sources' admin (register a folder, scan it now, its scans and files)."""
+sources' admin (register a folder, scan it now, its scans and files, the machines that cannot read it)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.timesince import timesince
 
 from core.errors import ServiceError
 from gallery import admin as gallery_admin
-from gallery.models import Image, LibrarySource, SourceFile, SourceScan
+from gallery.models import Image, LibrarySource, SourceFile, SourceReach, SourceScan
 from pipeline.services import image_retry, image_trash
 from pipeline.sources import (
     library_source_create,
@@ -80,13 +82,30 @@ class SourceScanInline(admin.TabularInline):
         return super().get_queryset(request).order_by("-created_at", "-id")
 
 
+class SourceReachInline(admin.TabularInline):
+    """Whether each machine's web or worker processes could read the folder lately (gallery.source_reach)."""
+
+    model = SourceReach
+    fields = ["machine", "role", "readable", "error", "checked_at"]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    verbose_name = "machine"
+    verbose_name_plural = "Machines that looked at the folder in the last 6 hours"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SourceReach]:
+        since = timezone.now() - SourceReach.KEPT
+        return super().get_queryset(request).filter(checked_at__gte=since).order_by("readable", "machine", "role")
+
+
 @admin.register(LibrarySource)
 class LibrarySourceAdmin(admin.ModelAdmin):
     """Register a folder (its first scan is queued), see its scans, scan it now; removing one forgets its
     images that no other file or upload holds (the folder itself is never touched)."""
 
     form = LibrarySourceAdminForm
-    list_display = ["name", "root", "state", "last_scanned_at", "writable"]
+    list_display = ["name", "root", "state", "cannot_read", "last_scanned_at", "writable"]
     readonly_fields = ["state", "state_message", "state_changed_at", "last_scanned_at", "created_by", "created_at"]
     fields = [
         "name",
@@ -98,8 +117,21 @@ class LibrarySourceAdmin(admin.ModelAdmin):
         "created_by",
         "created_at",
     ]
-    inlines = [SourceScanInline]
+    inlines = [SourceReachInline, SourceScanInline]
     actions = ["scan_now"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[LibrarySource]:
+        return super().get_queryset(request).prefetch_related("reach")
+
+    @admin.display(description="Cannot read it")
+    def cannot_read(self, obj: LibrarySource) -> str:
+        """The machines whose last look at the folder failed (within SourceReach.KEPT), with why and when."""
+        since = timezone.now() - SourceReach.KEPT
+        failing = [row for row in obj.reach.all() if not row.readable and row.checked_at >= since]
+        return "; ".join(
+            f"{row.reader}: {row.error}, checked {timesince(row.checked_at)} ago"
+            for row in sorted(failing, key=lambda row: (row.machine, row.role))
+        )
 
     def get_inlines(self, request: HttpRequest, obj: LibrarySource | None) -> list[type[admin.TabularInline]]:
         return self.inlines if obj is not None else []

@@ -8,8 +8,10 @@ What a scan finds, file by file, against what the last scan saw (gallery.models.
 - a new path: validated, quality-checked and stored like an import (no copy in media), then embedded;
 - a known path gone from a root that is online: missing, in the library until the grace period ends.
 A root that cannot be listed, or that is empty while files were known (an unmounted share's mount point), makes
-the source offline and changes nothing else. One scan per source runs at a time: it claims the source with a
-lease it renews as it goes, and stops if it ever loses it, so two workers never import a file twice.
+the source offline and changes nothing else, unless another machine read it recently: then only this machine
+cannot (the share is not mounted here), the scan records that and leaves the source to the workers that can.
+One scan per source runs at a time: it claims the source with a lease it renews as it goes, and stops if it ever
+loses it, so two workers never import a file twice.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from gallery.image_file import UploadRejected
-from gallery.models import Image, LibrarySource, SourceFile, SourceScan
+from gallery.models import Image, LibrarySource, SourceFile, SourceReach, SourceScan
 from gallery.services import image_create, images_delete
 from gallery.source_paths import WalkedFile, WalkProblem, safe_join, walk_source
+from gallery.source_reach import machine_name, source_reach_record, source_readers_elsewhere
 from pipeline.services import embedding_schedule
 
 logger = logging.getLogger(__name__)
@@ -174,7 +177,8 @@ class _Scan:
         try:
             walked = list(walk_source(source.root))  # hidden folders, the quarantine among them, are not walked
         except OSError as error:
-            self._offline(f"The folder {source.root} cannot be read: {error.strerror or error}.")
+            reason = str(error.strerror or error)
+            self._unreadable(reason, f"The folder {source.root} cannot be read: {reason}.")
             return
         files = [entry for entry in walked if isinstance(entry, WalkedFile)]
         skipped = [entry for entry in walked if isinstance(entry, WalkProblem)]
@@ -187,10 +191,12 @@ class _Scan:
         }
         present = sum(1 for row in known.values() if row.state == SourceFile.State.PRESENT)
         if not files and present:
-            self._offline(
-                f"The folder {source.root} is empty but held {present} files: taken as not mounted, nothing changed."
+            self._unreadable(
+                f"empty, while it held {present} files: not mounted?",
+                f"The folder {source.root} is empty but held {present} files: taken as not mounted, nothing changed.",
             )
             return
+        source_reach_record(source=source, role=SourceReach.Role.WORKER)
         _source_state(source, LibrarySource.State.ONLINE)
         self._requeue_unreadable()
         self.scan.files_total = len(files)
@@ -237,10 +243,25 @@ class _Scan:
         if requeued:
             self.created_images = True
 
-    def _offline(self, message: str) -> None:
-        _source_state(self.source, LibrarySource.State.OFFLINE, message)
+    def _unreadable(self, error: str, offline_message: str) -> None:
+        """This worker cannot read the root. When another machine read it recently, only this one cannot (the
+        share is not mounted here): nothing changes but this machine's record, and a worker that can read it
+        scans it next. When none could, the source is offline (an unmounted NAS): nothing else changes."""
+        source = self.source
+        source_reach_record(source=source, role=SourceReach.Role.WORKER, error=error, force=True)
+        machine = machine_name()
+        readers = source_readers_elsewhere(source=source, machine=machine)
+        if readers:
+            reader = readers[0]
+            self.scan.status = SourceScan.Status.UNREADABLE
+            self.scan.message = (
+                f"{machine} cannot read {source.root} ({error}); {reader.reader} read it at "
+                f"{timezone.localtime(reader.checked_at):%H:%M:%S}: the source stays online for a worker that can."
+            )
+            return
+        _source_state(source, LibrarySource.State.OFFLINE, offline_message)
         self.scan.status = SourceScan.Status.OFFLINE
-        self.scan.message = message
+        self.scan.message = offline_message
 
     def _file(
         self,

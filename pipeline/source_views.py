@@ -1,5 +1,6 @@
-"""The library sources page (staff): the folders read in place, each with its state and latest scan (progress
-while it runs, followed by static/sources.js), scan now, and a form to register a folder."""
+"""The library sources page (staff): the folders read in place, each with its state, latest scan (progress while
+it runs, followed by static/sources.js) and the machines that cannot read it, scan now, and a form to register a
+folder."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from core.access import staff_required
 from core.errors import ServiceError
-from gallery.models import LibrarySource
+from gallery.models import LibrarySource, SourceReach
+from gallery.source_reach import source_reach_check_due
 from pipeline.forms import LibrarySourceForm
 from pipeline.selectors import library_sources_with_latest_scan
 from pipeline.sources import library_source_create, library_source_scan_request
@@ -35,6 +37,8 @@ def sources(request: HttpRequest) -> HttpResponse:
             return redirect("gallery:sources")
     elif request.method == "POST":
         status = 400
+    # This web machine's own look at each root (at most once a minute per process), so the page names it too.
+    source_reach_check_due(role=SourceReach.Role.WEB, sources=list(LibrarySource.objects.only("pk", "name", "root")))
     listed = library_sources_with_latest_scan()
     context = {
         "sources": listed,

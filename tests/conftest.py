@@ -59,12 +59,15 @@ def _isolated_settings(settings: Any, tmp_path: Path, monkeypatch: pytest.Monkey
     from django_q.conf import Conf
 
     from core import rate_limit
+    from gallery.source_reach import source_reach_forget_process_state
     from search.library_view import LibraryView, forget_served_indexes
 
     monkeypatch.setattr(rate_limit, "clock", lambda: STOPPED_CLOCK)
     monkeypatch.setattr(Conf, "SYNC", True)
     monkeypatch.setattr(LibraryView, "switch_in_background", False)  # a rebuild is seen by the next search
     forget_served_indexes()
+    settings.IMGSIM_MACHINE_NAME = "test-machine"
+    source_reach_forget_process_state()  # which source roots this process looked at lately: per test
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,9 @@ No django-q2 setting avoids it. So the watchdog runs the cluster's sentinel as i
 of its own, reads what the sentinel reports through shared memory once a second, and kills and restarts the
 whole cluster when fetched tasks wait with every worker idle, or when the sentinel stops reporting. After a
 start or a restart it queues the re-drive schedules (`imgsim: ...`) at once instead of waiting for them.
-It also writes the heartbeat row that the web pages and the API read (worker.health).
+It also writes the heartbeat row that the web pages and the API read (worker.health), and once a minute records
+whether this machine's workers can read each library source's root (gallery.source_reach), so the Sources page
+can name a worker machine without the share mounted even when no scan ran there.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from django_q.conf import Conf
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
+from gallery.models import SourceReach
+from gallery.source_reach import RECHECK_SECONDS, source_reach_check_due
 from worker.models import WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
@@ -248,7 +252,7 @@ class ClusterWatchdog:
         logger.info("qcluster watchdog %s (pid %s) starting the task cluster", self.cluster_id[:8], os.getpid())
         self._start_cluster()
         clocks = StallClocks()
-        next_beat = 0.0
+        next_beat = next_reach_check = 0.0
         while not self.stopping:
             time.sleep(1)
             if self.stopping:
@@ -268,6 +272,12 @@ class ClusterWatchdog:
             if now >= next_beat:
                 self._beat()
                 next_beat = now + self.heartbeat_seconds
+            if now >= next_reach_check:
+                # One directory listing per source: a share that hangs here would hang this machine's scans too.
+                self._guarded(
+                    lambda: source_reach_check_due(role=SourceReach.Role.WORKER), "check the library sources' folders"
+                )
+                next_reach_check = now + RECHECK_SECONDS
         self._stop_cluster()
         self._beat(stopped=True)
         return 0

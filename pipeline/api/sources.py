@@ -13,8 +13,9 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from gallery.models import LibrarySource, SourceFileMove, SourceScan
+from gallery.models import LibrarySource, SourceFileMove, SourceReach, SourceScan
 from gallery.source_moves import source_file_move_undo
+from gallery.source_reach import source_reach_check_due
 from pipeline.selectors import library_sources_with_latest_scan
 from pipeline.sources import library_source_create, library_source_delete, library_source_scan_request
 
@@ -52,8 +53,26 @@ class SourceScanSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class SourceReachSerializer(serializers.ModelSerializer):
+    stale = serializers.BooleanField(
+        read_only=True, help_text="Not checked for 10 minutes: the machine may have been fixed or stopped since."
+    )
+
+    class Meta:
+        model = SourceReach
+        fields = ["machine", "role", "readable", "error", "checked_at", "stale"]
+        read_only_fields = fields
+
+
 class LibrarySourceSerializer(serializers.ModelSerializer):
     latest_scan = serializers.SerializerMethodField()
+    machines = SourceReachSerializer(
+        many=True,
+        read_only=True,
+        default=list,
+        help_text="Whether each machine's web or worker processes could read the folder, checked in the last "
+        "6 hours. The source is offline only when none of them can.",
+    )
     files_present = serializers.IntegerField(read_only=True, source="file_count", default=None)
     files_missing = serializers.IntegerField(read_only=True, source="missing_count", default=None)
 
@@ -72,6 +91,7 @@ class LibrarySourceSerializer(serializers.ModelSerializer):
             "files_present",
             "files_missing",
             "latest_scan",
+            "machines",
         ]
         read_only_fields = ["state", "state_message", "state_changed_at", "last_scanned_at", "created_at", "writable"]
 
@@ -116,6 +136,7 @@ class LibrarySourceViewSet(
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         source = self.get_object()
+        source_reach_check_due(role=SourceReach.Role.WEB, sources=[source])  # this web machine's own look
         (source,) = library_sources_with_latest_scan(pk=source.pk)
         return Response(LibrarySourceSerializer(source).data)
 

@@ -1,6 +1,6 @@
 """The library sources page in a real browser: a scan in progress followed live (counts, progress bar, time
-left), its end shown without a reload by hand, a folder added from the page, an offline folder said so; desktop
-and phone screenshots, axe on each state."""
+left), its end shown without a reload by hand, a folder added from the page, an offline folder said so, the
+machines that cannot read a folder named; desktop and phone screenshots, axe on each state."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from gallery.models import LibrarySource, SourceFile, SourceScan
+from gallery.models import LibrarySource, SourceFile, SourceReach, SourceScan
+from pipeline.sources import library_source_create
 from search.services import embedding_queue
 from tests.browser.conftest import DESKTOP, PHONE
 from tests.browser.photos import distinct_photos
@@ -100,3 +101,46 @@ def test_the_sources_page_follows_a_scan_in_progress_and_adds_a_folder(session: 
     expect(page.locator("#source-files")).to_contain_text("offline")
     expect(page.get_by_role("link", name="Download original")).to_have_count(0)
     session.shot("image-offline")
+
+
+def test_the_sources_page_names_a_machine_that_cannot_read_a_folder(session: Any, photo_folder: Path, settings: Any):
+    page = session.page
+    # given the folder registered and scanned on worker-a, which has the share mounted
+    settings.IMGSIM_MACHINE_NAME = "worker-a"
+    nas = library_source_create(name="NAS photos", root=str(photo_folder))  # its scan runs inline
+    assert nas.scans.get().status == SourceScan.Status.FINISHED
+    # and worker-b, without the share, failed to read it two minutes ago; web-3 lost it yesterday morning
+    now = timezone.now()
+    SourceReach.objects.create(
+        source=nas,
+        machine="worker-b",
+        role="worker",
+        readable=False,
+        error="No such file or directory",
+        checked_at=now - timedelta(minutes=2),
+    )
+    SourceReach.objects.create(
+        source=nas,
+        machine="web-3",
+        role="web",
+        readable=False,
+        error="Permission denied",
+        checked_at=now - timedelta(hours=1),
+    )
+    # when staff open the Sources page served by web-1, then it names the machines that cannot read the folder
+    settings.IMGSIM_MACHINE_NAME = "web-1"
+    session.go("/sources/")
+    panel = page.locator(f"#source-{nas.pk}")
+    expect(panel.locator(".badge.source-state")).to_have_text("Online")
+    notice = panel.locator('[data-field="unreadable-on"]')
+    expect(notice).to_contain_text("2 machines cannot read this folder.")
+    expect(notice).to_contain_text(
+        f"worker-b (worker) cannot read {photo_folder} (No such file or directory), checked 2\xa0minutes ago"
+    )
+    expect(notice.locator("li.stale")).to_contain_text("web-3 (web) cannot read")
+    expect(notice.locator("li.stale")).to_contain_text("checked 1\xa0hour ago (stale")
+    expect(panel.locator('[data-field="machines"]')).to_contain_text("web-1 (web): reads it")
+    session.shot("sources-machines")
+    page.set_viewport_size(PHONE)
+    session.shot("sources-machines", full_page=True)
+    page.set_viewport_size(DESKTOP)

@@ -81,6 +81,10 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {source.state_message}")
             if source.latest_scan is not None:  # type: ignore[attr-defined]
                 self.stdout.write(f"  latest scan {scan_summary(source.latest_scan)}")  # type: ignore[attr-defined]
+            for row in source.unreadable_on:  # type: ignore[attr-defined]
+                stale = " (stale)" if row.stale else ""
+                checked = f"{row.checked_at:%Y-%m-%d %H:%M}"
+                self.stdout.write(f"  {row.reader} cannot read it ({row.error}), checked {checked}{stale}")
 
     def _scan(self, *, name: str, in_worker: bool, **options: Any) -> None:
         scan = library_source_scan_request(source=self._source(name))

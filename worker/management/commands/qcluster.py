@@ -12,6 +12,8 @@ from django.conf import settings
 from django.core.management.base import CommandError
 from django_q.management.commands.qcluster import Command as DjangoQClusterCommand
 
+from gallery.models import SourceReach
+from gallery.source_reach import process_role_set
 from worker.watchdog import EXIT_GAVE_UP, ClusterWatchdog
 
 
@@ -23,6 +25,7 @@ class Command(DjangoQClusterCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        process_role_set(SourceReach.Role.WORKER)  # the forked workers inherit it (gallery.source_reach)
         if options.get("run_once"):
             super().handle(*args, **options)
             return
