@@ -80,7 +80,8 @@ def test_an_embedding_run_over_its_budget_queues_the_next_one_behind_detection(
     OrmQ.objects.all().delete()  # a worker fetched the pending run
     summary = committed(tasks.embed_pending)
 
-    assert summary["embedded"] == 2 and summary["more_left"] is True
+    assert summary["embedded"] == 2
+    assert summary["more_left"] is True
     runs = ["duplicates.tasks.detect_pending", services.EMBED_TASK]
     in_queue_order = [row.func() for row in OrmQ.objects.order_by("id") if row.func() in runs]
     assert in_queue_order == runs
