@@ -13,13 +13,14 @@ import time
 from typing import IO
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Model
 
 from core.planner_statistics import planner_statistics_refresh
 from core.task_queue import task_queue_once_after_commit
 from core.users import Actor
 from duplicates.models import DetectionCheck, DuplicateGroup, DuplicateGroupMember, DuplicatePair
+from duplicates.selectors.detection import images_awaiting_detection
 from duplicates.services.detection import PendingDetectionSummary, duplicate_detection_run, duplicate_detection_schedule
 from duplicates.services.rejected_copies import rejected_copies_check
 from duplicates.services.trash import images_trash
@@ -84,16 +85,38 @@ def _detection_after_batch(image_ids: list[int]) -> None:
         logger.exception("could not queue duplicate detection after embedding %d images", len(image_ids))
 
 
+def _detection_lags(embedded_ids: list[int]) -> bool:
+    """Whether more than IMGSIM_EMBED_AHEAD_OF_DETECTION of the images this run embedded are still unchecked:
+    then the run yields to detection, so detection stays level with embedding instead of facing the whole
+    upload session's backlog once embedding is done (on dense families a check costs more than an embedding).
+    A bounded read (this run's ids only); when it fails, embedding goes on."""
+    ahead = settings.IMGSIM_EMBED_AHEAD_OF_DETECTION
+    if len(embedded_ids) <= ahead:
+        return False
+    try:
+        return images_awaiting_detection().filter(id__in=embedded_ids).count() > ahead
+    except DatabaseError:
+        logger.warning("could not count the images awaiting detection; embedding goes on", exc_info=True)
+        return False
+
+
 def embedding_run(*, time_budget_seconds: float | None = None) -> EmbedRunSummary:
-    """The background embedding run: batches until the queue is empty or the budget is spent
-    (IMGSIM_EMBED_RUN_SECONDS unless given; a follow-up run is then queued, behind the detection run the
-    batches queued, so detection keeps pace during a long upload). Then the rejected images awaiting the copy
-    check, after the queue, so a photo uploaded just before its blurred copy is in the library when the copy
-    is compared with it."""
+    """The background embedding run: batches until the queue is empty, the budget is spent
+    (IMGSIM_EMBED_RUN_SECONDS unless given) or detection lags behind what this run embedded; a follow-up run
+    is then queued, behind the detection run the batches queued, so detection keeps pace during a long
+    upload. Then the rejected images awaiting the copy check, after the queue, so a photo uploaded just before
+    its blurred copy is in the library when the copy is compared with it."""
     if time_budget_seconds is None:
         time_budget_seconds = float(settings.IMGSIM_EMBED_RUN_SECONDS)
     started = time.monotonic()
-    summary = embed_pending(time_budget_seconds=time_budget_seconds, after_batch=_detection_after_batch)
+    embedded_ids: list[int] = []
+
+    def after_batch(batch_ids: list[int]) -> bool:
+        _detection_after_batch(batch_ids)
+        embedded_ids.extend(batch_ids)
+        return not _detection_lags(embedded_ids)
+
+    summary = embed_pending(time_budget_seconds=time_budget_seconds, after_batch=after_batch)
     rejected = EmbedRunSummary(embedded=0, failed=0, retried=0)
     if not summary.more_left:
         rejected = embed_rejected_pending(time_budget_seconds=time_budget_seconds - (time.monotonic() - started))

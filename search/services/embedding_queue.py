@@ -44,11 +44,12 @@ class EmbedRunSummary:
     embedded: int
     failed: int
     retried: int
-    more_left: bool = False  # the time budget ran out with images still queued
+    more_left: bool = False  # the run stopped (budget spent, or told to) with images still queued
 
 
-# Called with the ids of each batch's newly embedded images once their vectors have committed.
-AfterBatch = Callable[[list[int]], None]
+# Called with the ids of each batch's newly embedded images once their vectors have committed; False stops the
+# run after this batch (the pipeline yields to detection when it falls behind).
+AfterBatch = Callable[[list[int]], bool]
 
 
 def _fail_exhausted(now: timezone.datetime) -> int:
@@ -161,7 +162,8 @@ def embed_batch(*, token: str, images: list[Image], embedder: Embedder) -> Batch
 
 
 def embed_pending(*, time_budget_seconds: float = 240.0, after_batch: AfterBatch | None = None) -> EmbedRunSummary:
-    """Drain the queue in batches until it is empty or the time budget is spent (more_left then says so).
+    """Drain the queue in batches until it is empty, the time budget is spent or after_batch says stop
+    (more_left then says whether images are still queued).
 
     after_batch runs after each batch with the ids it embedded (the pipeline queues detection there). An
     error mid-batch releases the batch's claims before it propagates, so the images are retried at once.
@@ -188,9 +190,10 @@ def embed_pending(*, time_budget_seconds: float = 240.0, after_batch: AfterBatch
         embedded += batch.summary.embedded
         failed += batch.summary.failed
         retried += batch.summary.retried
+        go_on = True
         if after_batch is not None and batch.embedded_ids:
-            after_batch(batch.embedded_ids)
-        if time.monotonic() - started > time_budget_seconds:
+            go_on = after_batch(batch.embedded_ids)
+        if not go_on or time.monotonic() - started > time_budget_seconds:
             more_left = Image.objects.filter(status=Image.Status.QUEUED).exists()
             break
     if embedded or failed:

@@ -57,14 +57,11 @@ def test_a_hundred_uploads_leave_one_embedding_run_pending_and_an_upload_during_
     assert queued_runs()[services.EMBED_TASK] == 1
 
 
-def test_an_embedding_run_over_its_budget_queues_the_next_one_behind_detection(
-    committed: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, settings: Any
-):
-    """A worker alternates: the run stops after a batch once IMGSIM_EMBED_RUN_SECONDS is spent, and the
-    detection run its batch queued is ahead of the follow-up embedding run in the queue."""
+@pytest.fixture
+def five_queued(committed: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    """Five uploads waiting in the queue (runs not executed inline), batches of 2, a fake backbone."""
     monkeypatch.setattr(Conf, "SYNC", False)
     settings.IMGSIM_EMBED_BATCH_SIZE = 2
-    settings.IMGSIM_EMBED_RUN_SECONDS = 0
     for seed in range(5):
         committed(services.image_ingest, data=photo_jpeg(seed), original_name=f"{seed}.jpg")
 
@@ -78,10 +75,32 @@ def test_an_embedding_run_over_its_budget_queues_the_next_one_behind_detection(
 
     monkeypatch.setattr(embedding_queue, "embedder_get", FakeBackbone)
     OrmQ.objects.all().delete()  # a worker fetched the pending run
-    summary = committed(tasks.embed_pending)
 
+
+def detection_then_embedding_queued() -> bool:
+    runs = ["duplicates.tasks.detect_pending", services.EMBED_TASK]
+    return [row.func() for row in OrmQ.objects.order_by("id") if row.func() in runs] == runs
+
+
+def test_an_embedding_run_over_its_budget_queues_the_next_one_behind_detection(
+    five_queued: None, committed: Callable[..., Any], settings: Any
+):
+    """A worker alternates: the run stops after a batch once IMGSIM_EMBED_RUN_SECONDS is spent, and the
+    detection run its batch queued is ahead of the follow-up embedding run in the queue."""
+    settings.IMGSIM_EMBED_RUN_SECONDS = 0
+    summary = committed(tasks.embed_pending)
     assert summary["embedded"] == 2
     assert summary["more_left"] is True
-    runs = ["duplicates.tasks.detect_pending", services.EMBED_TASK]
-    in_queue_order = [row.func() for row in OrmQ.objects.order_by("id") if row.func() in runs]
-    assert in_queue_order == runs
+    assert detection_then_embedding_queued()
+
+
+def test_an_embedding_run_yields_to_detection_once_what_it_embedded_waits_unchecked(
+    five_queued: None, committed: Callable[..., Any], settings: Any
+):
+    """Detection stays level: with time left, the run stops once more than IMGSIM_EMBED_AHEAD_OF_DETECTION of
+    its images await detection (here after the second batch: 4 > 3), and detection runs next."""
+    settings.IMGSIM_EMBED_AHEAD_OF_DETECTION = 3
+    summary = committed(tasks.embed_pending)
+    assert summary["embedded"] == 4
+    assert summary["more_left"] is True
+    assert detection_then_embedding_queued()
