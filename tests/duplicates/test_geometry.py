@@ -6,9 +6,12 @@ import csv
 import io
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps
+import pytest
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
+from duplicates import geometry
 from duplicates.geometry import (
+    MIN_AGREEMENT,
     MIN_INLIERS,
     RATIO_TEST,
     LocalFeatures,
@@ -29,8 +32,25 @@ def _jpeg(image: Image.Image) -> io.BytesIO:
     return buffer
 
 
-def _features(image: Image.Image) -> LocalFeatures:
-    return local_features(load_for_matching(_jpeg(image)))
+def _features(image: Image.Image, quality: int = 85) -> LocalFeatures:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    buffer.seek(0)
+    return local_features(load_for_matching(buffer))
+
+
+def _captioned(image: Image.Image, text: str = "Best day ever!") -> Image.Image:
+    """A white caption with a dark outline across the lower part, as sharing apps add (bench/edited_families.py)."""
+    captioned = image.copy()
+    font = ImageFont.truetype("DejaVuSans-Bold.ttf", image.height // 9)
+    position = (10, image.height - image.height // 9 - 20)
+    ImageDraw.Draw(captioned).text(position, text, font=font, fill="white", stroke_width=2, stroke_fill="black")
+    return captioned
+
+
+def _colour_cast(image: Image.Image) -> Image.Image:
+    red, green, blue = ImageEnhance.Color(image).enhance(1.8).split()
+    return Image.merge("RGB", (red.point(lambda v: min(255, int(v * 1.15))), green, blue.point(lambda v: int(v * 0.8))))
 
 
 def test_crops_rotations_and_rescales_of_one_photo_match_unrelated_photos_do_not():
@@ -143,7 +163,8 @@ def test_the_match_of_a_mirrored_copy_maps_the_first_picture_onto_the_second_eit
 
 def test_a_mirror_image_of_a_picture_with_mirror_symmetric_parts_matches_through_its_mirror_image():
     """The Elephants painting's side panels are mirror images of each other: its own mirror image passes the
-    direct match on the panels alone, with a transform that shifts them; trying the mirror image as well
+    direct match on the panels alone, with a transform that shifts them (the pictures do agree where it lays
+    one panel over the other, so the structure check lets it through); trying the mirror image as well
     (`both`, for whoever needs the transform) finds the match of the whole picture."""
     photo = Image.open(shared_path("data", "large-photos", "Elephants.jpg")).convert("RGB")
     original = local_features(load_for_matching(_jpeg(photo)), mirrored=False)
@@ -156,6 +177,68 @@ def test_a_mirror_image_of_a_picture_with_mirror_symmetric_parts_matches_through
     assert whole.inliers > 10 * direct.inliers
     assert whole.transform is not None
     assert np.allclose(whole.transform[:2, :2], [[-1, 0], [0, 1]], atol=0.01)
+
+
+def test_two_photos_of_one_tiger_whose_stripes_match_are_not_a_match(monkeypatch):
+    """Distractors 108041 (a tiger in water) and 108082 (a tiger lying in a forest) are different photos: the
+    stripes of the face give RANSAC 30-35 inliers, but the rest of the pictures disagree where that transform
+    lays one over the other."""
+    in_water = local_features(load_for_matching(str(shared_path("data", "distractors-dev", "train", "108041.jpg"))))
+    lying = local_features(load_for_matching(str(shared_path("data", "distractors-dev", "val", "108082.jpg"))))
+    assert count_inliers(in_water, lying) < MIN_INLIERS
+    assert count_inliers(lying, in_water) < MIN_INLIERS
+    monkeypatch.setattr(geometry, "MIN_AGREEMENT", -1.0)  # without the structure check, the stripes pass
+    stripes = best_match(in_water, lying)
+    assert stripes.inliers >= MIN_INLIERS
+    assert stripes.agreement is not None
+    assert stripes.agreement < MIN_AGREEMENT / 2
+
+
+def test_the_same_caption_on_two_different_photos_is_not_a_match(monkeypatch):
+    """Identical letters at the same place are dozens of consistent inliers: the rest of the pictures differ."""
+    root = shared_path("data", "distractors-dev", "train")
+    first = _features(_captioned(Image.open(root / "100075.jpg").convert("RGB")))
+    second = _features(_captioned(Image.open(root / "105053.jpg").convert("RGB")))
+    assert count_inliers(first, second) < MIN_INLIERS
+    monkeypatch.setattr(geometry, "MIN_AGREEMENT", -1.0)
+    assert count_inliers(first, second) >= 2 * MIN_INLIERS
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "crop, mirror, colour cast",
+        "greyscale, caption",
+        "brighter, blurred",
+        "darker, half size, turned 6 degrees",
+        "quarter turn, JPEG quality 30",
+    ],
+)
+def test_strongly_edited_copies_of_a_photo_agree_with_it_over_the_whole_overlap(edit: str):
+    """Gradients compared on small thumbnails ignore exposure, colour, greyscale, blur and compression: a copy's
+    agreement stays far above MIN_AGREEMENT, whichever picture is matched onto the other."""
+    photo = Image.open(shared_path("data", "distractors-dev", "train", "108041.jpg")).convert("RGB")
+    width, height = photo.size
+    copies = {
+        "crop, mirror, colour cast": lambda: _colour_cast(
+            ImageOps.mirror(photo.crop((width // 8, height // 6, width * 7 // 8, height * 5 // 6)))
+        ),
+        "greyscale, caption": lambda: _captioned(photo.convert("L").convert("RGB")),
+        "brighter, blurred": lambda: ImageEnhance.Brightness(photo).enhance(1.4).filter(ImageFilter.GaussianBlur(2.5)),
+        "darker, half size, turned 6 degrees": lambda: (
+            ImageEnhance.Brightness(photo)
+            .enhance(0.65)
+            .resize((width // 2, height // 2))
+            .rotate(6, resample=Image.Resampling.BICUBIC)
+        ),
+        "quarter turn, JPEG quality 30": lambda: photo.rotate(90, expand=True),
+    }
+    original = _features(photo)
+    copy = _features(copies[edit](), quality=30 if "JPEG" in edit else 85)
+    for match in (best_match(original, copy), best_match(copy, original)):
+        assert match.inliers >= MIN_INLIERS
+        assert match.agreement is not None
+        assert match.agreement > 0.9
 
 
 def test_ratio_matches_are_those_of_opencvs_brute_force_matcher():
