@@ -316,7 +316,7 @@ IMGSIM_EMBED_LEASE_SECONDS = env_int("IMGSIM_EMBED_LEASE_SECONDS", 600, minimum=
 # detection run its batches queued, so a worker alternates between the two instead of embedding a whole
 # upload session while detection waits (measured: 122 s runs held back detection on both clusters).
 IMGSIM_EMBED_RUN_SECONDS = env_int("IMGSIM_EMBED_RUN_SECONDS", 20, minimum=1)
-# ... or sooner, once more than this many of the images it embedded still await detection (detection lags).
+# ... or sooner, once more than this many images embedded in the last 10 minutes await detection (it lags).
 IMGSIM_EMBED_AHEAD_OF_DETECTION = env_int("IMGSIM_EMBED_AHEAD_OF_DETECTION", 128, minimum=1)
 # Detection works in steps of about IMGSIM_DETECT_STEP_SECONDS (the images this worker checks in that time),
 # each under a claim whose lease is renewed while the step makes progress and taken over by another worker

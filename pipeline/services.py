@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from typing import IO
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Model
+from django.utils import timezone
 
 from core.planner_statistics import planner_statistics_refresh
 from core.task_queue import task_queue_once_after_commit
@@ -38,6 +40,8 @@ from search.services.embedding_queue import EmbedRunSummary, embed_pending, embe
 logger = logging.getLogger(__name__)
 
 EMBED_TASK = "pipeline.tasks.embed_pending"
+# The images whose detection lag holds embedding back: those embedded this recently.
+DETECTION_LAG_WINDOW = timedelta(minutes=10)
 
 
 def embedding_schedule() -> None:
@@ -85,16 +89,16 @@ def _detection_after_batch(image_ids: list[int]) -> None:
         logger.exception("could not queue duplicate detection after embedding %d images", len(image_ids))
 
 
-def _detection_lags(embedded_ids: list[int]) -> bool:
-    """Whether more than IMGSIM_EMBED_AHEAD_OF_DETECTION of the images this run embedded are still unchecked:
-    then the run yields to detection, so detection stays level with embedding instead of facing the whole
-    upload session's backlog once embedding is done (on dense families a check costs more than an embedding).
-    A bounded read (this run's ids only); when it fails, embedding goes on."""
+def _detection_lags() -> bool:
+    """Whether more than IMGSIM_EMBED_AHEAD_OF_DETECTION images embedded in the last few minutes (by any
+    worker) still await detection: then the run yields to detection, so detection stays level with embedding
+    instead of facing the whole upload session's backlog once embedding is done (on dense families a check
+    costs more than an embedding). A bounded read (recent images, stops at the limit); an old backlog (a
+    re-detection of the library) never holds new uploads back; when the read fails, embedding goes on."""
     ahead = settings.IMGSIM_EMBED_AHEAD_OF_DETECTION
-    if len(embedded_ids) <= ahead:
-        return False
+    recent = images_awaiting_detection().filter(embedded_at__gte=timezone.now() - DETECTION_LAG_WINDOW)
     try:
-        return images_awaiting_detection().filter(id__in=embedded_ids).count() > ahead
+        return recent.order_by()[: ahead + 1].count() > ahead
     except DatabaseError:
         logger.warning("could not count the images awaiting detection; embedding goes on", exc_info=True)
         return False
@@ -102,19 +106,17 @@ def _detection_lags(embedded_ids: list[int]) -> bool:
 
 def embedding_run(*, time_budget_seconds: float | None = None) -> EmbedRunSummary:
     """The background embedding run: batches until the queue is empty, the budget is spent
-    (IMGSIM_EMBED_RUN_SECONDS unless given) or detection lags behind what this run embedded; a follow-up run
+    (IMGSIM_EMBED_RUN_SECONDS unless given) or detection lags behind recent embeddings; a follow-up run
     is then queued, behind the detection run the batches queued, so detection keeps pace during a long
     upload. Then the rejected images awaiting the copy check, after the queue, so a photo uploaded just before
     its blurred copy is in the library when the copy is compared with it."""
     if time_budget_seconds is None:
         time_budget_seconds = float(settings.IMGSIM_EMBED_RUN_SECONDS)
     started = time.monotonic()
-    embedded_ids: list[int] = []
 
     def after_batch(batch_ids: list[int]) -> bool:
         _detection_after_batch(batch_ids)
-        embedded_ids.extend(batch_ids)
-        return not _detection_lags(embedded_ids)
+        return not _detection_lags()
 
     summary = embed_pending(time_budget_seconds=time_budget_seconds, after_batch=after_batch)
     rejected = EmbedRunSummary(embedded=0, failed=0, retried=0)

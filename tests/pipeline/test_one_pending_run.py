@@ -97,8 +97,8 @@ def test_an_embedding_run_over_its_budget_queues_the_next_one_behind_detection(
 def test_an_embedding_run_yields_to_detection_once_what_it_embedded_waits_unchecked(
     five_queued: None, committed: Callable[..., Any], settings: Any
 ):
-    """Detection stays level: with time left, the run stops once more than IMGSIM_EMBED_AHEAD_OF_DETECTION of
-    its images await detection (here after the second batch: 4 > 3), and detection runs next."""
+    """Detection stays level: with time left, the run stops once more than IMGSIM_EMBED_AHEAD_OF_DETECTION
+    recently embedded images await detection (here after the second batch: 4 > 3), and detection runs next."""
     settings.IMGSIM_EMBED_AHEAD_OF_DETECTION = 3
     summary = committed(tasks.embed_pending)
     assert summary["embedded"] == 4
