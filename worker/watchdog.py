@@ -244,6 +244,8 @@ class ClusterWatchdog:
         self.stop_event: Event | None = None
         self.stopping = False
         self.restart_times: list[float] = []
+        self.reach_thread: threading.Thread | None = None
+        self.reach_started = 0.0
 
     def run(self) -> int:
         """Until SIGTERM or SIGINT (0), or until the cluster keeps wedging (EXIT_GAVE_UP: the supervisor's turn)."""
@@ -273,14 +275,39 @@ class ClusterWatchdog:
                 self._beat()
                 next_beat = now + self.heartbeat_seconds
             if now >= next_reach_check:
-                # One directory listing per source: a share that hangs here would hang this machine's scans too.
-                self._guarded(
-                    lambda: source_reach_check_due(role=SourceReach.Role.WORKER), "check the library sources' folders"
-                )
+                self.source_folders_check()
                 next_reach_check = now + RECHECK_SECONDS
         self._stop_cluster()
         self._beat(stopped=True)
         return 0
+
+    def source_folders_check(self) -> bool:
+        """List each library source's root in a thread of its own: a share that hangs (a dead NFS server blocks
+        a listing for minutes) must not stop this loop from watching the cluster. While the last check has not
+        returned, none is started (one stuck thread at most) and the warning says which machine waits.
+        True when a check was started."""
+        running = self.reach_thread
+        if running is not None and running.is_alive():
+            logger.warning(
+                "qcluster watchdog on %s: the library sources' folder check has not returned for %.0f s (a share "
+                "hanging?); not starting another",
+                self.host,
+                time.monotonic() - self.reach_started,
+            )
+            return False
+
+        def check() -> None:
+            try:
+                self._guarded(
+                    lambda: source_reach_check_due(role=SourceReach.Role.WORKER), "check the library sources' folders"
+                )
+            finally:
+                db.connections.close_all()  # this thread's own connection
+
+        self.reach_started = time.monotonic()
+        self.reach_thread = threading.Thread(target=check, name="source-folders-check", daemon=True)
+        self.reach_thread.start()
+        return True
 
     def _request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.images import OFFLINE_WEIGHTS, shared_path
-from worker.watchdog import ClusterSample, SharedReport, StallClocks, cluster_problem
+from worker import watchdog
+from worker.watchdog import ClusterSample, ClusterWatchdog, SharedReport, StallClocks, cluster_problem
 
 REPO = Path(__file__).resolve().parents[2]
 STALL = 60.0
@@ -77,6 +79,29 @@ def test_shared_report_round_trips():
     assert report.read() == sample
     report.write(ClusterSample(beat=13.0, workers=1, worker_pids=(4003,)))
     assert report.read().worker_pids == (4003,)
+
+
+def test_a_hanging_source_folder_never_stops_the_watchdog_nor_piles_up_checks(monkeypatch: pytest.MonkeyPatch):
+    """A dead NFS share blocks a directory listing for minutes: the check runs beside the watch loop, and while
+    it hangs no second one starts; once it returns, the next minute's check runs again."""
+    share_answers = threading.Event()
+    listings: list[str] = []
+
+    def listing_that_hangs(*, role: str) -> int:
+        listings.append(role)
+        share_answers.wait(timeout=30)
+        return 1
+
+    monkeypatch.setattr(watchdog, "source_reach_check_due", listing_that_hangs)
+    dog = ClusterWatchdog(stall_seconds=STALL, heartbeat_seconds=10)
+    assert dog.source_folders_check() is True  # returns at once although the listing hangs
+    assert dog.source_folders_check() is False  # still hanging: not a second thread
+    share_answers.set()
+    assert dog.reach_thread is not None
+    dog.reach_thread.join(timeout=10)
+    assert dog.source_folders_check() is True
+    dog.reach_thread.join(timeout=10)
+    assert listings == ["worker", "worker"]
 
 
 # --- the real thing: a qcluster process, kill -9 of its idle worker -----------------------------------------
