@@ -20,9 +20,23 @@ class MemberEvidenceSerializer(serializers.Serializer):
     geometric_inliers = serializers.IntegerField(allow_null=True)
     time_gap_seconds = serializers.FloatField(allow_null=True)
     same_camera = serializers.BooleanField(allow_null=True)
+    scene_reason = serializers.CharField(
+        allow_null=True,
+        allow_blank=True,
+        help_text="Similar pairs: why the two are one scene (geometry, exposure, burst); empty when nothing says so.",
+    )
 
 
-EVIDENCE_FIELDS = ("other", "pair", "cosine", "phash_distance", "geometric_inliers", "time_gap_seconds", "same_camera")
+EVIDENCE_FIELDS = (
+    "other",
+    "pair",
+    "cosine",
+    "phash_distance",
+    "geometric_inliers",
+    "time_gap_seconds",
+    "same_camera",
+    "scene_reason",
+)
 
 
 class GroupMemberSerializer(serializers.Serializer):

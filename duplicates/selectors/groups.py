@@ -14,7 +14,7 @@ from duplicates.models import DuplicateGroup, DuplicateGroupDecision, DuplicateG
 from gallery.models import Image
 
 GROUP_STATUS_FILTERS = {*DuplicateGroup.Status.values, "all"}
-EVIDENCE_KEYS = ("cosine", "phash_distance", "geometric_inliers", "time_gap_seconds", "same_camera")
+EVIDENCE_KEYS = ("cosine", "phash_distance", "geometric_inliers", "time_gap_seconds", "same_camera", "scene_reason")
 # What a review shows and compares of a member's image (the API's image block, the highlights, the card):
 # loading only these keeps a page of large groups from building hundreds of full Image rows.
 MEMBER_IMAGE_FIELDS = (

@@ -63,3 +63,17 @@ def timegap(seconds: float | None) -> str:
 def side(evidence: dict, key: str) -> dict:
     """evidence["a"] or evidence["b"] (templates can't index with a variable)."""
     return (evidence or {}).get(key) or {}
+
+
+@register.filter
+def scene_label(evidence: dict[str, object]) -> str:
+    """Why a similar member is one scene with the copy it is compared with, in words; "" when nothing says so."""
+    reason = evidence.get("scene_reason") if evidence else None
+    if reason == "geometry":
+        return f"same scene: {evidence.get('geometric_inliers')} matching points"
+    if reason == "exposure":
+        return "same scene, another exposure"
+    if reason == "burst":
+        gap = evidence.get("time_gap_seconds")
+        return "burst: same camera" if gap is None else f"burst: same camera, {float(gap):.1f} s apart"  # type: ignore[arg-type]
+    return ""

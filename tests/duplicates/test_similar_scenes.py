@@ -96,6 +96,21 @@ def test_a_cameras_exposure_bracket_is_one_similar_group(staff_api):
     assert groups_of(staff_api, "near_duplicate") == []
 
 
+def test_a_similar_card_says_why_each_member_is_one_scene(staff_api, client, django_user_model):
+    # given a camera's bracket detected as one similar group
+    frames = camera_brackets(distractor_files(1)[0])
+    vectors = vectors_at(NEAR_DUPLICATE_COSINE, len(frames), seed=1)
+    images = [library_image(data, f"frame{n}.jpg", vectors[n]) for n, data in enumerate(frames)]
+    duplicate_pairs_detect(image_ids=[image.pk for image in images])
+    # then the API gives each member's reason with the compared copy, and the card says it in words
+    group = staff_api.get("/api/duplicate-groups/", {"kind": "similar"}).json()["results"][0]
+    reasons = [member["evidence"]["scene_reason"] for member in group["members"] if member["evidence"]]
+    assert reasons == ["exposure"] * (len(frames) - 1)  # as alike as copies: no geometric check was needed
+    client.force_login(django_user_model.objects.create_user("reviewer", is_staff=True))
+    page = client.get("/duplicates/", {"kind": "similar"}).content.decode()
+    assert page.count("same scene, another exposure</span>") == len(frames) - 1
+
+
 def test_re_banding_the_pairs_keeps_a_bracket_in_the_similar_band(staff_api):
     # given a camera's bracket detected as one similar group
     frames = camera_brackets(distractor_files(1)[0])
