@@ -37,6 +37,7 @@ from gallery.services import image_create, images_delete
 from gallery.source_paths import WalkedFile, WalkProblem, safe_join, walk_source
 from gallery.source_reach import machine_name, source_reach_record, source_readers_elsewhere
 from pipeline.services import embedding_schedule
+from pipeline.sources import library_source_scan_hand_on
 
 logger = logging.getLogger(__name__)
 
@@ -423,5 +424,7 @@ def source_scan_run(*, scan_id: int) -> SourceScan | None:
         _release(source, token)
         if work.created_images:
             embedding_schedule()
+    if scan.status == SourceScan.Status.UNREADABLE:
+        library_source_scan_hand_on(source=source)
     scan.refresh_from_db()
     return scan

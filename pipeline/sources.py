@@ -13,6 +13,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django_q.models import Schedule
 
 from core.errors import ServiceError
 from core.task_queue import task_queue_after_commit
@@ -95,6 +96,46 @@ def library_source_scan_request(*, source: LibrarySource, requested_by: Actor = 
         )
         task_queue_after_commit(SCAN_TASK, scan.pk, task_name=f"scan library source {source.pk}")
     return scan
+
+
+# A worker that cannot read a folder another machine reads passes its scan on: a new scan is requested this much
+# later, for whichever worker takes it, at most this many times in HAND_ON_WINDOW (then the schedule's rescan).
+HAND_ON_DELAY = timedelta(seconds=30)
+HAND_ON_ATTEMPTS = 5
+HAND_ON_WINDOW = timedelta(minutes=10)
+HAND_ON_TASK = "pipeline.tasks.source_scan_handed_on"
+
+
+def library_source_scan_hand_on(*, source: LibrarySource) -> bool:
+    """After a scan ended `unreadable` (this machine lacks the share, another has it): schedule a new request
+    HAND_ON_DELAY later (one per source), so a "Scan now" that reached a worker without the share is not lost
+    until the next rescan an hour later. False when the attempts of the last minutes are used up."""
+    now = timezone.now()
+    passed_on = SourceScan.objects.filter(
+        source=source, status=SourceScan.Status.UNREADABLE, finished_at__gte=now - HAND_ON_WINDOW
+    ).count()
+    if passed_on > HAND_ON_ATTEMPTS:
+        return False
+    Schedule.objects.update_or_create(
+        name=f"hand on the scan of library source {source.pk}",
+        defaults={
+            "func": HAND_ON_TASK,
+            "args": repr((source.pk,)),
+            "schedule_type": Schedule.ONCE,
+            "repeats": -1,
+            "next_run": now + HAND_ON_DELAY,
+        },
+    )
+    return True
+
+
+def library_source_scan_handed_on(*, source_id: int) -> SourceScan | None:
+    """The scheduled follow-up: a scan is requested again unless the source's latest scan is no longer an
+    unreadable one (a worker with the share scanned it meanwhile, or one is waiting or running)."""
+    latest = SourceScan.objects.filter(source_id=source_id).order_by("-id").first()
+    if latest is None or latest.status != SourceScan.Status.UNREADABLE:
+        return None
+    return library_source_scan_request(source=latest.source)
 
 
 def library_sources_rescan_due() -> int:

@@ -25,6 +25,12 @@ def source_scan(scan_id: int) -> dict[str, object]:
     return {"scan": scan.pk, "status": scan.status, "files_seen": scan.files_seen}
 
 
+def source_scan_handed_on(source_id: int) -> dict[str, object]:
+    """A scan passed on by a worker that cannot read the folder: requested again for whichever worker takes it."""
+    scan = sources.library_source_scan_handed_on(source_id=source_id)
+    return {"source": source_id, "scan": None if scan is None else scan.pk}
+
+
 def sources_rescan() -> int:
     """The schedule: queue a scan of each library source whose last one is older than the rescan interval."""
     return sources.library_sources_rescan_due()

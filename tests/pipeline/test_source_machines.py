@@ -5,6 +5,7 @@ When no machine can read the root, the source is offline as before."""
 
 from __future__ import annotations
 
+import ast
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,12 +17,14 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from django_q.models import Schedule
 
 from gallery import source_reach
 from gallery.models import Image, LibrarySource, SourceFile, SourceReach, SourceScan
 from gallery.source_reach import source_reach_check_due
+from pipeline import tasks
 from pipeline.services import embedding_run
-from pipeline.sources import library_source_scan_request
+from pipeline.sources import HAND_ON_ATTEMPTS, HAND_ON_TASK, library_source_scan_hand_on, library_source_scan_request
 from search.services import embedding_queue
 from tests.pipeline.sources_tree import StubEmbedder, photo_tree
 
@@ -288,3 +291,26 @@ def test_an_image_a_worker_without_the_share_failed_to_embed_is_embedded_after_a
     assert scan_on("worker-a", machines, source, committed).status == "finished"
     image.refresh_from_db()
     assert image.status == "indexed"
+
+
+def test_a_scan_that_reached_a_worker_without_the_share_is_passed_on_to_one_that_has_it(
+    source: LibrarySource, machines: Machines, committed: Callable[..., Any]
+):
+    # given worker-b, without the share, took the scan someone asked for
+    machines.blind.add("worker-b")
+    assert scan_on("worker-b", machines, source, committed).status == "unreadable"
+    # then a new request is scheduled 30 s later (one per source), for whichever worker takes it then
+    follow_up = Schedule.objects.get(func=HAND_ON_TASK)
+    assert ast.literal_eval(follow_up.args) == (source.pk,)
+    assert timedelta(seconds=25) < follow_up.next_run - timezone.now() <= timedelta(seconds=30)
+    # when worker-a, which has it, runs the follow-up, then it scans the folder
+    with machines.on("worker-a"):
+        committed(tasks.source_scan_handed_on, source.pk)
+    assert source.scans.order_by("-id").first().status == "finished"
+    # and a follow-up after that successful scan asks for nothing more
+    assert tasks.source_scan_handed_on(source.pk)["scan"] is None
+    # and a worker that keeps missing the share passes the scan on a bounded number of times, then leaves it
+    # to the schedule's rescan
+    for _ in range(HAND_ON_ATTEMPTS):
+        assert scan_on("worker-b", machines, source, committed).status == "unreadable"
+    assert library_source_scan_hand_on(source=source) is False
