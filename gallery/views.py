@@ -28,8 +28,10 @@ def image_list(request: HttpRequest) -> HttpResponse:
     filters = GalleryFilterForm(request.GET or None)
     cleaned = filters.cleaned_data if filters.is_valid() else {}
     rating, name = cleaned.get("rating", ""), cleaned.get("q", "")
-    images = selectors.image_list(
-        status=cleaned.get("status", ""), rating=rating, query=name, order=cleaned.get("sort") or "added"
+    images = selectors.images_with_folder(
+        selectors.image_list(
+            status=cleaned.get("status", ""), rating=rating, query=name, order=cleaned.get("sort") or "added"
+        )
     )
     page = Paginator(images, GALLERY_PAGE_SIZE).get_page(query_int(request.GET, "page", default=1, minimum=1))
     query = request.GET.copy()

@@ -101,6 +101,10 @@ def test_the_sources_page_follows_a_scan_in_progress_and_adds_a_folder(session: 
     expect(page.locator("#source-files")).to_contain_text("offline")
     expect(page.get_by_role("link", name="Download original")).to_have_count(0)
     session.shot("image-offline")
+    # and the library grid marks the folder's photos as offline
+    session.go("/")
+    expect(page.locator(".badge.folder.offline").first).to_have_text("NAS photos · offline")
+    session.shot("library-offline-folder")
 
 
 def test_the_sources_page_names_a_machine_that_cannot_read_a_folder(session: Any, photo_folder: Path, settings: Any):

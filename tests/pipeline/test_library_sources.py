@@ -209,11 +209,19 @@ def test_an_unmounted_root_makes_the_source_offline_and_nothing_leaves_the_libra
     assert preview["X-Imgsim-Original"] == "offline"
     assert staff_api.get(f"/images/{image.pk}/file/").status_code == 404
     assert "Offline" in staff_web.get("/sources/").content.decode()
+    grid = staff_web.get("/").content.decode()  # every card says where its photo lives, and that it is offline
+    assert grid.count('<span class="badge folder offline"') == 3
 
     away.rename(root)
     scan = rescan(source, committed)
     source.refresh_from_db()
     assert (source.state, scan.status, scan.unchanged, scan.missing) == ("online", "finished", 3, 0)
+    assert (
+        staff_web.get("/")
+        .content.decode()
+        .count(f'<span class="badge folder" title="read in place from the folder of the source {source.name}"')
+        == 3
+    )
     assert staff_web.get(f"/images/{image.pk}/preview/large/").get("X-Imgsim-Original") is None
 
 
