@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -284,6 +284,16 @@ class LibrarySource(models.Model):
         return self.state == LibrarySource.State.OFFLINE
 
 
+class SourceReachQuerySet(models.QuerySet["SourceReach"]):
+    def kept(self, *, now: datetime | None = None) -> SourceReachQuerySet:
+        """Readings checked within SourceReach.KEPT: the ones the Sources page, the API and the admin show."""
+        return self.filter(checked_at__gte=(now or timezone.now()) - SourceReach.KEPT)
+
+    def expired(self) -> SourceReachQuerySet:
+        """Readings nobody refreshed within SourceReach.KEPT (a machine taken out of service): forgotten."""
+        return self.filter(checked_at__lt=timezone.now() - SourceReach.KEPT)
+
+
 class SourceReach(models.Model):
     """Whether one machine's web or worker processes could read a source's root, and when they last looked.
 
@@ -307,6 +317,8 @@ class SourceReach(models.Model):
     readable = models.BooleanField()
     error = models.TextField(blank=True, help_text="Why the root could not be read.")
     checked_at = models.DateTimeField()
+
+    objects = SourceReachQuerySet.as_manager()
 
     class Meta:
         ordering = ["machine", "role"]

@@ -114,7 +114,7 @@ def source_reach_check_due(*, role: str, sources: list[LibrarySource] | None = N
             source_reach_check(source=source, role=role)
             checked += 1
     if sources is None:
-        SourceReach.objects.filter(checked_at__lt=timezone.now() - SourceReach.KEPT).delete()
+        SourceReach.objects.expired().delete()
     return checked
 
 
@@ -129,8 +129,7 @@ def source_readers_elsewhere(*, source: LibrarySource, machine: str) -> list[Sou
 
 def source_reach_shown(*, source_ids: list[int], now: datetime | None = None) -> dict[int, list[SourceReach]]:
     """Each source's readers checked within SourceReach.KEPT (the older ones are dropped), by machine and role."""
-    since = (now or timezone.now()) - SourceReach.KEPT
     shown: dict[int, list[SourceReach]] = {}
-    for row in SourceReach.objects.filter(source_id__in=source_ids, checked_at__gte=since).order_by("machine", "role"):
+    for row in SourceReach.objects.kept(now=now).filter(source_id__in=source_ids).order_by("machine", "role"):
         shown.setdefault(row.source_id, []).append(row)
     return shown

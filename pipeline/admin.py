@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 from django.utils.timesince import timesince
 
 from core.errors import ServiceError
@@ -95,8 +94,7 @@ class SourceReachInline(admin.TabularInline):
     verbose_name_plural = "Machines that looked at the folder in the last 6 hours"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[SourceReach]:
-        since = timezone.now() - SourceReach.KEPT
-        return super().get_queryset(request).filter(checked_at__gte=since).order_by("readable", "machine", "role")
+        return super().get_queryset(request).kept().order_by("readable", "machine", "role")
 
 
 @admin.register(LibrarySource)
@@ -121,16 +119,15 @@ class LibrarySourceAdmin(admin.ModelAdmin):
     actions = ["scan_now"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[LibrarySource]:
-        return super().get_queryset(request).prefetch_related("reach")
+        failing = SourceReach.objects.kept().filter(readable=False).order_by("machine", "role")
+        return super().get_queryset(request).prefetch_related(Prefetch("reach", failing, to_attr="failing_reach"))
 
     @admin.display(description="Cannot read it")
     def cannot_read(self, obj: LibrarySource) -> str:
         """The machines whose last look at the folder failed (within SourceReach.KEPT), with why and when."""
-        since = timezone.now() - SourceReach.KEPT
-        failing = [row for row in obj.reach.all() if not row.readable and row.checked_at >= since]
         return "; ".join(
             f"{row.reader}: {row.error}, checked {timesince(row.checked_at)} ago"
-            for row in sorted(failing, key=lambda row: (row.machine, row.role))
+            for row in obj.failing_reach  # type: ignore[attr-defined]
         )
 
     def get_inlines(self, request: HttpRequest, obj: LibrarySource | None) -> list[type[admin.TabularInline]]:
