@@ -15,10 +15,9 @@ from playwright.sync_api import expect
 
 from gallery.models import LibrarySource, SourceFile, SourceReach, SourceScan
 from pipeline.sources import library_source_create
-from search.services import embedding_queue
 from tests.browser.conftest import DESKTOP, PHONE
 from tests.browser.photos import distinct_photos
-from tests.pipeline.sources_tree import StubEmbedder
+from tests.pipeline.sources_tree import stub_backbone_install
 
 pytestmark = pytest.mark.browser
 
@@ -27,10 +26,7 @@ pytestmark = pytest.mark.browser
 def photo_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any) -> Path:
     """A folder of real photos in two subfolders; embedding by a stub backbone (the page is the subject)."""
 
-    class Stub(StubEmbedder):
-        model_name = settings.IMGSIM_MODEL
-
-    monkeypatch.setattr(embedding_queue, "embedder_get", Stub)
+    stub_backbone_install(monkeypatch, settings)
     root = tmp_path / "nas" / "photos"
     for index, photo in enumerate(distinct_photos(4)):
         folder = root / ("2024" if index % 2 else "2025")

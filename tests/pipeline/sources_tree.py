@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
 from search.embedding import EmbedBatchResult
+from search.services import embedding_queue
 from tests.images import photo_jpeg
 
 
@@ -24,6 +27,15 @@ class StubEmbedder:
         vectors = np.asarray(rows, dtype=np.float32).reshape(len(sources), 16)
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return EmbedBatchResult(vectors=vectors, ok_indices=list(range(len(sources))))
+
+
+def stub_backbone_install(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    """Embedding runs on StubEmbedder under the configured model's name (no model loads; sources are the subject)."""
+
+    class Stub(StubEmbedder):
+        model_name = settings.IMGSIM_MODEL
+
+    monkeypatch.setattr(embedding_queue, "embedder_get", Stub)
 
 
 def photo_tree(root: Path) -> dict[str, bytes]:

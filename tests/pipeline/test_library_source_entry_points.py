@@ -16,18 +16,14 @@ from django.utils import timezone
 
 from gallery.models import Image, LibrarySource, SourceFile, SourceScan
 from pipeline import tasks
-from search.services import embedding_queue
-from tests.pipeline.sources_tree import StubEmbedder, photo_tree
+from tests.pipeline.sources_tree import photo_tree, stub_backbone_install
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
 def stub_backbone(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
-    class Stub(StubEmbedder):
-        model_name = settings.IMGSIM_MODEL
-
-    monkeypatch.setattr(embedding_queue, "embedder_get", Stub)
+    stub_backbone_install(monkeypatch, settings)
 
 
 @pytest.fixture

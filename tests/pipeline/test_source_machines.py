@@ -25,8 +25,7 @@ from gallery.source_reach import source_reach_check_due
 from pipeline import tasks
 from pipeline.services import embedding_run
 from pipeline.sources import HAND_ON_ATTEMPTS, HAND_ON_TASK, library_source_scan_hand_on, library_source_scan_request
-from search.services import embedding_queue
-from tests.pipeline.sources_tree import StubEmbedder, photo_tree
+from tests.pipeline.sources_tree import photo_tree, stub_backbone_install
 
 pytestmark = pytest.mark.django_db
 
@@ -74,10 +73,7 @@ class Machines:
 def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any) -> Path:
     """A generated tree of three photos; embedding by a stub backbone (no model)."""
 
-    class Stub(StubEmbedder):
-        model_name = settings.IMGSIM_MODEL
-
-    monkeypatch.setattr(embedding_queue, "embedder_get", Stub)
+    stub_backbone_install(monkeypatch, settings)
     folder = tmp_path / "mnt" / "nas"
     photo_tree(folder)
     return folder

@@ -15,19 +15,15 @@ import pytest
 from gallery import source_moves
 from gallery.models import Image, LibrarySource, SourceFile, SourceFileMove
 from pipeline.sources import library_source_scan_request
-from search.services import embedding_queue
 from tests.images import photo_jpeg
-from tests.pipeline.sources_tree import StubEmbedder, photo_tree
+from tests.pipeline.sources_tree import photo_tree, stub_backbone_install
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any) -> tuple[Path, dict[str, bytes]]:
-    class Stub(StubEmbedder):
-        model_name = settings.IMGSIM_MODEL
-
-    monkeypatch.setattr(embedding_queue, "embedder_get", Stub)
+    stub_backbone_install(monkeypatch, settings)
     root = tmp_path / "nas" / "photos"
     return root, photo_tree(root)
 
