@@ -25,6 +25,13 @@ def queued_runs() -> Counter[str]:
     return Counter(row.func() for row in OrmQ.objects.all())
 
 
+def unit_vectors(count: int) -> EmbedBatchResult:
+    """What a fake backbone returns for `count` pictures: random unit vectors of mobilenet_v2's size."""
+    vectors = np.random.default_rng(0).normal(size=(count, 1280)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return EmbedBatchResult(vectors=vectors, ok_indices=list(range(count)))
+
+
 def test_a_hundred_uploads_leave_one_embedding_run_pending_and_an_upload_during_it_queues_the_next(
     committed: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, settings: Any
 ):
@@ -46,9 +53,7 @@ def test_a_hundred_uploads_leave_one_embedding_run_pending_and_an_upload_during_
             if not arrived:
                 arrived.append(True)
                 upload(1000)
-            vectors = np.random.default_rng(0).normal(size=(len(sources), 1280)).astype(np.float32)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            return EmbedBatchResult(vectors=vectors, ok_indices=list(range(len(sources))))
+            return unit_vectors(len(sources))
 
     arrived: list[bool] = []
     monkeypatch.setattr(embedding_queue, "embedder_get", UploadArrivesMeanwhile)
@@ -69,9 +74,7 @@ def five_queued(committed: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, 
         model_name = settings.IMGSIM_MODEL
 
         def embed_sources(self, sources: list[bytes]) -> EmbedBatchResult:
-            vectors = np.random.default_rng(0).normal(size=(len(sources), 1280)).astype(np.float32)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            return EmbedBatchResult(vectors=vectors, ok_indices=list(range(len(sources))))
+            return unit_vectors(len(sources))
 
     monkeypatch.setattr(embedding_queue, "embedder_get", FakeBackbone)
     OrmQ.objects.all().delete()  # a worker fetched the pending run
